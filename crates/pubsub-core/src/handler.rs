@@ -1,0 +1,283 @@
+//! [`EventHandler`], the unit of business logic, and the [`Metadata`] of a delivery.
+
+use std::fmt;
+
+use crate::Event;
+
+/// The error a handler returns: any error type, boxed.
+///
+/// A handler can use `?` on its own errors, or return `Err("reason".into())`.
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The result a handler returns.
+pub type HandlerResult = std::result::Result<(), HandlerError>;
+
+/// Something that reacts to an event: sends an email, updates stock, records a metric.
+///
+/// A handler does one thing, knows nothing of AMQP, and is synchronous: the subscriber calls
+/// it on its consumer thread, one event at a time. It is `Send + Sync` because one registry
+/// (and so one handler value) can serve several consumer threads; keep mutable state behind a
+/// `Mutex` or an atomic.
+///
+/// Returning `Err` marks this handler as failed for this event; the other handlers matching the
+/// event still run (error isolation), and the subscriber retries only the failed ones. A panic
+/// is caught and counted as a failure in the same way.
+///
+/// Delivery is at least once: after a crash between a handler's effect and the broker's ack,
+/// the event is delivered again. Handlers whose effect must not repeat should deduplicate by
+/// [`Event::event_id`].
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+///
+/// use pubsub_core::{Event, EventHandler, HandlerResult, Metadata};
+///
+/// #[derive(Debug, Default)]
+/// struct CountOrders(AtomicU64);
+///
+/// impl EventHandler for CountOrders {
+///     fn handle(&self, event: &Event, _meta: &Metadata) -> HandlerResult {
+///         if event.data().get("order_id").is_none() {
+///             return Err("order event without order_id".into());
+///         }
+///         self.0.fetch_add(1, Ordering::Relaxed);
+///         Ok(())
+///     }
+///
+///     fn name(&self) -> &str {
+///         "count-orders"
+///     }
+/// }
+/// ```
+pub trait EventHandler: Send + Sync {
+    /// Handles one event. `meta` describes this delivery of it (correlation id, producing
+    /// service, attempt number, redelivered flag).
+    ///
+    /// # Errors
+    ///
+    /// Any error marks the handler as failed for this event; the subscriber retries it later
+    /// and dead-letters the event after the last attempt.
+    fn handle(&self, event: &Event, meta: &Metadata) -> HandlerResult;
+
+    /// The handler's name, used in logs, invocation results and the retry and dead-letter
+    /// headers. Defaults to the type's name without its module path; keep it stable across
+    /// deployments, since a retried event remembers the handlers that already succeeded by name.
+    fn name(&self) -> &str {
+        short_type_name(std::any::type_name::<Self>())
+    }
+}
+
+/// Any `Fn(&Event, &Metadata) -> HandlerResult` closure is a handler; its name is the closure's
+/// type name. Use [`handler_fn`] to give it a readable one.
+impl<F> EventHandler for F
+where
+    F: Fn(&Event, &Metadata) -> HandlerResult + Send + Sync,
+{
+    fn handle(&self, event: &Event, meta: &Metadata) -> HandlerResult {
+        self(event, meta)
+    }
+}
+
+/// Wraps a closure as a named handler.
+///
+/// ```
+/// use pubsub_core::{handler_fn, Event, EventHandler, Metadata};
+///
+/// let audit = handler_fn("audit", |event, _meta| {
+///     println!("saw {}", event.routing_key());
+///     Ok(())
+/// });
+/// assert_eq!(audit.name(), "audit");
+/// # let event = Event::new("a", "b", serde_json::json!({}))?;
+/// # audit.handle(&event, &Metadata::default())?;
+/// # Ok::<(), pubsub_core::HandlerError>(())
+/// ```
+pub fn handler_fn<F>(name: &str, f: F) -> FnHandler<F>
+where
+    F: Fn(&Event, &Metadata) -> HandlerResult + Send + Sync,
+{
+    FnHandler {
+        name: name.to_owned(),
+        f,
+    }
+}
+
+/// A closure with a name; see [`handler_fn`].
+pub struct FnHandler<F> {
+    name: String,
+    f: F,
+}
+
+impl<F> EventHandler for FnHandler<F>
+where
+    F: Fn(&Event, &Metadata) -> HandlerResult + Send + Sync,
+{
+    fn handle(&self, event: &Event, meta: &Metadata) -> HandlerResult {
+        (self.f)(event, meta)
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl<F> fmt::Debug for FnHandler<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FnHandler")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `my_crate::handlers::SendEmail<T>` becomes `SendEmail<T>`.
+fn short_type_name(full: &'static str) -> &'static str {
+    let base = full.split('<').next().unwrap_or(full);
+    match base.rfind("::") {
+        Some(i) => &full[i + 2..],
+        None => full,
+    }
+}
+
+/// What the transport knows about one delivery of an event, beside the event itself.
+///
+/// The six wire fields of [`Event`] never change; everything about how this copy travelled is
+/// here. In-process dispatch uses [`Metadata::default`]: first attempt, not redelivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metadata {
+    correlation_id: Option<String>,
+    app_id: Option<String>,
+    attempt: u32,
+    redelivered: bool,
+}
+
+impl Default for Metadata {
+    fn default() -> Self {
+        Metadata {
+            correlation_id: None,
+            app_id: None,
+            attempt: 1,
+            redelivered: false,
+        }
+    }
+}
+
+impl Metadata {
+    /// The correlation id the publisher set, if any, to tie related events together.
+    pub fn correlation_id(&self) -> Option<&str> {
+        self.correlation_id.as_deref()
+    }
+
+    /// The name of the service that published the event (AMQP `app_id`), if set.
+    pub fn app_id(&self) -> Option<&str> {
+        self.app_id.as_deref()
+    }
+
+    /// Which attempt this is at handling the event: 1 the first time, 2 on the first retry.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Whether the broker delivered this copy before (to a consumer that did not ack it, e.g.
+    /// because it crashed): the handler may have seen the event already.
+    pub fn redelivered(&self) -> bool {
+        self.redelivered
+    }
+
+    /// Sets the correlation id.
+    #[must_use]
+    pub fn with_correlation_id(mut self, correlation_id: Option<String>) -> Self {
+        self.correlation_id = correlation_id;
+        self
+    }
+
+    /// Sets the producing service's name.
+    #[must_use]
+    pub fn with_app_id(mut self, app_id: Option<String>) -> Self {
+        self.app_id = app_id;
+        self
+    }
+
+    /// Sets the attempt number (1-based; 0 is read as 1).
+    #[must_use]
+    pub fn with_attempt(mut self, attempt: u32) -> Self {
+        self.attempt = attempt.max(1);
+        self
+    }
+
+    /// Sets the redelivered flag.
+    #[must_use]
+    pub fn with_redelivered(mut self, redelivered: bool) -> Self {
+        self.redelivered = redelivered;
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    struct Plain;
+
+    impl EventHandler for Plain {
+        fn handle(&self, _: &Event, _: &Metadata) -> HandlerResult {
+            Ok(())
+        }
+    }
+
+    struct Generic<T>(T);
+
+    impl<T: Send + Sync> EventHandler for Generic<T> {
+        fn handle(&self, _: &Event, _: &Metadata) -> HandlerResult {
+            Err("always".into())
+        }
+    }
+
+    #[test]
+    fn default_name_is_the_short_type_name() {
+        assert_eq!(Plain.name(), "Plain");
+        assert_eq!(Generic(1u8).name(), "Generic<u8>");
+        assert_eq!(short_type_name("a::b::C<d::E>"), "C<d::E>");
+        assert_eq!(short_type_name("C"), "C");
+    }
+
+    #[test]
+    fn closures_are_handlers() {
+        let event = Event::new("a", "b", json!({})).unwrap();
+        let closure = |e: &Event, m: &Metadata| -> HandlerResult {
+            assert_eq!(m.attempt(), 1);
+            if e.domain() == "a" {
+                Ok(())
+            } else {
+                Err("no".into())
+            }
+        };
+        assert!(closure.handle(&event, &Metadata::default()).is_ok());
+        let named = handler_fn("named", |_, meta| {
+            assert_eq!(meta.correlation_id(), Some("c-1"));
+            Err("fails".into())
+        });
+        assert_eq!(named.name(), "named");
+        let meta = Metadata::default().with_correlation_id(Some("c-1".into()));
+        assert_eq!(
+            named.handle(&event, &meta).unwrap_err().to_string(),
+            "fails"
+        );
+    }
+
+    #[test]
+    fn metadata_defaults_to_a_first_delivery() {
+        let meta = Metadata::default();
+        assert_eq!(meta.attempt(), 1);
+        assert!(!meta.redelivered());
+        assert_eq!(meta.correlation_id(), None);
+        let meta = meta
+            .with_attempt(0)
+            .with_redelivered(true)
+            .with_app_id(Some("orders".into()));
+        assert_eq!(meta.attempt(), 1);
+        assert!(meta.redelivered());
+        assert_eq!(meta.app_id(), Some("orders"));
+    }
+}

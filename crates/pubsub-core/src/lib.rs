@@ -1,0 +1,58 @@
+//! This crate provides the event model of the pubsub workspace: the [`Event`] that crosses the
+//! bus, the [`EventHandler`] trait that reacts to it, typed events, and the JSON wire format.
+//!
+//! # Overview
+//!
+//! - [`Event`]: six immutable fields (`domain`, `action`, `data`, `event_id`, `timestamp`,
+//!   `version`), validated on construction; its routing key is `domain.action`.
+//! - [`TypedEvent`]: a Rust struct that is one kind of event's `data`, with
+//!   [`Event::from_typed`] and [`Event::decode`].
+//! - [`EventHandler`]: the synchronous unit of business logic, with [`Metadata`] about the
+//!   delivery; closures are handlers too ([`handler_fn`] names them).
+//! - [`json`]: the wire format shared with the Python services of the original design.
+//!
+//! This is the bottom crate of the workspace: it depends on no sibling and does no I/O.
+//! `pubsub-registry` dispatches events to handlers; `pubsub-publisher` and `pubsub-subscriber`
+//! carry them over RabbitMQ.
+//!
+//! # Example
+//!
+//! ```
+//! use pubsub_core::{handler_fn, json, Event, EventHandler, Metadata};
+//! use serde_json::json;
+//!
+//! let event = Event::new("order", "created", json!({ "order_id": "ORD-123" }))?;
+//! assert_eq!(event.routing_key(), "order.created");
+//!
+//! // What travels over the wire, and back.
+//! let bytes = json::to_vec(&event);
+//! let received = json::from_slice(&bytes)?;
+//! assert_eq!(received.event_id(), event.event_id());
+//!
+//! let confirm = handler_fn("send-confirmation", |event, _meta| {
+//!     let order_id = event.data()["order_id"].as_str().ok_or("order_id is not a string")?;
+//!     assert_eq!(order_id, "ORD-123");
+//!     Ok(())
+//! });
+//! confirm.handle(&received, &Metadata::default())?;
+//! # Ok::<(), pubsub_core::HandlerError>(())
+//! ```
+#![deny(missing_docs)]
+#![warn(clippy::print_stdout)]
+
+mod error;
+mod event;
+mod handler;
+pub mod json;
+mod timestamp;
+mod typed;
+
+pub use crate::error::{Error, Result};
+pub use crate::event::{Event, EventBuilder, DEFAULT_VERSION};
+pub use crate::handler::{
+    handler_fn, EventHandler, FnHandler, HandlerError, HandlerResult, Metadata,
+};
+pub use crate::typed::TypedEvent;
+
+/// Re-exported so that users build `data` with the same `serde_json` version as this crate.
+pub use serde_json;

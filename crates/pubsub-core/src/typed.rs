@@ -1,0 +1,186 @@
+//! Typed events: a Rust struct that is the `data` of one kind of event.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// A Rust type that is the `data` of one kind of event: its schema, in the type system.
+///
+/// The type names its domain, action and version as associated constants, and serde maps it to
+/// and from the event's `data` object. [`Event::from_typed`](crate::Event::from_typed) builds
+/// the event; [`Event::decode`](crate::Event::decode) checks the routing key and the major
+/// version and decodes the data, naming the offending field when it does not fit.
+///
+/// Versioning follows the original design: a compatible change (a new optional field) bumps the
+/// minor version and decodes with the old type; a breaking change bumps the major version,
+/// which `decode` refuses, or gets a new action (`created_v2`).
+///
+/// ```
+/// use pubsub_core::{Event, TypedEvent};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, PartialEq, Serialize, Deserialize)]
+/// struct UserRegistered {
+///     user_id: String,
+///     email: String,
+/// }
+///
+/// impl TypedEvent for UserRegistered {
+///     const DOMAIN: &'static str = "user";
+///     const ACTION: &'static str = "registered";
+/// }
+///
+/// let user = UserRegistered { user_id: "U-1".into(), email: "ada@example.com".into() };
+/// let event = Event::from_typed(&user)?;
+/// assert_eq!(event.routing_key(), "user.registered");
+/// assert_eq!(event.decode::<UserRegistered>()?, user);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub trait TypedEvent: Serialize + DeserializeOwned {
+    /// The event's domain, e.g. `"order"`.
+    const DOMAIN: &'static str;
+    /// The event's action, e.g. `"created"`.
+    const ACTION: &'static str;
+    /// The schema version, `"1.0"` unless overridden; decoding requires the same major number.
+    const VERSION: &'static str = crate::event::DEFAULT_VERSION;
+}
+
+/// The major number of a version string: the digits before the first `.`.
+pub(crate) fn major_version(version: &str) -> Option<u64> {
+    let major = version.split('.').next()?;
+    if major.is_empty() || !major.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    major.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+    use serde_json::json;
+
+    use super::*;
+    use crate::{Error, Event};
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Item {
+        product_id: String,
+        quantity: u32,
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct OrderPlaced {
+        order_id: String,
+        items: Vec<Item>,
+        #[serde(default)]
+        note: Option<String>,
+    }
+
+    impl TypedEvent for OrderPlaced {
+        const DOMAIN: &'static str = "shop";
+        const ACTION: &'static str = "placed";
+        const VERSION: &'static str = "2.1";
+    }
+
+    #[derive(Debug, Serialize, Deserialize)]
+    struct NotAnObject(u32);
+
+    impl TypedEvent for NotAnObject {
+        const DOMAIN: &'static str = "x";
+        const ACTION: &'static str = "y";
+    }
+
+    fn placed() -> OrderPlaced {
+        OrderPlaced {
+            order_id: "O-1".into(),
+            items: vec![Item {
+                product_id: "P-1".into(),
+                quantity: 2,
+            }],
+            note: None,
+        }
+    }
+
+    #[test]
+    fn major_version_is_the_leading_number() {
+        assert_eq!(major_version("1.0"), Some(1));
+        assert_eq!(major_version("12"), Some(12));
+        assert_eq!(major_version("2.1.3"), Some(2));
+        assert_eq!(major_version("v1"), None);
+        assert_eq!(major_version(""), None);
+        assert_eq!(major_version(".1"), None);
+    }
+
+    #[test]
+    fn round_trips_through_an_event() {
+        let event = Event::from_typed(&placed()).unwrap();
+        assert_eq!(event.routing_key(), "shop.placed");
+        assert_eq!(event.version(), "2.1");
+        assert_eq!(event.data()["items"][0]["quantity"], 2);
+        assert_eq!(event.decode::<OrderPlaced>().unwrap(), placed());
+    }
+
+    #[test]
+    fn decode_accepts_another_minor_version() {
+        let event = Event::builder("shop", "placed")
+            .version("2.7")
+            .data(json!({"order_id": "O-1", "items": [], "extra": true}))
+            .build()
+            .unwrap();
+        assert_eq!(event.decode::<OrderPlaced>().unwrap().order_id, "O-1");
+    }
+
+    #[test]
+    fn decode_refuses_another_major_version() {
+        let event = Event::builder("shop", "placed")
+            .version("3.0")
+            .data(json!({"order_id": "O-1", "items": []}))
+            .build()
+            .unwrap();
+        let err = event.decode::<OrderPlaced>().unwrap_err();
+        assert!(matches!(err, Error::VersionMismatch { .. }), "{err}");
+    }
+
+    #[test]
+    fn decode_refuses_another_routing_key() {
+        let event = Event::new("shop", "cancelled", json!({})).unwrap();
+        let err = event.decode::<OrderPlaced>().unwrap_err();
+        assert!(matches!(err, Error::SchemaMismatch { .. }), "{err}");
+        assert!(err.to_string().contains("shop.cancelled"), "{err}");
+    }
+
+    #[test]
+    fn decode_names_the_offending_field() {
+        let check = |data: serde_json::Value, field: &str| {
+            let event = Event::builder("shop", "placed")
+                .version("2.0")
+                .data(data)
+                .build()
+                .unwrap();
+            match event.decode::<OrderPlaced>() {
+                Err(Error::WrongType { field: f, message }) => {
+                    assert_eq!(f, field, "{message}")
+                }
+                other => panic!("expected WrongType at {field}, got {other:?}"),
+            }
+        };
+        check(json!({"items": []}), "data");
+        check(json!({"order_id": 5, "items": []}), "data.order_id");
+        check(
+            json!({"order_id": "O", "items": [{"product_id": "P", "quantity": "two"}]}),
+            "data.items[0].quantity",
+        );
+        check(
+            json!({"order_id": "O", "items": [{"product_id": "P", "quantity": -1}]}),
+            "data.items[0].quantity",
+        );
+    }
+
+    #[test]
+    fn from_typed_refuses_data_that_is_not_an_object() {
+        let err = Event::from_typed(&NotAnObject(3)).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidField { field: "data", .. }),
+            "{err}"
+        );
+    }
+}
