@@ -1,0 +1,346 @@
+//! [`Connection`]: one blocking AMQP connection, opened with retries, owned by one thread.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::marker::PhantomData;
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use amiquip::{Auth, ConnectionBlockedNotification, ConnectionOptions, ConnectionTuning};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use crate::channel::Channel;
+use crate::config::AmqpConfig;
+use crate::error::{from_amiquip, Error, Op, Result};
+
+/// How long [`Connection::close`] waits for the broker's close-ok before it cuts the socket.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One AMQP connection to RabbitMQ, with the configuration it was opened with.
+///
+/// A connection belongs to one thread: it is `Send` (open it, then move it to the thread that
+/// uses it) but not `Sync`, so it cannot be shared between threads, not even behind an `Arc`.
+/// This is the original design's first rule ("never share a connection between publisher
+/// and consumer or threads"), enforced by the compiler:
+///
+/// ```compile_fail
+/// fn shared<T: Sync>() {}
+/// shared::<pubsub_amqp::Connection>();
+/// ```
+///
+/// The socket is opened by this crate with `TCP_NODELAY` (amiquip's own `open` leaves Nagle's
+/// algorithm on, which caps a publish-and-wait-for-confirm loop at a few dozen messages per
+/// second). Heartbeats are handled on amiquip's I/O thread, so a slow handler on the
+/// connection's thread does not cost the connection.
+///
+/// Closing is bounded: [`close`](Self::close) and `Drop` wait at most a few seconds for the
+/// broker, then cut the socket, so a blocked or silent broker cannot hang shutdown.
+pub struct Connection {
+    inner: Option<amiquip::Connection>,
+    /// A second handle on the socket, to cut it when a close does not complete.
+    socket: Option<TcpStream>,
+    config: AmqpConfig,
+    blocked_rx: Option<Receiver<ConnectionBlockedNotification>>,
+    blocked: RefCell<Option<Blocked>>,
+    /// Not `Sync`: one connection, one thread.
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+/// The broker is blocking the connection because of a resource alarm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocked {
+    /// The broker's reason, e.g. `low on memory`.
+    pub reason: String,
+    /// When the notification arrived.
+    pub since: Instant,
+}
+
+impl Connection {
+    /// Opens a connection, trying up to `config.connection_attempts()` times,
+    /// `config.retry_delay()` apart, and logging each attempt.
+    ///
+    /// Errors that another attempt cannot fix (wrong credentials, unknown vhost, TLS setup)
+    /// are returned at once.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unreachable`] (refused, unreachable, timed out, unknown host),
+    /// [`Error::AuthenticationFailed`], [`Error::VhostNotAllowed`], [`Error::Tls`], or
+    /// [`Error::InvalidConfig`]. Each names `host:port` and the vhost, never the password.
+    pub fn open(config: &AmqpConfig) -> Result<Connection> {
+        config.validate()?;
+        let attempts = config.connection_attempts();
+        let mut last_cause = String::new();
+        for attempt in 1..=attempts {
+            log::info!(
+                "connecting to {} (attempt {attempt}/{attempts})",
+                config.redacted_url()
+            );
+            match Self::open_once(config) {
+                Ok(connection) => {
+                    log::info!("connected to {}", config.redacted_url());
+                    return Ok(connection);
+                }
+                Err(e) if e.is_permanent() => {
+                    log::error!("cannot connect to {}: {e}", config.redacted_url());
+                    return Err(e);
+                }
+                Err(e) => {
+                    last_cause = match e {
+                        Error::Unreachable { cause, .. } => cause,
+                        other => other.to_string(),
+                    };
+                    if attempt < attempts {
+                        log::warn!(
+                            "connecting to {} failed: {last_cause}; retrying in {:.1}s",
+                            config.address(),
+                            config.retry_delay().as_secs_f64()
+                        );
+                        thread::sleep(config.retry_delay());
+                    }
+                }
+            }
+        }
+        let err = Error::Unreachable {
+            address: config.address(),
+            vhost: config.virtual_host().to_owned(),
+            attempts,
+            cause: last_cause,
+        };
+        log::error!("{err}");
+        Err(err)
+    }
+
+    /// One connection attempt.
+    fn open_once(config: &AmqpConfig) -> Result<Connection> {
+        let unreachable = |cause: String| Error::Unreachable {
+            address: config.address(),
+            vhost: config.virtual_host().to_owned(),
+            attempts: 1,
+            cause,
+        };
+        let stream = connect_tcp(config).map_err(unreachable)?;
+        stream
+            .set_nodelay(true)
+            .map_err(|e| unreachable(format!("cannot set TCP_NODELAY: {e}")))?;
+        let socket = stream.try_clone().ok();
+        let mio_stream = mio::net::TcpStream::from_stream(stream)
+            .map_err(|e| unreachable(format!("cannot prepare the socket: {e}")))?;
+
+        let mut options = ConnectionOptions::<Auth>::default()
+            .auth(Auth::Plain {
+                username: config.username().to_owned(),
+                password: config.password().to_owned(),
+            })
+            .virtual_host(config.virtual_host())
+            .heartbeat(u16::try_from(config.heartbeat().as_secs()).unwrap_or(u16::MAX))
+            .connection_timeout(Some(config.connection_timeout()));
+        if let Some(name) = config.connection_name() {
+            options = options.information(Some(name.to_owned()));
+        }
+        let tuning = ConnectionTuning::default();
+
+        let opened = match config.tls() {
+            None => amiquip::Connection::insecure_open_stream(mio_stream, options, tuning),
+            Some(tls) => {
+                let connector = tls.connector().map_err(|message| Error::Tls {
+                    address: config.address(),
+                    message,
+                })?;
+                amiquip::Connection::open_tls_stream(
+                    connector,
+                    tls.server_name(config.host()),
+                    mio_stream,
+                    options,
+                    tuning,
+                )
+            }
+        };
+        let mut inner = opened.map_err(|e| classify_open_error(e, config))?;
+        let blocked_rx = inner.listen_for_connection_blocked().ok();
+        Ok(Connection {
+            inner: Some(inner),
+            socket,
+            config: config.clone(),
+            blocked_rx,
+            blocked: RefCell::new(None),
+            _not_sync: PhantomData,
+        })
+    }
+
+    /// The configuration this connection was opened with; open another connection like this
+    /// one with `Connection::open(connection.config())`.
+    pub fn config(&self) -> &AmqpConfig {
+        &self.config
+    }
+
+    /// Opens a channel on this connection.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ConnectionLost`] if the connection is gone.
+    pub fn open_channel(&mut self) -> Result<Channel> {
+        let inner = self.inner.as_mut().ok_or_else(closed)?;
+        inner
+            .open_channel(None)
+            .map(Channel::new)
+            .map_err(|e| from_amiquip(e, Op::Other))
+    }
+
+    /// Whether the broker is blocking this connection (a resource alarm), and since when.
+    pub fn blocked(&self) -> Option<Blocked> {
+        if let Some(rx) = &self.blocked_rx {
+            let mut state = self.blocked.borrow_mut();
+            while let Ok(note) = rx.try_recv() {
+                match note {
+                    ConnectionBlockedNotification::Blocked(reason) => {
+                        log::warn!("RabbitMQ blocked the connection: {reason}");
+                        if state.is_none() {
+                            *state = Some(Blocked {
+                                reason,
+                                since: Instant::now(),
+                            });
+                        }
+                    }
+                    ConnectionBlockedNotification::Unblocked => {
+                        log::info!("RabbitMQ unblocked the connection");
+                        *state = None;
+                    }
+                }
+            }
+        }
+        self.blocked.borrow().clone()
+    }
+
+    /// Closes the connection: sends the AMQP close and waits for the broker's reply and for
+    /// the I/O thread to end; after a few seconds without a reply, cuts the socket instead.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ConnectionLost`] if the connection was already gone (nothing is left open
+    /// either way).
+    pub fn close(mut self) -> Result<()> {
+        self.close_bounded()
+    }
+
+    fn close_bounded(&mut self) -> Result<()> {
+        let Some(inner) = self.inner.take() else {
+            return Ok(());
+        };
+        let socket = self.socket.take();
+        let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(0);
+        let watchdog = socket.map(|socket| {
+            thread::Builder::new()
+                .name("pubsub-amqp-close".to_owned())
+                .spawn(move || {
+                    if let Err(RecvTimeoutError::Timeout) = done_rx.recv_timeout(CLOSE_TIMEOUT) {
+                        log::warn!("the broker did not answer the connection close in time; cutting the socket");
+                        let _ = socket.shutdown(Shutdown::Both);
+                    }
+                })
+        });
+        let result = inner.close().map_err(|e| from_amiquip(e, Op::Other));
+        drop(done_tx);
+        if let Some(Ok(watchdog)) = watchdog {
+            let _ = watchdog.join();
+        }
+        result
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Err(e) = self.close_bounded() {
+            log::debug!("closing a dropped connection: {e}");
+        }
+    }
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("config", &self.config)
+            .field("open", &self.inner.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+fn closed() -> Error {
+    Error::ConnectionLost {
+        reason: "the connection is closed".to_owned(),
+    }
+}
+
+/// Resolves the host and connects to the first address that answers.
+fn connect_tcp(config: &AmqpConfig) -> std::result::Result<TcpStream, String> {
+    let addrs: Vec<SocketAddr> = (config.host(), config.port())
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve host {:?}: {e}", config.host()))?
+        .collect();
+    let mut last = format!("host {:?} resolves to no address", config.host());
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, config.connection_timeout()) {
+            Ok(stream) => return Ok(stream),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                last = format!(
+                    "TCP connect to {addr} timed out after {:.1}s",
+                    config.connection_timeout().as_secs_f64()
+                );
+            }
+            Err(e) => last = format!("TCP connect to {addr} failed: {e}"),
+        }
+    }
+    Err(last)
+}
+
+/// Tells apart why the AMQP handshake failed.
+fn classify_open_error(err: amiquip::Error, config: &AmqpConfig) -> Error {
+    let address = config.address();
+    let vhost = config.virtual_host().to_owned();
+    let username = config.username().to_owned();
+    match err {
+        amiquip::Error::InvalidCredentials => Error::AuthenticationFailed {
+            address,
+            vhost,
+            username,
+        },
+        amiquip::Error::ServerClosedConnection { code: 403, .. } => Error::AuthenticationFailed {
+            address,
+            vhost,
+            username,
+        },
+        amiquip::Error::ServerClosedConnection { code: 530, message } => Error::VhostNotAllowed {
+            address,
+            vhost,
+            username,
+            message,
+        },
+        amiquip::Error::TlsHandshake { source } => Error::Tls {
+            address,
+            message: source.to_string(),
+        },
+        amiquip::Error::CreateTlsConnector { source } => Error::Tls {
+            address,
+            message: source.to_string(),
+        },
+        amiquip::Error::ConnectionTimeout => Error::Unreachable {
+            address,
+            vhost,
+            attempts: 1,
+            cause: format!(
+                "no AMQP handshake within {:.1}s (is this a RabbitMQ port?)",
+                config.connection_timeout().as_secs_f64()
+            ),
+        },
+        other => match from_amiquip(other, Op::Other) {
+            Error::ConnectionLost { reason } => Error::Unreachable {
+                address,
+                vhost,
+                attempts: 1,
+                cause: format!("the AMQP handshake failed: {reason}"),
+            },
+            e => e,
+        },
+    }
+}

@@ -1,0 +1,379 @@
+//! The error type of this crate, and the translation of amiquip's errors into it.
+//!
+//! amiquip's own errors can embed the whole connection URL, password included. They never
+//! leave this crate: every one is translated here into an [`Error`] whose text is ours.
+
+use std::fmt;
+use std::time::Duration;
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What can go wrong talking to RabbitMQ.
+///
+/// [`Error::is_connection_lost`] tells the errors a reconnect can fix from those it cannot.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// A configuration value (or AMQP URL) is invalid.
+    InvalidConfig {
+        /// The setting at fault.
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A message could not be published as given (e.g. a property too long for AMQP).
+    InvalidMessage {
+        /// The property at fault.
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// No TCP connection could be made: refused, unreachable, timed out, or the name does not
+    /// resolve.
+    Unreachable {
+        /// `host:port`.
+        address: String,
+        /// The virtual host that was asked for.
+        vhost: String,
+        /// How many attempts were made.
+        attempts: u32,
+        /// The last cause.
+        cause: String,
+    },
+    /// The broker refused the username or password.
+    AuthenticationFailed {
+        /// `host:port`.
+        address: String,
+        /// The virtual host that was asked for.
+        vhost: String,
+        /// The username that was refused.
+        username: String,
+    },
+    /// The virtual host does not exist, or the user may not access it.
+    VhostNotAllowed {
+        /// `host:port`.
+        address: String,
+        /// The virtual host.
+        vhost: String,
+        /// The user.
+        username: String,
+        /// What the broker said.
+        message: String,
+    },
+    /// The TLS handshake or setup failed.
+    Tls {
+        /// `host:port`.
+        address: String,
+        /// What failed.
+        message: String,
+    },
+    /// The connection is gone: closed by the broker, the network, missed heartbeats, or us.
+    ConnectionLost {
+        /// Why, as far as is known.
+        reason: String,
+    },
+    /// The broker closed the channel because of an operation on it (an AMQP channel
+    /// exception: 404 not found, 403 access refused, 405 resource locked, ...).
+    ChannelClosed {
+        /// The AMQP reply code.
+        code: u16,
+        /// The broker's message.
+        message: String,
+    },
+    /// A queue or exchange already exists with other settings (PRECONDITION_FAILED).
+    Inequivalent {
+        /// `queue` or `exchange`.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+        /// The argument or property that differs (e.g. `x-queue-type`, `durable`).
+        argument: String,
+        /// What the broker said.
+        message: String,
+    },
+    /// A queue or exchange does not exist.
+    NotFound {
+        /// `queue` or `exchange`.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+    },
+    /// The broker blocked the connection (a resource alarm) for longer than allowed.
+    Blocked {
+        /// The broker's reason, e.g. `low on memory`.
+        reason: String,
+        /// How long we waited.
+        waited: Duration,
+    },
+    /// An operation did not complete in time.
+    Timeout {
+        /// What timed out.
+        what: &'static str,
+        /// After how long.
+        after: Duration,
+    },
+    /// Another failure of the AMQP client.
+    Client {
+        /// What happened.
+        message: String,
+    },
+}
+
+impl Error {
+    /// Whether the connection (or the channel) is gone for reasons a reconnect can fix: the
+    /// broker restarted or closed the connection, the network failed, heartbeats were missed.
+    ///
+    /// False for errors that a new connection would meet again: bad configuration, wrong
+    /// credentials, unknown vhost, inequivalent queue arguments, a missing exchange.
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(
+            self,
+            Error::ConnectionLost { .. } | Error::Unreachable { .. } | Error::Timeout { .. }
+        )
+    }
+
+    /// Whether retrying the same operation, even on a new connection, cannot succeed: the
+    /// configuration, credentials, vhost or topology is wrong.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            Error::InvalidConfig { .. }
+                | Error::AuthenticationFailed { .. }
+                | Error::VhostNotAllowed { .. }
+                | Error::Tls { .. }
+                | Error::Inequivalent { .. }
+        )
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidConfig { field, message } => {
+                write!(f, "invalid AMQP configuration ({field}): {message}")
+            }
+            Error::InvalidMessage { field, message } => {
+                write!(f, "invalid message ({field}): {message}")
+            }
+            Error::Unreachable {
+                address,
+                vhost,
+                attempts,
+                cause,
+            } => write!(
+                f,
+                "cannot reach RabbitMQ at {address} (vhost {vhost:?}) after {attempts} attempt{}: {cause}",
+                if *attempts == 1 { "" } else { "s" }
+            ),
+            Error::AuthenticationFailed {
+                address,
+                vhost,
+                username,
+            } => write!(
+                f,
+                "RabbitMQ at {address} (vhost {vhost:?}) refused the credentials of user {username:?}: check the username and password"
+            ),
+            Error::VhostNotAllowed {
+                address,
+                vhost,
+                username,
+                message,
+            } => write!(
+                f,
+                "RabbitMQ at {address} refused access to vhost {vhost:?} for user {username:?}: the vhost does not exist or the user has no permission on it ({message})"
+            ),
+            Error::Tls { address, message } => {
+                write!(f, "TLS with RabbitMQ at {address} failed: {message}")
+            }
+            Error::ConnectionLost { reason } => write!(f, "connection to RabbitMQ lost: {reason}"),
+            Error::ChannelClosed { code, message } => {
+                write!(f, "RabbitMQ closed the channel ({code}): {message}")
+            }
+            Error::Inequivalent {
+                kind,
+                name,
+                argument,
+                message,
+            } => write!(
+                f,
+                "{kind} `{name}` exists with different arguments: {argument} ({message}); delete it or declare it with the same settings"
+            ),
+            Error::NotFound { kind, name } => write!(f, "{kind} `{name}` does not exist"),
+            Error::Blocked { reason, waited } => write!(
+                f,
+                "RabbitMQ has blocked the connection ({reason}) for {:.1}s: a resource alarm is raised on the broker",
+                waited.as_secs_f64()
+            ),
+            Error::Timeout { what, after } => {
+                write!(f, "{what} timed out after {:.1}s", after.as_secs_f64())
+            }
+            Error::Client { message } => write!(f, "AMQP client error: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// What an operation was doing when amiquip failed, to word the error.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Op<'a> {
+    /// Declaring, binding, deleting or consuming from a queue.
+    Queue(&'a str),
+    /// Declaring, deleting or publishing to an exchange.
+    Exchange(&'a str),
+    /// Anything else.
+    Other,
+}
+
+/// Translates an amiquip error. Never includes amiquip's text for the variants that embed a
+/// URL.
+pub(crate) fn from_amiquip(err: amiquip::Error, op: Op<'_>) -> Error {
+    use amiquip::Error as A;
+    match err {
+        A::ServerClosedChannel { code, message, .. } => channel_error(code, message, op),
+        A::ServerClosedConnection { code, message } => {
+            // A channel-level fault escalated by the broker to the connection (e.g. 504) is
+            // still a lost connection for the caller.
+            Error::ConnectionLost {
+                reason: format!("the broker closed the connection ({code}): {message}"),
+            }
+        }
+        A::MissedServerHeartbeats => Error::ConnectionLost {
+            reason: "missed heartbeats from the broker".to_owned(),
+        },
+        A::UnexpectedSocketClose => Error::ConnectionLost {
+            reason: "the socket closed unexpectedly".to_owned(),
+        },
+        A::IoErrorReadingSocket { source } => Error::ConnectionLost {
+            reason: format!("reading the socket failed: {source}"),
+        },
+        A::IoErrorWritingSocket { source } => Error::ConnectionLost {
+            reason: format!("writing the socket failed: {source}"),
+        },
+        A::ClientClosedConnection => Error::ConnectionLost {
+            reason: "the connection was closed by this client".to_owned(),
+        },
+        A::EventLoopDropped | A::EventLoopClientDropped | A::IoThreadPanic => {
+            Error::ConnectionLost {
+                reason: "the connection's I/O thread has stopped".to_owned(),
+            }
+        }
+        A::ClientClosedChannel => Error::ChannelClosed {
+            code: 0,
+            message: "the channel was closed by this client".to_owned(),
+        },
+        A::ConnectionTimeout => Error::Timeout {
+            what: "the AMQP handshake",
+            after: Duration::ZERO,
+        },
+        // Variants that carry a URL: our own words only.
+        A::UrlParseError { .. }
+        | A::InsecureUrl { .. }
+        | A::UrlNoSocketAddrs { .. }
+        | A::ResolveUrlToSocketAddr { .. }
+        | A::FailedToConnect { .. }
+        | A::SpecifyUrlPort { .. }
+        | A::InvalidUrlScheme { .. }
+        | A::UrlMissingDomain { .. }
+        | A::ExtraUrlPathSegments { .. }
+        | A::UrlParseHeartbeat { .. }
+        | A::UrlParseChannelMax { .. }
+        | A::UrlParseConnectionTimeout { .. }
+        | A::UrlInvalidAuthMechanism { .. }
+        | A::UrlUnsupportedParameter { .. } => Error::Client {
+            message: "URL handling failed inside the AMQP client".to_owned(),
+        },
+        other => Error::Client {
+            message: other.to_string(),
+        },
+    }
+}
+
+/// Words a channel exception (a `ServerClosedChannel`) for the operation that caused it.
+fn channel_error(code: u16, message: String, op: Op<'_>) -> Error {
+    match (code, op) {
+        (406, Op::Queue(name)) if message.contains("inequivalent arg") => Error::Inequivalent {
+            kind: "queue",
+            name: name.to_owned(),
+            argument: inequivalent_argument(&message),
+            message,
+        },
+        (406, Op::Exchange(name)) if message.contains("inequivalent arg") => Error::Inequivalent {
+            kind: "exchange",
+            name: name.to_owned(),
+            argument: inequivalent_argument(&message),
+            message,
+        },
+        (404, Op::Queue(name)) if message.contains("no queue") => Error::NotFound {
+            kind: "queue",
+            name: name.to_owned(),
+        },
+        (404, Op::Exchange(name)) if message.contains("no exchange") => Error::NotFound {
+            kind: "exchange",
+            name: name.to_owned(),
+        },
+        _ => Error::ChannelClosed { code, message },
+    }
+}
+
+/// `PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue 'q' ...` -> `x-queue-type`.
+fn inequivalent_argument(message: &str) -> String {
+    message
+        .split("inequivalent arg '")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .unwrap_or("unknown")
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precondition_failed_names_queue_and_argument() {
+        let err = channel_error(
+            406,
+            "PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue 'orders' in vhost '/': received none but current is the value 'quorum' of type 'longstr'".into(),
+            Op::Queue("orders"),
+        );
+        let text = err.to_string();
+        assert!(
+            text.starts_with("queue `orders` exists with different arguments: x-queue-type"),
+            "{text}"
+        );
+        assert!(err.is_permanent());
+    }
+
+    #[test]
+    fn not_found_names_the_exchange() {
+        let err = channel_error(
+            404,
+            "NOT_FOUND - no exchange 'nope' in vhost '/'".into(),
+            Op::Exchange("nope"),
+        );
+        assert_eq!(err.to_string(), "exchange `nope` does not exist");
+    }
+
+    #[test]
+    fn url_bearing_amiquip_errors_are_not_repeated() {
+        let url = url::Url::parse("amqp://u:hunter2@h/").unwrap();
+        let err = from_amiquip(amiquip::Error::InsecureUrl { url }, Op::Other);
+        assert!(!err.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn lost_connection_is_recoverable_and_config_errors_are_not() {
+        let lost = from_amiquip(amiquip::Error::MissedServerHeartbeats, Op::Other);
+        assert!(lost.is_connection_lost());
+        assert!(!lost.is_permanent());
+        let auth = Error::AuthenticationFailed {
+            address: "h:1".into(),
+            vhost: "/".into(),
+            username: "u".into(),
+        };
+        assert!(auth.is_permanent());
+        assert!(!auth.is_connection_lost());
+    }
+}

@@ -1,0 +1,57 @@
+//! This crate provides the blocking RabbitMQ transport of the pubsub workspace: configuration,
+//! connections opened with retries, channels, and topology.
+//!
+//! # Overview
+//!
+//! - [`AmqpConfig`]: host, port, credentials, vhost, retries, heartbeat, timeouts, TLS; from
+//!   code, from an AMQP URL or from `AMQP_URL`. The password never shows in `Debug`,
+//!   `Display`, logs or errors.
+//! - [`Connection`]: one connection, opened with `TCP_NODELAY` and bounded retries, owned by
+//!   one thread (`Send`, not `Sync`).
+//! - [`Channel`]: declare exchanges ([`ExchangeConfig`]) and queues ([`QueueConfig`]), bind,
+//!   publish with [`Properties`], consume ([`Consumer`], [`Delivery`]), confirms and returns.
+//! - [`Error`]: tells apart an unreachable broker, refused credentials, an unknown vhost, a
+//!   TLS failure, a lost connection and a queue that exists with other arguments.
+//!
+//! This is the only crate of the workspace that knows the AMQP client library (`amiquip`);
+//! `pubsub-publisher` and `pubsub-subscriber` reach the broker through it. It knows nothing of
+//! events: it moves bytes and properties.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use pubsub_amqp::{AmqpConfig, Connection, ExchangeConfig, Properties, QueueConfig};
+//!
+//! let config = AmqpConfig::from_env()?; // AMQP_URL, or a broker on localhost
+//! let mut connection = Connection::open(&config)?;
+//! let channel = connection.open_channel()?;
+//! channel.declare_exchange("events", &ExchangeConfig::default())?;
+//! channel.declare_queue("audit", &QueueConfig::default())?;
+//! channel.bind_queue("audit", "events", "#")?;
+//!
+//! let confirms = channel.enable_confirms()?;
+//! let properties = Properties { persistent: true, ..Properties::default() };
+//! channel.publish("events", "order.created", b"{}", &properties, false)?;
+//! let confirm = confirms.recv_timeout(std::time::Duration::from_secs(5))?;
+//! assert!(confirm.is_some_and(|c| c.ack));
+//! connection.close()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(missing_docs)]
+#![warn(clippy::print_stdout)]
+
+mod channel;
+mod config;
+mod connection;
+mod error;
+mod properties;
+mod topology;
+
+pub use crate::channel::{
+    Channel, Confirm, Confirms, Consumer, ConsumerEvent, Delivery, Next, Returned, Returns,
+};
+pub use crate::config::{AmqpConfig, TlsConfig, AMQP_URL_ENV};
+pub use crate::connection::{Blocked, Connection};
+pub use crate::error::{Error, Result};
+pub use crate::properties::{HeaderValue, Headers, Properties};
+pub use crate::topology::{ExchangeConfig, ExchangeKind, QueueConfig, QueueInfo};
