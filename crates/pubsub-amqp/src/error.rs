@@ -12,7 +12,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// What can go wrong talking to RabbitMQ.
 ///
 /// [`Error::is_connection_lost`] tells the errors a reconnect can fix from those it cannot.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Error {
     /// A configuration value (or AMQP URL) is invalid.

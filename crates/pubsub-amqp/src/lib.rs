@@ -10,6 +10,8 @@
 //!   one thread (`Send`, not `Sync`).
 //! - [`Channel`]: declare exchanges ([`ExchangeConfig`]) and queues ([`QueueConfig`]), bind,
 //!   publish with [`Properties`], consume ([`Consumer`], [`Delivery`]), confirms and returns.
+//! - [`ReconnectPolicy`]: bounded exponential backoff with jitter, for the layers above that
+//!   reconnect (amiquip itself never does).
 //! - [`Error`]: tells apart an unreachable broker, refused credentials, an unknown vhost, a
 //!   TLS failure, a lost connection and a queue that exists with other arguments.
 //!
@@ -45,6 +47,7 @@ mod config;
 mod connection;
 mod error;
 mod properties;
+mod reconnect;
 mod topology;
 
 pub use crate::channel::{
@@ -54,4 +57,5 @@ pub use crate::config::{AmqpConfig, TlsConfig, AMQP_URL_ENV};
 pub use crate::connection::{Blocked, Connection};
 pub use crate::error::{Error, Result};
 pub use crate::properties::{HeaderValue, Headers, Properties};
+pub use crate::reconnect::{Backoff, ReconnectPolicy};
 pub use crate::topology::{ExchangeConfig, ExchangeKind, QueueConfig, QueueInfo};

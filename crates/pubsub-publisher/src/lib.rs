@@ -1,0 +1,49 @@
+//! This crate provides [`EventPublisher`]: it publishes events to a RabbitMQ exchange, routed
+//! by their routing key, and returns only once the broker has confirmed them.
+//!
+//! # Overview
+//!
+//! - [`EventPublisher::publish`]: one event, confirmed; [`EventPublisher::publish_all`]: a
+//!   batch with pipelined confirms and one outcome per event.
+//! - [`PublisherBuilder`]: the publishing service's name (`app_id`), confirms, what to do with
+//!   unroutable events ([`Unroutable`]), the exchange to declare, timeouts, reconnection.
+//! - [`PublishError`]: the event that was not published, given back with the reason.
+//!
+//! The publisher sits on `pubsub-core` (the event and its JSON form) and `pubsub-amqp` (the
+//! connection); it owns its connection and reconnects it when it dies, republishing the
+//! events the broker had not confirmed. It never reports an event as sent that the broker did
+//! not confirm.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use pubsub_amqp::{AmqpConfig, Connection};
+//! use pubsub_core::Event;
+//! use pubsub_publisher::EventPublisher;
+//! use serde_json::json;
+//!
+//! let connection = Connection::open(&AmqpConfig::from_env()?)?;
+//! let mut publisher = EventPublisher::builder(connection, "events").app_id("orders").build()?;
+//!
+//! let event = Event::new("order", "created", json!({ "order_id": "ORD-123" }))?;
+//! publisher.publish(&event)?; // returns once the broker has confirmed
+//!
+//! let batch: Vec<Event> = (0..100)
+//!     .map(|i| Event::new("order", "paid", json!({ "order_id": i })))
+//!     .collect::<Result<_, _>>()?;
+//! for outcome in publisher.publish_all(&batch) {
+//!     if let Err(failed) = outcome {
+//!         eprintln!("not published: {failed}"); // failed.into_event() gives it back
+//!     }
+//! }
+//! publisher.close()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(missing_docs)]
+#![warn(clippy::print_stdout)]
+
+mod error;
+mod publisher;
+
+pub use crate::error::{Error, PublishError, Result};
+pub use crate::publisher::{EventPublisher, PublishOptions, PublisherBuilder, Unroutable};

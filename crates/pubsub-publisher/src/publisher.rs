@@ -1,0 +1,547 @@
+//! [`EventPublisher`]: confirmed publishing with pipelined batches and reconnection.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use pubsub_amqp::{
+    AmqpConfig, Backoff, Channel, Confirms, Connection, ExchangeConfig, Properties,
+    ReconnectPolicy, Returns,
+};
+use pubsub_core::{json, Event};
+
+use crate::error::{Error, PublishError, Result};
+
+/// How often a publisher waiting on the broker checks for a blocked connection.
+const POLL: Duration = Duration::from_millis(50);
+
+/// What to do with an event the broker can route to no queue (no service subscribes to it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Unroutable {
+    /// Log a warning and report success: the broker took the event, nobody wanted it.
+    #[default]
+    Warn,
+    /// Report it as an [`Error::Unroutable`].
+    Error,
+    /// Do not ask (publish without `mandatory`).
+    Ignore,
+}
+
+/// Per-publish options.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PublishOptions {
+    /// Ties this event to others of one flow (the AMQP `correlation_id`).
+    pub correlation_id: Option<String>,
+}
+
+impl PublishOptions {
+    /// Options with a correlation id.
+    pub fn correlated(correlation_id: &str) -> Self {
+        PublishOptions {
+            correlation_id: Some(correlation_id.to_owned()),
+        }
+    }
+}
+
+/// Publishes events to an exchange, routed by their routing key, and waits for the broker to
+/// confirm them.
+///
+/// Each event is sent as persistent JSON (`content_type=application/json`) with
+/// `message_id` = its event id, `timestamp`, `type` = its routing key, `app_id` = the
+/// publishing service's name if set, and an optional `correlation_id`.
+///
+/// With publisher confirms (the default), [`publish`](Self::publish) returns `Ok` only once
+/// the broker has taken responsibility for the event. A negative confirm, a channel error (a
+/// missing exchange), or a connection that cannot be restored before the reconnect deadline is
+/// a [`PublishError`] that gives the event back. When the connection dies, the publisher
+/// reconnects (bounded exponential backoff) and republishes the unconfirmed events itself.
+/// [`publish_all`](Self::publish_all) pipelines: it sends a whole batch, then collects the
+/// confirms.
+///
+/// While the broker blocks the connection (a resource alarm), a publish waits at most the
+/// configured blocked-connection timeout, then fails with
+/// [`pubsub_amqp::Error::Blocked`].
+///
+/// A publisher owns its connection: it is `Send` but not `Sync`; give each publishing thread
+/// its own.
+pub struct EventPublisher {
+    config: AmqpConfig,
+    exchange: String,
+    settings: Settings,
+    session: Option<Session>,
+    body: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+struct Settings {
+    app_id: Option<String>,
+    confirms: bool,
+    unroutable: Unroutable,
+    declare: Option<ExchangeConfig>,
+    confirm_timeout: Duration,
+    reconnect: ReconnectPolicy,
+}
+
+/// One live connection with its publishing channel. The connection is dropped first: its
+/// bounded close cuts the socket if the broker does not answer, which then lets the
+/// channel's own close return.
+struct Session {
+    connection: Connection,
+    channel: Channel,
+    confirms: Option<Confirms>,
+    returns: Returns,
+    /// Delivery tag the next publish on this channel gets.
+    next_tag: u64,
+}
+
+/// Builds an [`EventPublisher`]; see [`EventPublisher::builder`].
+#[derive(Debug)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct PublisherBuilder {
+    connection: Connection,
+    exchange: String,
+    settings: Settings,
+}
+
+impl PublisherBuilder {
+    /// Names the publishing service; sent as `app_id` with every event.
+    pub fn app_id(mut self, app_id: &str) -> Self {
+        self.settings.app_id = Some(app_id.to_owned());
+        self
+    }
+
+    /// Turns publisher confirms on (the default) or off. Without confirms a publish returns
+    /// as soon as the event is handed to the client library, and events in flight are lost
+    /// if the connection fails.
+    pub fn confirms(mut self, confirms: bool) -> Self {
+        self.settings.confirms = confirms;
+        self
+    }
+
+    /// What to do with events no queue receives; [`Unroutable::Warn`] by default.
+    pub fn unroutable(mut self, unroutable: Unroutable) -> Self {
+        self.settings.unroutable = unroutable;
+        self
+    }
+
+    /// The exchange to declare before publishing (a durable topic exchange by default), or
+    /// `None` to use an existing one as is.
+    pub fn declare_exchange(mut self, config: Option<ExchangeConfig>) -> Self {
+        self.settings.declare = config;
+        self
+    }
+
+    /// How long to wait for the broker's confirms before treating the connection as dead
+    /// (30 s by default).
+    pub fn confirm_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.confirm_timeout = timeout;
+        self
+    }
+
+    /// How to reconnect when the connection dies, and for how long a publish may keep
+    /// trying (30 s by default).
+    pub fn reconnect(mut self, policy: ReconnectPolicy) -> Self {
+        self.settings.reconnect = policy;
+        self
+    }
+
+    /// Opens the publishing channel, declares the exchange and turns confirms on.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Amqp`]: the connection is gone, or the exchange exists with another kind.
+    pub fn build(self) -> Result<EventPublisher> {
+        let session = open_session(self.connection, &self.exchange, &self.settings)?;
+        Ok(EventPublisher {
+            config: session.connection.config().clone(),
+            exchange: self.exchange,
+            settings: self.settings,
+            session: Some(session),
+            body: Vec::with_capacity(512),
+        })
+    }
+}
+
+impl EventPublisher {
+    /// A publisher with the default settings: confirms on, durable topic exchange declared,
+    /// unroutable events logged as warnings.
+    ///
+    /// # Errors
+    ///
+    /// As [`PublisherBuilder::build`].
+    pub fn new(connection: Connection, exchange: &str) -> Result<Self> {
+        Self::builder(connection, exchange).build()
+    }
+
+    /// Starts configuring a publisher that owns `connection` and publishes to `exchange`.
+    pub fn builder(connection: Connection, exchange: &str) -> PublisherBuilder {
+        PublisherBuilder {
+            connection,
+            exchange: exchange.to_owned(),
+            settings: Settings {
+                app_id: None,
+                confirms: true,
+                unroutable: Unroutable::default(),
+                declare: Some(ExchangeConfig::default()),
+                confirm_timeout: Duration::from_secs(30),
+                reconnect: ReconnectPolicy::default()
+                    .with_max_total(Some(Duration::from_secs(30))),
+            },
+        }
+    }
+
+    /// The exchange this publisher publishes to.
+    pub fn exchange(&self) -> &str {
+        &self.exchange
+    }
+
+    /// Publishes one event and waits for the broker's confirm.
+    ///
+    /// # Errors
+    ///
+    /// A [`PublishError`] with the event and the reason; see [`EventPublisher`].
+    pub fn publish(&mut self, event: &Event) -> Result<(), PublishError> {
+        self.publish_with(event, &PublishOptions::default())
+    }
+
+    /// Publishes one event with options (a correlation id) and waits for the confirm.
+    ///
+    /// # Errors
+    ///
+    /// As [`publish`](Self::publish).
+    pub fn publish_with(
+        &mut self,
+        event: &Event,
+        options: &PublishOptions,
+    ) -> Result<(), PublishError> {
+        let events = std::slice::from_ref(event);
+        match self.run(events, options).pop() {
+            Some(Some(Err(e))) => Err(PublishError::new(event, e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Publishes many events with pipelined confirms (the whole batch is sent, then the
+    /// confirms are collected) and returns one outcome per event, in order.
+    ///
+    /// This is the fast path: it costs about one round trip for the batch instead of one
+    /// per event.
+    pub fn publish_all(&mut self, events: &[Event]) -> Vec<Result<(), PublishError>> {
+        self.publish_all_with(events, &PublishOptions::default())
+    }
+
+    /// [`publish_all`](Self::publish_all) with options applied to every event.
+    pub fn publish_all_with(
+        &mut self,
+        events: &[Event],
+        options: &PublishOptions,
+    ) -> Vec<Result<(), PublishError>> {
+        self.run(events, options)
+            .into_iter()
+            .zip(events)
+            .map(|(outcome, event)| match outcome {
+                Some(Err(e)) => Err(PublishError::new(event, e)),
+                _ => Ok(()),
+            })
+            .collect()
+    }
+
+    /// Closes the connection (bounded: a broker that does not answer gets its socket cut).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Amqp`] if the connection was already broken.
+    pub fn close(mut self) -> Result<()> {
+        match self.session.take() {
+            Some(session) => {
+                let Session {
+                    connection,
+                    channel,
+                    ..
+                } = session;
+                drop(channel);
+                connection.close().map_err(Error::Amqp)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Publishes `events`, reconnecting and republishing the unconfirmed ones while the
+    /// reconnect policy allows. `None` outcomes are successes (never left after the loop).
+    fn run(&mut self, events: &[Event], options: &PublishOptions) -> Vec<Option<Result<()>>> {
+        let mut outcomes: Vec<Option<Result<()>>> = (0..events.len()).map(|_| None).collect();
+        let mut backoff: Option<Backoff> = None;
+        loop {
+            let outstanding: Vec<usize> = (0..events.len())
+                .filter(|&i| outcomes[i].is_none())
+                .collect();
+            if outstanding.is_empty() {
+                return outcomes;
+            }
+            let error = match self.attempt(events, &outstanding, options, &mut outcomes) {
+                Ok(()) => continue,
+                Err(e) => e,
+            };
+            let retry = match &error {
+                Error::Amqp(e) if e.is_connection_lost() => {
+                    self.session = None;
+                    let backoff = backoff.get_or_insert_with(|| self.settings.reconnect.start());
+                    match backoff.next_delay() {
+                        Some(delay) => {
+                            log::warn!(
+                                "publishing to `{}` failed: {error}; reconnecting in {:.1}s ({} event(s) to republish)",
+                                self.exchange,
+                                delay.as_secs_f64(),
+                                outstanding.len()
+                            );
+                            thread::sleep(delay);
+                            true
+                        }
+                        None => false,
+                    }
+                }
+                // The channel is closed (missing exchange, ...): the next publish opens a new
+                // one on the same connection.
+                Error::Amqp(pubsub_amqp::Error::ChannelClosed { .. })
+                | Error::Amqp(pubsub_amqp::Error::NotFound { .. }) => {
+                    self.reopen_channel();
+                    false
+                }
+                _ => false,
+            };
+            if !retry {
+                log::error!(
+                    "publishing {} event(s) to `{}` failed: {error}",
+                    outstanding.len(),
+                    self.exchange
+                );
+                for &i in &outstanding {
+                    if outcomes[i].is_none() {
+                        outcomes[i] = Some(Err(error.clone()));
+                    }
+                }
+                return outcomes;
+            }
+        }
+    }
+
+    /// One try at publishing the outstanding events on the current session (opened first if
+    /// needed). Settles every event it gets a confirm for; returns the error that stopped it.
+    fn attempt(
+        &mut self,
+        events: &[Event],
+        outstanding: &[usize],
+        options: &PublishOptions,
+        outcomes: &mut [Option<Result<()>>],
+    ) -> Result<()> {
+        if self.session.is_none() {
+            let connection = Connection::open(&self.config.clone().with_connection_attempts(1))?;
+            let session = open_session(connection, &self.exchange, &self.settings)?;
+            log::info!("publisher reconnected to `{}`", self.exchange);
+            self.session = Some(session);
+        }
+        let Some(session) = self.session.as_mut() else {
+            return Ok(());
+        };
+        let mandatory = self.settings.unroutable != Unroutable::Ignore;
+        let mut pending: HashMap<u64, usize> = HashMap::with_capacity(outstanding.len());
+        for &i in outstanding {
+            wait_while_blocked(&session.connection)?;
+            let event = &events[i];
+            self.body.clear();
+            json::write_to(event, &mut self.body);
+            let properties = properties(event, &self.settings, options);
+            session.channel.publish(
+                &self.exchange,
+                event.routing_key(),
+                &self.body,
+                &properties,
+                mandatory,
+            )?;
+            if session.confirms.is_some() {
+                pending.insert(session.next_tag, i);
+                session.next_tag += 1;
+            } else {
+                outcomes[i] = Some(Ok(()));
+            }
+        }
+        let Some(confirms) = &session.confirms else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + self.settings.confirm_timeout;
+        while !pending.is_empty() {
+            let confirm = match confirms.try_recv() {
+                Ok(Some(c)) => c,
+                Ok(None) => {
+                    check_blocked(&session.connection)?;
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(pubsub_amqp::Error::Timeout {
+                            what: "waiting for the broker's publisher confirms",
+                            after: self.settings.confirm_timeout,
+                        }
+                        .into());
+                    }
+                    match confirms.recv_timeout(left.min(POLL)) {
+                        Ok(Some(c)) => c,
+                        Ok(None) => continue,
+                        Err(_) => return Err(session.channel.why_closed().into()),
+                    }
+                }
+                Err(_) => return Err(session.channel.why_closed().into()),
+            };
+            let settled: Vec<u64> = if confirm.multiple {
+                pending
+                    .keys()
+                    .copied()
+                    .filter(|&tag| tag <= confirm.delivery_tag)
+                    .collect()
+            } else {
+                vec![confirm.delivery_tag]
+            };
+            // The broker returns an unroutable message before confirming it.
+            let returned = drain_returns(&session.returns, &self.exchange);
+            for tag in settled {
+                let Some(i) = pending.remove(&tag) else {
+                    continue; // a confirm for an event abandoned by an earlier attempt
+                };
+                outcomes[i] = Some(if !confirm.ack {
+                    Err(Error::Nacked)
+                } else if returned.contains(&events[i].event_id().to_string()) {
+                    unroutable(&events[i], &self.exchange, self.settings.unroutable)
+                } else {
+                    Ok(())
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn reopen_channel(&mut self) {
+        if let Some(session) = self.session.take() {
+            let Session { mut connection, .. } = session;
+            match open_channel(&mut connection, &self.settings) {
+                Ok((channel, confirms, returns)) => {
+                    self.session = Some(Session {
+                        connection,
+                        channel,
+                        confirms,
+                        returns,
+                        next_tag: 1,
+                    })
+                }
+                Err(e) => log::warn!("cannot reopen the publishing channel: {e}"),
+            }
+        }
+    }
+}
+
+impl fmt::Debug for EventPublisher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventPublisher")
+            .field("broker", &self.config.redacted_url())
+            .field("exchange", &self.exchange)
+            .field("connected", &self.session.is_some())
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+fn open_session(mut connection: Connection, exchange: &str, settings: &Settings) -> Result<Session> {
+    let (channel, confirms, returns) = open_channel(&mut connection, settings)?;
+    if let Some(config) = &settings.declare {
+        channel.declare_exchange(exchange, config)?;
+    }
+    Ok(Session {
+        connection,
+        channel,
+        confirms,
+        returns,
+        next_tag: 1,
+    })
+}
+
+fn open_channel(
+    connection: &mut Connection,
+    settings: &Settings,
+) -> Result<(Channel, Option<Confirms>, Returns)> {
+    let channel = connection.open_channel()?;
+    let returns = channel.listen_for_returns()?;
+    let confirms = if settings.confirms {
+        Some(channel.enable_confirms()?)
+    } else {
+        None
+    };
+    Ok((channel, confirms, returns))
+}
+
+fn properties(event: &Event, settings: &Settings, options: &PublishOptions) -> Properties {
+    Properties {
+        content_type: Some(json::CONTENT_TYPE.to_owned()),
+        persistent: true,
+        message_id: Some(event.event_id().to_string()),
+        timestamp: u64::try_from(event.timestamp().unix_timestamp()).ok(),
+        kind: Some(event.routing_key().to_owned()),
+        app_id: settings.app_id.clone(),
+        correlation_id: options.correlation_id.clone(),
+        headers: Default::default(),
+    }
+}
+
+fn unroutable(event: &Event, exchange: &str, policy: Unroutable) -> Result<()> {
+    match policy {
+        Unroutable::Error => Err(Error::Unroutable {
+            exchange: exchange.to_owned(),
+            routing_key: event.routing_key().to_owned(),
+        }),
+        Unroutable::Warn | Unroutable::Ignore => {
+            log::warn!(
+                "{event} reached no queue: nothing is bound to exchange `{exchange}` for `{}`",
+                event.routing_key()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn drain_returns(returns: &Returns, exchange: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    while let Some(r) = returns.try_recv() {
+        log::debug!(
+            "broker returned a message published to `{exchange}` with `{}`: {} {}",
+            r.routing_key,
+            r.reply_code,
+            r.reply_text
+        );
+        if let Some(id) = r.message_id {
+            ids.push(id);
+        }
+    }
+    ids
+}
+
+/// Fails with [`pubsub_amqp::Error::Blocked`] once the connection has been blocked for
+/// longer than the configured timeout.
+fn check_blocked(connection: &Connection) -> Result<()> {
+    if let Some(blocked) = connection.blocked() {
+        let waited = blocked.since.elapsed();
+        if waited >= connection.config().blocked_connection_timeout() {
+            return Err(pubsub_amqp::Error::Blocked {
+                reason: blocked.reason,
+                waited,
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Waits (bounded) for a blocked connection to be unblocked before publishing more.
+fn wait_while_blocked(connection: &Connection) -> Result<()> {
+    while connection.blocked().is_some() {
+        check_blocked(connection)?;
+        thread::sleep(POLL);
+    }
+    Ok(())
+}
