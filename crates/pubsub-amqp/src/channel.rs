@@ -1,7 +1,8 @@
 //! [`Channel`]: topology, publishing, consuming and acknowledgements on one AMQP channel.
 
+use std::cell::Cell;
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use amiquip::{
     ConsumerMessage, ConsumerOptions, ExchangeDeclareOptions, FieldTable, Publish,
@@ -12,6 +13,9 @@ use crossbeam_channel::{select, Receiver, RecvTimeoutError, TryRecvError};
 use crate::error::{from_amiquip, Error, Op, Result};
 use crate::properties::{table_to_amqp, value_from_amqp, HeaderValue, Properties};
 use crate::topology::{ExchangeConfig, QueueConfig, QueueInfo};
+
+/// How long [`Consumer::cancel`] waits for the end of the consumer's stream.
+const CANCEL_WAIT: Duration = Duration::from_secs(5);
 
 /// An AMQP channel. Like a [`Connection`](crate::Connection), it is `Send` but not `Sync`: the
 /// thread that consumes on a channel is the one that acks on it.
@@ -290,6 +294,7 @@ impl Channel {
         Ok(Consumer {
             inner,
             channel_id: self.id(),
+            cancelled: Cell::new(false),
         })
     }
 
@@ -406,6 +411,7 @@ impl fmt::Debug for Channel {
 pub struct Consumer<'ch> {
     inner: amiquip::Consumer<'ch>,
     channel_id: u16,
+    cancelled: Cell<bool>,
 }
 
 /// What a consumer receives.
@@ -479,14 +485,30 @@ impl Consumer<'_> {
         self.inner.receiver().len()
     }
 
-    /// Cancels the consumer: the broker sends no more deliveries. Deliveries already
-    /// received stay unacknowledged until settled or until the channel closes.
+    /// Cancels the consumer: the broker sends no more deliveries. Deliveries not taken yet
+    /// are left unacknowledged: the broker requeues them when the channel closes.
     ///
     /// # Errors
     ///
     /// [`Error::ConnectionLost`] if the connection is gone.
     pub fn cancel(&self) -> Result<()> {
-        self.inner.cancel().map_err(|e| from_amiquip(e, Op::Other))
+        if self.cancelled.replace(true) {
+            return Ok(());
+        }
+        self.inner
+            .cancel()
+            .map_err(|e| from_amiquip(e, Op::Other))?;
+        // amiquip's I/O thread answers the cancel call first and only then tells the consumer
+        // stream `ClientCancelled`; if the stream is dropped in between, that send fails and
+        // the I/O thread kills the whole connection. Wait for the end of the stream, so that
+        // dropping the consumer afterwards is safe.
+        let deadline = Instant::now() + CANCEL_WAIT;
+        while let Ok(message) = self.inner.receiver().recv_deadline(deadline) {
+            if !matches!(message, ConsumerMessage::Delivery(_)) {
+                break;
+            }
+        }
+        Ok(())
     }
 
     fn convert(&self, message: ConsumerMessage) -> ConsumerEvent {
@@ -510,6 +532,14 @@ impl Consumer<'_> {
             | ConsumerMessage::ServerClosedConnection(e) => {
                 ConsumerEvent::Closed(from_amiquip(e, Op::Other))
             }
+        }
+    }
+}
+
+impl Drop for Consumer<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.cancel() {
+            log::debug!("cancelling a dropped consumer: {e}");
         }
     }
 }

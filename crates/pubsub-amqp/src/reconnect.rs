@@ -68,14 +68,22 @@ impl ReconnectPolicy {
     /// Sets the growth factor of the delays (at least 1).
     #[must_use]
     pub fn with_multiplier(mut self, multiplier: f64) -> Self {
-        self.multiplier = if multiplier.is_finite() { multiplier.max(1.0) } else { 1.0 };
+        self.multiplier = if multiplier.is_finite() {
+            multiplier.max(1.0)
+        } else {
+            1.0
+        };
         self
     }
 
     /// Sets the jitter, the largest fraction taken off a delay at random (0 to 1).
     #[must_use]
     pub fn with_jitter(mut self, jitter: f64) -> Self {
-        self.jitter = if jitter.is_finite() { jitter.clamp(0.0, 1.0) } else { 0.0 };
+        self.jitter = if jitter.is_finite() {
+            jitter.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         self
     }
 
@@ -109,7 +117,10 @@ impl Backoff {
     /// spent (the last delay is cut to end at that limit).
     pub fn next_delay(&mut self) -> Option<Duration> {
         let base = self.next;
-        self.next = self.next.mul_f64(self.policy.multiplier).min(self.policy.max);
+        self.next = self
+            .next
+            .mul_f64(self.policy.multiplier)
+            .min(self.policy.max);
         let delay = base.mul_f64(1.0 - self.policy.jitter * self.random_fraction());
         match self.remaining() {
             None => Some(delay),

@@ -78,6 +78,53 @@ where
     }
 }
 
+/// Marks a handler error as permanent: retrying the event cannot fix it (the data is
+/// invalid for this handler, say), so a subscriber dead-letters the event at once instead of
+/// retrying it.
+///
+/// A [`crate::Error`] returned by a handler (e.g. from [`Event::decode`] with `?`) is treated
+/// as permanent too.
+///
+/// ```
+/// use pubsub_core::{handler_fn, Permanent};
+///
+/// let handler = handler_fn("charge", |event, _| {
+///     let amount = event.data()["amount"].as_f64().ok_or_else(|| Permanent::new("no amount"))?;
+///     if amount < 0.0 {
+///         return Err(Permanent::new(format!("negative amount {amount}")).into());
+///     }
+///     Ok(())
+/// });
+/// # let _ = handler;
+/// ```
+#[derive(Debug)]
+pub struct Permanent(HandlerError);
+
+impl Permanent {
+    /// Wraps an error (or a message) as permanent.
+    pub fn new(error: impl Into<HandlerError>) -> Self {
+        Permanent(error.into())
+    }
+
+    /// Whether `error` is permanent: a [`Permanent`], or a [`crate::Error`] (the event does
+    /// not fit the handler's typed event).
+    pub fn is_permanent(error: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+        error.is::<Permanent>() || error.is::<crate::Error>()
+    }
+}
+
+impl fmt::Display for Permanent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for Permanent {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
 /// Wraps a closure as a named handler.
 ///
 /// ```
@@ -264,6 +311,17 @@ mod tests {
             named.handle(&event, &meta).unwrap_err().to_string(),
             "fails"
         );
+    }
+
+    #[test]
+    fn permanent_errors_are_recognised() {
+        let permanent: HandlerError = Permanent::new("bad data").into();
+        assert!(Permanent::is_permanent(&*permanent));
+        assert_eq!(permanent.to_string(), "bad data");
+        let decode: HandlerError = crate::Error::MissingField { field: "x" }.into();
+        assert!(Permanent::is_permanent(&*decode));
+        let transient: HandlerError = "database down".into();
+        assert!(!Permanent::is_permanent(&*transient));
     }
 
     #[test]

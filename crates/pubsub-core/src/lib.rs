@@ -50,7 +50,7 @@ mod typed;
 pub use crate::error::{Error, Result};
 pub use crate::event::{Event, EventBuilder, DEFAULT_VERSION};
 pub use crate::handler::{
-    handler_fn, EventHandler, FnHandler, HandlerError, HandlerResult, Metadata,
+    handler_fn, EventHandler, FnHandler, HandlerError, HandlerResult, Metadata, Permanent,
 };
 pub use crate::typed::TypedEvent;
 

@@ -1,6 +1,6 @@
 //! [`EventPublisher`]: confirmed publishing with pipelined batches and reconnection.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -185,8 +185,7 @@ impl EventPublisher {
                 unroutable: Unroutable::default(),
                 declare: Some(ExchangeConfig::default()),
                 confirm_timeout: Duration::from_secs(30),
-                reconnect: ReconnectPolicy::default()
-                    .with_max_total(Some(Duration::from_secs(30))),
+                reconnect: ReconnectPolicy::default().with_max_total(Some(Duration::from_secs(30))),
             },
         }
     }
@@ -370,6 +369,7 @@ impl EventPublisher {
             return Ok(());
         };
         let deadline = Instant::now() + self.settings.confirm_timeout;
+        let mut returned: HashSet<String> = HashSet::new();
         while !pending.is_empty() {
             let confirm = match confirms.try_recv() {
                 Ok(Some(c)) => c,
@@ -400,8 +400,9 @@ impl EventPublisher {
             } else {
                 vec![confirm.delivery_tag]
             };
-            // The broker returns an unroutable message before confirming it.
-            let returned = drain_returns(&session.returns, &self.exchange);
+            // The broker returns an unroutable message before confirming it; a drain can also
+            // take the returns of later confirms, so they are kept for the whole batch.
+            returned.extend(drain_returns(&session.returns, &self.exchange));
             for tag in settled {
                 let Some(i) = pending.remove(&tag) else {
                     continue; // a confirm for an event abandoned by an earlier attempt
@@ -448,7 +449,11 @@ impl fmt::Debug for EventPublisher {
     }
 }
 
-fn open_session(mut connection: Connection, exchange: &str, settings: &Settings) -> Result<Session> {
+fn open_session(
+    mut connection: Connection,
+    exchange: &str,
+    settings: &Settings,
+) -> Result<Session> {
     let (channel, confirms, returns) = open_channel(&mut connection, settings)?;
     if let Some(config) = &settings.declare {
         channel.declare_exchange(exchange, config)?;

@@ -360,6 +360,12 @@ impl HandlerFailure {
     pub fn panicked(&self) -> bool {
         self.panicked
     }
+
+    /// Whether retrying cannot fix this failure: the handler returned a
+    /// [`Permanent`](pubsub_core::Permanent) error, or a decode error of its typed event.
+    pub fn is_permanent(&self) -> bool {
+        !self.panicked && pubsub_core::Permanent::is_permanent(&*self.error)
+    }
 }
 
 impl fmt::Display for HandlerFailure {

@@ -1,4 +1,6 @@
 //! Integration tests against the real broker (127.0.0.1:5672 unless `AMQP_URL` says otherwise).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod connect;
 mod topology;

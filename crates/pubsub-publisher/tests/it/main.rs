@@ -1,5 +1,7 @@
 //! Integration tests against the real broker.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use std::time::Duration;
 
 use pubsub_amqp::{Channel, Connection, ConsumerEvent, QueueConfig};
@@ -53,12 +55,19 @@ impl Drop for Fixture {
 }
 
 fn event(i: usize) -> Event {
-    Event::new("order", "created", json!({ "order_id": format!("ORD-{i}") })).unwrap()
+    Event::new(
+        "order",
+        "created",
+        json!({ "order_id": format!("ORD-{i}") }),
+    )
+    .unwrap()
 }
 
 #[test]
 fn publish_sets_the_message_properties_and_body() {
-    let Some(fx) = Fixture::new(&QueueConfig::default()) else { return };
+    let Some(fx) = Fixture::new(&QueueConfig::default()) else {
+        return;
+    };
     let mut publisher = fx.publisher().app_id("orders-service").build().unwrap();
     let event = event(1);
     publisher
@@ -89,7 +98,9 @@ fn publish_sets_the_message_properties_and_body() {
 
 #[test]
 fn publish_all_confirms_every_event() {
-    let Some(fx) = Fixture::new(&QueueConfig::default()) else { return };
+    let Some(fx) = Fixture::new(&QueueConfig::default()) else {
+        return;
+    };
     let mut publisher = fx.publisher().build().unwrap();
     let events: Vec<Event> = (0..500).map(event).collect();
     let outcomes = publisher.publish_all(&events);
@@ -100,7 +111,9 @@ fn publish_all_confirms_every_event() {
 
 #[test]
 fn publishing_to_a_missing_exchange_gives_the_event_back() {
-    let Some(config) = pubsub_testkit::broker() else { return };
+    let Some(config) = pubsub_testkit::broker() else {
+        return;
+    };
     let connection = Connection::open(&config).unwrap();
     let missing = pubsub_testkit::unique("missing");
     let mut publisher = EventPublisher::builder(connection, &missing)
@@ -111,13 +124,25 @@ fn publishing_to_a_missing_exchange_gives_the_event_back() {
     let err = publisher.publish(&event).unwrap_err();
     assert_eq!(err.event(), &event);
     assert!(
-        matches!(err.error(), Error::Amqp(pubsub_amqp::Error::NotFound { kind: "exchange", .. })),
+        matches!(
+            err.error(),
+            Error::Amqp(pubsub_amqp::Error::NotFound {
+                kind: "exchange",
+                ..
+            })
+        ),
         "{err}"
     );
     assert!(err.to_string().contains(&missing), "{err}");
     // The publisher stays usable: a second try fails the same way, not with a dead channel.
     let err = publisher.publish(&event).unwrap_err();
-    assert!(matches!(err.error(), Error::Amqp(pubsub_amqp::Error::NotFound { .. })), "{err}");
+    assert!(
+        matches!(
+            err.error(),
+            Error::Amqp(pubsub_amqp::Error::NotFound { .. })
+        ),
+        "{err}"
+    );
     let batch = publisher.publish_all(&[event.clone(), event.clone()]);
     assert!(batch.iter().all(Result::is_err));
     assert_eq!(batch[1].as_ref().unwrap_err().event(), &event);
@@ -125,7 +150,9 @@ fn publishing_to_a_missing_exchange_gives_the_event_back() {
 
 #[test]
 fn unroutable_events_are_reported_as_configured() {
-    let Some(config) = pubsub_testkit::broker() else { return };
+    let Some(config) = pubsub_testkit::broker() else {
+        return;
+    };
     let exchange = pubsub_testkit::unique("empty");
     let connection = Connection::open(&config).unwrap();
     let mut strict = EventPublisher::builder(connection, &exchange)
@@ -136,17 +163,20 @@ fn unroutable_events_are_reported_as_configured() {
     assert!(matches!(err.error(), Error::Unroutable { .. }), "{err}");
     assert!(err.to_string().contains("order.created"), "{err}");
     let outcomes = strict.publish_all(&[event(2), event(3)]);
-    assert!(outcomes.iter().all(|o| matches!(
-        o.as_ref().unwrap_err().error(),
-        Error::Unroutable { .. }
-    )));
+    assert!(outcomes
+        .iter()
+        .all(|o| matches!(o.as_ref().unwrap_err().error(), Error::Unroutable { .. })));
 
     let connection = Connection::open(&config).unwrap();
     let mut lenient = EventPublisher::new(connection, &exchange).unwrap();
     lenient.publish(&event(4)).unwrap();
     strict.close().unwrap();
     let mut admin = Connection::open(&config).unwrap();
-    admin.open_channel().unwrap().delete_exchange(&exchange).unwrap();
+    admin
+        .open_channel()
+        .unwrap()
+        .delete_exchange(&exchange)
+        .unwrap();
 }
 
 #[test]
@@ -154,7 +184,9 @@ fn a_negative_confirm_is_an_error() {
     let full = QueueConfig::default()
         .max_length(1)
         .argument("x-overflow", "reject-publish");
-    let Some(fx) = Fixture::new(&full) else { return };
+    let Some(fx) = Fixture::new(&full) else {
+        return;
+    };
     let mut publisher = fx.publisher().build().unwrap();
     publisher.publish(&event(1)).unwrap();
     let err = publisher.publish(&event(2)).unwrap_err();
@@ -164,7 +196,9 @@ fn a_negative_confirm_is_an_error() {
 
 #[test]
 fn without_confirms_publish_returns_at_once() {
-    let Some(fx) = Fixture::new(&QueueConfig::default()) else { return };
+    let Some(fx) = Fixture::new(&QueueConfig::default()) else {
+        return;
+    };
     let mut publisher = fx.publisher().confirms(false).build().unwrap();
     let events: Vec<Event> = (0..50).map(event).collect();
     assert!(publisher.publish_all(&events).iter().all(Result::is_ok));

@@ -1,0 +1,65 @@
+//! This crate provides [`EventSubscriber`]: it consumes events from a RabbitMQ queue on its
+//! own thread, runs the matching handlers of a `HandlerRegistry`, and settles every delivery
+//! exactly once: ack, retry through delay queues, or dead-letter.
+//!
+//! # Overview
+//!
+//! - [`EventSubscriber`]: [`setup`](EventSubscriber::setup) declares the topology and binds
+//!   the queue to exactly what the handlers need; [`start_consuming`](EventSubscriber::start_consuming)
+//!   blocks until stopped; [`spawn`](EventSubscriber::spawn) runs it on its own thread.
+//! - [`SubscriberBuilder`]: exchange, queue settings, prefetch, [`RetryPolicy`], dead-lettering,
+//!   limits, [`ReconnectPolicy`](pubsub_amqp::ReconnectPolicy), an observer channel.
+//! - [`StopHandle`]: graceful stop from another thread; [`StatsHandle`] /
+//!   [`SubscriberStats`]: counters readable from any thread.
+//! - [`DeliveryReport`]: what became of each delivery, for observers (demos, tests,
+//!   monitoring).
+//! - [`headers`]: the names of the retry and dead-letter headers.
+//!
+//! The subscriber sits on `pubsub-core` (decoding), `pubsub-registry` (dispatch) and
+//! `pubsub-amqp` (the connection, which it owns and reconnects).
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//!
+//! use pubsub_amqp::{AmqpConfig, Connection};
+//! use pubsub_core::handler_fn;
+//! use pubsub_registry::HandlerRegistry;
+//! use pubsub_subscriber::EventSubscriber;
+//!
+//! let mut registry = HandlerRegistry::new();
+//! registry.subscribe("order.*", handler_fn("audit", |event, meta| {
+//!     log::info!("{event} (attempt {})", meta.attempt());
+//!     Ok(())
+//! }))?;
+//!
+//! let connection = Connection::open(&AmqpConfig::from_env()?)?;
+//! let mut subscriber = EventSubscriber::builder(connection, "audit-service", Arc::new(registry))
+//!     .exchange("events")
+//!     .prefetch(50)
+//!     .build()?;
+//! subscriber.setup()?; // queue, dead-letter queue, retry queues, bindings: order.*
+//!
+//! let running = subscriber.spawn()?; // its own thread, with its own connection
+//! // ... later, from any thread:
+//! let stats = running.stop()?; // finishes the delivery in progress, closes, joins
+//! println!("{stats}");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(missing_docs)]
+#![warn(clippy::print_stdout)]
+
+mod error;
+pub mod headers;
+mod report;
+mod session;
+mod settings;
+mod stats;
+mod subscriber;
+
+pub use crate::error::{Error, Result};
+pub use crate::report::{DeadLetterKind, DeliveryReport, Disposition, HandlerRun};
+pub use crate::settings::{dead_letter_queue_name, retry_queue_name, RetryPolicy};
+pub use crate::stats::{StatsHandle, SubscriberStats};
+pub use crate::subscriber::{EventSubscriber, RunningSubscriber, StopHandle, SubscriberBuilder};

@@ -1,0 +1,157 @@
+//! Retry policy and topology naming.
+
+use std::time::Duration;
+
+/// How often a failed event is retried, and how long to wait before each retry.
+///
+/// `max_attempts` counts every time the handlers run, the first included: with the default
+/// of 3, an event whose handler keeps failing runs three times (first delivery, then after
+/// 1 s, then after 5 s) and then goes to the dead-letter queue. Retry `n` waits `delays[n-1]`;
+/// when there are fewer delays than retries, the last one repeats.
+///
+/// Retries go through delay queues, one per distinct delay (`<queue>.retry.<delay>`, e.g.
+/// `orders.retry.5s`), declared with a message TTL and the main queue as their dead-letter
+/// target: no broker plugin is needed, and a retry reaches only this service's queue.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use pubsub_subscriber::RetryPolicy;
+///
+/// let policy = RetryPolicy::new(4, vec![Duration::from_secs(1), Duration::from_secs(10)]);
+/// assert_eq!(policy.delay_after(1), Some(Duration::from_secs(1)));
+/// assert_eq!(policy.delay_after(3), Some(Duration::from_secs(10)));
+/// assert_eq!(policy.delay_after(4), None); // the last attempt: dead-letter instead
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    max_attempts: u32,
+    delays: Vec<Duration>,
+}
+
+impl Default for RetryPolicy {
+    /// 3 attempts, 1 s then 5 s apart (then 30 s, if `max_attempts` is raised).
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 3,
+            delays: vec![
+                Duration::from_secs(1),
+                Duration::from_secs(5),
+                Duration::from_secs(30),
+            ],
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// `max_attempts` attempts in all (at least 1), waiting `delays` between them (at least
+    /// one delay is kept: 1 s when none is given; delays are at least 1 ms).
+    pub fn new(max_attempts: u32, delays: Vec<Duration>) -> Self {
+        let mut delays: Vec<Duration> = delays
+            .into_iter()
+            .map(|d| d.max(Duration::from_millis(1)))
+            .collect();
+        if delays.is_empty() {
+            delays.push(Duration::from_secs(1));
+        }
+        RetryPolicy {
+            max_attempts: max_attempts.max(1),
+            delays,
+        }
+    }
+
+    /// No retry: a failed event goes straight to the dead-letter queue.
+    pub fn none() -> Self {
+        RetryPolicy::new(1, Vec::new())
+    }
+
+    /// How many times the handlers run at most.
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    /// How long to wait after attempt `attempt` (1-based) failed, or `None` if it was the
+    /// last.
+    pub fn delay_after(&self, attempt: u32) -> Option<Duration> {
+        if attempt >= self.max_attempts {
+            return None;
+        }
+        let index = usize::try_from(attempt.max(1) - 1).unwrap_or(usize::MAX);
+        self.delays.get(index).or(self.delays.last()).copied()
+    }
+
+    /// The distinct delays the policy uses, in order.
+    pub(crate) fn used_delays(&self) -> Vec<Duration> {
+        let mut used = Vec::new();
+        for attempt in 1..self.max_attempts {
+            if let Some(d) = self.delay_after(attempt) {
+                if !used.contains(&d) {
+                    used.push(d);
+                }
+            }
+            if attempt as usize > self.delays.len() {
+                break; // the last delay repeats from here on
+            }
+        }
+        used
+    }
+}
+
+/// The name of the dead-letter queue of `queue`: `<queue>.dlq`.
+pub fn dead_letter_queue_name(queue: &str) -> String {
+    format!("{queue}.dlq")
+}
+
+/// The name of the delay queue for retries after `delay`: `<queue>.retry.<delay>`, the delay
+/// written `1s`, `30s`, `1500ms`.
+pub fn retry_queue_name(queue: &str, delay: Duration) -> String {
+    let ms = delay.as_millis();
+    if ms % 1000 == 0 {
+        format!("{queue}.retry.{}s", ms / 1000)
+    } else {
+        format!("{queue}.retry.{ms}ms")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: fn(u64) -> Duration = Duration::from_secs;
+
+    #[test]
+    fn default_policy_tries_three_times() {
+        let p = RetryPolicy::default();
+        assert_eq!(p.max_attempts(), 3);
+        assert_eq!(p.delay_after(1), Some(S(1)));
+        assert_eq!(p.delay_after(2), Some(S(5)));
+        assert_eq!(p.delay_after(3), None);
+        assert_eq!(p.used_delays(), [S(1), S(5)]);
+    }
+
+    #[test]
+    fn last_delay_repeats() {
+        let p = RetryPolicy::new(6, vec![S(1), S(2)]);
+        let delays: Vec<_> = (1..6).map(|a| p.delay_after(a).unwrap()).collect();
+        assert_eq!(delays, [S(1), S(2), S(2), S(2), S(2)]);
+        assert_eq!(p.used_delays(), [S(1), S(2)]);
+    }
+
+    #[test]
+    fn no_retry_policy() {
+        let p = RetryPolicy::none();
+        assert_eq!(p.delay_after(1), None);
+        assert!(p.used_delays().is_empty());
+        assert_eq!(RetryPolicy::new(0, vec![]).max_attempts(), 1);
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(dead_letter_queue_name("orders"), "orders.dlq");
+        assert_eq!(retry_queue_name("orders", S(5)), "orders.retry.5s");
+        assert_eq!(
+            retry_queue_name("orders", Duration::from_millis(1500)),
+            "orders.retry.1500ms"
+        );
+    }
+}

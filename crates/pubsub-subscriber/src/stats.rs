@@ -1,0 +1,115 @@
+//! Counters of a subscriber, readable from any thread.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// A point-in-time copy of a subscriber's counters.
+///
+/// Every delivery received ends in exactly one of `acked`, `retried`, `dead_lettered_poison`,
+/// `dead_lettered_exhausted` or `dropped`, or is still in flight (or was handed back to the
+/// broker on a lost connection, in which case it is received again: see `redelivered`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SubscriberStats {
+    /// Deliveries taken from the queue.
+    pub received: u64,
+    /// Deliveries the broker had delivered before (to a consumer that did not ack them).
+    pub redelivered: u64,
+    /// Deliveries acknowledged after every matching handler succeeded (or none matched).
+    pub acked: u64,
+    /// Of the acked ones, those no handler matched.
+    pub unhandled: u64,
+    /// Deliveries sent to a retry queue because a handler failed.
+    pub retried: u64,
+    /// Deliveries dead-lettered at once because they are not valid events.
+    pub dead_lettered_poison: u64,
+    /// Deliveries dead-lettered because handlers still failed on the last attempt.
+    pub dead_lettered_exhausted: u64,
+    /// Deliveries the dead-letter queue refused (full), rejected without requeue; each is
+    /// logged as an error.
+    pub dropped: u64,
+    /// Handler runs that failed (errors and panics), over all deliveries.
+    pub handler_failures: u64,
+    /// Times the subscriber reconnected after losing its connection.
+    pub reconnects: u64,
+}
+
+impl SubscriberStats {
+    /// Deliveries that reached the dead-letter queue, for any reason.
+    pub fn dead_lettered(&self) -> u64 {
+        self.dead_lettered_poison + self.dead_lettered_exhausted
+    }
+
+    /// Deliveries fully settled (acked, retried, dead-lettered or dropped).
+    pub fn settled(&self) -> u64 {
+        self.acked + self.retried + self.dead_lettered() + self.dropped
+    }
+}
+
+impl fmt::Display for SubscriberStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "received {}, acked {} ({} unhandled), retried {}, dead-lettered {} ({} poison, {} exhausted), dropped {}, handler failures {}, reconnects {}",
+            self.received,
+            self.acked,
+            self.unhandled,
+            self.retried,
+            self.dead_lettered(),
+            self.dead_lettered_poison,
+            self.dead_lettered_exhausted,
+            self.dropped,
+            self.handler_failures,
+            self.reconnects
+        )
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) received: AtomicU64,
+    pub(crate) redelivered: AtomicU64,
+    pub(crate) acked: AtomicU64,
+    pub(crate) unhandled: AtomicU64,
+    pub(crate) retried: AtomicU64,
+    pub(crate) dead_lettered_poison: AtomicU64,
+    pub(crate) dead_lettered_exhausted: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+    pub(crate) handler_failures: AtomicU64,
+    pub(crate) reconnects: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> SubscriberStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        SubscriberStats {
+            received: get(&self.received),
+            redelivered: get(&self.redelivered),
+            acked: get(&self.acked),
+            unhandled: get(&self.unhandled),
+            retried: get(&self.retried),
+            dead_lettered_poison: get(&self.dead_lettered_poison),
+            dead_lettered_exhausted: get(&self.dead_lettered_exhausted),
+            dropped: get(&self.dropped),
+            handler_failures: get(&self.handler_failures),
+            reconnects: get(&self.reconnects),
+        }
+    }
+}
+
+/// Reads a subscriber's counters from any thread; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct StatsHandle {
+    pub(crate) counters: Arc<Counters>,
+}
+
+impl StatsHandle {
+    /// The counters now.
+    pub fn snapshot(&self) -> SubscriberStats {
+        self.counters.snapshot()
+    }
+}

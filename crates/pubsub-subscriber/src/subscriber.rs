@@ -1,0 +1,608 @@
+//! [`EventSubscriber`]: setup, the reconnecting consume loop, stopping.
+
+use std::fmt;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use pubsub_amqp::{
+    AmqpConfig, Channel, Connection, ExchangeConfig, HeaderValue, QueueConfig, ReconnectPolicy,
+};
+use pubsub_registry::HandlerRegistry;
+
+use crate::error::{Error, Result};
+use crate::report::DeliveryReport;
+use crate::session::{Session, SessionEnd};
+use crate::settings::{dead_letter_queue_name, retry_queue_name, RetryPolicy};
+use crate::stats::{Counters, StatsHandle, SubscriberStats};
+
+/// Consumes events from one queue and runs the matching handlers of a [`HandlerRegistry`].
+///
+/// # Topology
+///
+/// [`setup`](Self::setup) (also run by [`start_consuming`](Self::start_consuming) and after
+/// every reconnect) declares, idempotently:
+///
+/// - the exchange (a durable topic exchange, unless told not to);
+/// - the queue, with the given [`QueueConfig`], plus `x-dead-letter-exchange=""` and
+///   `x-dead-letter-routing-key=<queue>.dlq` so that whatever the broker itself
+///   dead-letters (a reject, an expired message, an overflow) also reaches the dead-letter
+///   queue;
+/// - the dead-letter queue `<queue>.dlq`;
+/// - one delay queue per retry delay, `<queue>.retry.<delay>` (see [`RetryPolicy`]);
+/// - the queue's bindings: exactly [`HandlerRegistry::bindings`], plus any key given to
+///   [`setup_queue`](Self::setup_queue).
+///
+/// # Acknowledgements
+///
+/// Every delivery is settled exactly once:
+///
+/// - all matching handlers succeeded, or none matched: ack;
+/// - the body is not a valid event (not UTF-8, not JSON, a field missing or mistyped, a
+///   content type other than JSON, larger than the maximum, an unsupported major version):
+///   published to the dead-letter queue with the reason in headers, then acked, never
+///   retried;
+/// - a handler failed or panicked: published to the delay queue with the retry state in
+///   headers, then acked; it comes back after the delay and only the handlers that failed run
+///   again. After the last attempt it is published to the dead-letter queue with the failed
+///   handlers, the last error, the attempt count and the first failure time.
+///
+/// Publishes to the retry and dead-letter queues are confirmed before the original is acked:
+/// a crash in between duplicates a message, never loses one. Acks are batched (`multiple`)
+/// while more deliveries are waiting, and sent at once when the queue goes quiet.
+///
+/// # Threads and stopping
+///
+/// The subscriber owns its connection; run it on its own thread ([`spawn`](Self::spawn)
+/// does). A [`StopHandle`] stops it from another thread: the delivery in progress finishes
+/// and is acked, nothing new starts, the consumer is cancelled and the channel and
+/// connection closed; unprocessed prefetched deliveries go back to the queue.
+///
+/// # Recovery
+///
+/// When its connection or channel dies (broker restart, closed connection, missed
+/// heartbeats, cancelled consumer), the subscriber reconnects with backoff, declares its
+/// topology again and resumes; unacknowledged deliveries come back from the broker. Errors
+/// that reconnecting cannot fix (credentials, vhost, inequivalent queue arguments) are
+/// returned instead.
+pub struct EventSubscriber {
+    config: AmqpConfig,
+    connection: Option<Connection>,
+    pub(crate) queue: String,
+    pub(crate) exchange: String,
+    pub(crate) registry: Arc<HandlerRegistry>,
+    pub(crate) settings: Settings,
+    extra_bindings: Vec<String>,
+    stop_tx: Sender<()>,
+    pub(crate) stop_rx: Receiver<()>,
+    pub(crate) counters: Arc<Counters>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) queue_config: QueueConfig,
+    pub(crate) declare_exchange: Option<ExchangeConfig>,
+    pub(crate) prefetch: u16,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) dead_letter: bool,
+    pub(crate) max_body_size: usize,
+    pub(crate) supported_major_versions: Option<Vec<u64>>,
+    pub(crate) max_redeliveries: u32,
+    pub(crate) reconnect: ReconnectPolicy,
+    pub(crate) observer: Option<Sender<DeliveryReport>>,
+}
+
+/// Builds an [`EventSubscriber`]; see [`EventSubscriber::builder`].
+#[derive(Debug)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct SubscriberBuilder {
+    connection: Connection,
+    queue: String,
+    exchange: String,
+    registry: Arc<HandlerRegistry>,
+    settings: Settings,
+}
+
+impl SubscriberBuilder {
+    /// The exchange to bind the queue to (`events` by default).
+    pub fn exchange(mut self, exchange: &str) -> Self {
+        self.exchange = exchange.to_owned();
+        self
+    }
+
+    /// The exchange's settings to declare it with (a durable topic exchange by default), or
+    /// `None` to use an existing one as is.
+    pub fn declare_exchange(mut self, config: Option<ExchangeConfig>) -> Self {
+        self.settings.declare_exchange = config;
+        self
+    }
+
+    /// The queue's settings (durable, not exclusive, not auto-delete by default).
+    pub fn queue_config(mut self, config: QueueConfig) -> Self {
+        self.settings.queue_config = config;
+        self
+    }
+
+    /// How many unacknowledged deliveries the broker may send ahead (100 by default; at
+    /// least 1). Higher is faster; the consumer holds up to this many messages in memory.
+    pub fn prefetch(mut self, prefetch: u16) -> Self {
+        self.settings.prefetch = prefetch.max(1);
+        self
+    }
+
+    /// How failed events are retried ([`RetryPolicy::default`]: 3 attempts, 1 s and 5 s
+    /// apart).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.settings.retry = policy;
+        self
+    }
+
+    /// Whether to declare the dead-letter queue and route the queue's own dead letters to it
+    /// (on by default). Off, a message that would be dead-lettered is rejected without
+    /// requeue instead: the broker drops it unless the queue has its own dead-letter exchange.
+    pub fn dead_letter(mut self, enabled: bool) -> Self {
+        self.settings.dead_letter = enabled;
+        self
+    }
+
+    /// The largest body accepted (16 MiB by default); larger ones are dead-lettered as
+    /// poison.
+    pub fn max_body_size(mut self, bytes: usize) -> Self {
+        self.settings.max_body_size = bytes;
+        self
+    }
+
+    /// Dead-letters as poison the events whose major version is not in `versions` (by
+    /// default every version is accepted, and typed handlers check their own).
+    pub fn supported_major_versions(mut self, versions: &[u64]) -> Self {
+        self.settings.supported_major_versions = Some(versions.to_vec());
+        self
+    }
+
+    /// How many times a message may be delivered without being acknowledged before it is
+    /// dead-lettered (10 by default). Counted by quorum queues only (`x-delivery-count`):
+    /// it stops a message that crashes the consumer from looping forever.
+    pub fn max_redeliveries(mut self, max: u32) -> Self {
+        self.settings.max_redeliveries = max.max(1);
+        self
+    }
+
+    /// How to reconnect after the connection dies (forever by default: a consumer should not
+    /// give up on its own).
+    pub fn reconnect(mut self, policy: ReconnectPolicy) -> Self {
+        self.settings.reconnect = policy;
+        self
+    }
+
+    /// Sends a [`DeliveryReport`] for every delivery once it is settled. The subscriber never
+    /// blocks on the observer: if a bounded channel is full the report is dropped (with a
+    /// warning).
+    pub fn observer(mut self, reports: Sender<DeliveryReport>) -> Self {
+        self.settings.observer = Some(reports);
+        self
+    }
+
+    /// Builds the subscriber. Nothing is declared yet: see [`EventSubscriber::setup`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for an empty or over-long queue name, an empty exchange name,
+    /// or a queue configuration the broker would refuse.
+    pub fn build(self) -> Result<EventSubscriber> {
+        let invalid = |message: String| Err(Error::InvalidConfig { message });
+        if self.queue.is_empty() {
+            return invalid("the queue name must not be empty".to_owned());
+        }
+        // The longest derived name is `<queue>.retry.<delay>`; names are at most 255 bytes.
+        if self.queue.len() > 200 {
+            return invalid(format!(
+                "queue name `{}...` is longer than 200 bytes (its retry queues need room)",
+                &self.queue.chars().take(40).collect::<String>()
+            ));
+        }
+        if self.exchange.is_empty() {
+            return invalid(
+                "the exchange name must not be empty (the default exchange cannot be bound)"
+                    .to_owned(),
+            );
+        }
+        self.settings
+            .queue_config
+            .validate(&self.queue)
+            .map_err(Error::Amqp)?;
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
+        Ok(EventSubscriber {
+            config: self.connection.config().clone(),
+            connection: Some(self.connection),
+            queue: self.queue,
+            exchange: self.exchange,
+            registry: self.registry,
+            settings: self.settings,
+            extra_bindings: Vec::new(),
+            stop_tx,
+            stop_rx,
+            counters: Arc::default(),
+        })
+    }
+}
+
+impl EventSubscriber {
+    /// A subscriber in the original design's shape; the builder offers more settings.
+    ///
+    /// # Errors
+    ///
+    /// As [`SubscriberBuilder::build`].
+    pub fn new(
+        connection: Connection,
+        queue: &str,
+        registry: Arc<HandlerRegistry>,
+        exchange: &str,
+        queue_config: QueueConfig,
+        prefetch: u16,
+    ) -> Result<Self> {
+        Self::builder(connection, queue, registry)
+            .exchange(exchange)
+            .queue_config(queue_config)
+            .prefetch(prefetch)
+            .build()
+    }
+
+    /// Starts configuring a subscriber that owns `connection`, consumes `queue` and
+    /// dispatches to `registry`.
+    pub fn builder(
+        connection: Connection,
+        queue: &str,
+        registry: Arc<HandlerRegistry>,
+    ) -> SubscriberBuilder {
+        SubscriberBuilder {
+            connection,
+            queue: queue.to_owned(),
+            exchange: "events".to_owned(),
+            registry,
+            settings: Settings {
+                queue_config: QueueConfig::default(),
+                declare_exchange: Some(ExchangeConfig::default()),
+                prefetch: 100,
+                retry: RetryPolicy::default(),
+                dead_letter: true,
+                max_body_size: 16 << 20,
+                supported_major_versions: None,
+                max_redeliveries: 10,
+                reconnect: ReconnectPolicy::default().forever(),
+                observer: None,
+            },
+        }
+    }
+
+    /// The queue this subscriber consumes.
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    /// The name of its dead-letter queue.
+    pub fn dead_letter_queue(&self) -> String {
+        dead_letter_queue_name(&self.queue)
+    }
+
+    /// The binding keys the queue gets: the registry's, then the extra ones.
+    pub fn bindings(&self) -> Vec<String> {
+        let mut keys = self.registry.bindings();
+        for key in &self.extra_bindings {
+            if !keys.contains(key) {
+                keys.push(key.clone());
+            }
+        }
+        keys
+    }
+
+    /// Declares the topology (see [`EventSubscriber`]) and binds the queue to exactly the
+    /// keys the registry's handlers need.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Amqp`]: the connection is gone, or the queue or exchange exists with other
+    /// arguments ([`pubsub_amqp::Error::Inequivalent`] names them).
+    pub fn setup(&mut self) -> Result<()> {
+        let connection = self.connection_mut()?;
+        let channel = connection.open_channel()?;
+        let declared = self.declare(&channel);
+        let _ = channel.close();
+        declared
+    }
+
+    /// Adds a binding key (any topic pattern the broker understands, e.g. `#`) to the
+    /// registry's, then declares the topology as [`setup`](Self::setup) does.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for an empty key, else as [`setup`](Self::setup).
+    pub fn setup_queue(&mut self, binding_key: &str) -> Result<()> {
+        if binding_key.is_empty() || binding_key.len() > 255 {
+            return Err(Error::InvalidConfig {
+                message: format!("invalid binding key {binding_key:?}"),
+            });
+        }
+        if !self.extra_bindings.iter().any(|k| k == binding_key) {
+            self.extra_bindings.push(binding_key.to_owned());
+        }
+        self.setup()
+    }
+
+    /// A handle that stops this subscriber from any thread.
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle {
+            tx: self.stop_tx.clone(),
+        }
+    }
+
+    /// A handle that reads this subscriber's counters from any thread.
+    pub fn stats_handle(&self) -> StatsHandle {
+        StatsHandle {
+            counters: self.counters.clone(),
+        }
+    }
+
+    /// Declares the topology, then consumes until stopped, reconnecting when the connection
+    /// dies. Blocks the calling thread.
+    ///
+    /// Returns the final counters once stopped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Amqp`] when the topology cannot be declared (inequivalent arguments), the
+    /// credentials or vhost are refused, or the reconnect policy gave up. The error is also
+    /// logged.
+    pub fn start_consuming(&mut self) -> Result<SubscriberStats> {
+        let result = self.consume_until_stopped();
+        let stats = self.counters.snapshot();
+        match &result {
+            Ok(_) => log::info!("subscriber of `{}` stopped: {stats}", self.queue),
+            Err(e) => log::error!(
+                "subscriber of `{}` stopped on error: {e}; {stats}",
+                self.queue
+            ),
+        }
+        result.map(|()| stats)
+    }
+
+    /// Runs [`start_consuming`](Self::start_consuming) on a new thread.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] if the thread cannot be spawned.
+    pub fn spawn(mut self) -> Result<RunningSubscriber> {
+        let stop = self.stop_handle();
+        let stats = self.stats_handle();
+        let name = format!(
+            "pubsub-sub-{}",
+            self.queue.chars().take(20).collect::<String>()
+        );
+        let join = thread::Builder::new()
+            .name(name)
+            .spawn(move || self.start_consuming())
+            .map_err(|e| Error::InvalidConfig {
+                message: format!("cannot spawn the subscriber thread: {e}"),
+            })?;
+        Ok(RunningSubscriber {
+            stop,
+            stats,
+            join: Some(join),
+        })
+    }
+
+    pub(crate) fn connection_config(&self) -> &AmqpConfig {
+        &self.config
+    }
+
+    fn consume_until_stopped(&mut self) -> Result<()> {
+        let mut backoff = None;
+        loop {
+            let end = match self.connection.take() {
+                Some(connection) => Session::run(self, connection),
+                None => SessionEnd::Failed {
+                    error: pubsub_amqp::Error::ConnectionLost {
+                        reason: "no connection".to_owned(),
+                    },
+                    consumed: false,
+                },
+            };
+            let error = match end {
+                SessionEnd::Stopped => return Ok(()),
+                SessionEnd::Failed { error, .. } if error.is_permanent() => {
+                    return Err(Error::Amqp(error))
+                }
+                SessionEnd::Failed { error, consumed } => {
+                    if consumed {
+                        // It had been consuming: this failure starts a new outage.
+                        backoff = None;
+                    }
+                    error
+                }
+            };
+            let backoff = backoff.get_or_insert_with(|| self.settings.reconnect.start());
+            let Some(delay) = backoff.next_delay() else {
+                log::error!(
+                    "subscriber of `{}` gives up reconnecting after {:.0}s",
+                    self.queue,
+                    backoff.elapsed().as_secs_f64()
+                );
+                return Err(Error::Amqp(error));
+            };
+            log::warn!(
+                "subscriber of `{}`: {error}; reconnecting in {:.1}s",
+                self.queue,
+                delay.as_secs_f64()
+            );
+            if self.stop_rx.recv_timeout(delay).is_ok() {
+                return Ok(());
+            }
+            match Connection::open(&self.config.clone().with_connection_attempts(1)) {
+                Ok(connection) => {
+                    Counters::add(&self.counters.reconnects, 1);
+                    log::info!("subscriber of `{}` reconnected", self.queue);
+                    self.connection = Some(connection);
+                }
+                Err(e) if e.is_permanent() => return Err(Error::Amqp(e)),
+                Err(e) => log::warn!("subscriber of `{}`: reconnecting failed: {e}", self.queue),
+            }
+        }
+    }
+
+    fn connection_mut(&mut self) -> Result<&mut Connection> {
+        if self.connection.is_none() {
+            self.connection = Some(Connection::open(&self.config)?);
+        }
+        self.connection.as_mut().ok_or_else(|| {
+            Error::Amqp(pubsub_amqp::Error::ConnectionLost {
+                reason: "no connection".to_owned(),
+            })
+        })
+    }
+
+    /// Declares exchange, dead-letter queue, retry queues, queue and bindings.
+    pub(crate) fn declare(&self, channel: &Channel) -> Result<()> {
+        if let Some(config) = &self.settings.declare_exchange {
+            channel.declare_exchange(&self.exchange, config)?;
+        }
+        let durable = QueueConfig {
+            durable: self.settings.queue_config.durable,
+            ..QueueConfig::default()
+        };
+        let mut queue_config = self.settings.queue_config.clone();
+        if self.settings.dead_letter {
+            let dlq = dead_letter_queue_name(&self.queue);
+            channel.declare_queue(&dlq, &durable)?;
+            let args = &mut queue_config.arguments;
+            if !args.contains_key("x-dead-letter-exchange") {
+                args.insert("x-dead-letter-exchange".into(), HeaderValue::from(""));
+                args.insert("x-dead-letter-routing-key".into(), HeaderValue::from(dlq));
+            }
+        }
+        for delay in self.settings.retry.used_delays() {
+            let retry = durable
+                .clone()
+                .message_ttl(delay)
+                .dead_letter_to("", &self.queue);
+            channel.declare_queue(&retry_queue_name(&self.queue, delay), &retry)?;
+        }
+        channel.declare_queue(&self.queue, &queue_config)?;
+        let bindings = self.bindings();
+        if bindings.is_empty() {
+            log::warn!(
+                "queue `{}` is bound to nothing: the registry has no handler and no binding was given",
+                self.queue
+            );
+        }
+        for key in &bindings {
+            channel.bind_queue(&self.queue, &self.exchange, key)?;
+        }
+        log::info!(
+            "queue `{}` bound to exchange `{}` with {:?}",
+            self.queue,
+            self.exchange,
+            bindings
+        );
+        Ok(())
+    }
+}
+
+impl fmt::Debug for EventSubscriber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventSubscriber")
+            .field("broker", &self.config.redacted_url())
+            .field("queue", &self.queue)
+            .field("exchange", &self.exchange)
+            .field("bindings", &self.bindings())
+            .field("prefetch", &self.settings.prefetch)
+            .field("retry", &self.settings.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Stops a subscriber from another thread; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct StopHandle {
+    tx: Sender<()>,
+}
+
+impl StopHandle {
+    /// Asks the subscriber to stop: it finishes the delivery in progress, acks it, and
+    /// returns from `start_consuming`. Asking twice is harmless.
+    pub fn stop(&self) {
+        let _ = self.tx.try_send(());
+    }
+}
+
+/// A subscriber running on its own thread; see [`EventSubscriber::spawn`].
+///
+/// Dropping it stops the subscriber and joins its thread.
+#[derive(Debug)]
+pub struct RunningSubscriber {
+    stop: StopHandle,
+    stats: StatsHandle,
+    join: Option<JoinHandle<Result<SubscriberStats>>>,
+}
+
+impl RunningSubscriber {
+    /// A handle to stop it from elsewhere.
+    pub fn stop_handle(&self) -> StopHandle {
+        self.stop.clone()
+    }
+
+    /// Its counters now.
+    pub fn stats(&self) -> SubscriberStats {
+        self.stats.snapshot()
+    }
+
+    /// Whether its thread has ended (stopped, or failed).
+    pub fn is_finished(&self) -> bool {
+        self.join.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    /// Stops it gracefully and waits for its thread: returns the final counters, or the
+    /// error that had stopped it.
+    ///
+    /// # Errors
+    ///
+    /// The error that ended the subscriber, or [`Error::Panicked`].
+    pub fn stop(mut self) -> Result<SubscriberStats> {
+        self.stop.stop();
+        self.join()
+    }
+
+    /// Waits for the thread to end by itself (on error), without asking it to stop.
+    ///
+    /// # Errors
+    ///
+    /// As [`stop`](Self::stop).
+    pub fn join(&mut self) -> Result<SubscriberStats> {
+        match self.join.take() {
+            Some(join) => join.join().unwrap_or(Err(Error::Panicked)),
+            None => Ok(self.stats.snapshot()),
+        }
+    }
+
+    /// Waits up to `timeout` for the thread to end; `None` if it is still running.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<Result<SubscriberStats>> {
+        let deadline = std::time::Instant::now() + timeout;
+        while !self.is_finished() {
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        Some(self.join())
+    }
+}
+
+impl Drop for RunningSubscriber {
+    fn drop(&mut self) {
+        if self.join.is_some() {
+            self.stop.stop();
+            if let Err(e) = self.join() {
+                log::debug!("dropped subscriber ended with: {e}");
+            }
+        }
+    }
+}

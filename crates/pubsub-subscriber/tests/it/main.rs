@@ -1,0 +1,8 @@
+//! Integration tests against the real broker: each test declares its own uniquely named
+//! exchange and queues and deletes them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+mod flow;
+mod retry;
+mod support;
