@@ -2,18 +2,55 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-# Broker the demo and the tests use (override with AMQP_URL).
-amqp_url := env_var_or_default("AMQP_URL", "amqp://guest:guest@localhost:5672/%2f")
+# Broker the demo, the tests and the tools use (override with AMQP_URL).
+export AMQP_URL := env_var_or_default("AMQP_URL", "amqp://guest:guest@localhost:5672/%2f")
 
 # List the tasks.
 default:
     @just --list
+
+# Run the demo: order and user events through RabbitMQ into handlers (`just demo --help`).
+demo *ARGS:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [[ " {{ARGS}} " != *" --in-process "* && " {{ARGS}} " != *" --help "* && " {{ARGS}} " != *" -h "* ]] && ! just _broker-answers; then
+        echo "No broker answers at ${AMQP_URL%%\?*}: starting one (just broker)..." | sed -E 's#//([^:/@]+):[^@]*@#//\1:***@#'
+        just broker || true
+    fi
+    cargo run --quiet --release -p demo -- {{ARGS}}
 
 # Everything CI checks: formatting, lints, unit and integration tests (needs RabbitMQ).
 test:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
     cargo test --workspace
+
+# The fault suite: broker restarts, killed connections, a fault proxy, memory alarm (needs RabbitMQ and rabbitmqctl).
+test-faults *ARGS:
+    cargo run --quiet --release -p pubsub-faults -- {{ARGS}}
+
+# Throughput and latency benchmark against the broker (`just bench --quick` for a short run).
+bench *ARGS:
+    cargo run --quiet --release -p pubsub-bench -- {{ARGS}}
+
+# Start a local RabbitMQ: Docker Compose where a Docker engine answers, else the installed rabbitmq-server.
+broker:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if just _broker-answers; then echo "RabbitMQ already answers."; exit 0; fi
+    if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+        docker compose up -d --wait
+    elif command -v rabbitmq-server >/dev/null 2>&1; then
+        rabbitmq-server -detached
+        timeout 120 rabbitmqctl await_startup
+    else
+        echo "No broker could be started: install Docker (https://docs.docker.com/get-docker/) and run 'docker compose up -d'," >&2
+        echo "or install RabbitMQ (Debian/Ubuntu: 'sudo apt-get install rabbitmq-server'; macOS: 'brew install rabbitmq')." >&2
+        exit 1
+    fi
+    for _ in $(seq 1 60); do just _broker-answers && { echo "RabbitMQ is up."; exit 0; }; sleep 1; done
+    echo "RabbitMQ was started but does not answer yet; check 'docker compose logs' or 'rabbitmqctl status'." >&2
+    exit 1
 
 # Format the code.
 fmt:
@@ -26,3 +63,10 @@ lint:
 # Build the API docs (doctests run in `just test`).
 doc:
     cargo doc --workspace --no-deps
+
+# Whether something accepts TCP connections at the host and port of AMQP_URL.
+_broker-answers:
+    #!/usr/bin/env bash
+    hostport="${AMQP_URL#*://}"; hostport="${hostport##*@}"; hostport="${hostport%%/*}"; hostport="${hostport%%\?*}"
+    host="${hostport%:*}"; port="${hostport##*:}"; [[ "$hostport" == *:* ]] || port=5672
+    (exec 3<>"/dev/tcp/${host:-localhost}/${port}") 2>/dev/null
