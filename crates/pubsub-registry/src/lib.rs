@@ -10,6 +10,9 @@
 //! - [`Pattern`]: AMQP topic semantics (`*` one word, `#` zero or more words), plus glob words
 //!   (`pay*`) and the original design's lone `*` for "everything".
 //! - [`InvocationResult`]: total, succeeded, and each failure with the handler's name and error.
+//! - [`Idempotent`]: an opt-in window that skips events a handler already handled, for the
+//!   duplicates at-least-once delivery brings
+//!   ([`HandlerRegistry::deduplicate`] applies it to every handler).
 //!
 //! This is the in-process, MediatR-like half of the workspace. It sits on `pubsub-core` and
 //! knows nothing of AMQP; `pubsub-subscriber` feeds it the events that arrive from RabbitMQ,
@@ -43,11 +46,13 @@
 #![warn(clippy::print_stdout)]
 
 mod error;
+mod idempotent;
 mod pattern;
 mod registry;
 mod trie;
 
 pub use crate::error::{Error, Result};
+pub use crate::idempotent::Idempotent;
 pub use crate::pattern::{binding_keys, Pattern};
 pub use crate::registry::{
     HandlerFailure, HandlerOutcome, HandlerRegistry, InvocationResult, Subscription,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use pubsub_core::{Event, EventHandler, HandlerError, Metadata};
 
 use crate::error::{Error, Result};
+use crate::idempotent::Idempotent;
 use crate::pattern::{binding_keys, Pattern};
 use crate::trie::Node;
 
@@ -41,6 +42,8 @@ use crate::trie::Node;
 pub struct HandlerRegistry {
     subscriptions: Vec<Subscription>,
     trie: Node,
+    /// The deduplication window every handler gets, if set.
+    dedup: Option<usize>,
 }
 
 /// One handler subscribed to one pattern.
@@ -116,6 +119,10 @@ impl HandlerRegistry {
         handler: Arc<dyn EventHandler>,
     ) -> Result<&mut Self> {
         let pattern = Pattern::parse(pattern)?;
+        let handler = match self.dedup {
+            Some(window) => idempotent(handler, window),
+            None => handler,
+        };
         let name: Arc<str> = handler.name().into();
         let id: Arc<str> = format!("{name}@{pattern}").into();
         if self.subscriptions.iter().any(|s| s.id == id) {
@@ -132,6 +139,19 @@ impl HandlerRegistry {
             id,
         });
         Ok(self)
+    }
+
+    /// Makes every handler, those subscribed already and those subscribed later, skip the
+    /// events it already handled successfully among its last `window` ones (see
+    /// [`Idempotent`](crate::Idempotent) for what this covers and what it does not).
+    pub fn deduplicate(&mut self, window: usize) -> &mut Self {
+        if self.dedup.is_none() {
+            for sub in &mut self.subscriptions {
+                sub.handler = idempotent(sub.handler.clone(), window);
+            }
+        }
+        self.dedup = Some(window);
+        self
     }
 
     /// The subscriptions whose pattern matches `routing_key`, in registration order.
@@ -215,6 +235,25 @@ impl fmt::Debug for HandlerRegistry {
         f.debug_struct("HandlerRegistry")
             .field("subscriptions", &self.subscriptions)
             .finish()
+    }
+}
+
+/// Wraps a shared handler in a deduplication window.
+fn idempotent(handler: Arc<dyn EventHandler>, window: usize) -> Arc<dyn EventHandler> {
+    Arc::new(Idempotent::new(Shared(handler), window))
+}
+
+/// A shared handler, as a handler (`Arc<dyn EventHandler>` itself cannot be one: the
+/// closure impl of `EventHandler` forbids a blanket impl for `Arc`).
+struct Shared(Arc<dyn EventHandler>);
+
+impl EventHandler for Shared {
+    fn handle(&self, event: &Event, meta: &Metadata) -> pubsub_core::HandlerResult {
+        self.0.handle(event, meta)
+    }
+
+    fn name(&self) -> &str {
+        self.0.name()
     }
 }
 
@@ -616,6 +655,27 @@ mod tests {
         );
         registry.subscribe("*", ok("e")).unwrap();
         assert_eq!(registry.bindings(), ["#"]);
+    }
+
+    #[test]
+    fn deduplicate_skips_a_second_delivery_for_every_handler() {
+        let count = Arc::new(AtomicUsize::new(0));
+        let counting = |name: &str| {
+            let count = count.clone();
+            handler_fn(name, move |_, _| {
+                count.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            })
+        };
+        let mut registry = HandlerRegistry::new();
+        registry.subscribe("#", counting("before")).unwrap();
+        registry.deduplicate(100);
+        registry.subscribe("#", counting("after")).unwrap();
+        let e = event("a", "b");
+        assert_eq!(registry.invoke_all(&e).succeeded(), 2);
+        assert_eq!(registry.invoke_all(&e).succeeded(), 2);
+        assert_eq!(count.load(Ordering::SeqCst), 2);
+        assert_eq!(registry.subscriptions()[0].handler_name(), "before");
     }
 
     #[test]
