@@ -12,6 +12,9 @@
 //!   publish with [`Properties`], consume ([`Consumer`], [`Delivery`]), confirms and returns.
 //! - [`ReconnectPolicy`]: bounded exponential backoff with jitter, for the layers above that
 //!   reconnect (amiquip itself never does).
+//! - [`RedactingLogger`]: wraps the application's logger so that amiquip's own debug
+//!   records of the handshake (which print the SASL response, password included) are
+//!   redacted.
 //! - [`Error`]: tells apart an unreachable broker, refused credentials, an unknown vhost, a
 //!   TLS failure, a lost connection and a queue that exists with other arguments.
 //!
@@ -46,6 +49,7 @@ mod channel;
 mod config;
 mod connection;
 mod error;
+mod logging;
 mod properties;
 mod reconnect;
 mod topology;
@@ -56,6 +60,7 @@ pub use crate::channel::{
 pub use crate::config::{AmqpConfig, TlsConfig, AMQP_URL_ENV};
 pub use crate::connection::{Blocked, Connection};
 pub use crate::error::{Error, Result};
+pub use crate::logging::RedactingLogger;
 pub use crate::properties::{HeaderValue, Headers, Properties};
 pub use crate::reconnect::{Backoff, ReconnectPolicy};
 pub use crate::topology::{ExchangeConfig, ExchangeKind, QueueConfig, QueueInfo};

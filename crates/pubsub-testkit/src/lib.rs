@@ -7,7 +7,10 @@
 //! - [`broker`]: the [`AmqpConfig`] of the broker under test, or `None` (skip) when it is
 //!   unreachable outside CI.
 //! - [`unique`]: a name no other test uses.
-//! - [`rabbitmqctl`]: run a broker administration command.
+//! - [`rabbitmqctl`]: run a broker administration command; [`close_connections_named`]
+//!   force-closes the connections of one client.
+//! - [`FaultProxy`]: a TCP proxy between a client and the broker that can cut every
+//!   connection or black-hole the traffic, for the fault suite.
 //!
 //! It is a development dependency only; no library crate depends on it.
 //!
@@ -92,3 +95,40 @@ pub fn rabbitmqctl(args: &[&str]) -> Result<String, String> {
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
+
+/// Force-closes every broker connection whose client named itself `name` (the AMQP
+/// `information` client property, set with `AmqpConfig::with_connection_name`), as an
+/// operator would with `rabbitmqctl close_connection`. Returns how many were closed.
+///
+/// # Errors
+///
+/// When `rabbitmqctl` fails.
+pub fn close_connections_named(name: &str) -> Result<usize, String> {
+    let listing = rabbitmqctl(&["-q", "list_connections", "pid", "client_properties"])?;
+    let needle = format!("{{\"information\",\"{name}\"}}");
+    let mut closed = 0;
+    for line in listing.lines().filter(|l| l.contains(&needle)) {
+        if let Some(pid) = line.split('\t').next() {
+            // A connection that went away in the meantime is not an error.
+            if rabbitmqctl(&["-q", "close_connection", pid, "closed by the fault suite"]).is_ok() {
+                closed += 1;
+            }
+        }
+    }
+    Ok(closed)
+}
+
+/// How many broker connections named `name` are open.
+///
+/// # Errors
+///
+/// When `rabbitmqctl` fails.
+pub fn connections_named(name: &str) -> Result<usize, String> {
+    let listing = rabbitmqctl(&["-q", "list_connections", "client_properties"])?;
+    let needle = format!("{{\"information\",\"{name}\"}}");
+    Ok(listing.lines().filter(|l| l.contains(&needle)).count())
+}
+
+mod proxy;
+
+pub use crate::proxy::FaultProxy;
