@@ -555,7 +555,7 @@ impl fmt::Debug for Consumer<'_> {
 
 fn stream_ended() -> ConsumerEvent {
     ConsumerEvent::Closed(Error::ConnectionLost {
-        reason: "the connection's I/O thread has stopped".to_owned(),
+        reason: crate::error::IO_THREAD_STOPPED.to_owned(),
     })
 }
 

@@ -133,6 +133,20 @@ impl Error {
         )
     }
 
+    /// Of an error an operation met and the error closing its connection returned, the one
+    /// that says more: when amiquip's I/O thread dies, operations only learn that it is gone,
+    /// while closing the connection returns why it died (socket closed, missed heartbeats).
+    pub fn more_precise(error: Error, close_error: Option<Error>) -> Error {
+        match (&error, close_error) {
+            (Error::ConnectionLost { reason }, Some(close @ Error::ConnectionLost { .. }))
+                if reason.starts_with(IO_THREAD_STOPPED) =>
+            {
+                close
+            }
+            _ => error,
+        }
+    }
+
     /// Whether retrying the same operation, even on a new connection, cannot succeed: the
     /// configuration, credentials, vhost or topology is wrong.
     pub fn is_permanent(&self) -> bool {
@@ -215,6 +229,9 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// The reason given when amiquip's I/O thread is gone and the cause is not known here.
+pub(crate) const IO_THREAD_STOPPED: &str = "the connection's I/O thread has stopped";
+
 /// What an operation was doing when amiquip failed, to word the error.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Op<'a> {
@@ -254,11 +271,17 @@ pub(crate) fn from_amiquip(err: amiquip::Error, op: Op<'_>) -> Error {
         A::ClientClosedConnection => Error::ConnectionLost {
             reason: "the connection was closed by this client".to_owned(),
         },
-        A::EventLoopDropped | A::EventLoopClientDropped | A::IoThreadPanic => {
-            Error::ConnectionLost {
-                reason: "the connection's I/O thread has stopped".to_owned(),
-            }
-        }
+        A::EventLoopDropped => Error::ConnectionLost {
+            reason: IO_THREAD_STOPPED.to_owned(),
+        },
+        A::EventLoopClientDropped => Error::ConnectionLost {
+            reason: format!(
+                "{IO_THREAD_STOPPED}: it had a message for a channel or consumer already dropped"
+            ),
+        },
+        A::IoThreadPanic => Error::ConnectionLost {
+            reason: "the connection's I/O thread panicked".to_owned(),
+        },
         A::ClientClosedChannel => Error::ChannelClosed {
             code: 0,
             message: "the channel was closed by this client".to_owned(),

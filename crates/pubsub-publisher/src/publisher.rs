@@ -282,6 +282,22 @@ impl EventPublisher {
                 Ok(()) => continue,
                 Err(e) => e,
             };
+            let error = match (error, self.session.take()) {
+                (Error::Amqp(e), Some(session)) if e.is_connection_lost() => {
+                    let Session {
+                        connection,
+                        channel,
+                        ..
+                    } = session;
+                    let closed = connection.close().err();
+                    drop(channel);
+                    Error::Amqp(pubsub_amqp::Error::more_precise(e, closed))
+                }
+                (error, session) => {
+                    self.session = session;
+                    error
+                }
+            };
             let retry = match &error {
                 Error::Amqp(e) if e.is_connection_lost() => {
                     self.session = None;

@@ -56,12 +56,20 @@ impl<'s> Session<'s> {
         let mut consumed = false;
         let result = session.consume(&mut connection, &mut consumed);
         drop(session.republisher.take());
-        if let Err(e) = connection.close() {
-            log::debug!("closing the consumer connection of `{}`: {e}", sub.queue);
-        }
+        let closed = connection.close();
         match result {
-            Ok(()) => SessionEnd::Stopped,
-            Err(error) => SessionEnd::Failed { error, consumed },
+            Ok(()) => {
+                if let Err(e) = closed {
+                    log::debug!("closing the consumer connection of `{}`: {e}", sub.queue);
+                }
+                SessionEnd::Stopped
+            }
+            Err(error) => SessionEnd::Failed {
+                // When amiquip's I/O thread died, the session saw only that; closing the
+                // connection tells why (socket closed, missed heartbeats, ...).
+                error: pubsub_amqp::Error::more_precise(error, closed.err()),
+                consumed,
+            },
         }
     }
 
@@ -331,14 +339,14 @@ impl<'s> Session<'s> {
             DeadLetterKind::Exhausted => log::error!(
                 "dead-lettering a message from `{}` ({}): {}",
                 sub.queue,
-                delivery.routing_key(),
+                original_routing_key(&delivery),
                 dead.reason
             ),
             _ => log::warn!(
                 "dead-lettering a {} message from `{}` ({}, {} bytes): {}",
                 dead.kind,
                 sub.queue,
-                delivery.routing_key(),
+                original_routing_key(&delivery),
                 body.len(),
                 dead.reason
             ),
@@ -393,7 +401,7 @@ impl<'s> Session<'s> {
         log::error!(
             "rejecting a message from `{}` ({}) without requeue: {reason}",
             sub.queue,
-            delivery.routing_key()
+            original_routing_key(&delivery)
         );
         let report = self.report(
             &delivery,
@@ -456,7 +464,9 @@ impl<'s> Session<'s> {
             })
             .unwrap_or_default();
         Some(DeliveryReport {
-            routing_key: delivery.routing_key().to_owned(),
+            routing_key: event
+                .map(|e| e.routing_key().to_owned())
+                .unwrap_or_else(|| original_routing_key(delivery)),
             event_id: event.map(|e| e.event_id().to_string()),
             attempt,
             handlers,
@@ -682,6 +692,15 @@ fn republish_properties(
         headers.insert(name.to_owned(), value);
     }
     properties
+}
+
+/// The routing key the message was first published with: a retried message comes back
+/// from its delay queue with the queue's name as routing key.
+fn original_routing_key(delivery: &Delivery) -> String {
+    delivery
+        .header(headers::ORIGINAL_ROUTING_KEY)
+        .and_then(|h| h.as_str().map(str::to_owned))
+        .unwrap_or_else(|| delivery.routing_key().to_owned())
 }
 
 fn header_int(delivery: &Delivery, name: &str) -> Option<i64> {

@@ -6,7 +6,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How often blocked reads and the acceptor look at the proxy's flags.
 const TICK: Duration = Duration::from_millis(20);
@@ -34,6 +34,7 @@ struct State {
 /// One proxied connection: both sockets and the two pump threads.
 #[derive(Debug)]
 struct Link {
+    opened: Instant,
     client: TcpStream,
     upstream: TcpStream,
     pumps: Vec<JoinHandle<()>>,
@@ -106,10 +107,27 @@ impl FaultProxy {
 
     /// How many connections go through the proxy now.
     pub fn open_connections(&self) -> usize {
+        self.open_connections_since(None)
+    }
+
+    /// How many connections opened before `before` (all, with `None`) are still open: the
+    /// clients of those have not noticed a fault yet.
+    pub fn open_connections_since(&self, before: Option<Instant>) -> usize {
         match self.state.links.lock() {
             Ok(mut links) => {
-                links.retain(|l| l.pumps.iter().any(|p| !p.is_finished()));
-                links.len()
+                let (done, open): (Vec<Link>, Vec<Link>) = links
+                    .drain(..)
+                    .partition(|l| l.pumps.iter().all(JoinHandle::is_finished));
+                *links = open;
+                for link in done {
+                    for pump in link.pumps {
+                        let _ = pump.join();
+                    }
+                }
+                links
+                    .iter()
+                    .filter(|l| before.is_none_or(|t| l.opened < t))
+                    .count()
             }
             Err(_) => 0,
         }
@@ -156,6 +174,7 @@ fn open_link(client: TcpStream, upstream: SocketAddr, state: &Arc<State>) -> std
     ];
     if let Ok(mut links) = state.links.lock() {
         links.push(Link {
+            opened: Instant::now(),
             client,
             upstream: server,
             pumps,
