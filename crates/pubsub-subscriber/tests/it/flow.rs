@@ -289,3 +289,39 @@ fn stop_finishes_the_delivery_in_progress_and_joins() {
     // The four prefetched but unprocessed deliveries went back to the queue.
     assert_eq!(bus.ready(&queue), 4);
 }
+
+#[test]
+fn a_queue_with_other_arguments_is_an_error_not_a_reconnect_loop() {
+    let Some(mut bus) = Bus::new() else { return };
+    let (builder, queue) = bus.service("inequivalent", HandlerRegistry::new());
+    // Someone else declared the queue as a quorum queue.
+    let mut other = pubsub_amqp::Connection::open(&bus.config).unwrap();
+    other
+        .open_channel()
+        .unwrap()
+        .declare_queue(&queue, &pubsub_amqp::QueueConfig::default().quorum())
+        .unwrap();
+    let mut subscriber = builder.build().unwrap();
+    let err = subscriber.setup().unwrap_err();
+    assert!(
+        err.to_string().contains(&format!("queue `{queue}`")),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("x-queue-type") || err.to_string().contains("x-dead-letter"),
+        "{err}"
+    );
+
+    let mut running = subscriber.spawn().unwrap();
+    let ended = running
+        .wait_timeout(WAIT)
+        .expect("the subscriber kept retrying");
+    let err = ended.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            pubsub_subscriber::Error::Amqp(pubsub_amqp::Error::Inequivalent { .. })
+        ),
+        "{err:?}"
+    );
+}
