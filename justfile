@@ -10,12 +10,23 @@ default:
     @just --list
 
 # Run the demo: order and user events through RabbitMQ into handlers (`just demo --help`).
+[no-exit-message] # the demo says itself what went wrong
 demo *ARGS:
     #!/usr/bin/env bash
     set -euo pipefail
-    if [[ " {{ARGS}} " != *" --in-process "* && " {{ARGS}} " != *" --help "* && " {{ARGS}} " != *" -h "* ]] && ! just _broker-answers; then
-        echo "No broker answers at ${AMQP_URL%%\?*}: starting one (just broker)..." | sed -E 's#//([^:/@]+):[^@]*@#//\1:***@#'
-        just broker || true
+    # Start a local broker first when none answers, unless the run needs none or AMQP_URL names
+    # a broker `just broker` cannot start (the demo then says itself what it could not reach).
+    needs_broker=true
+    for arg in {{ARGS}}; do
+        case "$arg" in --in-process|--help|-h|--version|-V) needs_broker=false;; esac
+    done
+    hostport="${AMQP_URL#*://}"; hostport="${hostport##*@}"; hostport="${hostport%%/*}"; hostport="${hostport%%\?*}"
+    if $needs_broker && ! just _broker-answers 2>/dev/null; then
+        case "${AMQP_URL%%://*}://$hostport" in
+            amqp://localhost|amqp://localhost:5672|amqp://127.0.0.1|amqp://127.0.0.1:5672)
+                echo "No broker answers at $hostport: starting one (just broker)..."
+                just broker || true;;
+        esac
     fi
     cargo run --quiet --release -p demo -- {{ARGS}}
 
@@ -37,7 +48,15 @@ bench *ARGS:
 broker:
     #!/usr/bin/env bash
     set -euo pipefail
-    if just _broker-answers; then echo "RabbitMQ already answers."; exit 0; fi
+    if just _broker-answers 2>/dev/null; then echo "RabbitMQ already answers."; exit 0; fi
+    hostport="${AMQP_URL#*://}"; hostport="${hostport##*@}"; hostport="${hostport%%/*}"; hostport="${hostport%%\?*}"
+    case "${AMQP_URL%%://*}://$hostport" in
+        amqp://localhost|amqp://localhost:5672|amqp://127.0.0.1|amqp://127.0.0.1:5672) ;;
+        *)
+            echo "No broker answers at $hostport, and 'just broker' starts one on localhost:5672 only:" >&2
+            echo "start that broker, or unset AMQP_URL to use a local one." >&2
+            exit 1;;
+    esac
     if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
         docker compose up -d --wait
     elif command -v rabbitmq-server >/dev/null 2>&1; then
@@ -48,7 +67,7 @@ broker:
         echo "or install RabbitMQ (Debian/Ubuntu: 'sudo apt-get install rabbitmq-server'; macOS: 'brew install rabbitmq')." >&2
         exit 1
     fi
-    for _ in $(seq 1 60); do just _broker-answers && { echo "RabbitMQ is up."; exit 0; }; sleep 1; done
+    for _ in $(seq 1 60); do just _broker-answers 2>/dev/null && { echo "RabbitMQ is up."; exit 0; }; sleep 1; done
     echo "RabbitMQ was started but does not answer yet; check 'docker compose logs' or 'rabbitmqctl status'." >&2
     exit 1
 

@@ -57,9 +57,3 @@ pub use crate::pattern::{binding_keys, Pattern};
 pub use crate::registry::{
     HandlerFailure, HandlerOutcome, HandlerRegistry, InvocationResult, Subscription,
 };
-
-/// The README's code blocks, compiled and run as doctests (moves to the `demo` crate, which
-/// depends on every crate the README shows, once it exists).
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-struct ReadmeDoctests;

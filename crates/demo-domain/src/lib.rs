@@ -1,0 +1,271 @@
+//! This crate provides the demo's business: typed order and user events, and three handlers
+//! with effects a test can observe. It is the only library crate of the workspace that knows
+//! what an order is.
+//!
+//! # Overview
+//!
+//! - Events ([`pubsub_core::TypedEvent`]s, with the original design's field names, so the
+//!   Python services' events decode): [`OrderCreated`] (with [`OrderItem`]s), [`OrderPaid`],
+//!   [`UserRegistered`].
+//! - Handlers, each doing one thing, thread-safe: [`SendEmailHandler`] records the email it
+//!   would send in an outbox; [`UpdateInventoryHandler`] takes ordered items out of stock and
+//!   refuses to go below zero; [`LogAnalyticsHandler`] counts events per routing key.
+//! - [`Handlers`] holds one of each, and [`registry`] subscribes them as [`SUBSCRIPTIONS`]
+//!   says, for the `demo` binary and for tests.
+//! - [`Error`]: what the handlers refuse.
+//!
+//! It sits on `pubsub-core` (events, handlers) and `pubsub-registry` (dispatch); it knows
+//! nothing of RabbitMQ. The `demo` binary carries these events over the broker, or
+//! dispatches them in process.
+//!
+//! # Example
+//!
+//! ```
+//! use demo_domain::{Handlers, OrderCreated, OrderItem, UserRegistered};
+//! use pubsub_core::Event;
+//!
+//! let handlers = Handlers::with_stock([("PROD-001", 10)]);
+//! let registry = demo_domain::registry(&handlers)?;
+//!
+//! let order = Event::from_typed(&OrderCreated {
+//!     order_id: "ORD-123".into(),
+//!     customer_email: "customer@example.com".into(),
+//!     items: vec![OrderItem { product_id: "PROD-001".into(), quantity: 2 }],
+//!     total_amount: 99.99,
+//! })?;
+//! let result = registry.invoke_all(&order); // in process, no broker
+//! let ran: Vec<&str> = result.outcomes().iter().map(|o| o.handler()).collect();
+//! assert_eq!(ran, ["send-email", "update-inventory", "log-analytics"]);
+//! assert!(result.is_success());
+//!
+//! assert_eq!(handlers.email().outbox()[0].to, "customer@example.com");
+//! assert_eq!(handlers.inventory().stock("PROD-001"), Some(8));
+//! assert_eq!(handlers.analytics().count("order.created"), 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(missing_docs)]
+#![warn(clippy::print_stdout)]
+
+mod analytics;
+mod email;
+mod error;
+mod events;
+mod inventory;
+
+use std::sync::Arc;
+
+use pubsub_core::EventHandler;
+use pubsub_registry::HandlerRegistry;
+
+pub use crate::analytics::LogAnalyticsHandler;
+pub use crate::email::{Email, SendEmailHandler, DEFAULT_OUTBOX_CAPACITY};
+pub use crate::error::{Error, Result};
+pub use crate::events::{OrderCreated, OrderItem, OrderPaid, UserRegistered};
+pub use crate::inventory::UpdateInventoryHandler;
+
+/// Which handler listens to which pattern in the demo, in registration order (the order in
+/// which they run): `(pattern, handler name)`.
+pub const SUBSCRIPTIONS: &[(&str, &str)] = &[
+    ("order.created", SendEmailHandler::NAME),
+    ("order.paid", SendEmailHandler::NAME),
+    ("user.registered", SendEmailHandler::NAME),
+    ("order.created", UpdateInventoryHandler::NAME),
+    ("#", LogAnalyticsHandler::NAME),
+];
+
+/// The stock of [`Handlers::default`]: ten keyboards and five mice, so to speak.
+pub const DEMO_STOCK: &[(&str, u64)] = &[("PROD-001", 10), ("PROD-002", 5)];
+
+/// One of each of the demo's handlers, shared (`Arc`) between the registry and whoever
+/// wants to look at their effects; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Handlers {
+    email: Arc<SendEmailHandler>,
+    inventory: Arc<UpdateInventoryHandler>,
+    analytics: Arc<LogAnalyticsHandler>,
+}
+
+impl Handlers {
+    /// Handlers over this stock (see [`UpdateInventoryHandler::new`]).
+    pub fn with_stock<P: Into<String>>(stock: impl IntoIterator<Item = (P, u64)>) -> Self {
+        Handlers {
+            email: Arc::new(SendEmailHandler::new()),
+            inventory: Arc::new(UpdateInventoryHandler::new(stock)),
+            analytics: Arc::new(LogAnalyticsHandler::new()),
+        }
+    }
+
+    /// The email handler and its outbox.
+    pub fn email(&self) -> &SendEmailHandler {
+        &self.email
+    }
+
+    /// The inventory handler and its stock.
+    pub fn inventory(&self) -> &UpdateInventoryHandler {
+        &self.inventory
+    }
+
+    /// The analytics handler and its counts.
+    pub fn analytics(&self) -> &LogAnalyticsHandler {
+        &self.analytics
+    }
+
+    /// The handler called `name`, if it is one of these.
+    fn by_name(&self, name: &str) -> Option<Arc<dyn EventHandler>> {
+        match name {
+            SendEmailHandler::NAME => Some(self.email.clone()),
+            UpdateInventoryHandler::NAME => Some(self.inventory.clone()),
+            LogAnalyticsHandler::NAME => Some(self.analytics.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl Default for Handlers {
+    /// Handlers over [`DEMO_STOCK`].
+    fn default() -> Self {
+        Self::with_stock(DEMO_STOCK.iter().copied())
+    }
+}
+
+/// A registry with `handlers` subscribed as [`SUBSCRIPTIONS`] says.
+///
+/// Dispatch through it in process with [`HandlerRegistry::invoke_all`], or share it (`Arc`)
+/// with a subscriber. The handlers stay shared with `handlers`, where their effects can be
+/// read.
+///
+/// # Errors
+///
+/// [`Error::Registry`] if a subscription is refused; with the fixed table this is a bug.
+pub fn registry(handlers: &Handlers) -> Result<HandlerRegistry> {
+    let mut registry = HandlerRegistry::new();
+    for &(pattern, name) in SUBSCRIPTIONS {
+        // Every name in the table is one of `Handlers`'; the test below checks it.
+        if let Some(handler) = handlers.by_name(name) {
+            registry.subscribe_arc(pattern, handler)?;
+        }
+    }
+    Ok(registry)
+}
+
+#[cfg(test)]
+mod tests {
+    use pubsub_core::{Event, Permanent};
+    use serde_json::json;
+
+    use super::*;
+
+    fn order(order_id: &str, lines: &[(&str, u32)]) -> Event {
+        Event::from_typed(&OrderCreated {
+            order_id: order_id.into(),
+            customer_email: "customer@example.com".into(),
+            items: lines
+                .iter()
+                .map(|&(p, quantity)| OrderItem {
+                    product_id: p.into(),
+                    quantity,
+                })
+                .collect(),
+            total_amount: 99.99,
+        })
+        .unwrap()
+    }
+
+    fn paid(order_id: &str) -> Event {
+        Event::from_typed(&OrderPaid {
+            order_id: order_id.into(),
+            payment_id: "PAY-456".into(),
+            amount: 99.99,
+        })
+        .unwrap()
+    }
+
+    fn user() -> Event {
+        Event::from_typed(&UserRegistered {
+            user_id: "U-1".into(),
+            username: "ada".into(),
+            email: "ada@example.com".into(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn every_subscription_names_a_handler() {
+        let handlers = Handlers::default();
+        for (_, name) in SUBSCRIPTIONS {
+            assert!(handlers.by_name(name).is_some(), "{name}");
+        }
+        assert_eq!(registry(&handlers).unwrap().len(), SUBSCRIPTIONS.len());
+    }
+
+    #[test]
+    fn each_event_reaches_its_handlers() {
+        // (event, the handlers that run, in order)
+        let registry = registry(&Handlers::default()).unwrap();
+        let check = |event: Event, expected: &[&str]| {
+            let ran: Vec<String> = registry
+                .find_handlers(event.routing_key())
+                .iter()
+                .map(|s| s.handler_name().to_owned())
+                .collect();
+            assert_eq!(ran, expected, "{}", event.routing_key());
+        };
+        check(
+            order("ORD-1", &[]),
+            &["send-email", "update-inventory", "log-analytics"],
+        );
+        check(paid("ORD-1"), &["send-email", "log-analytics"]);
+        check(user(), &["send-email", "log-analytics"]);
+        check(
+            Event::new("order", "cancelled", json!({})).unwrap(),
+            &["log-analytics"],
+        );
+        assert_eq!(registry.bindings(), ["#"]);
+    }
+
+    #[test]
+    fn the_order_flow_has_the_expected_effects() {
+        let handlers = Handlers::default();
+        let registry = registry(&handlers).unwrap();
+        for event in [
+            order("ORD-123", &[("PROD-001", 2), ("PROD-002", 1)]),
+            paid("ORD-123"),
+            user(),
+        ] {
+            let result = registry.invoke_all(&event);
+            assert!(result.is_success(), "{}: {result:?}", event.routing_key());
+        }
+        let to: Vec<String> = handlers
+            .email()
+            .outbox()
+            .into_iter()
+            .map(|e| e.to)
+            .collect();
+        assert_eq!(
+            to,
+            [
+                "customer@example.com",
+                "customer@example.com",
+                "ada@example.com"
+            ]
+        );
+        assert_eq!(handlers.inventory().stock("PROD-001"), Some(8));
+        assert_eq!(handlers.inventory().stock("PROD-002"), Some(4));
+        assert_eq!(handlers.analytics().total(), 3);
+    }
+
+    #[test]
+    fn one_refusal_does_not_stop_the_other_handlers() {
+        let handlers = Handlers::with_stock([("PROD-001", 1)]);
+        let registry = registry(&handlers).unwrap();
+        let result = registry.invoke_all(&order("ORD-9", &[("PROD-001", 5)]));
+        assert_eq!((result.succeeded(), result.failed()), (2, 1));
+        let failure = result.failures().next().unwrap();
+        assert_eq!(failure.handler(), "update-inventory");
+        assert!(failure.failure().unwrap().is_permanent());
+        assert!(Permanent::is_permanent(failure.failure().unwrap().error()));
+        assert_eq!(handlers.email().sent(), 1);
+        assert_eq!(handlers.inventory().stock("PROD-001"), Some(1));
+        assert_eq!(handlers.analytics().count("order.created"), 1);
+    }
+}

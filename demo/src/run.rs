@@ -1,0 +1,592 @@
+//! [`run`]: the demo's flow, over RabbitMQ or in process.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use demo_domain::Handlers;
+use pubsub_amqp::{AmqpConfig, Connection};
+use pubsub_publisher::{EventPublisher, Unroutable};
+use pubsub_subscriber::{
+    dead_letter_queue_name, retry_queue_name, DeliveryReport, EventSubscriber, HandlerRun,
+    RetryPolicy,
+};
+
+use crate::flow::{Labeled, Workload};
+use crate::report::{Attempt, Handled, HandlerTally, Outcome, Progress, RunReport};
+
+/// How many times the demo's subscriber runs a failing handler in all.
+pub const MAX_ATTEMPTS: u32 = 3;
+
+/// The waits before the demo's retries: the subscriber's retry queues are `<queue>.retry.1s`
+/// and `<queue>.retry.5s`.
+pub const RETRY_DELAYS: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(5)];
+
+/// How often a wait wakes up to report progress and check on the subscriber.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Where the events go.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// Straight to the registry, in this thread: no broker (the MediatR-style mode).
+    InProcess,
+    /// Through the broker: a publisher on one connection, a subscriber on its own thread and
+    /// connection.
+    Broker(Box<AmqpConfig>),
+}
+
+/// Names and limits of a run over the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The exchange to publish to and bind the queue to.
+    pub exchange: String,
+    /// The queue the subscriber consumes.
+    pub queue: String,
+    /// Deliveries the broker may send ahead of the acks.
+    pub prefetch: u16,
+    /// Events per pipelined batch.
+    pub batch: usize,
+    /// Give up when no event has been handled for this long.
+    pub timeout: Duration,
+    /// Leave the queue, its retry queues and its dead-letter queue on the broker.
+    pub keep_queue: bool,
+}
+
+impl Default for Settings {
+    /// Exchange `events` (the original design's), queue `demo`, prefetch 100, batches of 500,
+    /// 30 s timeout, queues deleted at the end.
+    fn default() -> Self {
+        Settings {
+            exchange: "events".to_owned(),
+            queue: "demo".to_owned(),
+            prefetch: 100,
+            batch: 500,
+            timeout: Duration::from_secs(30),
+            keep_queue: false,
+        }
+    }
+}
+
+/// Sends `workload` through `transport` into the demo's handlers (`handlers`, subscribed as
+/// [`demo_domain::SUBSCRIPTIONS`] says), waits until every event has been handled, and
+/// reports what happened. `progress` is called once before the first event is sent (over the
+/// broker: once connected, with the topology declared), then as events are published and
+/// handled.
+///
+/// Over the broker the run declares the topology (the subscriber's `setup`), starts the
+/// subscriber on its own thread and connection, publishes on a second connection with
+/// pipelined confirms, waits on the subscriber's delivery reports (never longer than
+/// `settings.timeout` without one), stops the subscriber, and deletes its queues unless
+/// `settings.keep_queue`.
+///
+/// # Errors
+///
+/// The broker cannot be reached or refuses the connection (a [`pubsub_amqp::Error`] in the
+/// chain), a publish fails, the subscriber stops on an error, or no event is handled for
+/// `settings.timeout`.
+pub fn run(
+    workload: Workload,
+    transport: &Transport,
+    settings: &Settings,
+    handlers: &Handlers,
+    progress: &mut dyn FnMut(Progress),
+) -> anyhow::Result<RunReport> {
+    match transport {
+        Transport::InProcess => in_process(workload, settings, handlers, progress),
+        Transport::Broker(config) => broker(workload, config, settings, handlers, progress),
+    }
+}
+
+fn in_process(
+    workload: Workload,
+    settings: &Settings,
+    handlers: &Handlers,
+    progress: &mut dyn FnMut(Progress),
+) -> anyhow::Result<RunReport> {
+    let registry = demo_domain::registry(handlers)?;
+    let mut tracker = Tracker::new(workload);
+    progress(tracker.progress());
+    let started = Instant::now();
+    let batch = settings.batch.max(1) as u64;
+    let mut start = 0;
+    while start < workload.len() {
+        for labeled in workload.events(start, batch)? {
+            let id = tracker.expect(&labeled);
+            let result = registry.invoke_all(&labeled.event);
+            let handlers = result
+                .outcomes()
+                .iter()
+                .map(|o| HandlerRun {
+                    handler: o.handler().to_owned(),
+                    error: o.failure().map(ToString::to_string),
+                })
+                .collect();
+            let outcome = if result.is_success() {
+                Outcome::Handled
+            } else {
+                Outcome::Failed
+            };
+            tracker.record(&id, 1, handlers, outcome);
+        }
+        start += batch;
+        tracker.published = start.min(workload.len());
+        progress(tracker.progress());
+    }
+    let elapsed = started.elapsed();
+    Ok(tracker.finish(handlers, None, None, elapsed, elapsed))
+}
+
+fn broker(
+    workload: Workload,
+    config: &AmqpConfig,
+    settings: &Settings,
+    handlers: &Handlers,
+    progress: &mut dyn FnMut(Progress),
+) -> anyhow::Result<RunReport> {
+    let registry = Arc::new(demo_domain::registry(handlers)?);
+    let (reports_tx, reports) = crossbeam_channel::unbounded();
+
+    let connection = Connection::open(&config.clone().with_connection_name("demo subscriber"))?;
+    let mut subscriber = EventSubscriber::builder(connection, &settings.queue, registry)
+        .exchange(&settings.exchange)
+        .prefetch(settings.prefetch)
+        .retry(RetryPolicy::new(MAX_ATTEMPTS, RETRY_DELAYS.to_vec()))
+        .supported_major_versions(&[1])
+        .observer(reports_tx)
+        .build()?;
+    // Declared and bound before anything is published, so that nothing is unroutable.
+    subscriber
+        .setup()
+        .with_context(|| format!("cannot set up queue `{}`", settings.queue))?;
+    let mut running = subscriber.spawn()?;
+
+    let connection = Connection::open(&config.clone().with_connection_name("demo publisher"))?;
+    let mut publisher = EventPublisher::builder(connection, &settings.exchange)
+        .app_id("demo")
+        .unroutable(Unroutable::Error)
+        .build()?;
+
+    let mut tracker = Tracker::new(workload);
+    progress(tracker.progress()); // connected and set up: nothing published yet
+    let started = Instant::now();
+    let batch = settings.batch.max(1) as u64;
+    let mut start = 0;
+    while start < workload.len() {
+        let labeled = workload.events(start, batch)?;
+        let events: Vec<_> = labeled
+            .iter()
+            .map(|l| {
+                tracker.expect(l);
+                l.event.clone()
+            })
+            .collect();
+        let failures: Vec<_> = publisher
+            .publish_all(&events)
+            .into_iter()
+            .filter_map(Result::err)
+            .collect();
+        if let Some(first) = failures.into_iter().next() {
+            return Err(first).context("publishing failed");
+        }
+        start += batch;
+        tracker.published = start.min(workload.len());
+        tracker.drain(&reports);
+        progress(tracker.progress());
+    }
+    let publish_time = started.elapsed();
+    if let Err(e) = publisher.close() {
+        log::warn!("closing the publisher: {e}");
+    }
+
+    let mut last_news = Instant::now();
+    while tracker.pending() > 0 {
+        let before = tracker.progress();
+        match reports.recv_timeout(TICK) {
+            Ok(report) => {
+                tracker.report(report);
+                tracker.drain(&reports);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                // The subscriber's thread ended, and with it the observer.
+                running.join()?;
+                bail!("the subscriber stopped before every event was handled");
+            }
+        }
+        if running.is_finished() {
+            running.join()?;
+            bail!("the subscriber stopped before every event was handled");
+        }
+        let now = tracker.progress();
+        if now != before {
+            last_news = Instant::now();
+            progress(now);
+        } else if last_news.elapsed() >= settings.timeout {
+            bail!(
+                "timed out: no event handled for {}s, {} of {} events still not handled \
+                 (is another consumer taking from queue `{}`? RUST_LOG=info shows more)",
+                settings.timeout.as_secs(),
+                tracker.pending(),
+                workload.len(),
+                settings.queue
+            );
+        }
+    }
+    let end_to_end = tracker.last_final.unwrap_or_else(Instant::now) - started;
+
+    let stats = running.stop()?;
+    let cleanup = if settings.keep_queue {
+        format!(
+            "Subscriber stopped; queue `{}` kept, bound to exchange `{}`.",
+            settings.queue, settings.exchange
+        )
+    } else {
+        match delete_queues(config, &settings.queue) {
+            Ok(note) => note,
+            Err(e) => {
+                log::warn!("cleaning up queue `{}`: {e:#}", settings.queue);
+                format!(
+                    "Subscriber stopped; queue `{}` could not be deleted: {e}",
+                    settings.queue
+                )
+            }
+        }
+    };
+    Ok(tracker.finish(
+        handlers,
+        Some(stats),
+        Some(cleanup),
+        publish_time,
+        end_to_end,
+    ))
+}
+
+/// Deletes the queue and its retry queues, and its dead-letter queue if it is empty; says
+/// what was done.
+fn delete_queues(config: &AmqpConfig, queue: &str) -> anyhow::Result<String> {
+    let mut connection = Connection::open(&config.clone().with_connection_name("demo cleanup"))?;
+    let channel = connection.open_channel()?;
+    channel.delete_queue(queue)?;
+    for delay in RETRY_DELAYS {
+        channel.delete_queue(&retry_queue_name(queue, delay))?;
+    }
+    let dlq = dead_letter_queue_name(queue);
+    let dead = channel.queue_info(&dlq)?.message_count;
+    let note = if dead == 0 {
+        channel.delete_queue(&dlq)?;
+        format!("Subscriber stopped; queue `{queue}` and its retry and dead-letter queues deleted.")
+    } else {
+        format!(
+            "Subscriber stopped; queue `{queue}` deleted; {dead} event(s) kept in dead-letter queue `{dlq}` (see it in the management UI)."
+        )
+    };
+    drop(channel);
+    connection.close()?;
+    Ok(note)
+}
+
+/// Collects what happened to each event sent.
+struct Tracker {
+    total: u64,
+    published: u64,
+    /// Event id to its index in `events` (or `usize::MAX` when not detailed), for the events
+    /// not finished yet.
+    pending: HashMap<String, usize>,
+    detailed: bool,
+    events: Vec<Handled>,
+    handler_runs: BTreeMap<String, HandlerTally>,
+    succeeded: u64,
+    failed: u64,
+    leftovers: u64,
+    last_final: Option<Instant>,
+}
+
+impl Tracker {
+    fn new(workload: Workload) -> Self {
+        Tracker {
+            total: workload.len(),
+            published: 0,
+            pending: HashMap::new(),
+            detailed: workload.detailed(),
+            events: Vec::new(),
+            handler_runs: BTreeMap::new(),
+            succeeded: 0,
+            failed: 0,
+            leftovers: 0,
+            last_final: None,
+        }
+    }
+
+    /// Registers an event about to be sent; returns its id.
+    fn expect(&mut self, labeled: &Labeled) -> String {
+        let id = labeled.event.event_id().to_string();
+        let index = if self.detailed {
+            self.events.push(Handled {
+                routing_key: labeled.event.routing_key().to_owned(),
+                event_id: id.clone(),
+                label: labeled.label.clone(),
+                attempts: Vec::new(),
+            });
+            self.events.len() - 1
+        } else {
+            usize::MAX
+        };
+        self.pending.insert(id.clone(), index);
+        id
+    }
+
+    fn drain(&mut self, reports: &Receiver<DeliveryReport>) {
+        while let Ok(report) = reports.try_recv() {
+            self.report(report);
+        }
+    }
+
+    fn report(&mut self, report: DeliveryReport) {
+        let id = report.event_id.unwrap_or_default();
+        if self.pending.contains_key(&id) {
+            self.record(
+                &id,
+                report.attempt,
+                report.handlers,
+                Outcome::Delivery(report.disposition),
+            );
+        } else {
+            log::info!(
+                "delivery of `{}` not sent by this run: {}",
+                report.routing_key,
+                report.disposition
+            );
+            self.leftovers += 1;
+        }
+    }
+
+    fn record(&mut self, id: &str, attempt: u32, handlers: Vec<HandlerRun>, outcome: Outcome) {
+        for run in &handlers {
+            let tally = self.handler_runs.entry(run.handler.clone()).or_default();
+            if run.error.is_none() {
+                tally.ok += 1;
+            } else {
+                tally.failed += 1;
+            }
+        }
+        let done = outcome.is_final();
+        if done {
+            if outcome.is_success() {
+                self.succeeded += 1;
+            } else {
+                self.failed += 1;
+            }
+            self.last_final = Some(Instant::now());
+        }
+        let index = if done {
+            self.pending.remove(id)
+        } else {
+            self.pending.get(id).copied()
+        };
+        if let Some(event) = index.and_then(|i| self.events.get_mut(i)) {
+            event.attempts.push(Attempt {
+                attempt,
+                handlers,
+                outcome,
+            });
+        }
+    }
+
+    fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn progress(&self) -> Progress {
+        Progress {
+            published: self.published,
+            handled: self.succeeded + self.failed,
+            total: self.total,
+        }
+    }
+
+    fn finish(
+        self,
+        handlers: &Handlers,
+        stats: Option<pubsub_subscriber::SubscriberStats>,
+        cleanup: Option<String>,
+        publish_time: Duration,
+        end_to_end_time: Duration,
+    ) -> RunReport {
+        RunReport {
+            total: self.total,
+            succeeded: self.succeeded,
+            failed: self.failed,
+            events: self.events,
+            handler_runs: self.handler_runs,
+            stats,
+            leftovers: self.leftovers,
+            publish_time,
+            end_to_end_time,
+            cleanup,
+            handlers: handlers.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_order_flow_runs_in_process() {
+        let workload = Workload::OrderFlow;
+        let handlers = workload.handlers();
+        let mut seen = Vec::new();
+        let report = run(
+            workload,
+            &Transport::InProcess,
+            &Settings::default(),
+            &handlers,
+            &mut |p| seen.push(p),
+        )
+        .unwrap();
+        assert!(report.is_success(), "{report}");
+        let ran: Vec<(&str, Vec<&str>)> = report
+            .events
+            .iter()
+            .map(|e| (e.routing_key.as_str(), e.handler_names()))
+            .collect();
+        assert_eq!(
+            ran,
+            [
+                (
+                    "order.created",
+                    vec!["send-email", "update-inventory", "log-analytics"]
+                ),
+                ("order.paid", vec!["send-email", "log-analytics"]),
+                ("user.registered", vec!["send-email", "log-analytics"]),
+            ]
+        );
+        assert_eq!(seen.last().map(|p| p.handled), Some(3));
+        assert_eq!(handlers.email().sent(), 3);
+        let summary = report.to_string();
+        assert!(summary.contains("3 of 3 events handled"), "{summary}");
+        assert!(summary.contains("PROD-001 8"), "{summary}");
+    }
+
+    #[test]
+    fn bulk_orders_run_in_process() {
+        let workload = Workload::Orders(1234);
+        let handlers = workload.handlers();
+        let settings = Settings {
+            batch: 100,
+            ..Settings::default()
+        };
+        let report = run(
+            workload,
+            &Transport::InProcess,
+            &settings,
+            &handlers,
+            &mut |_| {},
+        )
+        .unwrap();
+        assert!(report.is_success(), "{report}");
+        assert!(report.events.is_empty());
+        assert_eq!(handlers.inventory().stock("PROD-001"), Some(0));
+        assert_eq!(
+            report.handler_runs.get("update-inventory"),
+            Some(&HandlerTally {
+                ok: 1234,
+                failed: 0
+            })
+        );
+        assert!(report.to_string().contains("events/s"));
+    }
+
+    #[test]
+    fn the_tracker_follows_an_event_through_its_retries() {
+        use pubsub_subscriber::{DeadLetterKind, Disposition};
+
+        let workload = Workload::OrderFlow;
+        let mut tracker = Tracker::new(workload);
+        let ids: Vec<String> = workload
+            .events(0, 3)
+            .unwrap()
+            .iter()
+            .map(|l| tracker.expect(l))
+            .collect();
+        let report = |id: &str, attempt, error: Option<&str>, disposition| DeliveryReport {
+            routing_key: "order.created".into(),
+            event_id: Some(id.to_owned()),
+            attempt,
+            handlers: vec![HandlerRun {
+                handler: "send-email".into(),
+                error: error.map(str::to_owned),
+            }],
+            disposition,
+        };
+        let retried = Disposition::Retried {
+            next_attempt: 2,
+            delay: Duration::from_secs(1),
+        };
+        let dead = Disposition::DeadLettered {
+            kind: DeadLetterKind::Exhausted,
+            reason: "smtp down".into(),
+        };
+        // (report, events still pending after it)
+        let steps = [
+            (report(&ids[0], 1, Some("smtp down"), retried.clone()), 3),
+            (report(&ids[1], 1, None, Disposition::Acked), 2),
+            (report(&ids[0], 2, None, Disposition::Acked), 1),
+            (report("not-ours", 1, None, Disposition::Acked), 1),
+            (report(&ids[2], 1, Some("smtp down"), dead), 0),
+        ];
+        for (report, pending) in steps {
+            tracker.report(report);
+            assert_eq!(tracker.pending(), pending);
+        }
+        let done = tracker.finish(
+            &workload.handlers(),
+            None,
+            None,
+            Duration::ZERO,
+            Duration::ZERO,
+        );
+        assert_eq!((done.succeeded, done.failed, done.leftovers), (2, 1, 1));
+        assert_eq!(done.events[0].attempts.len(), 2);
+        assert_eq!(
+            done.events[0].attempts[0].outcome,
+            Outcome::Delivery(retried)
+        );
+        assert_eq!(
+            done.handler_runs.get("send-email"),
+            Some(&HandlerTally { ok: 2, failed: 2 })
+        );
+        let summary = done.to_string();
+        assert!(
+            summary.contains("send-email FAILED (smtp down) -> retry as attempt 2 in 1.0s"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("2 of 3 events handled, 1 failed"),
+            "{summary}"
+        );
+    }
+
+    #[test]
+    fn a_failing_handler_fails_the_run_in_process() {
+        let workload = Workload::OrderFlow;
+        let handlers = demo_domain::Handlers::with_stock([("PROD-001", 1), ("PROD-002", 1)]);
+        let report = run(
+            workload,
+            &Transport::InProcess,
+            &Settings::default(),
+            &handlers,
+            &mut |_| {},
+        )
+        .unwrap();
+        assert!(!report.is_success());
+        assert_eq!((report.succeeded, report.failed), (2, 1));
+        assert_eq!(report.events[0].outcome(), Some(&Outcome::Failed));
+        assert!(report
+            .to_string()
+            .contains("update-inventory FAILED (out of stock"));
+    }
+}

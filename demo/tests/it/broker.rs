@@ -1,0 +1,231 @@
+//! The demo's flow through RabbitMQ, each test on its own exchange and queue.
+
+use demo::{Outcome, Settings, Transport, Workload};
+use demo_domain::Handlers;
+use pubsub_amqp::{AmqpConfig, Connection};
+use pubsub_subscriber::{dead_letter_queue_name, DeadLetterKind, Disposition};
+
+/// A uniquely named exchange and queue, and an admin connection to look at them and delete
+/// them at the end.
+struct Names {
+    config: AmqpConfig,
+    settings: Settings,
+    admin: Connection,
+}
+
+impl Names {
+    fn new() -> Option<Names> {
+        let config = pubsub_testkit::broker()?;
+        let admin = Connection::open(&config).unwrap();
+        let settings = Settings {
+            exchange: pubsub_testkit::unique("demo-bus"),
+            queue: pubsub_testkit::unique("demo"),
+            ..Settings::default()
+        };
+        Some(Names {
+            config,
+            settings,
+            admin,
+        })
+    }
+
+    fn run(&self, workload: Workload, handlers: &Handlers) -> demo::RunReport {
+        let mut last = None;
+        let report = demo::run(
+            workload,
+            &Transport::Broker(Box::new(self.config.clone())),
+            &self.settings,
+            handlers,
+            &mut |p| {
+                if let Some(before) = last.replace(p) {
+                    assert!(p.published >= before.published && p.handled >= before.handled);
+                }
+            },
+        )
+        .unwrap();
+        let last = last.unwrap();
+        assert_eq!(
+            (last.published, last.total),
+            (workload.len(), workload.len())
+        );
+        report
+    }
+
+    /// Ready messages in `queue`, or `None` if it does not exist.
+    fn ready(&mut self, queue: &str) -> Option<u32> {
+        let channel = self.admin.open_channel().unwrap();
+        channel
+            .queue_info(queue)
+            .ok()
+            .map(|info| info.message_count)
+    }
+}
+
+impl Drop for Names {
+    fn drop(&mut self) {
+        if let Ok(channel) = self.admin.open_channel() {
+            let _ = channel.delete_queue(&dead_letter_queue_name(&self.settings.queue));
+            let _ = channel.delete_exchange(&self.settings.exchange);
+        }
+    }
+}
+
+#[test]
+fn the_order_flow_reaches_the_expected_handlers_through_the_broker() {
+    let Some(mut names) = Names::new() else {
+        return;
+    };
+    let workload = Workload::OrderFlow;
+    let handlers = workload.handlers();
+    let report = names.run(workload, &handlers);
+    assert!(report.is_success(), "{report}");
+
+    // (routing key, handlers that ran, in order), each acked at the first attempt.
+    let ran: Vec<(&str, Vec<&str>)> = report
+        .events
+        .iter()
+        .map(|e| (e.routing_key.as_str(), e.handler_names()))
+        .collect();
+    assert_eq!(
+        ran,
+        [
+            (
+                "order.created",
+                vec!["send-email", "update-inventory", "log-analytics"]
+            ),
+            ("order.paid", vec!["send-email", "log-analytics"]),
+            ("user.registered", vec!["send-email", "log-analytics"]),
+        ]
+    );
+    for event in &report.events {
+        assert_eq!(event.attempts.len(), 1, "{report}");
+        assert_eq!(
+            event.outcome(),
+            Some(&Outcome::Delivery(Disposition::Acked))
+        );
+    }
+
+    // The handlers' effects.
+    let to: Vec<String> = handlers
+        .email()
+        .outbox()
+        .into_iter()
+        .map(|e| e.to)
+        .collect();
+    assert_eq!(
+        to,
+        [
+            "customer@example.com",
+            "customer@example.com",
+            "ada@example.com"
+        ]
+    );
+    assert_eq!(handlers.inventory().stock("PROD-001"), Some(8));
+    assert_eq!(handlers.inventory().stock("PROD-002"), Some(4));
+    assert_eq!(handlers.analytics().total(), 3);
+
+    let stats = report.stats.unwrap();
+    assert_eq!((stats.received, stats.acked, stats.retried), (3, 3, 0));
+    assert_eq!(report.leftovers, 0);
+
+    // The demo cleaned up after itself.
+    let queue = names.settings.queue.clone();
+    assert_eq!(
+        names.ready(&queue),
+        None,
+        "queue `{queue}` should be deleted"
+    );
+    assert_eq!(names.ready(&dead_letter_queue_name(&queue)), None);
+    let summary = report.to_string();
+    assert!(summary.contains("3 of 3 events handled"), "{summary}");
+}
+
+#[test]
+fn many_orders_are_each_handled_once() {
+    let Some(mut names) = Names::new() else {
+        return;
+    };
+    names.settings.batch = 64;
+    let workload = Workload::Orders(300);
+    let handlers = workload.handlers();
+    let report = names.run(workload, &handlers);
+    assert!(report.is_success(), "{report}");
+    assert!(report.events.is_empty());
+    assert_eq!(report.succeeded, 300);
+    assert_eq!(handlers.inventory().stock("PROD-001"), Some(0));
+    assert_eq!(handlers.email().sent(), 300);
+    assert_eq!(report.stats.unwrap().acked, 300);
+    let summary = report.to_string();
+    assert!(summary.contains("events/s"), "{summary}");
+}
+
+#[test]
+fn a_refused_order_is_dead_lettered_and_the_dead_letter_queue_kept() {
+    let Some(mut names) = Names::new() else {
+        return;
+    };
+    let handlers = Handlers::with_stock([("PROD-001", 1), ("PROD-002", 1)]);
+    let report = names.run(Workload::OrderFlow, &handlers);
+    assert!(!report.is_success());
+    assert_eq!((report.succeeded, report.failed), (2, 1));
+
+    // Out of stock is permanent: dead-lettered at once, without retry; the other handlers
+    // of the event still ran.
+    let order = &report.events[0];
+    assert_eq!(order.attempts.len(), 1, "{report}");
+    match order.outcome() {
+        Some(Outcome::Delivery(Disposition::DeadLettered { kind, reason })) => {
+            assert_eq!(*kind, DeadLetterKind::Poison);
+            assert!(reason.contains("out of stock"), "{reason}");
+        }
+        other => panic!("expected a dead letter, got {other:?}"),
+    }
+    assert_eq!(handlers.email().sent(), 3);
+    assert_eq!(handlers.inventory().stock("PROD-001"), Some(1));
+
+    let dlq = dead_letter_queue_name(&names.settings.queue);
+    assert_eq!(names.ready(&dlq), Some(1));
+    let summary = report.to_string();
+    assert!(
+        summary.contains(&format!("kept in dead-letter queue `{dlq}`")),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("update-inventory FAILED (out of stock"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn a_kept_queue_is_reused_and_what_was_left_in_it_drained() {
+    let Some(mut names) = Names::new() else {
+        return;
+    };
+    names.settings.keep_queue = true;
+    let first = names.run(Workload::OrderFlow, &Workload::OrderFlow.handlers());
+    assert!(first.is_success(), "{first}");
+    assert!(
+        first.to_string().contains("kept, bound to exchange"),
+        "{first}"
+    );
+
+    // An event arrives while no demo runs: it waits in the kept queue.
+    let connection = Connection::open(&names.config).unwrap();
+    let mut publisher =
+        pubsub_publisher::EventPublisher::new(connection, &names.settings.exchange).unwrap();
+    let stray = pubsub_core::Event::new("user", "registered", serde_json::json!({})).unwrap();
+    publisher.publish(&stray).unwrap();
+    publisher.close().unwrap();
+    let queue = names.settings.queue.clone();
+    assert_eq!(names.ready(&queue), Some(1));
+
+    // The next run drains it (a poison event: its data is not a UserRegistered) and then
+    // deletes the queue.
+    names.settings.keep_queue = false;
+    let second = names.run(Workload::OrderFlow, &Workload::OrderFlow.handlers());
+    assert!(second.is_success(), "{second}");
+    assert_eq!(second.leftovers, 1);
+    assert_eq!(second.stats.unwrap().received, 4);
+    assert_eq!(names.ready(&queue), None);
+    assert_eq!(names.ready(&dead_letter_queue_name(&queue)), Some(1));
+}
