@@ -141,6 +141,13 @@ impl Connection {
         }
         let tuning = ConnectionTuning::default();
 
+        // amiquip checks its handshake timeout only when a poll returns no event: a peer that
+        // keeps the socket busy (a proxy that accepts and says nothing useful) would hold the
+        // handshake until it closes. The watchdog cuts the socket at the deadline instead.
+        let watchdog = socket
+            .as_ref()
+            .and_then(|s| s.try_clone().ok())
+            .and_then(|s| SocketWatchdog::arm(s, config.connection_timeout()));
         let opened = match config.tls() {
             None => amiquip::Connection::insecure_open_stream(mio_stream, options, tuning),
             Some(tls) => {
@@ -157,7 +164,14 @@ impl Connection {
                 )
             }
         };
-        let mut inner = opened.map_err(|e| classify_open_error(e, config))?;
+        let timed_out = watchdog.is_some_and(SocketWatchdog::disarm);
+        let mut inner = opened.map_err(|e| {
+            if timed_out {
+                classify_open_error(amiquip::Error::ConnectionTimeout, config)
+            } else {
+                classify_open_error(e, config)
+            }
+        })?;
         let blocked_rx = inner.listen_for_connection_blocked().ok();
         Ok(Connection {
             inner: Some(inner),
@@ -228,22 +242,15 @@ impl Connection {
         let Some(inner) = self.inner.take() else {
             return Ok(());
         };
-        let socket = self.socket.take();
-        let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(0);
-        let watchdog = socket.map(|socket| {
-            thread::Builder::new()
-                .name("pubsub-amqp-close".to_owned())
-                .spawn(move || {
-                    if let Err(RecvTimeoutError::Timeout) = done_rx.recv_timeout(CLOSE_TIMEOUT) {
-                        log::warn!("the broker did not answer the connection close in time; cutting the socket");
-                        let _ = socket.shutdown(Shutdown::Both);
-                    }
-                })
-        });
+        let watchdog = self
+            .socket
+            .take()
+            .and_then(|socket| SocketWatchdog::arm(socket, CLOSE_TIMEOUT));
         let result = inner.close().map_err(|e| from_amiquip(e, Op::Other));
-        drop(done_tx);
-        if let Some(Ok(watchdog)) = watchdog {
-            let _ = watchdog.join();
+        if watchdog.is_some_and(SocketWatchdog::disarm) {
+            log::warn!(
+                "the broker did not answer the connection close in time; the socket was cut"
+            );
         }
         result
     }
@@ -263,6 +270,36 @@ impl fmt::Debug for Connection {
             .field("config", &self.config)
             .field("open", &self.inner.is_some())
             .finish_non_exhaustive()
+    }
+}
+
+/// Cuts a socket if it is not disarmed within a timeout: bounds what amiquip waits for.
+struct SocketWatchdog {
+    disarm: crossbeam_channel::Sender<()>,
+    thread: thread::JoinHandle<bool>,
+}
+
+impl SocketWatchdog {
+    /// Starts watching; `None` if no thread could be started (nothing is then bounded).
+    fn arm(socket: TcpStream, timeout: Duration) -> Option<SocketWatchdog> {
+        let (disarm, disarmed) = crossbeam_channel::bounded::<()>(0);
+        let thread = thread::Builder::new()
+            .name("pubsub-amqp-watchdog".to_owned())
+            .spawn(move || match disarmed.recv_timeout(timeout) {
+                Err(RecvTimeoutError::Timeout) => {
+                    let _ = socket.shutdown(Shutdown::Both);
+                    true
+                }
+                _ => false,
+            })
+            .ok()?;
+        Some(SocketWatchdog { disarm, thread })
+    }
+
+    /// Stops watching and joins the thread; true if the socket was cut.
+    fn disarm(self) -> bool {
+        drop(self.disarm);
+        self.thread.join().unwrap_or(false)
     }
 }
 
@@ -342,5 +379,68 @@ fn classify_open_error(err: amiquip::Error, config: &AmqpConfig) -> Error {
             },
             e => e,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    use super::*;
+
+    /// A server that accepts connections and answers them with `reply` (forever), returning
+    /// its port. The thread ends with the test process.
+    fn server(reply: fn(TcpStream)) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                thread::spawn(move || reply(stream));
+            }
+        });
+        port
+    }
+
+    fn open(port: u16) -> (Result<Connection>, Duration) {
+        let config = AmqpConfig::new("127.0.0.1")
+            .with_port(port)
+            .with_connection_attempts(1)
+            .with_connection_timeout(Duration::from_millis(500));
+        let started = Instant::now();
+        (Connection::open(&config), started.elapsed())
+    }
+
+    #[test]
+    fn a_peer_that_never_answers_times_out() {
+        let port = server(|stream| {
+            thread::sleep(Duration::from_secs(30));
+            drop(stream);
+        });
+        let (result, took) = open(port);
+        let err = result.unwrap_err();
+        assert!(matches!(err, Error::Unreachable { .. }), "{err}");
+        assert!(err.to_string().contains("no AMQP handshake"), "{err}");
+        assert!(took < Duration::from_secs(3), "{took:?}");
+    }
+
+    #[test]
+    fn a_peer_that_keeps_talking_nonsense_is_cut_at_the_deadline() {
+        // It reads the protocol header, then trickles bytes that never make a frame.
+        let port = server(|mut stream| {
+            let mut header = [0u8; 8];
+            let _ = stream.read_exact(&mut header);
+            // A frame header announcing a large payload, then one byte at a time.
+            let _ = stream.write_all(&[1, 0, 0, 0, 0, 0x10, 0]);
+            for _ in 0..3000 {
+                if stream.write_all(&[0]).is_err() {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(10));
+            }
+        });
+        let (result, took) = open(port);
+        assert!(result.is_err());
+        assert!(took < Duration::from_secs(3), "{took:?}");
     }
 }
