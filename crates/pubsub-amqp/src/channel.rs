@@ -204,20 +204,6 @@ impl Channel {
                 code: 0,
                 message: "the channel is still open".to_owned(),
             },
-            Err(amiquip::Error::ServerClosedChannel { code, message, .. }) => {
-                let exchange = message
-                    .split("no exchange '")
-                    .nth(1)
-                    .and_then(|rest| rest.split('\'').next())
-                    .map(str::to_owned);
-                match (code, exchange) {
-                    (404, Some(name)) => Error::NotFound {
-                        kind: "exchange",
-                        name,
-                    },
-                    _ => Error::ChannelClosed { code, message },
-                }
-            }
             Err(e) => from_amiquip(e, Op::Other),
         }
     }

@@ -315,39 +315,40 @@ pub(crate) fn from_amiquip(err: amiquip::Error, op: Op<'_>) -> Error {
 
 /// Words a channel exception (a `ServerClosedChannel`) for the operation that caused it.
 fn channel_error(code: u16, message: String, op: Op<'_>) -> Error {
-    match (code, op) {
-        (406, Op::Queue(name)) if message.contains("inequivalent arg") => Error::Inequivalent {
-            kind: "queue",
-            name: name.to_owned(),
-            argument: inequivalent_argument(&message),
-            message,
-        },
-        (406, Op::Exchange(name)) if message.contains("inequivalent arg") => Error::Inequivalent {
-            kind: "exchange",
-            name: name.to_owned(),
-            argument: inequivalent_argument(&message),
-            message,
-        },
-        (404, Op::Queue(name)) if message.contains("no queue") => Error::NotFound {
-            kind: "queue",
-            name: name.to_owned(),
-        },
-        (404, Op::Exchange(name)) if message.contains("no exchange") => Error::NotFound {
-            kind: "exchange",
-            name: name.to_owned(),
-        },
-        _ => Error::ChannelClosed { code, message },
+    if code == 404 {
+        // `NOT_FOUND - no exchange 'x' in vhost '/'`, `NOT_FOUND - no queue 'q' in vhost '/'`:
+        // the broker names what is missing, whatever the operation was.
+        for kind in ["exchange", "queue"] {
+            if let Some(name) = quoted_after(&message, &format!("no {kind} '")) {
+                return Error::NotFound { kind, name };
+            }
+        }
     }
+    let (kind, name) = match op {
+        Op::Queue(name) => ("queue", name),
+        Op::Exchange(name) => ("exchange", name),
+        Op::Other => return Error::ChannelClosed { code, message },
+    };
+    if code == 406 && message.contains("inequivalent arg") {
+        return Error::Inequivalent {
+            kind,
+            name: name.to_owned(),
+            argument: inequivalent_argument(&message),
+            message,
+        };
+    }
+    Error::ChannelClosed { code, message }
+}
+
+/// The text between `prefix` and the next `'` in `message`.
+fn quoted_after(message: &str, prefix: &str) -> Option<String> {
+    let rest = message.split(prefix).nth(1)?;
+    rest.split('\'').next().map(str::to_owned)
 }
 
 /// `PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue 'q' ...` -> `x-queue-type`.
 fn inequivalent_argument(message: &str) -> String {
-    message
-        .split("inequivalent arg '")
-        .nth(1)
-        .and_then(|rest| rest.split('\'').next())
-        .unwrap_or("unknown")
-        .to_owned()
+    quoted_after(message, "inequivalent arg '").unwrap_or_else(|| "unknown".to_owned())
 }
 
 #[cfg(test)]
@@ -377,6 +378,22 @@ mod tests {
             Op::Exchange("nope"),
         );
         assert_eq!(err.to_string(), "exchange `nope` does not exist");
+    }
+
+    #[test]
+    fn not_found_names_what_the_broker_says_is_missing() {
+        let err = channel_error(
+            404,
+            "NOT_FOUND - no exchange 'events' in vhost '/'".into(),
+            Op::Queue("tail"),
+        );
+        assert!(matches!(&err, Error::NotFound { kind: "exchange", name } if name == "events"));
+        let err = channel_error(
+            404,
+            "NOT_FOUND - no queue 'q' in vhost '/'".into(),
+            Op::Other,
+        );
+        assert!(matches!(&err, Error::NotFound { kind: "queue", name } if name == "q"));
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub const DEAD_LETTER_REASON: &str = "x-pubsub-dead-letter-reason";
 pub const DEAD_LETTERED_AT: &str = "x-pubsub-dead-lettered-at";
 /// The queue the message was consumed from.
 pub const SOURCE_QUEUE: &str = "x-pubsub-source-queue";
+/// How many times an operator replayed the message from a dead-letter queue (`pubsub dlq
+/// replay` sets it; the subscriber leaves it alone).
+pub const REPLAYED: &str = "x-pubsub-replayed";
 /// Quorum queues count deliveries in this header (set by RabbitMQ).
 pub(crate) const DELIVERY_COUNT: &str = "x-delivery-count";
 
