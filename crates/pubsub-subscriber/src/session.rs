@@ -1,6 +1,7 @@
 //! One connection's worth of consuming: the delivery loop, dispatch, retries, dead letters,
 //! batched acks.
 
+use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
 use pubsub_amqp::{
@@ -39,7 +40,9 @@ pub(crate) enum SessionEnd {
 /// The delivery loop of one connection.
 pub(crate) struct Session<'s> {
     sub: &'s EventSubscriber,
-    acks: AckBatch,
+    /// Deliveries decided and ready to ack, and those waiting for the confirm of their
+    /// republished copy: settled together when the queue goes quiet or the batch is full.
+    batch: Batch,
     /// A second connection for retry and dead-letter publishes, opened when first needed: a
     /// connection that publishes is blocked during a resource alarm, and the consuming one
     /// must not be.
@@ -50,7 +53,7 @@ impl<'s> Session<'s> {
     pub(crate) fn run(sub: &'s EventSubscriber, mut connection: Connection) -> SessionEnd {
         let mut session = Session {
             sub,
-            acks: AckBatch::new(usize::from(sub.settings.prefetch / 2).max(1)),
+            batch: Batch::new(usize::from(sub.settings.prefetch / 2).max(1)),
             republisher: None,
         };
         let mut consumed = false;
@@ -93,7 +96,7 @@ impl<'s> Session<'s> {
         );
         let result = self.deliveries(&channel, &consumer);
         // Settle what was decided before leaving, whatever ended the loop.
-        let flushed = self.acks.flush(&channel, sub);
+        let flushed = self.flush(&channel);
         // A failure ends the session; what is unacknowledged comes back from the broker.
         result?;
         // Stopped: the rest is best effort. An error here must not turn a stop into a
@@ -116,7 +119,7 @@ impl<'s> Session<'s> {
                 Some(event) => event,
                 None => {
                     // The queue is momentarily empty: settle what is pending, then wait.
-                    self.acks.flush(channel, self.sub)?;
+                    self.flush(channel)?;
                     match consumer.next_or(&self.sub.stop_rx, IDLE_WAIT) {
                         Next::Event(event) => event,
                         Next::Other(_) => return Ok(()),
@@ -202,7 +205,7 @@ impl<'s> Session<'s> {
                 (Outcome::Acked, Disposition::Acked)
             };
             let report = self.report(&delivery, Some(&event), attempt, Some(&result), disposition);
-            return self.acks.push(channel, sub, delivery, outcome, report);
+            return self.ready(channel, delivery, outcome, report);
         }
 
         let last_error = result
@@ -252,23 +255,25 @@ impl<'s> Session<'s> {
                     delay.as_secs_f64()
                 );
                 let properties = republish_properties(&delivery, retry_headers);
-                match self.republish(&target, &body, &properties)? {
-                    Republished::Confirmed => {
-                        let report = self.report(
-                            &delivery,
-                            Some(&event),
-                            attempt,
-                            Some(&result),
-                            Disposition::Retried {
-                                next_attempt,
-                                delay,
-                            },
-                        );
-                        self.acks
-                            .push(channel, sub, delivery, Outcome::Retried, report)
-                    }
-                    Republished::Refused(reason) => self.drop_delivery(channel, delivery, &reason),
-                }
+                let report = self.report(
+                    &delivery,
+                    Some(&event),
+                    attempt,
+                    Some(&result),
+                    Disposition::Retried {
+                        next_attempt,
+                        delay,
+                    },
+                );
+                self.republish(
+                    channel,
+                    &target,
+                    &body,
+                    &properties,
+                    delivery,
+                    Outcome::Retried,
+                    report,
+                )
             }
             None => {
                 retry_headers.push((headers::ATTEMPT, HeaderValue::Int(i64::from(attempt))));
@@ -366,27 +371,31 @@ impl<'s> Session<'s> {
         headers.push((headers::DEAD_LETTERED_AT, HeaderValue::from(now_rfc3339())));
         headers.push((headers::SOURCE_QUEUE, HeaderValue::from(sub.queue.as_str())));
         let properties = republish_properties(&delivery, headers);
-        match self.republish(&dead_letter_queue_name(&sub.queue), body, &properties)? {
-            Republished::Confirmed => {
-                let outcome = match dead.kind {
-                    DeadLetterKind::Exhausted => Outcome::DeadExhausted,
-                    _ => Outcome::DeadPoison,
-                };
-                let disposition = Disposition::DeadLettered {
-                    kind: dead.kind,
-                    reason: clip(&dead.reason),
-                };
-                let report = self.report(
-                    &delivery,
-                    dead.event,
-                    dead.attempt,
-                    dead.result,
-                    disposition,
-                );
-                self.acks.push(channel, sub, delivery, outcome, report)
-            }
-            Republished::Refused(reason) => self.drop_delivery(channel, delivery, &reason),
-        }
+        let outcome = match dead.kind {
+            DeadLetterKind::Exhausted => Outcome::DeadExhausted,
+            _ => Outcome::DeadPoison,
+        };
+        let disposition = Disposition::DeadLettered {
+            kind: dead.kind,
+            reason: clip(&dead.reason),
+        };
+        let report = self.report(
+            &delivery,
+            dead.event,
+            dead.attempt,
+            dead.result,
+            disposition,
+        );
+        let queue = dead_letter_queue_name(&sub.queue);
+        self.republish(
+            channel,
+            &queue,
+            body,
+            &properties,
+            delivery,
+            outcome,
+            report,
+        )
     }
 
     /// Rejects a delivery without requeue: the broker drops it, or dead-letters it through
@@ -397,12 +406,6 @@ impl<'s> Session<'s> {
         delivery: Delivery,
         reason: &str,
     ) -> AmqpResult<()> {
-        let sub = self.sub;
-        log::error!(
-            "rejecting a message from `{}` ({}) without requeue: {reason}",
-            sub.queue,
-            original_routing_key(&delivery)
-        );
         let report = self.report(
             &delivery,
             None,
@@ -412,37 +415,123 @@ impl<'s> Session<'s> {
                 reason: reason.to_owned(),
             },
         );
-        channel.reject(delivery, false)?;
-        Counters::add(&sub.counters.dropped, 1);
-        send_report(sub, report);
-        Ok(())
+        reject(self.sub, channel, delivery, reason, report)
     }
 
-    /// Publishes to one of the subscriber's own queues through the default exchange and waits
-    /// for the confirm.
+    /// Publishes a copy of `delivery` to one of the subscriber's own queues through the
+    /// default exchange. The delivery is settled once the copy is confirmed (see
+    /// [`flush`](Self::flush)): acked, or rejected if the broker refused the copy.
+    #[allow(clippy::too_many_arguments)]
     fn republish(
         &mut self,
+        channel: &Channel,
         queue: &str,
         body: &[u8],
         properties: &Properties,
-    ) -> AmqpResult<Republished> {
+        delivery: Delivery,
+        outcome: Outcome,
+        report: Option<DeliveryReport>,
+    ) -> AmqpResult<()> {
         if self.republisher.is_none() {
             self.republisher = Some(Republisher::open(self.sub)?);
         }
         let Some(republisher) = self.republisher.as_mut() else {
-            return Ok(Republished::Refused(
-                "no republishing connection".to_owned(),
-            ));
+            return Ok(());
         };
-        match republisher.publish(queue, body, properties) {
-            Ok(r) => Ok(r),
+        let tag = match republisher.send(queue, body, properties) {
+            Ok(tag) => tag,
             Err(e) => {
                 self.republisher = None;
-                Err(e)
+                return Err(e);
             }
+        };
+        self.batch.awaiting.push(Awaiting {
+            tag,
+            delivery,
+            outcome,
+            report,
+        });
+        if self.batch.len() >= self.batch.max {
+            self.flush(channel)?;
         }
+        Ok(())
     }
 
+    /// Adds a delivery whose handling is finished to the batch; flushes a full batch.
+    fn ready(
+        &mut self,
+        channel: &Channel,
+        delivery: Delivery,
+        outcome: Outcome,
+        report: Option<DeliveryReport>,
+    ) -> AmqpResult<()> {
+        self.batch.ready(delivery, outcome, report);
+        if self.batch.len() >= self.batch.max {
+            self.flush(channel)?;
+        }
+        Ok(())
+    }
+
+    /// Settles the batch: waits for the confirms of the republished copies, rejects the
+    /// deliveries whose copy the broker refused, then acks everything else with one
+    /// `multiple` ack. Counters and reports follow the ack.
+    fn flush(&mut self, channel: &Channel) -> AmqpResult<()> {
+        let sub = self.sub;
+        if !self.batch.awaiting.is_empty() {
+            let refused = match self.republisher.as_mut() {
+                Some(republisher) => republisher.confirm_all(),
+                None => Err(pubsub_amqp::Error::ConnectionLost {
+                    reason: "the republishing connection is gone".to_owned(),
+                }),
+            };
+            let refused = match refused {
+                Ok(refused) => refused,
+                Err(e) => {
+                    // Nothing of the batch is acked: the broker delivers it all again.
+                    self.republisher = None;
+                    return Err(e);
+                }
+            };
+            for awaiting in std::mem::take(&mut self.batch.awaiting) {
+                if refused.contains(&awaiting.tag) {
+                    let reason = "the broker refused the republished copy (is the retry or dead-letter queue full?)";
+                    let report = awaiting.report.map(|mut r| {
+                        r.disposition = Disposition::Dropped {
+                            reason: reason.to_owned(),
+                        };
+                        r
+                    });
+                    reject(sub, channel, awaiting.delivery, reason, report)?;
+                } else {
+                    self.batch
+                        .ready(awaiting.delivery, awaiting.outcome, awaiting.report);
+                }
+            }
+        }
+        self.batch.ack(channel, sub)
+    }
+}
+
+/// Rejects a delivery without requeue, counts it as dropped, logs and reports it.
+fn reject(
+    sub: &EventSubscriber,
+    channel: &Channel,
+    delivery: Delivery,
+    reason: &str,
+    report: Option<DeliveryReport>,
+) -> AmqpResult<()> {
+    log::error!(
+        "rejecting a message from `{}` ({}) without requeue: {reason}",
+        sub.queue,
+        original_routing_key(&delivery)
+    );
+    channel.reject(delivery, false)?;
+    Counters::add(&sub.counters.dropped, 1);
+    send_report(sub, report);
+    Ok(())
+}
+
+impl Session<'_> {
     fn report(
         &self,
         delivery: &Delivery,
@@ -498,13 +587,6 @@ impl DeadLetter<'_> {
     }
 }
 
-/// What became of a republish.
-enum Republished {
-    Confirmed,
-    /// The broker nacked it, or returned it (no such queue).
-    Refused(String),
-}
-
 /// The connection retries and dead letters are published on.
 struct Republisher {
     connection: Connection,
@@ -512,6 +594,10 @@ struct Republisher {
     confirms: Confirms,
     returns: Returns,
     next_tag: u64,
+    /// Tags published and not confirmed yet.
+    outstanding: BTreeSet<u64>,
+    /// Tags the broker nacked since the last `confirm_all`.
+    nacked: HashSet<u64>,
 }
 
 impl Republisher {
@@ -527,20 +613,32 @@ impl Republisher {
             confirms,
             returns,
             next_tag: 1,
+            outstanding: BTreeSet::new(),
+            nacked: HashSet::new(),
         })
     }
 
-    fn publish(
-        &mut self,
-        queue: &str,
-        body: &[u8],
-        properties: &Properties,
-    ) -> AmqpResult<Republished> {
+    /// Publishes to `queue` through the default exchange; returns the delivery tag whose
+    /// confirm [`confirm_all`](Self::confirm_all) waits for.
+    fn send(&mut self, queue: &str, body: &[u8], properties: &Properties) -> AmqpResult<u64> {
         self.channel.publish("", queue, body, properties, true)?;
         let tag = self.next_tag;
         self.next_tag += 1;
+        self.outstanding.insert(tag);
+        Ok(tag)
+    }
+
+    /// Waits until every publish is confirmed; returns the tags the broker refused (nacked).
+    ///
+    /// # Errors
+    ///
+    /// A lost channel or connection, a blocked connection past its timeout, no confirm
+    /// within [`CONFIRM_TIMEOUT`], or a message returned as unroutable (one of the
+    /// subscriber's queues is gone: the session fails, and declares its topology again on
+    /// reconnect).
+    fn confirm_all(&mut self) -> AmqpResult<HashSet<u64>> {
         let deadline = Instant::now() + CONFIRM_TIMEOUT;
-        loop {
+        while !self.outstanding.is_empty() {
             if let Some(blocked) = self.connection.blocked() {
                 let waited = blocked.since.elapsed();
                 if waited >= self.connection.config().blocked_connection_timeout() {
@@ -553,7 +651,7 @@ impl Republisher {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(pubsub_amqp::Error::Timeout {
-                    what: "waiting for the broker to confirm a retry or dead-letter publish",
+                    what: "waiting for the broker to confirm retries and dead letters",
                     after: CONFIRM_TIMEOUT,
                 });
             }
@@ -565,24 +663,28 @@ impl Republisher {
                 Ok(None) => continue,
                 Err(_) => return Err(self.channel.why_closed()),
             };
-            if confirm.delivery_tag < tag {
-                continue;
+            let settled: Vec<u64> = if confirm.multiple {
+                self.outstanding
+                    .range(..=confirm.delivery_tag)
+                    .copied()
+                    .collect()
+            } else {
+                vec![confirm.delivery_tag]
+            };
+            for tag in settled {
+                if self.outstanding.remove(&tag) && !confirm.ack {
+                    self.nacked.insert(tag);
+                }
             }
-            if !confirm.ack {
-                return Ok(Republished::Refused(format!(
-                    "the broker refused the message for queue `{queue}` (is it full?)"
-                )));
-            }
-            if self.returns.try_recv().is_some() {
-                // Queue `queue` does not exist: fail the session, so that the topology is
-                // declared again on reconnect and the message comes back.
-                return Err(pubsub_amqp::Error::NotFound {
-                    kind: "queue",
-                    name: queue.to_owned(),
-                });
-            }
-            return Ok(Republished::Confirmed);
         }
+        // The broker returns an unroutable message before it confirms it.
+        if let Some(returned) = self.returns.try_recv() {
+            return Err(pubsub_amqp::Error::NotFound {
+                kind: "queue",
+                name: returned.routing_key,
+            });
+        }
+        Ok(std::mem::take(&mut self.nacked))
     }
 }
 
@@ -596,52 +698,69 @@ enum Outcome {
     DeadExhausted,
 }
 
-/// Deliveries decided but not yet acked: acked together (`multiple`) when the queue goes
-/// quiet or the batch is full. Counters and reports follow the ack.
-struct AckBatch {
+/// A delivery whose copy was republished, waiting for the broker's confirm of the copy.
+struct Awaiting {
+    tag: u64,
+    delivery: Delivery,
+    outcome: Outcome,
+    report: Option<DeliveryReport>,
+}
+
+/// Deliveries decided but not settled yet.
+struct Batch {
+    /// Ready to ack: the delivery with the highest tag (acking it with `multiple` acks them
+    /// all), and what each counts as.
     last: Option<Delivery>,
-    pending: Vec<(Outcome, Option<DeliveryReport>)>,
+    /// Delivery tag, what it counts as, its report.
+    ready: Vec<(u64, Outcome, Option<DeliveryReport>)>,
+    /// Waiting for the confirm of their republished copy.
+    awaiting: Vec<Awaiting>,
     max: usize,
 }
 
-impl AckBatch {
+impl Batch {
     fn new(max: usize) -> Self {
-        AckBatch {
+        Batch {
             last: None,
-            pending: Vec::with_capacity(max),
+            ready: Vec::with_capacity(max),
+            awaiting: Vec::new(),
             max,
         }
     }
 
-    fn push(
-        &mut self,
-        channel: &Channel,
-        sub: &EventSubscriber,
-        delivery: Delivery,
-        outcome: Outcome,
-        report: Option<DeliveryReport>,
-    ) -> AmqpResult<()> {
-        // Every earlier delivery on the channel is settled or in this batch, so acking this
-        // one with `multiple` acks exactly the batch.
-        self.last = Some(delivery);
-        self.pending.push((outcome, report));
-        if self.pending.len() >= self.max {
-            self.flush(channel, sub)?;
-        }
-        Ok(())
+    fn len(&self) -> usize {
+        self.ready.len() + self.awaiting.len()
     }
 
-    fn flush(&mut self, channel: &Channel, sub: &EventSubscriber) -> AmqpResult<()> {
+    fn ready(&mut self, delivery: Delivery, outcome: Outcome, report: Option<DeliveryReport>) {
+        // Every earlier delivery on the channel is settled, ready or awaiting a confirm (and
+        // acks wait for those), so a `multiple` ack of the highest tag acks exactly the
+        // ready ones.
+        let tag = delivery.delivery_tag();
+        if self
+            .last
+            .as_ref()
+            .is_none_or(|last| last.delivery_tag() < tag)
+        {
+            self.last = Some(delivery);
+        }
+        self.ready.push((tag, outcome, report));
+    }
+
+    /// Acks the ready deliveries (call only with nothing awaiting a confirm).
+    fn ack(&mut self, channel: &Channel, sub: &EventSubscriber) -> AmqpResult<()> {
         let Some(last) = self.last.take() else {
             return Ok(());
         };
-        if self.pending.len() == 1 {
+        if self.ready.len() == 1 {
             channel.ack(last)?;
         } else {
             channel.ack_multiple(last)?;
         }
         let c = &sub.counters;
-        for (outcome, report) in self.pending.drain(..) {
+        // Deliveries whose copy was confirmed join the batch late: report in delivery order.
+        self.ready.sort_unstable_by_key(|(tag, _, _)| *tag);
+        for (_, outcome, report) in self.ready.drain(..) {
             match outcome {
                 Outcome::Acked => Counters::add(&c.acked, 1),
                 Outcome::Unhandled => {
