@@ -1,0 +1,228 @@
+//! The broker, as the benchmark harness sees it: its address, unique names for each run's
+//! exchange and queues, and their deletion afterwards.
+//!
+//! Every name the benchmark creates is written to a ledger file
+//! (`$TMPDIR/pubsub-bench/<pid>.names`) first. A run deletes its exchanges and queues as it
+//! goes, and removes its ledger at the end; a run that was killed leaves its ledger behind,
+//! and the next run deletes what it lists (only ledgers of processes that are gone, so
+//! benchmarks running side by side never touch each other's queues).
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use pubsub_amqp::{AmqpConfig, Channel, Connection, ExchangeConfig, QueueConfig};
+use pubsub_subscriber::{dead_letter_queue_name, retry_queue_name, RetryPolicy};
+
+use crate::library;
+
+/// The broker from `AMQP_URL` (or localhost).
+pub(crate) fn config_from_env() -> Result<AmqpConfig> {
+    Ok(AmqpConfig::from_env()?
+        .with_connection_attempts(1)
+        .with_connection_timeout(Duration::from_secs(5)))
+}
+
+/// The broker from `AMQP_URL`, checked to accept connections.
+pub(crate) fn broker_config() -> Result<AmqpConfig> {
+    let config = config_from_env()?;
+    let reachable = (config.host(), config.port())
+        .to_socket_addrs()
+        .map(|mut addrs| {
+            addrs.any(|a| TcpStream::connect_timeout(&a, Duration::from_secs(3)).is_ok())
+        })
+        .unwrap_or(false);
+    if !reachable {
+        bail!(
+            "RabbitMQ is not reachable at {} (AMQP_URL={}); start it with `just broker`",
+            config.address(),
+            config.redacted_url()
+        );
+    }
+    Ok(config)
+}
+
+/// The exchange and queue of one measurement.
+#[derive(Debug, Clone)]
+pub(crate) struct Names {
+    /// The durable topic exchange.
+    pub(crate) exchange: String,
+    /// The queue; a library subscriber adds its dead-letter and retry queues.
+    pub(crate) queue: String,
+}
+
+impl Names {
+    /// Every queue that may exist under these names: the queue, and the subscriber's
+    /// dead-letter and retry queues.
+    fn queues(&self) -> Vec<String> {
+        let policy = RetryPolicy::default();
+        let mut queues = vec![self.queue.clone(), dead_letter_queue_name(&self.queue)];
+        for attempt in 1..policy.max_attempts() {
+            if let Some(delay) = policy.delay_after(attempt) {
+                let name = retry_queue_name(&self.queue, delay);
+                if !queues.contains(&name) {
+                    queues.push(name);
+                }
+            }
+        }
+        queues
+    }
+}
+
+/// A connection for the harness: names, declarations for publish-only runs, deletions.
+pub(crate) struct Admin {
+    config: AmqpConfig,
+    connection: Connection,
+    channel: Option<Channel>,
+    run: String,
+    ledger: PathBuf,
+    /// Whether everything recorded in the ledger has been deleted.
+    clean: bool,
+}
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admin")
+            .field("run", &self.run)
+            .field("ledger", &self.ledger)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Admin {
+    /// Connects, and deletes what killed runs left behind.
+    pub(crate) fn open(config: &AmqpConfig) -> Result<Admin> {
+        let dir = std::env::temp_dir().join("pubsub-bench");
+        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let mut admin = Admin {
+            config: config.clone(),
+            connection: library::open(config)?,
+            channel: None,
+            run: uuid::Uuid::new_v4().simple().to_string()[..8].to_owned(),
+            ledger: dir.join(format!("{}.names", std::process::id())),
+            clean: true,
+        };
+        admin.sweep(&dir);
+        Ok(admin)
+    }
+
+    /// The broker's configuration.
+    pub(crate) fn config(&self) -> &AmqpConfig {
+        &self.config
+    }
+
+    /// New unique names for a measurement called `tag`, recorded in the ledger.
+    pub(crate) fn names(&mut self, tag: &str) -> Result<Names> {
+        let suffix = &uuid::Uuid::new_v4().simple().to_string()[..6];
+        let base = format!("pubsub-bench.{}.{tag}.{suffix}", self.run);
+        let names = Names {
+            exchange: format!("{base}.x"),
+            queue: format!("{base}.q"),
+        };
+        let mut ledger = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.ledger)
+            .with_context(|| format!("cannot write {}", self.ledger.display()))?;
+        writeln!(ledger, "exchange {}", names.exchange)?;
+        for queue in names.queues() {
+            writeln!(ledger, "queue {queue}")?;
+        }
+        Ok(names)
+    }
+
+    /// Declares the exchange and the queue bound with `#`, for runs without a consumer.
+    pub(crate) fn declare_bound_queue(&mut self, names: &Names) -> Result<()> {
+        let channel = self.channel()?;
+        channel.declare_exchange(&names.exchange, &ExchangeConfig::default())?;
+        channel.declare_queue(&names.queue, &QueueConfig::default())?;
+        channel.bind_queue(&names.queue, &names.exchange, "#")?;
+        Ok(())
+    }
+
+    /// Messages ready in a queue.
+    pub(crate) fn depth(&mut self, queue: &str) -> Result<u32> {
+        Ok(self.channel()?.queue_info(queue)?.message_count)
+    }
+
+    /// Deletes the exchange and queues of `names` (best effort: a failure is reported and the
+    /// ledger keeps the names for the next run).
+    pub(crate) fn delete(&mut self, names: &Names) {
+        for queue in names.queues() {
+            self.delete_one(false, &queue);
+        }
+        self.delete_one(true, &names.exchange);
+    }
+
+    fn delete_one(&mut self, exchange: bool, name: &str) {
+        let result = self.channel().and_then(|channel| {
+            if exchange {
+                channel.delete_exchange(name)?;
+            } else {
+                channel.delete_queue(name)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            // The channel may be closed by the error; the next call opens another.
+            self.channel = None;
+            self.clean = false;
+            eprintln!("warning: cannot delete {name}: {e:#}");
+        }
+    }
+
+    fn channel(&mut self) -> Result<&Channel> {
+        if self.channel.is_none() {
+            self.channel = Some(self.connection.open_channel()?);
+        }
+        self.channel.as_ref().context("no admin channel")
+    }
+
+    /// Deletes what the ledgers of dead benchmark processes list.
+    fn sweep(&mut self, dir: &Path) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Some(pid) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".names"))
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+                continue;
+            }
+            let Ok(text) = fs::read_to_string(&path) else {
+                continue;
+            };
+            let mut deleted = 0;
+            for line in text.lines() {
+                match line.split_once(' ') {
+                    Some(("queue", name)) => self.delete_one(false, name),
+                    Some(("exchange", name)) => self.delete_one(true, name),
+                    _ => continue,
+                }
+                deleted += 1;
+            }
+            eprintln!("deleted {deleted} leftover exchange(s) and queue(s) of an interrupted run");
+            let _ = fs::remove_file(&path);
+        }
+    }
+
+    /// Closes the connection and removes this run's ledger if everything in it was deleted.
+    pub(crate) fn close(self) -> Result<()> {
+        drop(self.channel);
+        if self.clean {
+            let _ = fs::remove_file(&self.ledger);
+        }
+        self.connection.close()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,329 @@
+//! The command line: the benchmark's options, and the internal `consume` command that runs a
+//! consumer in a child process.
+
+use anyhow::{bail, Context, Result};
+
+/// `--help`.
+pub(crate) const HELP: &str = "\
+pubsub-bench: throughput, latency and memory of the pubsub crates against the raw amiquip client
+
+USAGE:
+    just bench [OPTIONS]          (cargo run --release -p pubsub-bench -- [OPTIONS])
+
+OPTIONS:
+    --quick               a CI-sized run (~30 s): fewer messages, shorter micro-benchmarks
+    --rounds <N>          interleaved rounds of the end-to-end matrix (default 5; 3 with --quick)
+    --scale <F>           multiply every end-to-end message count by F (e.g. 0.5 or 2)
+    --only <TEXT,..>      run only the end-to-end configurations whose name contains one of
+                          the comma-separated TEXTs
+    --skip-micro          skip the micro-benchmarks (find_handlers, encode, decode)
+    --skip-e2e            skip the end-to-end matrix
+    --skip-latency        skip the publish-to-handler latency measurement
+    --skip-publish        skip publish_all against single confirmed publish calls
+    --memory              run the memory check instead of the benchmark: --memory-events
+                          events through one consumer (RSS sampled along the way), then a
+                          consumer started on a queue pre-filled --deep messages deep
+    --memory-events <N>   events for --memory (default 1000000; 100000 with --quick)
+    --deep <N>            depth of the pre-filled queue for --memory (default 200000;
+                          20000 with --quick)
+    -h, --help            print this help
+
+ENVIRONMENT:
+    AMQP_URL              the broker (default amqp://guest:guest@localhost:5672/%2f)
+
+OUTPUT:
+    stdout: the results table, one JSON line per end-to-end configuration
+    ({\"config\":..,\"publish_msgs_per_s\":..,\"e2e_msgs_per_s\":..,\"ratio_vs_raw\":..,
+    \"consumer_rss_kb\":..}), one JSON line per other measurement (with a \"bench\" key),
+    and which targets are met. stderr: progress.
+
+    The consumer of each run is a child process (`pubsub-bench consume ...`), so that
+    consumer_rss_kb is the consumer's own peak resident memory (VmHWM).
+
+    Besides the rates, each run records the CPU time per event of the publishing and of the
+    consuming process (all threads, from /proc/<pid>/stat: less sensitive to a busy machine
+    than the rates), and the acks the consumer sent per event (its bytes sent to the broker,
+    from `ss -ti`, over the 21 bytes of a basic.ack frame).
+
+EXIT STATUS:
+    0 when every measurement ran (whether or not the targets are met), 1 on an error such as
+    an unreachable broker.
+";
+
+/// What to do.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Print the help.
+    Help,
+    /// Run the benchmark (or the memory check).
+    Bench(Options),
+    /// Run one consumer, in a child process of the benchmark.
+    Consume(ConsumeArgs),
+}
+
+/// The benchmark's options.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    /// CI-sized run.
+    pub(crate) quick: bool,
+    /// Interleaved rounds of the end-to-end matrix, if given.
+    pub(crate) rounds: Option<usize>,
+    /// Multiplies the end-to-end message counts.
+    pub(crate) scale: f64,
+    /// Only the configurations whose name contains this.
+    pub(crate) only: Option<String>,
+    /// Skip the micro-benchmarks.
+    pub(crate) skip_micro: bool,
+    /// Skip the end-to-end matrix.
+    pub(crate) skip_e2e: bool,
+    /// Skip the latency measurement.
+    pub(crate) skip_latency: bool,
+    /// Skip publish_all against single publish.
+    pub(crate) skip_publish: bool,
+    /// Run the memory check instead.
+    pub(crate) memory: bool,
+    /// Events for the memory check.
+    pub(crate) memory_events: Option<u64>,
+    /// Depth of the pre-filled queue for the memory check.
+    pub(crate) deep: Option<u64>,
+}
+
+/// Which implementation a consumer or publisher uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// The loop written directly on amiquip.
+    Raw,
+    /// `EventPublisher`, `EventSubscriber` and `HandlerRegistry`.
+    Lib,
+}
+
+impl Side {
+    /// `raw` or `lib`.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Side::Raw => "raw",
+            Side::Lib => "lib",
+        }
+    }
+}
+
+/// The arguments of the internal `consume` command.
+#[derive(Debug, Clone)]
+pub(crate) struct ConsumeArgs {
+    /// Raw amiquip loop or library subscriber.
+    pub(crate) side: Side,
+    /// The exchange to bind to.
+    pub(crate) exchange: String,
+    /// The queue to consume.
+    pub(crate) queue: String,
+    /// The prefetch; `None` leaves the subscriber's default.
+    pub(crate) prefetch: Option<u16>,
+    /// Events to handle before reporting.
+    pub(crate) count: u64,
+    /// Record publish-to-handler latencies.
+    pub(crate) latency: bool,
+    /// Handled-event counts at which to sample RSS.
+    pub(crate) rss_at: Vec<u64>,
+    /// Declare, say READY, then wait for GO on stdin before consuming.
+    pub(crate) wait_go: bool,
+}
+
+impl Options {
+    /// Interleaved rounds of the end-to-end matrix: as given, else 5 (3 with `--quick`).
+    pub(crate) fn rounds(&self) -> usize {
+        self.rounds.unwrap_or(if self.quick { 3 } else { 5 })
+    }
+}
+
+impl ConsumeArgs {
+    /// The command-line arguments that reproduce these.
+    pub(crate) fn to_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "consume".to_owned(),
+            "--side".to_owned(),
+            self.side.as_str().to_owned(),
+            "--exchange".to_owned(),
+            self.exchange.clone(),
+            "--queue".to_owned(),
+            self.queue.clone(),
+            "--count".to_owned(),
+            self.count.to_string(),
+        ];
+        if let Some(p) = self.prefetch {
+            args.extend(["--prefetch".to_owned(), p.to_string()]);
+        }
+        if self.latency {
+            args.push("--latency".to_owned());
+        }
+        if !self.rss_at.is_empty() {
+            let points: Vec<String> = self.rss_at.iter().map(u64::to_string).collect();
+            args.extend(["--rss-at".to_owned(), points.join(",")]);
+        }
+        if self.wait_go {
+            args.push("--wait-go".to_owned());
+        }
+        args
+    }
+}
+
+/// Parses the command line (without the program name).
+pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
+    let mut args = args.into_iter().peekable();
+    if args.peek().map(String::as_str) == Some("consume") {
+        args.next();
+        return parse_consume(args).map(Command::Consume);
+    }
+    let mut options = Options {
+        quick: false,
+        rounds: None,
+        scale: 1.0,
+        only: None,
+        skip_micro: false,
+        skip_e2e: false,
+        skip_latency: false,
+        skip_publish: false,
+        memory: false,
+        memory_events: None,
+        deep: None,
+    };
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| {
+            args.next()
+                .with_context(|| format!("{name} needs a value (see --help)"))
+        };
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "--quick" => options.quick = true,
+            "--rounds" => {
+                let rounds = number(&value("--rounds")?, "--rounds")?;
+                if rounds == 0 {
+                    bail!("--rounds must be at least 1");
+                }
+                options.rounds = Some(rounds);
+            }
+            "--scale" => {
+                let text = value("--scale")?;
+                options.scale = text
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| s.is_finite() && *s > 0.0)
+                    .with_context(|| format!("--scale wants a positive number, not {text:?}"))?;
+            }
+            "--only" => options.only = Some(value("--only")?),
+            "--skip-micro" => options.skip_micro = true,
+            "--skip-e2e" => options.skip_e2e = true,
+            "--skip-latency" => options.skip_latency = true,
+            "--skip-publish" => options.skip_publish = true,
+            "--memory" => options.memory = true,
+            "--memory-events" => {
+                options.memory_events = Some(number(&value("--memory-events")?, "--memory-events")?)
+            }
+            "--deep" => options.deep = Some(number(&value("--deep")?, "--deep")?),
+            other => bail!("unknown argument {other:?} (see --help)"),
+        }
+    }
+    Ok(Command::Bench(options))
+}
+
+fn parse_consume(mut args: impl Iterator<Item = String>) -> Result<ConsumeArgs> {
+    let mut side = None;
+    let mut exchange = None;
+    let mut queue = None;
+    let mut prefetch = None;
+    let mut count = None;
+    let mut latency = false;
+    let mut rss_at = Vec::new();
+    let mut wait_go = false;
+    while let Some(arg) = args.next() {
+        let mut value = || {
+            args.next()
+                .with_context(|| format!("consume: {arg} needs a value"))
+        };
+        match arg.as_str() {
+            "--side" => {
+                side = Some(match value()?.as_str() {
+                    "raw" => Side::Raw,
+                    "lib" => Side::Lib,
+                    other => bail!("consume: --side is raw or lib, not {other:?}"),
+                })
+            }
+            "--exchange" => exchange = Some(value()?),
+            "--queue" => queue = Some(value()?),
+            "--prefetch" => prefetch = Some(number(&value()?, "--prefetch")?),
+            "--count" => count = Some(number(&value()?, "--count")?),
+            "--latency" => latency = true,
+            "--rss-at" => {
+                for point in value()?.split(',') {
+                    rss_at.push(number(point, "--rss-at")?);
+                }
+                rss_at.sort_unstable();
+            }
+            "--wait-go" => wait_go = true,
+            other => bail!("consume: unknown argument {other:?}"),
+        }
+    }
+    Ok(ConsumeArgs {
+        side: side.context("consume: --side is required")?,
+        exchange: exchange.context("consume: --exchange is required")?,
+        queue: queue.context("consume: --queue is required")?,
+        prefetch,
+        count: count.context("consume: --count is required")?,
+        latency,
+        rss_at,
+        wait_go,
+    })
+}
+
+fn number<T: std::str::FromStr>(text: &str, name: &str) -> Result<T> {
+    text.trim()
+        .replace('_', "")
+        .parse()
+        .ok()
+        .with_context(|| format!("{name} wants a whole number, not {text:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_args(args: &[&str]) -> Result<Command> {
+        parse(args.iter().map(|s| (*s).to_owned()))
+    }
+
+    #[test]
+    fn options_parse() {
+        let Ok(Command::Bench(o)) = parse_args(&["--quick", "--rounds", "4", "--only", "lib"])
+        else {
+            panic!("not a bench command");
+        };
+        assert!(o.quick);
+        assert_eq!(o.rounds(), 4);
+        assert_eq!(o.only.as_deref(), Some("lib"));
+        assert!(matches!(parse_args(&["--help"]), Ok(Command::Help)));
+        assert!(parse_args(&["--rounds", "0"]).is_err());
+        assert!(parse_args(&["--bogus"]).is_err());
+        assert!(parse_args(&["--scale", "-1"]).is_err());
+    }
+
+    #[test]
+    fn consume_args_round_trip() {
+        let args = ConsumeArgs {
+            side: Side::Lib,
+            exchange: "x".to_owned(),
+            queue: "q".to_owned(),
+            prefetch: Some(5),
+            count: 1_000,
+            latency: true,
+            rss_at: vec![10, 20],
+            wait_go: true,
+        };
+        let Ok(Command::Consume(back)) = parse(args.to_args()) else {
+            panic!("not a consume command");
+        };
+        assert_eq!(back.side, Side::Lib);
+        assert_eq!(back.prefetch, Some(5));
+        assert_eq!(back.count, 1_000);
+        assert_eq!(back.rss_at, [10, 20]);
+        assert!(back.latency && back.wait_go);
+    }
+}
