@@ -307,7 +307,9 @@ impl AmqpConfig {
         self
     }
 
-    /// Sets the timeout of one connection attempt: TCP connect, TLS and AMQP handshakes.
+    /// Sets the timeout of one connection attempt: the TCP connect, and any silence of the
+    /// broker during the TLS and AMQP handshakes. A handshake that goes on without completing
+    /// is cut 5 s after this timeout.
     #[must_use]
     pub fn with_connection_timeout(mut self, timeout: Duration) -> Self {
         self.connection_timeout = timeout;

@@ -92,13 +92,30 @@ pub fn from_str(text: &str) -> Result<Event> {
             },
         });
     }
+    // The fast path: no path tracking. Only when decoding fails is the body decoded again,
+    // tracking the path, to name the field in the error.
+    match serde_json::from_str::<Wire<'_>>(text) {
+        Ok(wire) => wire.into_event(),
+        Err(_) => Err(path_error(text)),
+    }
+}
+
+/// Decodes `text` again with path tracking, for an error that names the field.
+fn path_error(text: &str) -> Error {
     let mut de = serde_json::Deserializer::from_str(text);
-    let wire: Wire<'_> = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        map_json_error(e.into_inner(), path)
-    })?;
-    de.end().map_err(|e| map_json_error(e, String::new()))?;
-    wire.into_event()
+    match serde_path_to_error::deserialize::<_, Wire<'_>>(&mut de) {
+        Err(e) => {
+            let path = e.path().to_string();
+            map_json_error(e.into_inner(), path)
+        }
+        Ok(_) => match de.end() {
+            Err(e) => map_json_error(e, String::new()),
+            // Unreachable in practice: the fast path failed on the same text.
+            Ok(()) => Error::InvalidJson {
+                message: "the event body could not be decoded".to_owned(),
+            },
+        },
+    }
 }
 
 fn map_json_error(e: serde_json::Error, path: String) -> Error {

@@ -1,15 +1,16 @@
 //! [`EventPublisher`]: confirmed publishing with pipelined batches and reconnection.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use pubsub_amqp::{
-    AmqpConfig, Backoff, Channel, Confirms, Connection, ExchangeConfig, Properties,
+    AmqpConfig, Backoff, Channel, Confirm, Confirms, Connection, ExchangeConfig, Properties,
     ReconnectPolicy, Returns,
 };
 use pubsub_core::{json, Event};
+use uuid::Uuid;
 
 use crate::error::{Error, PublishError, Result};
 
@@ -80,6 +81,7 @@ struct Settings {
     unroutable: Unroutable,
     declare: Option<ExchangeConfig>,
     confirm_timeout: Duration,
+    confirm_window: usize,
     reconnect: ReconnectPolicy,
 }
 
@@ -132,10 +134,19 @@ impl PublisherBuilder {
         self
     }
 
-    /// How long to wait for the broker's confirms before treating the connection as dead
-    /// (30 s by default).
+    /// How long to wait without any confirm from the broker, while some are due, before
+    /// treating the connection as dead (30 s by default).
     pub fn confirm_timeout(mut self, timeout: Duration) -> Self {
         self.settings.confirm_timeout = timeout;
+        self
+    }
+
+    /// How many events [`publish_all`](EventPublisher::publish_all) keeps in flight, published
+    /// but not yet confirmed (1,000 by default; at least 1). Publishing and confirming
+    /// overlap within this window; a larger one rides out slower confirms at the price of
+    /// more events to publish again after a lost connection.
+    pub fn confirm_window(mut self, window: usize) -> Self {
+        self.settings.confirm_window = window.max(1);
         self
     }
 
@@ -185,6 +196,7 @@ impl EventPublisher {
                 unroutable: Unroutable::default(),
                 declare: Some(ExchangeConfig::default()),
                 confirm_timeout: Duration::from_secs(30),
+                confirm_window: 1000,
                 reconnect: ReconnectPolicy::default().with_max_total(Some(Duration::from_secs(30))),
             },
         }
@@ -360,7 +372,13 @@ impl EventPublisher {
             return Ok(());
         };
         let mandatory = self.settings.unroutable != Unroutable::Ignore;
-        let mut pending: HashMap<u64, usize> = HashMap::with_capacity(outstanding.len());
+        let window = self.settings.confirm_window;
+        let mut tracker = Tracker {
+            pending: BTreeMap::new(),
+            returned: HashSet::new(),
+            deadline: Instant::now() + self.settings.confirm_timeout,
+            timeout: self.settings.confirm_timeout,
+        };
         for &i in outstanding {
             wait_while_blocked(&session.connection)?;
             let event = &events[i];
@@ -374,63 +392,27 @@ impl EventPublisher {
                 &properties,
                 mandatory,
             )?;
-            if session.confirms.is_some() {
-                pending.insert(session.next_tag, i);
-                session.next_tag += 1;
-            } else {
+            if session.confirms.is_none() {
                 outcomes[i] = Some(Ok(()));
+                continue;
+            }
+            tracker.pending.insert(session.next_tag, i);
+            session.next_tag += 1;
+            // A sliding window: settle what is confirmed already, and wait only while the
+            // window is full, so that publishing and confirming overlap.
+            tracker.settle_ready(
+                session,
+                events,
+                outcomes,
+                &self.exchange,
+                self.settings.unroutable,
+            )?;
+            while tracker.pending.len() >= window {
+                tracker.settle_next(session, events, outcomes, &self.exchange, &self.settings)?;
             }
         }
-        let Some(confirms) = &session.confirms else {
-            return Ok(());
-        };
-        let deadline = Instant::now() + self.settings.confirm_timeout;
-        let mut returned: HashSet<String> = HashSet::new();
-        while !pending.is_empty() {
-            let confirm = match confirms.try_recv() {
-                Ok(Some(c)) => c,
-                Ok(None) => {
-                    check_blocked(&session.connection)?;
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Err(pubsub_amqp::Error::Timeout {
-                            what: "waiting for the broker's publisher confirms",
-                            after: self.settings.confirm_timeout,
-                        }
-                        .into());
-                    }
-                    match confirms.recv_timeout(left.min(POLL)) {
-                        Ok(Some(c)) => c,
-                        Ok(None) => continue,
-                        Err(_) => return Err(session.channel.why_closed().into()),
-                    }
-                }
-                Err(_) => return Err(session.channel.why_closed().into()),
-            };
-            let settled: Vec<u64> = if confirm.multiple {
-                pending
-                    .keys()
-                    .copied()
-                    .filter(|&tag| tag <= confirm.delivery_tag)
-                    .collect()
-            } else {
-                vec![confirm.delivery_tag]
-            };
-            // The broker returns an unroutable message before confirming it; a drain can also
-            // take the returns of later confirms, so they are kept for the whole batch.
-            returned.extend(drain_returns(&session.returns, &self.exchange));
-            for tag in settled {
-                let Some(i) = pending.remove(&tag) else {
-                    continue; // a confirm for an event abandoned by an earlier attempt
-                };
-                outcomes[i] = Some(if !confirm.ack {
-                    Err(Error::Nacked)
-                } else if returned.contains(&events[i].event_id().to_string()) {
-                    unroutable(&events[i], &self.exchange, self.settings.unroutable)
-                } else {
-                    Ok(())
-                });
-            }
+        while !tracker.pending.is_empty() {
+            tracker.settle_next(session, events, outcomes, &self.exchange, &self.settings)?;
         }
         Ok(())
     }
@@ -451,6 +433,123 @@ impl EventPublisher {
                 Err(e) => log::warn!("cannot reopen the publishing channel: {e}"),
             }
         }
+    }
+}
+
+/// The confirms one attempt waits for: events in flight by delivery tag, and the messages
+/// the broker returned as unroutable.
+struct Tracker {
+    /// Delivery tag to index of the event.
+    pending: BTreeMap<u64, usize>,
+    /// Event ids of returned messages. The broker returns a message before it confirms it;
+    /// a drain can also take the returns of later confirms, so they are kept for the attempt.
+    returned: HashSet<Uuid>,
+    /// When waiting for a confirm gives up, unless one arrives.
+    deadline: Instant,
+    timeout: Duration,
+}
+
+impl Tracker {
+    /// Settles every confirm already received, without waiting.
+    fn settle_ready(
+        &mut self,
+        session: &Session,
+        events: &[Event],
+        outcomes: &mut [Option<Result<()>>],
+        exchange: &str,
+        policy: Unroutable,
+    ) -> Result<()> {
+        let Some(confirms) = &session.confirms else {
+            return Ok(());
+        };
+        loop {
+            match confirms.try_recv() {
+                Ok(Some(confirm)) => {
+                    self.settle(confirm, session, events, outcomes, exchange, policy)
+                }
+                Ok(None) => return Ok(()),
+                Err(_) => return Err(session.channel.why_closed().into()),
+            }
+        }
+    }
+
+    /// Waits for the next confirm (bounded by the confirm timeout and the blocked-connection
+    /// timeout) and settles it.
+    fn settle_next(
+        &mut self,
+        session: &Session,
+        events: &[Event],
+        outcomes: &mut [Option<Result<()>>],
+        exchange: &str,
+        settings: &Settings,
+    ) -> Result<()> {
+        let Some(confirms) = &session.confirms else {
+            return Ok(());
+        };
+        loop {
+            check_blocked(&session.connection)?;
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(pubsub_amqp::Error::Timeout {
+                    what: "waiting for the broker's publisher confirms",
+                    after: settings.confirm_timeout,
+                }
+                .into());
+            }
+            match confirms.recv_timeout(left.min(POLL)) {
+                Ok(Some(confirm)) => {
+                    self.settle(
+                        confirm,
+                        session,
+                        events,
+                        outcomes,
+                        exchange,
+                        settings.unroutable,
+                    );
+                    return Ok(());
+                }
+                Ok(None) => continue,
+                Err(_) => return Err(session.channel.why_closed().into()),
+            }
+        }
+    }
+
+    fn settle(
+        &mut self,
+        confirm: Confirm,
+        session: &Session,
+        events: &[Event],
+        outcomes: &mut [Option<Result<()>>],
+        exchange: &str,
+        policy: Unroutable,
+    ) {
+        // Tags are consecutive: a `multiple` confirm takes every pending tag up to its own.
+        let settled: Vec<(u64, usize)> = if confirm.multiple {
+            let rest = self.pending.split_off(&(confirm.delivery_tag + 1));
+            std::mem::replace(&mut self.pending, rest)
+                .into_iter()
+                .collect()
+        } else {
+            self.pending
+                .remove(&confirm.delivery_tag)
+                .map(|i| (confirm.delivery_tag, i))
+                .into_iter()
+                .collect()
+        };
+        // A confirm for a tag not pending belongs to an event abandoned by an earlier attempt.
+        self.returned
+            .extend(drain_returns(&session.returns, exchange));
+        for (_, i) in settled {
+            outcomes[i] = Some(if !confirm.ack {
+                Err(Error::Nacked)
+            } else if !self.returned.is_empty() && self.returned.contains(&events[i].event_id()) {
+                unroutable(&events[i], exchange, policy)
+            } else {
+                Ok(())
+            });
+        }
+        // The timeout measures the broker's silence, not the length of the batch.
+        self.deadline = Instant::now() + self.timeout;
     }
 }
 
@@ -526,7 +625,7 @@ fn unroutable(event: &Event, exchange: &str, policy: Unroutable) -> Result<()> {
     }
 }
 
-fn drain_returns(returns: &Returns, exchange: &str) -> Vec<String> {
+fn drain_returns(returns: &Returns, exchange: &str) -> Vec<Uuid> {
     let mut ids = Vec::new();
     while let Some(r) = returns.try_recv() {
         log::debug!(
@@ -535,7 +634,7 @@ fn drain_returns(returns: &Returns, exchange: &str) -> Vec<String> {
             r.reply_code,
             r.reply_text
         );
-        if let Some(id) = r.message_id {
+        if let Some(id) = r.message_id.and_then(|id| Uuid::try_parse(&id).ok()) {
             ids.push(id);
         }
     }

@@ -5,8 +5,8 @@ use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
 use pubsub_amqp::{
-    Channel, Confirms, Connection, Consumer, ConsumerEvent, Delivery, HeaderValue, Next,
-    Properties, Returns,
+    Channel, Confirms, Connection, Consumer, ConsumerEvent, Delivery, HeaderValue, Properties,
+    Returns,
 };
 use pubsub_core::{json, Event, Metadata};
 use pubsub_registry::InvocationResult;
@@ -19,8 +19,8 @@ use crate::subscriber::EventSubscriber;
 
 type AmqpResult<T> = pubsub_amqp::Result<T>;
 
-/// How long the loop waits for a delivery before checking again (stop is noticed at once).
-const IDLE_WAIT: Duration = Duration::from_secs(1);
+/// How long the loop waits for a delivery before it checks for a stop request.
+const STOP_POLL: Duration = Duration::from_millis(50);
 
 /// How long to wait for the broker to confirm a retry or dead-letter publish.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
@@ -118,12 +118,13 @@ impl<'s> Session<'s> {
             let event = match consumer.try_next() {
                 Some(event) => event,
                 None => {
-                    // The queue is momentarily empty: settle what is pending, then wait.
+                    // The queue is momentarily empty: settle what is pending, then wait. The
+                    // wait is on the deliveries alone (cheaper than a select with the stop
+                    // channel, which matters at prefetch 1); stop is checked between waits.
                     self.flush(channel)?;
-                    match consumer.next_or(&self.sub.stop_rx, IDLE_WAIT) {
-                        Next::Event(event) => event,
-                        Next::Other(_) => return Ok(()),
-                        Next::Timeout => continue,
+                    match consumer.next_timeout(STOP_POLL) {
+                        Some(event) => event,
+                        None => continue,
                     }
                 }
             };

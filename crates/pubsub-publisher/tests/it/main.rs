@@ -110,6 +110,18 @@ fn publish_all_confirms_every_event() {
 }
 
 #[test]
+fn publish_all_with_a_small_window_confirms_every_event() {
+    let Some(fx) = Fixture::new(&QueueConfig::default()) else {
+        return;
+    };
+    let mut publisher = fx.publisher().confirm_window(7).build().unwrap();
+    let events: Vec<Event> = (0..3_000).map(event).collect();
+    let outcomes = publisher.publish_all(&events);
+    assert!(outcomes.iter().all(Result::is_ok));
+    assert_eq!(fx.count(), 3_000);
+}
+
+#[test]
 fn publishing_to_a_missing_exchange_gives_the_event_back() {
     let Some(config) = pubsub_testkit::broker() else {
         return;
