@@ -85,10 +85,8 @@ impl Connection {
                     log::info!("connected to {}", config.redacted_url());
                     return Ok(connection);
                 }
-                Err(e) if e.is_permanent() => {
-                    log::error!("cannot connect to {}: {e}", config.redacted_url());
-                    return Err(e);
-                }
+                // The caller gets the error and decides how loud to be about it.
+                Err(e) if e.is_permanent() => return Err(e),
                 Err(e) => {
                     last_cause = match e {
                         Error::Unreachable { cause, .. } => cause,
@@ -111,7 +109,7 @@ impl Connection {
             attempts,
             cause: last_cause,
         };
-        log::error!("{err}");
+        log::debug!("{err}");
         Err(err)
     }
 

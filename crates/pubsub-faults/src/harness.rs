@@ -30,17 +30,16 @@ pub(crate) struct Recorder {
 
 #[derive(Debug, Default)]
 struct RecorderState {
-    counts: HashMap<u128, u32>,
+    /// Per event: how often it was handled, and when first.
+    counts: HashMap<u128, (u32, Instant)>,
     deliveries: u64,
-    times: Vec<Instant>,
 }
 
 impl Recorder {
     pub(crate) fn record(&self, id: u128) {
         if let Ok(mut s) = self.state.lock() {
-            *s.counts.entry(id).or_default() += 1;
+            s.counts.entry(id).or_insert((0, Instant::now())).0 += 1;
             s.deliveries += 1;
-            s.times.push(Instant::now());
         }
     }
 
@@ -63,11 +62,9 @@ impl Recorder {
             .unwrap_or(ids.len())
     }
 
-    /// When the first event after `t` was handled.
-    pub(crate) fn first_after(&self, t: Instant) -> Option<Instant> {
-        let s = self.state.lock().ok()?;
-        let i = s.times.partition_point(|x| *x <= t);
-        s.times.get(i).copied()
+    /// When `id` was first handled.
+    pub(crate) fn handled_at(&self, id: u128) -> Option<Instant> {
+        self.state.lock().ok()?.counts.get(&id).map(|(_, at)| *at)
     }
 }
 
@@ -190,15 +187,8 @@ pub(crate) struct Tally {
     pub(crate) confirmed: HashSet<u128>,
     /// Publish calls that returned an error (their events were published again).
     pub(crate) errors: usize,
-    pub(crate) confirm_times: Vec<Instant>,
-}
-
-impl Tally {
-    /// When the first confirm after `t` came.
-    pub(crate) fn first_confirm_after(&self, t: Instant) -> Option<Instant> {
-        let i = self.confirm_times.partition_point(|x| *x <= t);
-        self.confirm_times.get(i).copied()
-    }
+    /// When each event was confirmed, in order.
+    pub(crate) confirm_times: Vec<(Instant, u128)>,
 }
 
 /// Events numbered `0..n`, routing keys cycling like the benchmark's.
@@ -243,7 +233,7 @@ pub(crate) fn publish(
         ..Tally::default()
     };
     let mut pending = events;
-    let batch = 50;
+    let batch: u32 = 50;
     let per_batch = Duration::from_secs_f64(f64::from(batch) / f64::from(rate.max(1)));
     while !pending.is_empty() && started.elapsed() < deadline {
         let mut failed = Vec::new();
@@ -268,8 +258,9 @@ pub(crate) fn publish(
                     .iter()
                     .any(|f: &Event| f.event_id() == event.event_id())
                 {
-                    tally.confirmed.insert(event.event_id().as_u128());
-                    tally.confirm_times.push(now);
+                    let id = event.event_id().as_u128();
+                    tally.confirmed.insert(id);
+                    tally.confirm_times.push((now, id));
                 }
             }
             progress.store(tally.confirmed.len(), Ordering::SeqCst);
@@ -336,15 +327,20 @@ impl Line {
         self.duplicated = recorder.duplicated();
     }
 
-    /// The longest time, over `faults`, from a fault to the next confirm and the next
-    /// handled event (both flows resumed).
+    /// The longest time, over `faults`, from a fault until an event published after it
+    /// reached a handler: how long the whole path, publisher to handler, was out.
     pub(crate) fn recovery(&mut self, faults: &[Instant], tally: &Tally, recorder: &Recorder) {
         self.recover = faults
             .iter()
             .filter_map(|&t| {
-                let consumed = recorder.first_after(t)?;
-                let confirmed = tally.first_confirm_after(t).unwrap_or(t);
-                Some(consumed.max(confirmed) - t)
+                tally
+                    .confirm_times
+                    .iter()
+                    .filter(|(confirmed, _)| *confirmed > t)
+                    .filter_map(|(_, id)| recorder.handled_at(*id))
+                    .filter(|handled| *handled > t)
+                    .min()
+                    .map(|handled| handled.saturating_duration_since(t))
             })
             .max();
     }
@@ -409,8 +405,18 @@ impl BrokerGuard {
         Ok(BrokerGuard { watermark })
     }
 
+    /// The memory watermark to restore.
+    pub(crate) fn watermark(&self) -> &str {
+        &self.watermark
+    }
+
     /// Starts the broker's application if it is stopped and restores the memory watermark.
     pub(crate) fn restore(&self) {
+        Self::restore_to(&self.watermark);
+    }
+
+    /// [`restore`](Self::restore) with an explicit watermark.
+    pub(crate) fn restore_to(watermark: &str) {
         let running = pubsub_testkit::rabbitmqctl(&["-q", "eval", "rabbit:is_running()."])
             .map(|out| out.trim() == "true")
             .unwrap_or(false);
@@ -419,8 +425,7 @@ impl BrokerGuard {
             let _ = pubsub_testkit::rabbitmqctl(&["-q", "start_app"]);
             let _ = pubsub_testkit::rabbitmqctl(&["-q", "await_startup"]);
         }
-        let _ =
-            pubsub_testkit::rabbitmqctl(&["-q", "set_vm_memory_high_watermark", &self.watermark]);
+        let _ = pubsub_testkit::rabbitmqctl(&["-q", "set_vm_memory_high_watermark", watermark]);
     }
 }
 

@@ -82,6 +82,13 @@ fn run(args: &Args) -> Result<bool> {
         events: args.events,
         guard: BrokerGuard::new()?,
     };
+    // Killed by Ctrl-C or a timeout: put the broker back before dying.
+    let watermark = ctx.guard.watermark().to_owned();
+    let _ = ctrlc::set_handler(move || {
+        eprintln!("interrupted: restoring the broker");
+        BrokerGuard::restore_to(&watermark);
+        std::process::exit(130);
+    });
     let started = Instant::now();
     let mut passed = 0;
     let mut failed = 0;

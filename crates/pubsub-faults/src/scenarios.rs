@@ -141,8 +141,9 @@ fn close_connections(ctx: &Ctx) -> Result<Line> {
             if progress.load(Ordering::SeqCst) == usize::MAX {
                 break;
             }
-            times.push(Instant::now());
             let closed = pubsub_testkit::close_connections_named(target).map_err(|e| anyhow!(e))?;
+            // The fault is in place once the command returns.
+            times.push(Instant::now());
             log::info!("closed {closed} connection(s) named {target}");
         }
         Ok(times)
@@ -163,8 +164,8 @@ fn broker_restart(ctx: &Ctx) -> Result<Line> {
     let flow = Flow::start(&ctx.broker, &ctx.broker, "restart", |_| {}, |b| b)?;
     run_with_faults(&mut line, &flow, &ctx.broker, n, 1_000, |progress| {
         wait_progress(progress, n * 3 / 10);
-        let t = Instant::now();
         pubsub_testkit::rabbitmqctl(&["-q", "stop_app"]).map_err(|e| anyhow!(e))?;
+        let t = Instant::now(); // the broker is down once stop_app returns
         thread::sleep(Duration::from_secs(2));
         let started = pubsub_testkit::rabbitmqctl(&["-q", "start_app"])
             .and_then(|_| pubsub_testkit::rabbitmqctl(&["-q", "await_startup"]));
@@ -201,8 +202,8 @@ fn proxy_cut(ctx: &Ctx) -> Result<Line> {
             if progress.load(Ordering::SeqCst) == usize::MAX {
                 break;
             }
-            times.push(Instant::now());
             let cut = proxy.cut_all();
+            times.push(Instant::now());
             log::info!("cut {cut} connection(s)");
         }
         Ok(times)
@@ -353,12 +354,12 @@ fn memory_alarm(ctx: &Ctx) -> Result<Line> {
     let mut tally = before;
     if recovered {
         tally.sent += 1;
-        tally.confirmed.insert(again[0].event_id().as_u128());
-        tally.confirm_times.push(Instant::now());
+        let id = again[0].event_id().as_u128();
+        tally.confirmed.insert(id);
+        tally.confirm_times.push((Instant::now(), id));
     }
     flow.wait_consumed(&tally.confirmed, Duration::from_secs(60));
     line.count(&tally, &flow.recorder);
-    line.recover = Some(cleared.elapsed().min(Duration::from_secs(60)));
     line.recovery(&[cleared], &tally, &flow.recorder);
     line.notes.push(format!(
         "alarm {:.1}s; blocked publish failed after {:.1}s; blocked close took {:.1}s",
@@ -598,7 +599,6 @@ fn queue_deleted(ctx: &Ctx) -> Result<Line> {
     tally.sent += first.sent;
     tally.confirmed.extend(first.confirmed);
     line.count(&tally, &flow.recorder);
-    line.recover = Some(t.elapsed());
     line.recovery(&[t], &tally, &flow.recorder);
     let stats = flow.finish()?;
     line.notes

@@ -271,8 +271,12 @@ impl EventPublisher {
                     channel,
                     ..
                 } = session;
+                // The connection first: its close is bounded (it cuts the socket when the
+                // broker does not answer, as under a resource alarm), while the channel's
+                // close is a round trip that a blocked broker never answers.
+                let closed = connection.close().map_err(Error::Amqp);
                 drop(channel);
-                connection.close().map_err(Error::Amqp)
+                closed
             }
             None => Ok(()),
         }
