@@ -178,37 +178,10 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::events::OrderItem;
+    use crate::fixtures::{paid, user};
 
     fn order(order_id: &str, to: &str) -> Event {
-        Event::from_typed(&OrderCreated {
-            order_id: order_id.into(),
-            customer_email: to.into(),
-            items: vec![OrderItem {
-                product_id: "PROD-001".into(),
-                quantity: 2,
-            }],
-            total_amount: 99.99,
-        })
-        .unwrap()
-    }
-
-    fn paid(order_id: &str) -> Event {
-        Event::from_typed(&OrderPaid {
-            order_id: order_id.into(),
-            payment_id: "PAY-456".into(),
-            amount: 99.99,
-        })
-        .unwrap()
-    }
-
-    fn user() -> Event {
-        Event::from_typed(&UserRegistered {
-            user_id: "U-1".into(),
-            username: "ada".into(),
-            email: "ada@example.com".into(),
-        })
-        .unwrap()
+        crate::fixtures::order(order_id, to, &[("PROD-001", 2)])
     }
 
     fn handle(handler: &SendEmailHandler, event: &Event) -> HandlerResult {

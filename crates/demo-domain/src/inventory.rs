@@ -143,25 +143,10 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-
-    fn items(lines: &[(&str, u32)]) -> Vec<OrderItem> {
-        lines
-            .iter()
-            .map(|&(p, quantity)| OrderItem {
-                product_id: p.into(),
-                quantity,
-            })
-            .collect()
-    }
+    use crate::fixtures::items;
 
     fn order(lines: &[(&str, u32)]) -> Event {
-        Event::from_typed(&OrderCreated {
-            order_id: "ORD-1".into(),
-            customer_email: "c@example.com".into(),
-            items: items(lines),
-            total_amount: 1.0,
-        })
-        .unwrap()
+        crate::fixtures::order("ORD-1", "c@example.com", lines)
     }
 
     #[test]

@@ -50,6 +50,8 @@ mod analytics;
 mod email;
 mod error;
 mod events;
+#[cfg(test)]
+mod fixtures;
 mod inventory;
 
 use std::sync::Arc;
@@ -154,39 +156,10 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::fixtures::{paid, user};
 
     fn order(order_id: &str, lines: &[(&str, u32)]) -> Event {
-        Event::from_typed(&OrderCreated {
-            order_id: order_id.into(),
-            customer_email: "customer@example.com".into(),
-            items: lines
-                .iter()
-                .map(|&(p, quantity)| OrderItem {
-                    product_id: p.into(),
-                    quantity,
-                })
-                .collect(),
-            total_amount: 99.99,
-        })
-        .unwrap()
-    }
-
-    fn paid(order_id: &str) -> Event {
-        Event::from_typed(&OrderPaid {
-            order_id: order_id.into(),
-            payment_id: "PAY-456".into(),
-            amount: 99.99,
-        })
-        .unwrap()
-    }
-
-    fn user() -> Event {
-        Event::from_typed(&UserRegistered {
-            user_id: "U-1".into(),
-            username: "ada".into(),
-            email: "ada@example.com".into(),
-        })
-        .unwrap()
+        crate::fixtures::order(order_id, "customer@example.com", lines)
     }
 
     #[test]

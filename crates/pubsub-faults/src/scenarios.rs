@@ -127,26 +127,40 @@ fn run_with_faults(
     Ok(())
 }
 
+/// Injects `count` faults spread evenly over the publishing of `n` events; returns when each
+/// fault was in place (once `fault` returned).
+fn repeat_faults(
+    progress: &AtomicUsize,
+    n: usize,
+    count: usize,
+    mut fault: impl FnMut(usize) -> Result<()>,
+) -> Result<Vec<Instant>> {
+    let mut times = Vec::new();
+    for i in 0..count {
+        wait_progress(progress, n * (i + 1) / (count + 1));
+        if progress.load(Ordering::SeqCst) == usize::MAX {
+            break; // publishing is over
+        }
+        fault(i)?;
+        times.push(Instant::now());
+    }
+    Ok(times)
+}
+
 fn close_connections(ctx: &Ctx) -> Result<Line> {
     let mut line = Line::new("close-connections");
     let n = ctx.events;
     let flow = Flow::start(&ctx.broker, &ctx.broker, "close", |_| {}, |b| b)?;
+    let targets = [
+        CONSUMER, PUBLISHER, CONSUMER, PUBLISHER, CONSUMER, PUBLISHER,
+    ];
     run_with_faults(&mut line, &flow, &ctx.broker, n, 1_000, |progress| {
-        let mut times = Vec::new();
-        let targets = [
-            CONSUMER, PUBLISHER, CONSUMER, PUBLISHER, CONSUMER, PUBLISHER,
-        ];
-        for (i, target) in targets.iter().enumerate() {
-            wait_progress(progress, n * (i + 1) / (targets.len() + 1));
-            if progress.load(Ordering::SeqCst) == usize::MAX {
-                break;
-            }
+        repeat_faults(progress, n, targets.len(), |i| {
+            let target = targets[i];
             let closed = pubsub_testkit::close_connections_named(target).map_err(|e| anyhow!(e))?;
-            // The fault is in place once the command returns.
-            times.push(Instant::now());
             log::info!("closed {closed} connection(s) named {target}");
-        }
-        Ok(times)
+            Ok(())
+        })
     })?;
     let stats = flow.finish()?;
     line.notes
@@ -196,17 +210,11 @@ fn proxy_cut(ctx: &Ctx) -> Result<Line> {
     let through = via(&proxy, &ctx.broker);
     let flow = Flow::start(&ctx.broker, &through, "cut", |_| {}, |b| b)?;
     run_with_faults(&mut line, &flow, &through, n, 1_000, |progress| {
-        let mut times = Vec::new();
-        for i in 1..=4 {
-            wait_progress(progress, n * i / 5);
-            if progress.load(Ordering::SeqCst) == usize::MAX {
-                break;
-            }
+        repeat_faults(progress, n, 4, |_| {
             let cut = proxy.cut_all();
-            times.push(Instant::now());
             log::info!("cut {cut} connection(s)");
-        }
-        Ok(times)
+            Ok(())
+        })
     })?;
     let stats = flow.finish()?;
     line.notes
