@@ -69,3 +69,18 @@ fn unknown_host_is_unreachable() {
     assert!(matches!(err, Error::Unreachable { .. }), "{err:?}");
     assert!(err.to_string().contains("no-such-host.invalid"), "{err}");
 }
+
+#[test]
+fn tls_to_a_plain_port_is_a_tls_error() {
+    let Some(config) = pubsub_testkit::broker() else {
+        return;
+    };
+    // amqps:// against the plain AMQP port: the TLS handshake cannot succeed.
+    let config = config.with_tls(Some(pubsub_amqp::TlsConfig::default()));
+    let started = Instant::now();
+    let err = Connection::open(&config.with_connection_attempts(3)).unwrap_err();
+    assert!(matches!(err, Error::Tls { .. }), "{err:?}");
+    assert!(err.to_string().starts_with("TLS with RabbitMQ at"), "{err}");
+    // Not retried: another attempt meets the same broker.
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
