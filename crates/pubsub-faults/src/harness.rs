@@ -385,6 +385,8 @@ impl fmt::Display for Line {
 /// The broker-wide state scenarios change, put back on drop, even after a panic.
 pub(crate) struct BrokerGuard {
     watermark: String,
+    /// The broker's `consumer_timeout` (ms) before the suite started, if set.
+    consumer_timeout: Option<String>,
 }
 
 impl BrokerGuard {
@@ -402,7 +404,38 @@ impl BrokerGuard {
         } else {
             "0.4".to_owned()
         };
-        Ok(BrokerGuard { watermark })
+        let consumer_timeout = pubsub_testkit::rabbitmqctl(&[
+            "-q",
+            "eval",
+            "application:get_env(rabbit, consumer_timeout).",
+        ])
+        .map_err(|e| anyhow!(e))?;
+        // `{ok,1800000}`, or `undefined`.
+        let consumer_timeout = consumer_timeout
+            .trim()
+            .strip_prefix("{ok,")
+            .and_then(|v| v.strip_suffix('}'))
+            .filter(|v| v.parse::<u64>().is_ok())
+            .map(str::to_owned);
+        Ok(BrokerGuard {
+            watermark,
+            consumer_timeout,
+        })
+    }
+
+    /// Sets the broker's ack timeout (`consumer_timeout`), put back by [`restore`](Self::restore).
+    pub(crate) fn set_consumer_timeout(&self, timeout: Duration) -> Result<()> {
+        let eval = format!(
+            "application:set_env(rabbit, consumer_timeout, {}).",
+            timeout.as_millis()
+        );
+        pubsub_testkit::rabbitmqctl(&["-q", "eval", &eval]).map_err(|e| anyhow!(e))?;
+        Ok(())
+    }
+
+    /// The ack timeout to restore, `None` for unset.
+    pub(crate) fn consumer_timeout(&self) -> Option<&str> {
+        self.consumer_timeout.as_deref()
     }
 
     /// The memory watermark to restore.
@@ -412,11 +445,11 @@ impl BrokerGuard {
 
     /// Starts the broker's application if it is stopped and restores the memory watermark.
     pub(crate) fn restore(&self) {
-        Self::restore_to(&self.watermark);
+        Self::restore_to(&self.watermark, self.consumer_timeout());
     }
 
-    /// [`restore`](Self::restore) with an explicit watermark.
-    pub(crate) fn restore_to(watermark: &str) {
+    /// [`restore`](Self::restore) with explicit values.
+    pub(crate) fn restore_to(watermark: &str, consumer_timeout: Option<&str>) {
         let running = pubsub_testkit::rabbitmqctl(&["-q", "eval", "rabbit:is_running()."])
             .map(|out| out.trim() == "true")
             .unwrap_or(false);
@@ -426,6 +459,11 @@ impl BrokerGuard {
             let _ = pubsub_testkit::rabbitmqctl(&["-q", "await_startup"]);
         }
         let _ = pubsub_testkit::rabbitmqctl(&["-q", "set_vm_memory_high_watermark", watermark]);
+        let eval = match consumer_timeout {
+            Some(ms) => format!("application:set_env(rabbit, consumer_timeout, {ms})."),
+            None => "application:unset_env(rabbit, consumer_timeout).".to_owned(),
+        };
+        let _ = pubsub_testkit::rabbitmqctl(&["-q", "eval", &eval]);
     }
 }
 

@@ -84,9 +84,10 @@ fn run(args: &Args) -> Result<bool> {
     };
     // Killed by Ctrl-C or a timeout: put the broker back before dying.
     let watermark = ctx.guard.watermark().to_owned();
+    let consumer_timeout = ctx.guard.consumer_timeout().map(str::to_owned);
     let _ = ctrlc::set_handler(move || {
         eprintln!("interrupted: restoring the broker");
-        BrokerGuard::restore_to(&watermark);
+        BrokerGuard::restore_to(&watermark, consumer_timeout.as_deref());
         std::process::exit(130);
     });
     let started = Instant::now();

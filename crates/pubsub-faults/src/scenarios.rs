@@ -1,6 +1,7 @@
 //! The scenarios. Each runs against the real broker and returns one [`Line`] of figures.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -70,6 +71,11 @@ pub(crate) const ALL: &[Scenario] = &[
         name: "slow-handler",
         about: "a handler slower than the heartbeat interval does not cost the connection",
         run: slow_handler,
+    },
+    Scenario {
+        name: "ack-timeout",
+        about: "a handler holds a delivery past the broker's ack timeout: the channel is closed, the subscriber reconnects, the event comes back",
+        run: ack_timeout,
     },
     Scenario {
         name: "queue-deleted",
@@ -565,6 +571,84 @@ fn slow_handler(ctx: &Ctx) -> Result<Line> {
         format!("{connections} consumer connection(s) open, expected 1"),
     );
     line.check(stats.redelivered == 0, "deliveries were redelivered");
+    Ok(line)
+}
+
+fn ack_timeout(ctx: &Ctx) -> Result<Line> {
+    let mut line = Line::new("ack-timeout");
+    // The first run of the first event blocks until the broker has given up on its ack.
+    let (entered_tx, entered) = crossbeam_channel::bounded::<()>(1);
+    let (release, released) = crossbeam_channel::bounded::<()>(1);
+    let first = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    // A channel reads the ack timeout when it opens: set it before the subscriber starts.
+    ctx.guard.set_consumer_timeout(Duration::from_secs(2))?;
+    let flow = Flow::start(
+        &ctx.broker,
+        &ctx.broker,
+        "acktimeout",
+        |registry| {
+            let _ = registry.subscribe(
+                "#",
+                handler_fn("stuck-once", move |_, _| {
+                    if first.swap(false, Ordering::SeqCst) {
+                        let _ = entered_tx.send(());
+                        let _ = released.recv_timeout(Duration::from_secs(120));
+                    }
+                    Ok(())
+                }),
+            );
+        },
+        |b| b.prefetch(1),
+    )?;
+    let progress = AtomicUsize::new(0);
+    let mut tally = publish(
+        &ctx.broker,
+        &flow.exchange,
+        events(1),
+        100,
+        &progress,
+        Duration::from_secs(30),
+    )?;
+    entered
+        .recv_timeout(Duration::from_secs(30))
+        .map_err(|_| anyhow!("the handler never ran"))?;
+    // RabbitMQ checks ack timeouts once a minute: the consumer disappears from the queue
+    // when its channel is closed.
+    let mut connection = Connection::open(&ctx.broker)?;
+    let closed = wait_for(Duration::from_secs(90), || {
+        connection
+            .open_channel()
+            .and_then(|c| c.queue_info(&flow.queue))
+            .is_ok_and(|info| info.consumer_count == 0)
+    });
+    let t = Instant::now();
+    let _ = release.send(());
+    ctx.guard.restore();
+    line.check(closed, "the broker never timed the delivery out");
+    let after = publish(
+        &ctx.broker,
+        &flow.exchange,
+        events(100),
+        1_000,
+        &progress,
+        Duration::from_secs(30),
+    )?;
+    tally.sent += after.sent;
+    tally.confirmed.extend(after.confirmed);
+    tally.confirm_times.extend(after.confirm_times);
+    flow.wait_consumed(&tally.confirmed, Duration::from_secs(60));
+    line.count(&tally, &flow.recorder);
+    line.recovery(&[t], &tally, &flow.recorder);
+    let stats = flow.finish()?;
+    line.notes.push(format!(
+        "consumer reconnects {}, redelivered {}",
+        stats.reconnects, stats.redelivered
+    ));
+    line.check(stats.reconnects >= 1, "the subscriber did not reconnect");
+    line.check(
+        stats.redelivered >= 1,
+        "the timed-out delivery did not come back",
+    );
     Ok(line)
 }
 
