@@ -345,6 +345,13 @@ impl Line {
             .max();
     }
 
+    /// Notes the subscriber's reconnects, and fails unless there were at least `at_least`.
+    pub(crate) fn reconnects(&mut self, stats: &SubscriberStats, at_least: u64, failure: &str) {
+        self.notes
+            .push(format!("consumer reconnects {}", stats.reconnects));
+        self.check(stats.reconnects >= at_least, failure);
+    }
+
     pub(crate) fn check(&mut self, ok: bool, what: impl Into<String>) {
         if !ok {
             self.failures.push(what.into());

@@ -169,10 +169,9 @@ fn close_connections(ctx: &Ctx) -> Result<Line> {
         })
     })?;
     let stats = flow.finish()?;
-    line.notes
-        .push(format!("consumer reconnects {}", stats.reconnects));
-    line.check(
-        stats.reconnects >= 3,
+    line.reconnects(
+        &stats,
+        3,
         "the consumer did not reconnect after its connections were closed",
     );
     Ok(line)
@@ -196,8 +195,7 @@ fn broker_restart(ctx: &Ctx) -> Result<Line> {
         Ok(vec![t])
     })?;
     let stats = flow.finish()?;
-    line.notes
-        .push(format!("consumer reconnects {}", stats.reconnects));
+    line.reconnects(&stats, 0, "");
     Ok(line)
 }
 
@@ -223,12 +221,7 @@ fn proxy_cut(ctx: &Ctx) -> Result<Line> {
         })
     })?;
     let stats = flow.finish()?;
-    line.notes
-        .push(format!("consumer reconnects {}", stats.reconnects));
-    line.check(
-        stats.reconnects >= 4,
-        "the consumer did not reconnect after every cut",
-    );
+    line.reconnects(&stats, 4, "the consumer did not reconnect after every cut");
     Ok(line)
 }
 
@@ -270,8 +263,7 @@ fn proxy_blackhole(ctx: &Ctx) -> Result<Line> {
         None => line.check(false, "the clients never noticed the black hole"),
     }
     let stats = flow.finish()?;
-    line.notes
-        .push(format!("consumer reconnects {}", stats.reconnects));
+    line.reconnects(&stats, 0, "");
     Ok(line)
 }
 
@@ -693,7 +685,6 @@ fn queue_deleted(ctx: &Ctx) -> Result<Line> {
     line.count(&tally, &flow.recorder);
     line.recovery(&[t], &tally, &flow.recorder);
     let stats = flow.finish()?;
-    line.notes
-        .push(format!("consumer reconnects {}", stats.reconnects));
+    line.reconnects(&stats, 0, "");
     Ok(line)
 }
