@@ -97,6 +97,22 @@ struct Session {
     next_tag: u64,
 }
 
+impl Session {
+    /// Closes the connection, then drops the channel: the connection's close is bounded (it
+    /// cuts the socket when the broker does not answer, as under a resource alarm), while the
+    /// channel's close is a round trip that a blocked broker never answers.
+    fn close(self) -> pubsub_amqp::Result<()> {
+        let Session {
+            connection,
+            channel,
+            ..
+        } = self;
+        let closed = connection.close();
+        drop(channel);
+        closed
+    }
+}
+
 /// Builds an [`EventPublisher`]; see [`EventPublisher::builder`].
 #[derive(Debug)]
 #[must_use = "a builder does nothing until `build` is called"]
@@ -265,19 +281,7 @@ impl EventPublisher {
     /// [`Error::Amqp`] if the connection was already broken.
     pub fn close(mut self) -> Result<()> {
         match self.session.take() {
-            Some(session) => {
-                let Session {
-                    connection,
-                    channel,
-                    ..
-                } = session;
-                // The connection first: its close is bounded (it cuts the socket when the
-                // broker does not answer, as under a resource alarm), while the channel's
-                // close is a round trip that a blocked broker never answers.
-                let closed = connection.close().map_err(Error::Amqp);
-                drop(channel);
-                closed
-            }
+            Some(session) => session.close().map_err(Error::Amqp),
             None => Ok(()),
         }
     }
@@ -300,13 +304,7 @@ impl EventPublisher {
             };
             let error = match (error, self.session.take()) {
                 (Error::Amqp(e), Some(session)) if e.is_connection_lost() => {
-                    let Session {
-                        connection,
-                        channel,
-                        ..
-                    } = session;
-                    let closed = connection.close().err();
-                    drop(channel);
+                    let closed = session.close().err();
                     Error::Amqp(pubsub_amqp::Error::more_precise(e, closed))
                 }
                 (error, session) => {
@@ -316,7 +314,6 @@ impl EventPublisher {
             };
             let retry = match &error {
                 Error::Amqp(e) if e.is_connection_lost() => {
-                    self.session = None;
                     let backoff = backoff.get_or_insert_with(|| self.settings.reconnect.start());
                     match backoff.next_delay() {
                         Some(delay) => {
