@@ -79,12 +79,7 @@ impl<'s> Session<'s> {
     fn consume(&mut self, connection: &mut Connection, consumed: &mut bool) -> AmqpResult<()> {
         let sub = self.sub;
         let channel = connection.open_channel()?;
-        sub.declare(&channel).map_err(|e| match e {
-            crate::Error::Amqp(e) => e,
-            other => pubsub_amqp::Error::Client {
-                message: other.to_string(),
-            },
-        })?;
+        sub.declare(&channel)?;
         channel.set_prefetch(sub.settings.prefetch)?;
         let consumer = channel.consume(&sub.queue, false)?;
         *consumed = true;

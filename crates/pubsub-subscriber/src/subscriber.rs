@@ -308,7 +308,7 @@ impl EventSubscriber {
         let channel = connection.open_channel()?;
         let declared = self.declare(&channel);
         let _ = channel.close();
-        declared
+        Ok(declared?)
     }
 
     /// Adds a binding key (any topic pattern the broker understands, e.g. `#`) to the
@@ -461,7 +461,7 @@ impl EventSubscriber {
     }
 
     /// Declares exchange, dead-letter queue, retry queues, queue and bindings.
-    pub(crate) fn declare(&self, channel: &Channel) -> Result<()> {
+    pub(crate) fn declare(&self, channel: &Channel) -> pubsub_amqp::Result<()> {
         if let Some(config) = &self.settings.declare_exchange {
             channel.declare_exchange(&self.exchange, config)?;
         }
