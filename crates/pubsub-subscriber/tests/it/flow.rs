@@ -6,7 +6,7 @@ use pubsub_core::{handler_fn, Event};
 use pubsub_registry::HandlerRegistry;
 use pubsub_subscriber::Disposition;
 
-use crate::support::{event, reports, Bus, WAIT};
+use crate::support::{counting, event, reports, Bus, WAIT};
 
 #[test]
 fn events_flow_from_publisher_to_handlers_with_metadata() {
@@ -124,16 +124,9 @@ fn the_queue_is_bound_to_exactly_what_the_handlers_need() {
 }
 
 fn counting_registry(pattern: &str, count: &Arc<AtomicUsize>) -> HandlerRegistry {
-    let count = count.clone();
     let mut registry = HandlerRegistry::new();
     registry
-        .subscribe(
-            pattern,
-            handler_fn("count", move |_, _| {
-                count.fetch_add(1, Ordering::SeqCst);
-                Ok(())
-            }),
-        )
+        .subscribe(pattern, counting("count", count))
         .unwrap();
     registry
 }

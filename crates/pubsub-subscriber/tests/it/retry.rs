@@ -8,7 +8,7 @@ use pubsub_registry::HandlerRegistry;
 use pubsub_subscriber::{headers, DeadLetterKind, Disposition, RetryPolicy};
 use serde::{Deserialize, Serialize};
 
-use crate::support::{event, reports, Bus};
+use crate::support::{counting, event, reports, Bus};
 
 fn counter() -> Arc<AtomicUsize> {
     Arc::new(AtomicUsize::new(0))
@@ -19,18 +19,9 @@ fn a_flaky_handler_is_retried_and_its_sibling_runs_once() {
     let Some(mut bus) = Bus::new() else { return };
     let (flaky_runs, sibling_runs) = (counter(), counter());
     let mut registry = HandlerRegistry::new();
-    {
-        let sibling_runs = sibling_runs.clone();
-        registry
-            .subscribe(
-                "order.*",
-                handler_fn("sibling", move |_, _| {
-                    sibling_runs.fetch_add(1, Ordering::SeqCst);
-                    Ok(())
-                }),
-            )
-            .unwrap();
-    }
+    registry
+        .subscribe("order.*", counting("sibling", &sibling_runs))
+        .unwrap();
     {
         let flaky_runs = flaky_runs.clone();
         registry
@@ -195,18 +186,7 @@ fn poison_messages_go_to_the_dead_letter_queue_at_once() {
     let Some(mut bus) = Bus::new() else { return };
     let runs = counter();
     let mut registry = HandlerRegistry::new();
-    {
-        let runs = runs.clone();
-        registry
-            .subscribe(
-                "#",
-                handler_fn("count", move |_, _| {
-                    runs.fetch_add(1, Ordering::SeqCst);
-                    Ok(())
-                }),
-            )
-            .unwrap();
-    }
+    registry.subscribe("#", counting("count", &runs)).unwrap();
     let (builder, _) = bus.service("poison", registry);
     let (tx, rx) = crossbeam_channel::unbounded();
     let mut subscriber = builder

@@ -1,9 +1,10 @@
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 use pubsub_amqp::{AmqpConfig, Channel, Connection, Delivery, Properties};
-use pubsub_core::Event;
+use pubsub_core::{handler_fn, Event, EventHandler};
 use pubsub_publisher::EventPublisher;
 use pubsub_registry::HandlerRegistry;
 use pubsub_subscriber::{
@@ -116,4 +117,13 @@ pub(crate) fn reports(rx: &Receiver<DeliveryReport>, n: usize) -> Vec<DeliveryRe
 
 pub(crate) fn event(domain: &str, action: &str, n: usize) -> Event {
     Event::new(domain, action, serde_json::json!({ "n": n })).unwrap()
+}
+
+/// A handler named `name` that counts its runs in `runs` and succeeds.
+pub(crate) fn counting(name: &str, runs: &Arc<AtomicUsize>) -> impl EventHandler {
+    let runs = runs.clone();
+    handler_fn(name, move |_, _| {
+        runs.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    })
 }
