@@ -300,6 +300,7 @@ impl Channel {
                 Delivery {
                     inner: g.delivery,
                     channel_id: self.id(),
+                    altered: None,
                 },
                 g.message_count,
             )
@@ -502,6 +503,7 @@ impl Consumer<'_> {
             ConsumerMessage::Delivery(inner) => ConsumerEvent::Delivery(Delivery {
                 inner,
                 channel_id: self.channel_id,
+                altered: None,
             }),
             ConsumerMessage::ClientCancelled => ConsumerEvent::Cancelled { by_server: false },
             ConsumerMessage::ServerCancelled => ConsumerEvent::Cancelled { by_server: true },
@@ -550,6 +552,8 @@ fn stream_ended() -> ConsumerEvent {
 pub struct Delivery {
     inner: amiquip::Delivery,
     channel_id: u16,
+    /// Why the frame guard altered the frames of this delivery, if it did.
+    altered: Option<String>,
 }
 
 impl Delivery {
@@ -616,6 +620,18 @@ impl Delivery {
     /// All the properties, including every header.
     pub fn properties(&self) -> Properties {
         Properties::from_amqp(&self.inner.properties)
+    }
+
+    /// Why the connection's frame guard had to alter this delivery before the AMQP client
+    /// could read it (`routing key is not UTF-8`, `headers nested deeper than 32 levels`), or
+    /// `None` for a delivery that arrived intact.
+    ///
+    /// The body of an altered delivery is the one that was published; its routing key or
+    /// properties are not (bytes that are not UTF-8 were replaced, too deep a header was
+    /// flattened, or an unreadable content header was replaced by an empty one). Treat it as
+    /// poison: dead-letter it with this reason.
+    pub fn alteration(&self) -> Option<&str> {
+        self.altered.as_deref()
     }
 }
 
