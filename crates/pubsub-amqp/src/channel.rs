@@ -2,6 +2,7 @@
 
 use std::cell::Cell;
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use amiquip::{
@@ -11,6 +12,7 @@ use amiquip::{
 use crossbeam_channel::{select, Receiver, RecvTimeoutError, TryRecvError};
 
 use crate::error::{from_amiquip, Error, Op, Result};
+use crate::guard::GuardState;
 use crate::properties::{table_to_amqp, value_from_amqp, HeaderValue, Properties};
 use crate::topology::{ExchangeConfig, QueueConfig, QueueInfo};
 
@@ -24,11 +26,12 @@ const CANCEL_WAIT: Duration = Duration::from_secs(5);
 /// arguments) stays closed: every later call fails, and a new channel must be opened.
 pub struct Channel {
     inner: amiquip::Channel,
+    guard: Arc<GuardState>,
 }
 
 impl Channel {
-    pub(crate) fn new(inner: amiquip::Channel) -> Self {
-        Channel { inner }
+    pub(crate) fn new(inner: amiquip::Channel, guard: Arc<GuardState>) -> Self {
+        Channel { inner, guard }
     }
 
     /// The channel's number on its connection.
@@ -280,6 +283,7 @@ impl Channel {
         Ok(Consumer {
             inner,
             channel_id: self.id(),
+            guard: self.guard.clone(),
             cancelled: Cell::new(false),
         })
     }
@@ -296,11 +300,12 @@ impl Channel {
             .basic_get(queue, false)
             .map_err(|e| from_amiquip(e, Op::Queue(queue)))?;
         Ok(got.map(|g| {
+            let altered = self.guard.take(self.id(), g.delivery.delivery_tag());
             (
                 Delivery {
                     inner: g.delivery,
                     channel_id: self.id(),
-                    altered: None,
+                    altered,
                 },
                 g.message_count,
             )
@@ -398,6 +403,7 @@ impl fmt::Debug for Channel {
 pub struct Consumer<'ch> {
     inner: amiquip::Consumer<'ch>,
     channel_id: u16,
+    guard: Arc<GuardState>,
     cancelled: Cell<bool>,
 }
 
@@ -501,9 +507,9 @@ impl Consumer<'_> {
     fn convert(&self, message: ConsumerMessage) -> ConsumerEvent {
         match message {
             ConsumerMessage::Delivery(inner) => ConsumerEvent::Delivery(Delivery {
+                altered: self.guard.take(self.channel_id, inner.delivery_tag()),
                 inner,
                 channel_id: self.channel_id,
-                altered: None,
             }),
             ConsumerMessage::ClientCancelled => ConsumerEvent::Cancelled { by_server: false },
             ConsumerMessage::ServerCancelled => ConsumerEvent::Cancelled { by_server: true },

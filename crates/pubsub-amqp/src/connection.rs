@@ -4,6 +4,7 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::marker::PhantomData;
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use crate::channel::Channel;
 use crate::config::AmqpConfig;
 use crate::error::{from_amiquip, Error, Op, Result};
+use crate::guard::{GuardState, GuardedStream, OutboundGuard, PLACEHOLDER_PASSWORD};
 
 /// How much longer than the connection timeout a handshake may take in all.
 const HANDSHAKE_GRACE: Duration = Duration::from_secs(5);
@@ -46,6 +48,8 @@ pub struct Connection {
     config: AmqpConfig,
     blocked_rx: Option<Receiver<ConnectionBlockedNotification>>,
     blocked: RefCell<Option<Blocked>>,
+    /// What the frame guard between the socket and amiquip shares with the channels.
+    guard: Arc<GuardState>,
     /// Not `Sync`: one connection, one thread.
     _not_sync: PhantomData<Cell<()>>,
 }
@@ -126,13 +130,13 @@ impl Connection {
             .set_nodelay(true)
             .map_err(|e| unreachable(format!("cannot set TCP_NODELAY: {e}")))?;
         let socket = stream.try_clone().ok();
-        let mio_stream = mio::net::TcpStream::from_stream(stream)
-            .map_err(|e| unreachable(format!("cannot prepare the socket: {e}")))?;
 
+        // amiquip is never given the password: the guard writes it into the handshake (amiquip
+        // logs the handshake's frames, SASL response included, at debug level).
         let mut options = ConnectionOptions::<Auth>::default()
             .auth(Auth::Plain {
                 username: config.username().to_owned(),
-                password: config.password().to_owned(),
+                password: PLACEHOLDER_PASSWORD.to_owned(),
             })
             .virtual_host(config.virtual_host())
             .heartbeat(u16::try_from(config.heartbeat().as_secs()).unwrap_or(u16::MAX))
@@ -151,20 +155,20 @@ impl Connection {
             .as_ref()
             .and_then(|s| s.try_clone().ok())
             .and_then(|s| SocketWatchdog::arm(s, config.connection_timeout() + HANDSHAKE_GRACE));
+        let guard = Arc::new(GuardState::default());
+        let outbound = OutboundGuard::new(config.username(), config.password());
+        // The guard must see plaintext frames, so TLS is done here, below it, not by amiquip.
         let opened = match config.tls() {
-            None => amiquip::Connection::insecure_open_stream(mio_stream, options, tuning),
+            None => {
+                let evented = evented(&stream).map_err(&unreachable)?;
+                let guarded = GuardedStream::new(stream, evented, outbound, guard.clone());
+                amiquip::Connection::insecure_open_stream(guarded, options, tuning)
+            }
             Some(tls) => {
-                let connector = tls.connector().map_err(|message| Error::Tls {
-                    address: config.address(),
-                    message,
-                })?;
-                amiquip::Connection::open_tls_stream(
-                    connector,
-                    tls.server_name(config.host()),
-                    mio_stream,
-                    options,
-                    tuning,
-                )
+                let tls_stream = tls_handshake(config, tls, stream)?;
+                let evented = evented(tls_stream.get_ref()).map_err(&unreachable)?;
+                let guarded = GuardedStream::new(tls_stream, evented, outbound, guard.clone());
+                amiquip::Connection::insecure_open_stream(guarded, options, tuning)
             }
         };
         let timed_out = watchdog.is_some_and(SocketWatchdog::disarm);
@@ -182,6 +186,7 @@ impl Connection {
             config: config.clone(),
             blocked_rx,
             blocked: RefCell::new(None),
+            guard,
             _not_sync: PhantomData,
         })
     }
@@ -199,10 +204,12 @@ impl Connection {
     /// [`Error::ConnectionLost`] if the connection is gone.
     pub fn open_channel(&mut self) -> Result<Channel> {
         let inner = self.inner.as_mut().ok_or_else(closed)?;
-        inner
+        let channel = inner
             .open_channel(None)
-            .map(Channel::new)
-            .map_err(|e| from_amiquip(e, Op::Other))
+            .map_err(|e| from_amiquip(e, Op::Other))?;
+        // Delivery tags start again on a channel number used before.
+        self.guard.forget_channel(channel.channel_id());
+        Ok(Channel::new(channel, self.guard.clone()))
     }
 
     /// Whether the broker is blocking this connection (a resource alarm), and since when.
@@ -249,7 +256,13 @@ impl Connection {
             .socket
             .take()
             .and_then(|socket| SocketWatchdog::arm(socket, CLOSE_TIMEOUT));
-        let result = inner.close().map_err(|e| from_amiquip(e, Op::Other));
+        let result = inner.close().map_err(|e| match self.guard.fault() {
+            // The guard ended the connection: its words say what the broker sent.
+            Some(fault) => Error::ConnectionLost {
+                reason: format!("the frame guard ended the connection: {fault}"),
+            },
+            None => from_amiquip(e, Op::Other),
+        });
         if watchdog.is_some_and(SocketWatchdog::disarm) {
             log::warn!(
                 "the broker did not answer the connection close in time; the socket was cut"
@@ -303,6 +316,58 @@ impl SocketWatchdog {
     fn disarm(self) -> bool {
         drop(self.disarm);
         self.thread.join().unwrap_or(false)
+    }
+}
+
+/// A second handle on the socket for amiquip's poll (mio 0.6); it makes the socket
+/// non-blocking.
+fn evented(stream: &TcpStream) -> std::result::Result<mio::net::TcpStream, String> {
+    stream
+        .try_clone()
+        .and_then(mio::net::TcpStream::from_stream)
+        .map_err(|e| format!("cannot prepare the socket: {e}"))
+}
+
+/// The TLS handshake, on the blocking socket, bounded by the connection timeout.
+fn tls_handshake(
+    config: &AmqpConfig,
+    tls: &crate::config::TlsConfig,
+    stream: TcpStream,
+) -> Result<native_tls::TlsStream<TcpStream>> {
+    let tls_error = |message: String| Error::Tls {
+        address: config.address(),
+        message,
+    };
+    let connector = tls.connector().map_err(tls_error)?;
+    let timeout = Some(config.connection_timeout());
+    let timeouts = stream
+        .set_read_timeout(timeout)
+        .and_then(|()| stream.set_write_timeout(timeout));
+    if let Err(e) = timeouts {
+        return Err(Error::Unreachable {
+            address: config.address(),
+            vhost: config.virtual_host().to_owned(),
+            attempts: 1,
+            cause: format!("cannot set socket timeouts: {e}"),
+        });
+    }
+    match connector.connect(tls.server_name(config.host()), stream) {
+        Ok(tls_stream) => {
+            let socket = tls_stream.get_ref();
+            let _ = socket.set_read_timeout(None);
+            let _ = socket.set_write_timeout(None);
+            Ok(tls_stream)
+        }
+        Err(native_tls::HandshakeError::Failure(e)) => Err(tls_error(e.to_string())),
+        Err(native_tls::HandshakeError::WouldBlock(_)) => Err(Error::Unreachable {
+            address: config.address(),
+            vhost: config.virtual_host().to_owned(),
+            attempts: 1,
+            cause: format!(
+                "no TLS handshake within {:.1}s (is this a TLS port?)",
+                config.connection_timeout().as_secs_f64()
+            ),
+        }),
     }
 }
 

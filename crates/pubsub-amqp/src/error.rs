@@ -262,6 +262,9 @@ pub(crate) fn from_amiquip(err: amiquip::Error, op: Op<'_>) -> Error {
         A::UnexpectedSocketClose => Error::ConnectionLost {
             reason: "the socket closed unexpectedly".to_owned(),
         },
+        A::MalformedFrame => Error::ConnectionLost {
+            reason: "the broker sent a frame the AMQP client cannot parse".to_owned(),
+        },
         A::IoErrorReadingSocket { source } => Error::ConnectionLost {
             reason: format!("reading the socket failed: {source}"),
         },

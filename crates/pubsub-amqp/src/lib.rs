@@ -49,6 +49,7 @@ mod channel;
 mod config;
 mod connection;
 mod error;
+pub mod guard;
 mod logging;
 mod properties;
 mod reconnect;
