@@ -24,6 +24,8 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod tls;
+
 use std::net::{TcpStream, ToSocketAddrs};
 use std::process::Command;
 use std::time::Duration;

@@ -4,4 +4,5 @@
 
 mod connect;
 mod secrets;
+mod tls;
 mod topology;
