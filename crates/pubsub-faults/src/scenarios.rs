@@ -9,6 +9,7 @@ use anyhow::{anyhow, Context, Result};
 use pubsub_amqp::{AmqpConfig, Connection, Properties};
 use pubsub_core::{handler_fn, json, Event};
 use pubsub_publisher::EventPublisher;
+use pubsub_testkit::raw::{hostile::every_class, RawPublisher};
 use pubsub_testkit::FaultProxy;
 
 use crate::harness::{
@@ -66,6 +67,11 @@ pub(crate) const ALL: &[Scenario] = &[
         name: "poison",
         about: "every kind of malformed message: all dead-lettered at once, none retried",
         run: poison,
+    },
+    Scenario {
+        name: "hostile",
+        about: "10,000 events with 50 hostile messages of every class (frames amiquip cannot read, from a raw client) mixed in: all 50 dead-lettered, none lost, no reconnect",
+        run: hostile,
     },
     Scenario {
         name: "slow-handler",
@@ -512,6 +518,86 @@ fn poison(ctx: &Ctx) -> Result<Line> {
     line.check(
         stats.retried == 0,
         format!("{} poison messages were retried", stats.retried),
+    );
+    Ok(line)
+}
+
+/// Good events through `EventPublisher`, with hostile messages from a raw AMQP client spread
+/// through the stream: every class of `pubsub_testkit::raw::hostile::every_class` in turn.
+fn hostile(ctx: &Ctx) -> Result<Line> {
+    let mut line = Line::new("hostile");
+    let n = 10_000;
+    let count = 50;
+    let flow = Flow::start(&ctx.broker, &ctx.broker, "hostile", |_| {}, |b| b)?;
+    let classes = every_class("order.created");
+    // Their bodies are valid events: only the frames are wrong, so none may reach a handler.
+    let bodies = events(count);
+    let hostile_ids: std::collections::HashSet<u128> =
+        bodies.iter().map(|e| e.event_id().as_u128()).collect();
+    let progress = AtomicUsize::new(0);
+    let (tally, injected) = thread::scope(|scope| {
+        let injector = scope.spawn(|| -> Result<usize> {
+            let mut raw = RawPublisher::connect(&ctx.broker)?;
+            for (i, body) in bodies.iter().enumerate() {
+                wait_progress(&progress, n * (i + 1) / (count + 1));
+                let message = &classes[i % classes.len()];
+                raw.publish(
+                    &flow.exchange,
+                    &message.routing_key,
+                    &message.header,
+                    &json::to_vec(body),
+                )
+                .with_context(|| format!("publishing hostile message {i} ({})", message.class))?;
+            }
+            raw.close()?;
+            Ok(count)
+        });
+        let tally = publish(
+            &ctx.broker,
+            &flow.exchange,
+            events(n),
+            5_000,
+            &progress,
+            Duration::from_secs(90),
+        );
+        // Let the injector finish even if publishing stopped early.
+        progress.store(usize::MAX, Ordering::SeqCst);
+        let injected = injector
+            .join()
+            .map_err(|_| anyhow!("the injecting thread panicked"))?;
+        Ok::<_, anyhow::Error>((tally?, injected?))
+    })?;
+    flow.wait_consumed(&tally.confirmed, Duration::from_secs(60));
+    let settled = wait_for(Duration::from_secs(30), || {
+        flow.stats().dead_lettered_poison as usize >= count
+    });
+    line.count(&tally, &flow.recorder);
+    let dead = flow.dead_letters()?;
+    let hostile_handled = count - flow.recorder.missing(&hostile_ids);
+    let stats = flow.finish()?;
+    line.notes.push(format!(
+        "{injected} hostile of {} classes, DLQ {dead}, hostile handled {hostile_handled}, consumer reconnects {}",
+        classes.len(),
+        stats.reconnects
+    ));
+    line.check(
+        tally.confirmed.len() == n,
+        format!(
+            "only {} of {n} events were confirmed",
+            tally.confirmed.len()
+        ),
+    );
+    line.check(
+        settled && dead as usize == count,
+        format!("{dead} dead letters, expected {count}"),
+    );
+    line.check(
+        hostile_handled == 0,
+        format!("{hostile_handled} hostile message(s) reached a handler"),
+    );
+    line.check(
+        stats.reconnects == 0,
+        format!("the consumer reconnected {} time(s)", stats.reconnects),
     );
     Ok(line)
 }

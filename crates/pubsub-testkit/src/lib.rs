@@ -132,5 +132,6 @@ pub fn connections_named(name: &str) -> Result<usize, String> {
 }
 
 mod proxy;
+pub mod raw;
 
 pub use crate::proxy::FaultProxy;
