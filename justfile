@@ -40,6 +40,18 @@ test:
 test-faults *ARGS:
     cargo run --quiet --release -p pubsub-faults -- {{ARGS}}
 
+# Fuzz the frame guard's parser for SECONDS (needs nightly Rust and cargo-fuzz; new inputs go to a temporary corpus).
+fuzz SECONDS="60":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+    command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+    found="$(mktemp -d)"
+    trap 'rm -rf "$found"' EXIT
+    cd crates/pubsub-amqp/fuzz
+    # New inputs go to the first folder (temporary); the committed seeds are only read.
+    cargo +nightly fuzz run inbound "$found" corpus/inbound -- -max_total_time={{SECONDS}} -rss_limit_mb=2048 -print_final_stats=1
+
 # Throughput and latency benchmark against the broker (`just bench --quick` for a short run).
 bench *ARGS:
     cargo run --quiet --release -p pubsub-bench -- {{ARGS}}

@@ -7,7 +7,7 @@ use pubsub_amqp::{AmqpConfig, Connection, Error, Properties, QueueConfig, TlsCon
 use pubsub_testkit::tls::{TestCa, TlsFront};
 
 /// The broker under test, the TLS front before it, and its CA.
-fn front() -> Option<(AmqpConfig, TlsFront, TestCa)> {
+pub(crate) fn front() -> Option<(AmqpConfig, TlsFront, TestCa)> {
     let broker = pubsub_testkit::broker()?;
     let upstream: SocketAddr = (broker.host(), broker.port())
         .to_socket_addrs()
