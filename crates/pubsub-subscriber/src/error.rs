@@ -5,7 +5,8 @@ use std::fmt;
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Why a subscriber could not start, or stopped.
+/// Why a subscriber could not start, or stopped; or a header of the contract that could not
+/// be read.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Error {
@@ -18,6 +19,14 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A header of the retry and dead-letter contract (see [`headers`](crate::headers)) holds
+    /// a value this version cannot read.
+    InvalidHeader {
+        /// The header.
+        name: &'static str,
+        /// What is wrong with its value.
+        message: String,
+    },
     /// The consumer thread panicked (a bug in this crate: handler panics are caught).
     Panicked,
 }
@@ -27,6 +36,7 @@ impl fmt::Display for Error {
         match self {
             Error::Amqp(e) => fmt::Display::fmt(e, f),
             Error::InvalidConfig { message } => write!(f, "invalid subscriber settings: {message}"),
+            Error::InvalidHeader { name, message } => write!(f, "header `{name}`: {message}"),
             Error::Panicked => f.write_str("the subscriber thread panicked"),
         }
     }
