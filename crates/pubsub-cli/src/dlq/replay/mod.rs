@@ -25,7 +25,7 @@ pub enum Selection {
     Ids(Vec<String>),
 }
 
-/// How to replay; see [`Dlq::replay`].
+/// How to replay; see [`Dlq::replay`](crate::dlq::Dlq::replay).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplayOptions {
     /// Which messages.
