@@ -6,8 +6,8 @@
 //!
 //! - [`cli::Cli`]: the command line (clap): `publish`, `tail`, `dlq list|show|replay|purge`,
 //!   and `--url` / `AMQP_URL` for every one.
-//! - [`run`]: carries out a parsed command line on a [`Console`] (stdout, stderr, stdin);
-//!   [`exit_code`] maps its error to 1 (failure) or 2 ([`UsageError`]).
+//! - [`run`]: hands a parsed command line to its command, on a [`Console`] (stdout, stderr,
+//!   stdin); [`Error::exit_code`] maps its error to 1 (failure) or 2 ([`UsageError`]).
 //! - [`publish`]: one event from `--data` (inline, `@file`, stdin), published with confirms
 //!   through `pubsub-publisher`'s `EventPublisher`.
 //! - [`tail::Tail`]: a temporary exclusive queue bound with the patterns' binding keys
@@ -15,7 +15,13 @@
 //! - [`dlq::Dlq`]: a dead-letter queue: [`peek`](dlq::Dlq::peek) without consuming,
 //!   [`replay`](dlq::Dlq::replay) with confirms (a message leaves the dead-letter queue only
 //!   once its copy is confirmed), [`purge`](dlq::Dlq::purge); [`dlq::DeadLetter`] reads the
-//!   headers `pubsub-subscriber` writes (and RabbitMQ's `x-death`).
+//!   headers `pubsub-subscriber` writes (and RabbitMQ's `x-death`) through the subscriber's
+//!   own header contract (`pubsub_subscriber::headers`).
+//! - [`Error`]: why a command failed, one variant per kind of failure.
+//!
+//! Each command keeps its arguments, its running and its printing together: `publish`,
+//! `tail` and `dlq` (`list`, `show`, `replay`, `purge`) are modules of their own, and
+//! [`run`] only dispatches.
 //!
 //! It sits on top of the workspace: `pubsub-amqp` for connections, `pubsub-publisher`,
 //! `pubsub-registry` for patterns and `pubsub-subscriber` for the dead-letter naming and
@@ -41,10 +47,16 @@
 
 mod app;
 pub mod cli;
+mod connect;
+mod console;
 pub mod dlq;
+mod error;
 mod format;
 mod progress;
 pub mod publish;
 pub mod tail;
 
-pub use crate::app::{amqp_config, connect, exit_code, is_broken_pipe, run, Console, UsageError};
+pub use crate::app::run;
+pub use crate::connect::{amqp_config, connect};
+pub use crate::console::Console;
+pub use crate::error::{Error, Result, UsageError};

@@ -44,10 +44,12 @@ fn main() -> ExitCode {
     };
     match pubsub_cli::run(cli, &mut console, &stop_rx) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if pubsub_cli::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(pubsub_cli::exit_code(&e))
+            let code = e.exit_code();
+            // anyhow prints the message and its sources, `a: b: c`.
+            eprintln!("error: {:#}", anyhow::Error::new(e));
+            ExitCode::from(code)
         }
     }
 }

@@ -5,17 +5,34 @@ use std::fmt;
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Why a subscriber could not start, or stopped.
+/// Why a subscriber could not start, or stopped; or a header of the contract that could not
+/// be read.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Error {
     /// The transport failed in a way reconnecting cannot fix (wrong credentials, unknown
     /// vhost, a queue declared with other arguments), or reconnecting took longer than the
     /// reconnect policy allows.
+    ///
+    /// Transparent: its `Display` is the transport error's, and `source()` is the transport
+    /// error's own source, so an error chain prints each cause once.
     Amqp(pubsub_amqp::Error),
     /// The subscriber's settings are invalid.
     InvalidConfig {
         /// What is wrong.
+        message: String,
+    },
+    /// The operating system refused to start the subscriber's thread.
+    Spawn {
+        /// The operating system's error, as text (`std::io::Error` is not `Clone`).
+        message: String,
+    },
+    /// A header of the retry and dead-letter contract (see [`headers`](crate::headers)) holds
+    /// a value this version cannot read.
+    InvalidHeader {
+        /// The header.
+        name: &'static str,
+        /// What is wrong with its value.
         message: String,
     },
     /// The consumer thread panicked (a bug in this crate: handler panics are caught).
@@ -27,6 +44,10 @@ impl fmt::Display for Error {
         match self {
             Error::Amqp(e) => fmt::Display::fmt(e, f),
             Error::InvalidConfig { message } => write!(f, "invalid subscriber settings: {message}"),
+            Error::Spawn { message } => {
+                write!(f, "cannot start the subscriber thread: {message}")
+            }
+            Error::InvalidHeader { name, message } => write!(f, "header `{name}`: {message}"),
             Error::Panicked => f.write_str("the subscriber thread panicked"),
         }
     }
@@ -35,7 +56,9 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Amqp(e) => Some(e),
+            // Transparent: the transport error is shown by Display, so the chain goes on
+            // from its own source.
+            Error::Amqp(e) => std::error::Error::source(e),
             _ => None,
         }
     }
@@ -44,5 +67,50 @@ impl std::error::Error for Error {
 impl From<pubsub_amqp::Error> for Error {
     fn from(e: pubsub_amqp::Error) -> Self {
         Error::Amqp(e)
+    }
+}
+
+/// `error` and its sources, joined with `: ` (what `{:#}` prints with anyhow), for logs.
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn no_cause_is_printed_twice() {
+        let amqp = Error::Amqp(pubsub_amqp::Error::ConnectionLost {
+            reason: "socket closed".to_owned(),
+        });
+        // Display is the transport's; the chain does not repeat it.
+        assert_eq!(chain(&amqp), amqp.to_string());
+        assert!(amqp.to_string().contains("socket closed"), "{amqp}");
+        for e in [
+            Error::InvalidConfig {
+                message: "m".into(),
+            },
+            Error::Spawn {
+                message: "Resource temporarily unavailable".into(),
+            },
+            Error::InvalidHeader {
+                name: "x",
+                message: "m".into(),
+            },
+            Error::Panicked,
+        ] {
+            assert!(e.source().is_none(), "{e}");
+            assert_eq!(chain(&e), e.to_string());
+        }
     }
 }

@@ -13,7 +13,9 @@
 //!   [`SubscriberStats`]: counters readable from any thread.
 //! - [`DeliveryReport`]: what became of each delivery, for observers (demos, tests,
 //!   monitoring).
-//! - [`headers`]: the names of the retry and dead-letter headers.
+//! - [`headers`]: the header contract: the retry state and dead-letter record written on
+//!   republished messages ([`headers::RetryState`], [`headers::DeadLetterRecord`]), read back
+//!   by tools ([`headers::DeadLetterHeaders`]), and what a replay strips.
 //!
 //! The subscriber sits on `pubsub-core` (decoding), `pubsub-registry` (dispatch) and
 //! `pubsub-amqp` (the connection, which it owns and reconnects).
@@ -59,7 +61,8 @@ mod stats;
 mod subscriber;
 
 pub use crate::error::{Error, Result};
-pub use crate::report::{DeadLetterKind, DeliveryReport, Disposition, HandlerRun};
+pub use crate::headers::DeadLetterKind;
+pub use crate::report::{DeliveryReport, Disposition, HandlerRun};
 pub use crate::settings::{dead_letter_queue_name, retry_queue_name, RetryPolicy};
 pub use crate::stats::{StatsHandle, SubscriberStats};
 pub use crate::subscriber::{EventSubscriber, RunningSubscriber, StopHandle, SubscriberBuilder};

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::headers::DeadLetterKind;
+
 /// What the subscriber did with one delivery: which handlers ran, how they fared, and where
 /// the message went. Sent to the observer channel given to
 /// [`SubscriberBuilder::observer`](crate::SubscriberBuilder::observer), after the delivery is
@@ -56,36 +58,6 @@ pub enum Disposition {
         /// Why it could not be dead-lettered.
         reason: String,
     },
-}
-
-/// Why a delivery was dead-lettered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeadLetterKind {
-    /// Not a valid event (not JSON, missing field, wrong content type, too large,
-    /// unsupported version): never retried.
-    Poison,
-    /// Handlers still failed on the last attempt.
-    Exhausted,
-    /// Delivered too many times without being acknowledged (the consumer crashed or lost its
-    /// connection while handling it each time; quorum queues count deliveries).
-    RedeliveryLimit,
-}
-
-impl DeadLetterKind {
-    /// The value of the `x-pubsub-dead-letter-kind` header.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeadLetterKind::Poison => "poison",
-            DeadLetterKind::Exhausted => "exhausted",
-            DeadLetterKind::RedeliveryLimit => "redelivery-limit",
-        }
-    }
-}
-
-impl fmt::Display for DeadLetterKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 impl fmt::Display for Disposition {

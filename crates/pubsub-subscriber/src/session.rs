@@ -11,8 +11,9 @@ use pubsub_amqp::{
 use pubsub_core::{json, Event, Metadata};
 use pubsub_registry::InvocationResult;
 
+use crate::headers::DeadLetterKind;
 use crate::headers::{self, clip, now_rfc3339};
-use crate::report::{DeadLetterKind, DeliveryReport, Disposition, HandlerRun};
+use crate::report::{DeliveryReport, Disposition, HandlerRun};
 use crate::settings::{dead_letter_queue_name, retry_queue_name};
 use crate::stats::Counters;
 use crate::subscriber::EventSubscriber;

@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use pubsub_amqp::{
     AmqpConfig, Channel, Connection, ExchangeConfig, HeaderValue, QueueConfig, ReconnectPolicy,
 };
 use pubsub_registry::HandlerRegistry;
 
-use crate::error::{Error, Result};
+use crate::error::{chain, Error, Result};
 use crate::report::DeliveryReport;
 use crate::session::{Session, SessionEnd};
 use crate::settings::{dead_letter_queue_name, retry_queue_name, RetryPolicy};
@@ -359,8 +359,9 @@ impl EventSubscriber {
         match &result {
             Ok(_) => log::info!("subscriber of `{}` stopped: {stats}", self.queue),
             Err(e) => log::error!(
-                "subscriber of `{}` stopped on error: {e}; {stats}",
-                self.queue
+                "subscriber of `{}` stopped on error: {}; {stats}",
+                self.queue,
+                chain(e)
             ),
         }
         result.map(|()| stats)
@@ -370,7 +371,7 @@ impl EventSubscriber {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfig`] if the thread cannot be spawned.
+    /// [`Error::Spawn`] if the operating system cannot start the thread.
     pub fn spawn(mut self) -> Result<RunningSubscriber> {
         let stop = self.stop_handle();
         let stats = self.stats_handle();
@@ -378,16 +379,23 @@ impl EventSubscriber {
             "pubsub-sub-{}",
             self.queue.chars().take(20).collect::<String>()
         );
+        // The thread holds the sender: it is dropped when the thread ends, however it ends
+        // (returned or panicked), which wakes `wait_timeout`.
+        let (ended_tx, ended) = crossbeam_channel::bounded::<()>(0);
         let join = thread::Builder::new()
             .name(name)
-            .spawn(move || self.start_consuming())
-            .map_err(|e| Error::InvalidConfig {
-                message: format!("cannot spawn the subscriber thread: {e}"),
+            .spawn(move || {
+                let _ended = ended_tx;
+                self.start_consuming()
+            })
+            .map_err(|e| Error::Spawn {
+                message: e.to_string(),
             })?;
         Ok(RunningSubscriber {
             stop,
             stats,
             join: Some(join),
+            ended,
         })
     }
 
@@ -430,8 +438,9 @@ impl EventSubscriber {
                 return Err(Error::Amqp(error));
             };
             log::warn!(
-                "subscriber of `{}`: {error}; reconnecting in {:.1}s",
+                "subscriber of `{}`: {}; reconnecting in {:.1}s",
                 self.queue,
+                chain(&error),
                 delay.as_secs_f64()
             );
             if self.stop_rx.recv_timeout(delay).is_ok() {
@@ -444,7 +453,11 @@ impl EventSubscriber {
                     self.connection = Some(connection);
                 }
                 Err(e) if e.is_permanent() => return Err(Error::Amqp(e)),
-                Err(e) => log::warn!("subscriber of `{}`: reconnecting failed: {e}", self.queue),
+                Err(e) => log::warn!(
+                    "subscriber of `{}`: reconnecting failed: {}",
+                    self.queue,
+                    chain(&e)
+                ),
             }
         }
     }
@@ -542,6 +555,8 @@ pub struct RunningSubscriber {
     stop: StopHandle,
     stats: StatsHandle,
     join: Option<JoinHandle<Result<SubscriberStats>>>,
+    /// Disconnected when the thread has ended.
+    ended: Receiver<()>,
 }
 
 impl RunningSubscriber {
@@ -585,12 +600,11 @@ impl RunningSubscriber {
 
     /// Waits up to `timeout` for the thread to end; `None` if it is still running.
     pub fn wait_timeout(&mut self, timeout: Duration) -> Option<Result<SubscriberStats>> {
-        let deadline = std::time::Instant::now() + timeout;
-        while !self.is_finished() {
-            if std::time::Instant::now() >= deadline {
+        if self.join.is_some() {
+            // Nothing is ever sent: the channel disconnects when the thread ends.
+            if let Err(RecvTimeoutError::Timeout) = self.ended.recv_timeout(timeout) {
                 return None;
             }
-            thread::sleep(Duration::from_millis(10));
         }
         Some(self.join())
     }

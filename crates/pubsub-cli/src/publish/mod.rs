@@ -1,4 +1,7 @@
 //! `pubsub publish`: build one event from the command line and publish it with confirms.
+//!
+//! The library side is here ([`DataSource`], [`build_event`], [`publish`]); the command's
+//! arguments and output are in [`command`].
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -8,7 +11,9 @@ use pubsub_core::Event;
 use pubsub_publisher::{EventPublisher, PublishOptions, Unroutable};
 use serde_json::{Map, Value};
 
-use crate::UsageError;
+use crate::error::{Error, Result, UsageError};
+
+pub mod command;
 
 /// Where the event's data comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,13 +145,13 @@ pub enum Published {
 ///
 /// # Errors
 ///
-/// When the broker cannot be reached, the exchange does not exist (with `declare` false)
-/// or the broker refuses the event.
+/// [`Error::Amqp`] when the broker cannot be reached or the exchange does not exist (with
+/// `declare` false); [`Error::Publisher`] when the broker refuses the event.
 pub fn publish(
     connection: Connection,
     event: &Event,
     request: &PublishRequest,
-) -> anyhow::Result<Published> {
+) -> Result<Published> {
     let mut publisher = EventPublisher::builder(connection, &request.exchange)
         .app_id(&request.app_id)
         .unroutable(Unroutable::Error)
@@ -159,13 +164,7 @@ pub fn publish(
         Ok(()) => Published::Routed,
         Err(e) => match e.error() {
             pubsub_publisher::Error::Unroutable { .. } => Published::Unroutable,
-            // The transport error itself: the publisher's wrapper repeats its text.
-            other => {
-                return Err(match other.as_amqp() {
-                    Some(amqp) => anyhow::Error::new(amqp.clone()),
-                    None => anyhow::Error::new(other.clone()),
-                })
-            }
+            other => return Err(Error::from(other.clone())),
         },
     };
     if let Err(e) = publisher.close() {

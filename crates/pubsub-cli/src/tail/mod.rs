@@ -5,6 +5,8 @@
 //! closes, however it closes), binds it with the broker binding keys of the patterns (as a
 //! subscriber does: [`pubsub_registry::binding_keys`]) and filters what arrives with
 //! [`Pattern::matches`], so that glob words mean what they mean in handler subscriptions.
+//!
+//! The command's arguments and output are in [`command`].
 
 use std::ops::ControlFlow;
 use std::time::Duration;
@@ -16,7 +18,10 @@ use pubsub_registry::{binding_keys, Pattern};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
+use crate::error::{Error, Result, UsageError};
 use crate::format::{body_json, clip, time_millis};
+
+pub mod command;
 
 /// The tail queue holds at most this many messages; past that the oldest are dropped, so a
 /// tail that cannot keep up never grows a queue on the broker without bound.
@@ -132,8 +137,8 @@ impl Tail {
     ///
     /// # Errors
     ///
-    /// When the exchange does not exist or the broker refuses the queue.
-    pub fn start(mut connection: Connection, options: &TailOptions) -> anyhow::Result<Tail> {
+    /// [`Error::Amqp`] when the exchange does not exist or the broker refuses the queue.
+    pub fn start(mut connection: Connection, options: &TailOptions) -> Result<Tail> {
         let channel = connection.open_channel()?;
         let queue = format!(
             "pubsub-tail.{}",
@@ -142,7 +147,7 @@ impl Tail {
         let config = QueueConfig::temporary().max_length(MAX_BACKLOG);
         channel.declare_queue(&queue, &config)?;
         let patterns = if options.patterns.is_empty() {
-            vec![Pattern::parse("#")?]
+            vec![Pattern::parse("#").map_err(|e| UsageError::new(e.to_string()))?]
         } else {
             options.patterns.clone()
         };
@@ -176,13 +181,13 @@ impl Tail {
     ///
     /// # Errors
     ///
-    /// The error of `on_message`, a lost connection, or the broker cancelling the consumer
-    /// (the queue was deleted).
+    /// The error of `on_message`, a lost connection ([`Error::Amqp`]), or the broker
+    /// cancelling the consumer ([`Error::TailCancelled`]: the queue was deleted).
     pub fn run(
         &mut self,
         stop: &Receiver<()>,
-        mut on_message: impl FnMut(&Tailed) -> anyhow::Result<ControlFlow<()>>,
-    ) -> anyhow::Result<()> {
+        mut on_message: impl FnMut(&Tailed) -> Result<ControlFlow<()>>,
+    ) -> Result<()> {
         let consumer = self.channel.consume(&self.queue, true)?;
         loop {
             match consumer.next_or(stop, Duration::from_secs(1)) {
@@ -202,10 +207,9 @@ impl Tail {
                     }
                 }
                 Next::Event(ConsumerEvent::Cancelled { by_server: true }) => {
-                    anyhow::bail!(
-                        "the broker cancelled the tail: queue `{}` was deleted",
-                        self.queue
-                    )
+                    return Err(Error::TailCancelled {
+                        queue: self.queue.clone(),
+                    })
                 }
                 Next::Event(ConsumerEvent::Cancelled { by_server: false }) => break,
                 Next::Event(ConsumerEvent::Closed(e)) => return Err(e.into()),
@@ -222,8 +226,8 @@ impl Tail {
     ///
     /// # Errors
     ///
-    /// When the connection was already lost.
-    pub fn close(self) -> anyhow::Result<()> {
+    /// [`Error::Amqp`] when the connection was already lost.
+    pub fn close(self) -> Result<()> {
         let Tail {
             connection,
             channel,

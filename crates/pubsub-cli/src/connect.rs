@@ -1,0 +1,38 @@
+//! The broker a command talks to: [`amqp_config`] and [`connect`].
+
+use pubsub_amqp::{AmqpConfig, Connection};
+
+use crate::error::{Result, UsageError};
+
+/// The broker configuration: `url` (from `--url` or `AMQP_URL`), else a broker on
+/// localhost. One connection attempt, unless the URL asks for more
+/// (`?connection_attempts=5`): a command-line tool should fail fast.
+///
+/// # Errors
+///
+/// A [`UsageError`] for an invalid URL (its text never includes the password).
+pub fn amqp_config(url: Option<&str>) -> Result<AmqpConfig, UsageError> {
+    let url = url.map(str::trim).filter(|u| !u.is_empty());
+    let config = match url {
+        Some(url) => AmqpConfig::from_url(url)
+            .map_err(|e| UsageError::new(format!("--url / AMQP_URL: {e}")))?,
+        None => AmqpConfig::default(),
+    };
+    if url.is_some_and(|u| u.contains("connection_attempts=")) {
+        Ok(config)
+    } else {
+        Ok(config.with_connection_attempts(1))
+    }
+}
+
+/// Opens a connection named `pubsub-cli <what>` (the name shows in the broker's connection
+/// list).
+///
+/// # Errors
+///
+/// [`Error::Usage`](crate::Error::Usage) for an invalid URL; [`Error::Amqp`](crate::Error::Amqp)
+/// when the broker is unreachable or refuses the credentials.
+pub fn connect(url: Option<&str>, what: &str) -> Result<Connection> {
+    let config = amqp_config(url)?.with_connection_name(&format!("pubsub-cli {what}"));
+    Ok(Connection::open(&config)?)
+}
