@@ -153,9 +153,13 @@ fn summary(report: &RunReport) -> ExitCode {
 
 /// Prints one clear message for a failed run.
 fn failure(error: &anyhow::Error, transport: &Transport) -> ExitCode {
-    let amqp = error
-        .chain()
-        .find_map(|e| e.downcast_ref::<pubsub_amqp::Error>());
+    // The transport error, where it sits in the chain or inside a failed publish.
+    let amqp = error.chain().find_map(|e| {
+        e.downcast_ref::<pubsub_amqp::Error>().or_else(|| {
+            e.downcast_ref::<pubsub_publisher::PublishError>()
+                .and_then(|p| p.error().as_amqp())
+        })
+    });
     let Some(amqp) = amqp.filter(|e| is_connection_problem(e)) else {
         eprintln!("error: {error:#}");
         return ExitCode::FAILURE;
