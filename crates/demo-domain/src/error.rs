@@ -2,12 +2,10 @@
 
 use std::fmt;
 
+use pubsub_core::text::quote;
+
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// Longest value, in characters, that an error message quotes: values come from events, and
-/// events come from the network.
-const QUOTE_LIMIT: usize = 64;
 
 /// What the demo's handlers refuse, and what can go wrong building the demo's registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,14 +68,6 @@ impl Error {
             handler,
             routing_key: quote(routing_key),
         }
-    }
-}
-
-/// `value`, cut to [`QUOTE_LIMIT`] characters.
-fn quote(value: &str) -> String {
-    match value.char_indices().nth(QUOTE_LIMIT) {
-        None => value.to_owned(),
-        Some((cut, _)) => format!("{}...", &value[..cut]),
     }
 }
 
@@ -146,7 +136,7 @@ mod tests {
         let Error::UnknownOrder { order_id } = Error::unknown_order(&"9".repeat(1000)) else {
             panic!("wrong variant");
         };
-        assert_eq!(order_id.len(), QUOTE_LIMIT + 3);
+        assert_eq!(order_id.len(), pubsub_core::text::QUOTE_LIMIT + 3);
     }
 
     #[test]
