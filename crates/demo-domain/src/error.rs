@@ -93,7 +93,8 @@ impl fmt::Display for Error {
                 handler,
                 routing_key,
             } => write!(f, "handler `{handler}` does not handle `{routing_key}` events"),
-            Error::Registry(e) => write!(f, "cannot build the demo registry: {e}"),
+            // The registry's error is the source: `{:#}` prints it after this.
+            Error::Registry(_) => write!(f, "cannot build the demo registry"),
         }
     }
 }
@@ -137,6 +138,26 @@ mod tests {
             panic!("wrong variant");
         };
         assert_eq!(order_id.len(), pubsub_core::text::QUOTE_LIMIT + 3);
+    }
+
+    #[test]
+    fn no_message_repeats_its_source() {
+        let refused = pubsub_registry::Error::InvalidPattern {
+            pattern: "order..created".to_owned(),
+            reason: "empty word",
+        };
+        let every_variant = [
+            Error::out_of_stock("PROD-001", 3, 1),
+            Error::unknown_product("X"),
+            Error::unknown_order("ORD-1"),
+            Error::unsupported("send-email", "order.cancelled"),
+            Error::Registry(refused),
+        ];
+        for error in every_variant {
+            let source = std::error::Error::source(&error).map(ToString::to_string);
+            let repeated = source.filter(|source| error.to_string().contains(source.as_str()));
+            assert_eq!(repeated, None, "`{error}` repeats its source");
+        }
     }
 
     #[test]
