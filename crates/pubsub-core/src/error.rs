@@ -126,6 +126,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn no_message_repeats_its_source() {
+        let every_variant = [
+            Error::invalid("domain", "Order", "must be lowercase"),
+            Error::NotUtf8 { valid_up_to: 3 },
+            Error::InvalidJson {
+                message: "EOF while parsing".to_owned(),
+            },
+            Error::NotAnObject { found: "an array" },
+            Error::MissingField { field: "action" },
+            Error::WrongType {
+                field: "data.items[0]".to_owned(),
+                message: "expected u32".to_owned(),
+            },
+            Error::SchemaMismatch {
+                expected: "order.created".to_owned(),
+                found: "order.paid".to_owned(),
+            },
+            Error::VersionMismatch {
+                expected: "1.0".to_owned(),
+                found: "2.0".to_owned(),
+            },
+            Error::Encode {
+                message: "key must be a string".to_owned(),
+            },
+        ];
+        for error in every_variant {
+            let source = std::error::Error::source(&error).map(ToString::to_string);
+            let repeated = source.filter(|source| error.to_string().contains(source.as_str()));
+            assert_eq!(repeated, None, "`{error}` repeats its source");
+        }
+    }
+
+    #[test]
     fn error_is_send_sync_static() {
         fn check<T: std::error::Error + Send + Sync + 'static>() {}
         check::<Error>();
