@@ -1,12 +1,15 @@
 //! This crate provides what the workspace's broker tests share: the broker under test (and the
 //! rule that under `CI=true` an unreachable broker fails the test instead of skipping it),
-//! unique names for each test's exchanges and queues, and `rabbitmqctl`.
+//! unique names for each test's exchanges and queues, a fixture that deletes them at the end,
+//! and `rabbitmqctl`.
 //!
 //! # Overview
 //!
 //! - [`broker`]: the [`AmqpConfig`] of the broker under test, or `None` (skip) when it is
 //!   unreachable outside CI; [`config_from_env`] and [`reachable`] are its two halves.
-//! - [`unique`]: a name no other test uses.
+//! - [`unique`]: a name no other test uses; [`Names`]: an exchange and a queue named alike.
+//! - [`Bus`]: a test's own exchange, connections, queues bound to it, raw publishing and
+//!   draining, and the deletion of everything it named when it is dropped.
 //! - [`rabbitmqctl`]: run a broker administration command; [`close_connections_named`]
 //!   force-closes the connections of one client. They fail with this crate's [`Error`].
 //! - [`FaultProxy`]: a TCP proxy between a client and the broker that can cut every
@@ -165,8 +168,10 @@ pub fn connections_named(name: &str) -> Result<usize> {
 }
 
 mod error;
+mod fixture;
 mod proxy;
 
+pub use crate::fixture::{Bus, Names, Taken};
 pub use crate::proxy::FaultProxy;
 
 #[cfg(test)]
