@@ -63,25 +63,6 @@ mod tests {
     }
 
     #[test]
-    fn no_message_repeats_its_source() {
-        let every_variant = [
-            Error::CannotRun {
-                program: "rabbitmqctl",
-                reason: "not found".to_owned(),
-            },
-            Error::CommandFailed {
-                command: "rabbitmqctl status".to_owned(),
-                stderr: "nodedown".to_owned(),
-            },
-        ];
-        for error in every_variant {
-            let source = std::error::Error::source(&error).map(ToString::to_string);
-            let repeated = source.filter(|source| error.to_string().contains(source.as_str()));
-            assert_eq!(repeated, None, "`{error}` repeats its source");
-        }
-    }
-
-    #[test]
     fn error_is_send_sync_static() {
         fn check<T: std::error::Error + Send + Sync + 'static>() {}
         check::<Error>();
