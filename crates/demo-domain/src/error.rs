@@ -2,12 +2,10 @@
 
 use std::fmt;
 
+use pubsub_core::text::quote;
+
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// Longest value, in characters, that an error message quotes: values come from events, and
-/// events come from the network.
-const QUOTE_LIMIT: usize = 64;
 
 /// What the demo's handlers refuse, and what can go wrong building the demo's registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,14 +71,6 @@ impl Error {
     }
 }
 
-/// `value`, cut to [`QUOTE_LIMIT`] characters.
-fn quote(value: &str) -> String {
-    match value.char_indices().nth(QUOTE_LIMIT) {
-        None => value.to_owned(),
-        Some((cut, _)) => format!("{}...", &value[..cut]),
-    }
-}
-
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -103,7 +93,8 @@ impl fmt::Display for Error {
                 handler,
                 routing_key,
             } => write!(f, "handler `{handler}` does not handle `{routing_key}` events"),
-            Error::Registry(e) => write!(f, "cannot build the demo registry: {e}"),
+            // The registry's error is the source: `{:#}` prints it after this.
+            Error::Registry(_) => write!(f, "cannot build the demo registry"),
         }
     }
 }
@@ -146,7 +137,27 @@ mod tests {
         let Error::UnknownOrder { order_id } = Error::unknown_order(&"9".repeat(1000)) else {
             panic!("wrong variant");
         };
-        assert_eq!(order_id.len(), QUOTE_LIMIT + 3);
+        assert_eq!(order_id.len(), pubsub_core::text::QUOTE_LIMIT + 3);
+    }
+
+    #[test]
+    fn no_message_repeats_its_source() {
+        let refused = pubsub_registry::Error::InvalidPattern {
+            pattern: "order..created".to_owned(),
+            reason: "empty word",
+        };
+        let every_variant = [
+            Error::out_of_stock("PROD-001", 3, 1),
+            Error::unknown_product("X"),
+            Error::unknown_order("ORD-1"),
+            Error::unsupported("send-email", "order.cancelled"),
+            Error::Registry(refused),
+        ];
+        for error in every_variant {
+            let source = std::error::Error::source(&error).map(ToString::to_string);
+            let repeated = source.filter(|source| error.to_string().contains(source.as_str()));
+            assert_eq!(repeated, None, "`{error}` repeats its source");
+        }
     }
 
     #[test]

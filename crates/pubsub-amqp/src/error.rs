@@ -407,6 +407,75 @@ mod tests {
     }
 
     #[test]
+    fn no_message_repeats_its_source() {
+        let (address, vhost, username) = ("h:5672".to_owned(), "/".to_owned(), "u".to_owned());
+        let every_variant = [
+            Error::InvalidConfig {
+                field: "port",
+                message: "not a number".to_owned(),
+            },
+            Error::InvalidMessage {
+                field: "message_id",
+                message: "longer than 255 bytes".to_owned(),
+            },
+            Error::Unreachable {
+                address: address.clone(),
+                vhost: vhost.clone(),
+                attempts: 3,
+                cause: "connection refused".to_owned(),
+            },
+            Error::AuthenticationFailed {
+                address: address.clone(),
+                vhost: vhost.clone(),
+                username: username.clone(),
+            },
+            Error::VhostNotAllowed {
+                address: address.clone(),
+                vhost,
+                username,
+                message: "NOT_ALLOWED".to_owned(),
+            },
+            Error::Tls {
+                address,
+                message: "bad certificate".to_owned(),
+            },
+            Error::ConnectionLost {
+                reason: IO_THREAD_STOPPED.to_owned(),
+            },
+            Error::ChannelClosed {
+                code: 404,
+                message: "NOT_FOUND".to_owned(),
+            },
+            Error::Inequivalent {
+                kind: "queue",
+                name: "orders".to_owned(),
+                argument: "x-queue-type".to_owned(),
+                message: "PRECONDITION_FAILED".to_owned(),
+            },
+            Error::NotFound {
+                kind: "exchange",
+                name: "events".to_owned(),
+            },
+            Error::Blocked {
+                reason: "low on memory".to_owned(),
+                waited: Duration::from_secs(1),
+            },
+            Error::Timeout {
+                what: "closing the connection",
+                after: Duration::from_secs(5),
+            },
+            Error::Client {
+                message: "frame too large".to_owned(),
+            },
+        ];
+        for error in every_variant {
+            let source = std::error::Error::source(&error).map(ToString::to_string);
+            let repeated = source.filter(|source| error.to_string().contains(source.as_str()));
+            assert_eq!(repeated, None, "`{error}` repeats its source");
+        }
+    }
+
+    #[test]
     fn lost_connection_is_recoverable_and_config_errors_are_not() {
         let lost = from_amiquip(amiquip::Error::MissedServerHeartbeats, Op::Other);
         assert!(lost.is_connection_lost());

@@ -9,33 +9,22 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use pubsub_amqp::{AmqpConfig, Channel, Connection, ExchangeConfig, QueueConfig};
+use pubsub_amqp::{AmqpConfig, Channel, Connection, QueueConfig};
 use pubsub_subscriber::{dead_letter_queue_name, retry_queue_name, RetryPolicy};
+use pubsub_testkit::Names;
 
-use crate::library;
-
-/// The broker from `AMQP_URL` (or localhost).
+/// The broker from `AMQP_URL` (or localhost), with one connection attempt.
 pub(crate) fn config_from_env() -> Result<AmqpConfig> {
-    Ok(AmqpConfig::from_env()?
-        .with_connection_attempts(1)
-        .with_connection_timeout(Duration::from_secs(5)))
+    Ok(pubsub_testkit::config_from_env()?)
 }
 
 /// The broker from `AMQP_URL`, checked to accept connections.
 pub(crate) fn broker_config() -> Result<AmqpConfig> {
     let config = config_from_env()?;
-    let reachable = (config.host(), config.port())
-        .to_socket_addrs()
-        .map(|mut addrs| {
-            addrs.any(|a| TcpStream::connect_timeout(&a, Duration::from_secs(3)).is_ok())
-        })
-        .unwrap_or(false);
-    if !reachable {
+    if !pubsub_testkit::reachable(&config) {
         bail!(
             "RabbitMQ is not reachable at {} (AMQP_URL={}); start it with `just broker`",
             config.address(),
@@ -45,31 +34,27 @@ pub(crate) fn broker_config() -> Result<AmqpConfig> {
     Ok(config)
 }
 
-/// The exchange and queue of one measurement.
-#[derive(Debug, Clone)]
-pub(crate) struct Names {
-    /// The durable topic exchange.
-    pub(crate) exchange: String,
-    /// The queue; a library subscriber adds its dead-letter and retry queues.
-    pub(crate) queue: String,
+/// Opens a connection with a single attempt: a benchmark does not wait for a broker.
+pub(crate) fn open(config: &AmqpConfig) -> Result<Connection> {
+    Ok(Connection::open(
+        &config.clone().with_connection_attempts(1),
+    )?)
 }
 
-impl Names {
-    /// Every queue that may exist under these names: the queue, and the subscriber's
-    /// dead-letter and retry queues.
-    fn queues(&self) -> Vec<String> {
-        let policy = RetryPolicy::default();
-        let mut queues = vec![self.queue.clone(), dead_letter_queue_name(&self.queue)];
-        for attempt in 1..policy.max_attempts() {
-            if let Some(delay) = policy.delay_after(attempt) {
-                let name = retry_queue_name(&self.queue, delay);
-                if !queues.contains(&name) {
-                    queues.push(name);
-                }
+/// Every queue that may exist under `names`: the queue, and the subscriber's dead-letter and
+/// retry queues.
+fn queues(names: &Names) -> Vec<String> {
+    let policy = RetryPolicy::default();
+    let mut queues = vec![names.queue.clone(), dead_letter_queue_name(&names.queue)];
+    for attempt in 1..policy.max_attempts() {
+        if let Some(delay) = policy.delay_after(attempt) {
+            let name = retry_queue_name(&names.queue, delay);
+            if !queues.contains(&name) {
+                queues.push(name);
             }
         }
-        queues
     }
+    queues
 }
 
 /// A connection for the harness: names, declarations for publish-only runs, deletions.
@@ -99,7 +84,7 @@ impl Admin {
         fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let mut admin = Admin {
             config: config.clone(),
-            connection: library::open(config)?,
+            connection: open(config)?,
             channel: None,
             run: uuid::Uuid::new_v4().simple().to_string()[..8].to_owned(),
             ledger: dir.join(format!("{}.names", std::process::id())),
@@ -117,18 +102,14 @@ impl Admin {
     /// New unique names for a measurement called `tag`, recorded in the ledger.
     pub(crate) fn names(&mut self, tag: &str) -> Result<Names> {
         let suffix = &uuid::Uuid::new_v4().simple().to_string()[..6];
-        let base = format!("pubsub-bench.{}.{tag}.{suffix}", self.run);
-        let names = Names {
-            exchange: format!("{base}.x"),
-            queue: format!("{base}.q"),
-        };
+        let names = Names::under(&format!("pubsub-bench.{}.{tag}.{suffix}", self.run));
         let mut ledger = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.ledger)
             .with_context(|| format!("cannot write {}", self.ledger.display()))?;
         writeln!(ledger, "exchange {}", names.exchange)?;
-        for queue in names.queues() {
+        for queue in queues(&names) {
             writeln!(ledger, "queue {queue}")?;
         }
         Ok(names)
@@ -136,10 +117,7 @@ impl Admin {
 
     /// Declares the exchange and the queue bound with `#`, for runs without a consumer.
     pub(crate) fn declare_bound_queue(&mut self, names: &Names) -> Result<()> {
-        let channel = self.channel()?;
-        channel.declare_exchange(&names.exchange, &ExchangeConfig::default())?;
-        channel.declare_queue(&names.queue, &QueueConfig::default())?;
-        channel.bind_queue(&names.queue, &names.exchange, "#")?;
+        names.declare(self.channel()?, &QueueConfig::default())?;
         Ok(())
     }
 
@@ -151,7 +129,7 @@ impl Admin {
     /// Deletes the exchange and queues of `names` (best effort: a failure is reported and the
     /// ledger keeps the names for the next run).
     pub(crate) fn delete(&mut self, names: &Names) {
-        for queue in names.queues() {
+        for queue in queues(names) {
             self.delete_one(false, &queue);
         }
         self.delete_one(true, &names.exchange);

@@ -7,7 +7,6 @@
 //! declaring and waits for a `GO` line before consuming (to consume a queue filled
 //! meanwhile). Once it has handled its events it prints `RESULT {json}` and exits.
 
-use std::cell::Cell;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Arc;
@@ -19,61 +18,9 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use serde_json::{json, Value};
 
 use crate::cli::{ConsumeArgs, Side};
-use crate::workload::{
-    bytes_sent_to_broker, cpu_ticks, status_kb, Sink, ACK_FRAME_BYTES, TICKS_PER_SECOND,
-};
+use crate::sides::{say, Gate};
+use crate::workload::{status_kb, Sink, ACK_FRAME_BYTES, TICKS_PER_SECOND};
 use crate::{admin, library, raw};
-
-/// Where a consumer tells the benchmark it is ready, and waits for the go when asked to.
-#[derive(Debug)]
-pub(crate) struct Gate {
-    wait_go: bool,
-    rss_start_kb: Cell<u64>,
-    cpu_start: Cell<u64>,
-    sent_start: Cell<Option<u64>>,
-}
-
-impl Gate {
-    fn new(wait_go: bool) -> Self {
-        Gate {
-            wait_go,
-            rss_start_kb: Cell::new(0),
-            cpu_start: Cell::new(0),
-            sent_start: Cell::new(None),
-        }
-    }
-
-    /// The topology is declared.
-    pub(crate) fn declared(&self) -> Result<()> {
-        if self.wait_go {
-            say("READY")?;
-            let mut line = String::new();
-            std::io::stdin().lock().read_line(&mut line)?;
-            if line.trim() != "GO" {
-                bail!("consume: expected GO on stdin, got {:?}", line.trim());
-            }
-        }
-        Ok(())
-    }
-
-    /// The consumer is registered with the broker: deliveries may start.
-    pub(crate) fn consuming(&self) -> Result<()> {
-        self.rss_start_kb.set(status_kb("VmRSS").unwrap_or(0));
-        self.cpu_start.set(cpu_ticks().unwrap_or(0));
-        self.sent_start.set(bytes_sent_to_broker());
-        if !self.wait_go {
-            say("READY")?;
-        }
-        Ok(())
-    }
-}
-
-fn say(line: &str) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{line}")?;
-    out.flush()?;
-    Ok(())
-}
 
 /// The `consume` command: runs one consumer and prints its result.
 pub(crate) fn run_child(args: &ConsumeArgs) -> Result<()> {

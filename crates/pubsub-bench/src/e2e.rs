@@ -18,15 +18,17 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use pubsub_amqp::AmqpConfig;
+use pubsub_testkit::Names;
 use serde_json::json;
 
-use crate::admin::{Admin, Names};
+use crate::admin::Admin;
 use crate::cli::{ConsumeArgs, Options, Side};
 use crate::consumer::{ConsumerProcess, Latency};
 use crate::library::{self, LibPublish};
 use crate::micro::{self, MicroResults};
-use crate::raw::{self, Pace, Published, RawConfirms};
+use crate::raw::{self, RawConfirms};
 use crate::report::{self, Stat};
+use crate::sides::{Pace, Published};
 use crate::workload;
 
 /// The raw loop every ratio is measured against (same round).

@@ -6,13 +6,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use pubsub_amqp::{AmqpConfig, Connection};
+use pubsub_amqp::AmqpConfig;
 use pubsub_core::Event;
 use pubsub_publisher::EventPublisher;
 use pubsub_subscriber::{EventSubscriber, SubscriberStats};
 
-use crate::consumer::Gate;
-use crate::raw::{Pace, Published};
+use crate::admin::open;
+use crate::sides::{Gate, Pace, Published};
 use crate::workload::{self, Sink};
 
 /// How long a consumer may go without handling an event before the run is abandoned.
@@ -27,13 +27,6 @@ pub(crate) enum LibPublish {
     Batch(usize),
     /// Confirms off (`PublisherBuilder::confirms(false)`), `publish_all` of batches.
     Unconfirmed(usize),
-}
-
-/// Opens a connection with a single attempt: a benchmark does not wait for a broker.
-pub(crate) fn open(config: &AmqpConfig) -> Result<Connection> {
-    Ok(Connection::open(
-        &config.clone().with_connection_attempts(1),
-    )?)
 }
 
 /// Publishes `n` events, built in the loop batch by batch.

@@ -58,6 +58,7 @@ mod memory;
 mod micro;
 mod raw;
 mod report;
+mod sides;
 mod workload;
 
 use std::process::ExitCode;

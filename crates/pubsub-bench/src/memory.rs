@@ -209,7 +209,7 @@ pub(crate) fn run(config: &AmqpConfig, options: &Options) -> Result<()> {
 }
 
 fn consume_args(
-    names: &crate::admin::Names,
+    names: &pubsub_testkit::Names,
     count: u64,
     rss_at: Vec<u64>,
     wait_go: bool,

@@ -23,7 +23,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use pubsub_amqp::AmqpConfig;
 use serde_json::Value;
 
-use crate::consumer::Gate;
+use crate::sides::{Gate, Pace, Published};
 use crate::workload::{self, raw_dispatch, route, Sink};
 
 /// How long a consumer waits for a delivery before it gives up on a stalled run.
@@ -41,36 +41,6 @@ pub(crate) enum RawConfirms {
     Every(u64),
     /// Wait for each message's confirm before the next publish.
     Each,
-}
-
-/// Publishing `per_tick` events every `tick`, for the latency measurement.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Pace {
-    /// Events per tick.
-    pub(crate) per_tick: u64,
-    /// The tick.
-    pub(crate) tick: Duration,
-}
-
-impl Pace {
-    /// Sleeps until the tick of event `i` (which must start a tick).
-    pub(crate) fn wait(&self, start: Instant, i: u64) {
-        let ticks = u32::try_from(i / self.per_tick.max(1)).unwrap_or(u32::MAX);
-        let due = start + self.tick * ticks;
-        let now = Instant::now();
-        if due > now {
-            std::thread::sleep(due - now);
-        }
-    }
-}
-
-/// What a publisher measured.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Published {
-    /// [`workload::wall_ns`] just before the first publish.
-    pub(crate) start_ns: u64,
-    /// From the first publish to the last one returning (with its confirm, if any).
-    pub(crate) seconds: f64,
 }
 
 /// Opens an amiquip connection on a socket with `TCP_NODELAY`.

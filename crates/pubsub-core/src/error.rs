@@ -2,19 +2,15 @@
 
 use std::fmt;
 
+use crate::text::quote;
+
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// Longest value, in characters, that an error message quotes before it truncates it.
-///
-/// Values in errors can come from the network; a hostile body must not turn an error
-/// message (and the log line that prints it) into a copy of itself.
-const QUOTE_LIMIT: usize = 64;
 
 /// Everything that can go wrong when an [`Event`](crate::Event) is built, encoded or decoded.
 ///
 /// Messages are lowercase, name the field or the problem, and quote offending values
-/// truncated to a short prefix.
+/// truncated to a short prefix ([`text::quote`](crate::text::quote)).
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
@@ -94,14 +90,6 @@ impl Error {
     }
 }
 
-/// Truncates `value` to [`QUOTE_LIMIT`] characters, marking the cut.
-pub(crate) fn quote(value: &str) -> String {
-    match value.char_indices().nth(QUOTE_LIMIT) {
-        None => value.to_owned(),
-        Some((cut, _)) => format!("{}...", &value[..cut]),
-    }
-}
-
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -138,12 +126,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn quote_truncates_long_values_on_char_boundaries() {
-        assert_eq!(quote("short"), "short");
-        let long = "é".repeat(100);
-        let quoted = quote(&long);
-        assert_eq!(quoted.chars().count(), QUOTE_LIMIT + 3);
-        assert!(quoted.ends_with("..."));
+    fn no_message_repeats_its_source() {
+        let every_variant = [
+            Error::invalid("domain", "Order", "must be lowercase"),
+            Error::NotUtf8 { valid_up_to: 3 },
+            Error::InvalidJson {
+                message: "EOF while parsing".to_owned(),
+            },
+            Error::NotAnObject { found: "an array" },
+            Error::MissingField { field: "action" },
+            Error::WrongType {
+                field: "data.items[0]".to_owned(),
+                message: "expected u32".to_owned(),
+            },
+            Error::SchemaMismatch {
+                expected: "order.created".to_owned(),
+                found: "order.paid".to_owned(),
+            },
+            Error::VersionMismatch {
+                expected: "1.0".to_owned(),
+                found: "2.0".to_owned(),
+            },
+            Error::Encode {
+                message: "key must be a string".to_owned(),
+            },
+        ];
+        for error in every_variant {
+            let source = std::error::Error::source(&error).map(ToString::to_string);
+            let repeated = source.filter(|source| error.to_string().contains(source.as_str()));
+            assert_eq!(repeated, None, "`{error}` repeats its source");
+        }
     }
 
     #[test]

@@ -6,7 +6,8 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::error::{quote, Error, Result};
+use crate::error::{Error, Result};
+use crate::text::{json_type, quote};
 use crate::typed::{major_version, TypedEvent};
 
 /// Version an event gets when none is given, as in the original design.
@@ -363,18 +364,6 @@ fn check_version(value: &str) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// The JSON type name of `value`, for error messages.
-pub(crate) fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

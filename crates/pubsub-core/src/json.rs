@@ -39,7 +39,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::event::{json_type, Event};
+use crate::event::Event;
+use crate::text::json_type;
 use crate::timestamp::{format_rfc3339_micros, parse_iso8601};
 
 /// Content type of an encoded event.

@@ -10,6 +10,7 @@
 //! - [`EventHandler`]: the synchronous unit of business logic, with [`Metadata`] about the
 //!   delivery; closures are handlers too ([`handler_fn`] names them).
 //! - [`json`]: the wire format shared with the Python services of the original design.
+//! - [`text`]: quoting and cutting values that may come from the network, for messages.
 //!
 //! This is the bottom crate of the workspace: it depends on no sibling and does no I/O.
 //! `pubsub-registry` dispatches events to handlers; `pubsub-publisher` and `pubsub-subscriber`
@@ -44,6 +45,7 @@ mod error;
 mod event;
 mod handler;
 pub mod json;
+pub mod text;
 mod timestamp;
 mod typed;
 

@@ -11,7 +11,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// The pattern is not a valid routing-key pattern.
     InvalidPattern {
-        /// The pattern as given (at most 80 characters of it).
+        /// The pattern as given (at most 80 characters of it, `...` after a cut).
         pattern: String,
         /// What is wrong with it.
         reason: &'static str,
@@ -43,3 +43,27 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_message_repeats_its_source() {
+        let every_variant = [
+            Error::InvalidPattern {
+                pattern: "order..created".to_owned(),
+                reason: "empty word",
+            },
+            Error::DuplicateSubscription {
+                pattern: "order.*".to_owned(),
+                handler: "send-email".to_owned(),
+            },
+        ];
+        for error in every_variant {
+            let source = std::error::Error::source(&error).map(ToString::to_string);
+            let repeated = source.filter(|source| error.to_string().contains(source.as_str()));
+            assert_eq!(repeated, None, "`{error}` repeats its source");
+        }
+    }
+}

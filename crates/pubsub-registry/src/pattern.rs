@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use pubsub_core::text::truncate_chars;
 use wildmatch::WildMatch;
 
 use crate::error::{Error, Result};
@@ -89,7 +90,7 @@ impl Pattern {
     /// [`Error::InvalidPattern`] naming the pattern and what is wrong with it.
     pub fn parse(pattern: &str) -> Result<Pattern> {
         let invalid = |reason: &'static str| Error::InvalidPattern {
-            pattern: pattern.chars().take(80).collect(),
+            pattern: truncate_chars(pattern, 80),
             reason,
         };
         if pattern.is_empty() {

@@ -1,18 +1,23 @@
 //! This crate provides what the workspace's broker tests share: the broker under test (and the
 //! rule that under `CI=true` an unreachable broker fails the test instead of skipping it),
-//! unique names for each test's exchanges and queues, and `rabbitmqctl`.
+//! unique names for each test's exchanges and queues, a fixture that deletes them at the end,
+//! and `rabbitmqctl`.
 //!
 //! # Overview
 //!
 //! - [`broker`]: the [`AmqpConfig`] of the broker under test, or `None` (skip) when it is
-//!   unreachable outside CI.
-//! - [`unique`]: a name no other test uses.
+//!   unreachable outside CI; [`config_from_env`] and [`reachable`] are its two halves.
+//! - [`unique`]: a name no other test uses; [`Names`]: an exchange and a queue named alike.
+//! - [`Bus`]: a test's own exchange, connections, queues bound to it, raw publishing and
+//!   draining, and the deletion of everything it named when it is dropped.
 //! - [`rabbitmqctl`]: run a broker administration command; [`close_connections_named`]
-//!   force-closes the connections of one client.
+//!   force-closes the connections of one client. They fail with this crate's [`Error`].
 //! - [`FaultProxy`]: a TCP proxy between a client and the broker that can cut every
 //!   connection or black-hole the traffic, for the fault suite.
 //!
-//! It is a development dependency only; no library crate depends on it.
+//! It depends on `pubsub-amqp` only (not on the publisher or the subscriber, which test with
+//! it). It is a development dependency of the library crates, and a dependency of the fault
+//! suite and the benchmark; no library crate depends on it.
 //!
 //! # Example
 //!
@@ -32,6 +37,8 @@ use std::time::Duration;
 
 use pubsub_amqp::AmqpConfig;
 
+pub use crate::error::{Error, Result};
+
 /// The broker under test: `AMQP_URL`, or RabbitMQ on localhost.
 ///
 /// Returns `None` when the broker does not answer and `CI` is not `true`, after printing why
@@ -42,10 +49,7 @@ use pubsub_amqp::AmqpConfig;
 /// When the broker does not answer and `CI=true`: in CI a broker test never skips silently.
 /// Also when `AMQP_URL` is not a valid AMQP URL.
 pub fn broker() -> Option<AmqpConfig> {
-    let config = AmqpConfig::from_env()
-        .expect("AMQP_URL must be a valid AMQP URL")
-        .with_connection_attempts(1)
-        .with_connection_timeout(Duration::from_secs(5));
+    let config = config_from_env().expect("AMQP_URL must be a valid AMQP URL");
     if reachable(&config) {
         return Some(config);
     }
@@ -60,7 +64,20 @@ pub fn broker() -> Option<AmqpConfig> {
     None
 }
 
-fn reachable(config: &AmqpConfig) -> bool {
+/// The broker from `AMQP_URL` (or RabbitMQ on localhost), with one connection attempt and a
+/// five-second connection timeout: a test or a benchmark does not wait for a broker.
+///
+/// # Errors
+///
+/// [`pubsub_amqp::Error::InvalidConfig`] when `AMQP_URL` is not a valid AMQP URL.
+pub fn config_from_env() -> pubsub_amqp::Result<AmqpConfig> {
+    Ok(AmqpConfig::from_env()?
+        .with_connection_attempts(1)
+        .with_connection_timeout(Duration::from_secs(5)))
+}
+
+/// Whether the broker of `config` accepts TCP connections (within two seconds).
+pub fn reachable(config: &AmqpConfig) -> bool {
     (config.host(), config.port())
         .to_socket_addrs()
         .map(|mut addrs| {
@@ -82,20 +99,41 @@ pub fn unique(prefix: &str) -> String {
 ///
 /// # Errors
 ///
-/// A description of the failure when the command cannot run or exits non-zero.
-pub fn rabbitmqctl(args: &[&str]) -> Result<String, String> {
+/// [`Error::CannotRun`] when `rabbitmqctl` cannot be started, [`Error::CommandFailed`] when it
+/// exits non-zero.
+pub fn rabbitmqctl(args: &[&str]) -> Result<String> {
     let output = Command::new("rabbitmqctl")
         .args(args)
         .output()
-        .map_err(|e| format!("cannot run rabbitmqctl: {e}"))?;
+        .map_err(|e| Error::CannotRun {
+            program: "rabbitmqctl",
+            reason: e.to_string(),
+        })?;
     if !output.status.success() {
-        return Err(format!(
-            "rabbitmqctl {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        ));
+        return Err(Error::CommandFailed {
+            command: describe("rabbitmqctl", args),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// `program args...` for a message, with the password of `add_user`, `change_password` and
+/// `authenticate_user` (the argument after the user name) replaced by `***`.
+fn describe(program: &str, args: &[&str]) -> String {
+    const WITH_PASSWORD: [&str; 3] = ["add_user", "change_password", "authenticate_user"];
+    let password_at = args
+        .iter()
+        .position(|arg| WITH_PASSWORD.contains(arg))
+        .map(|i| i + 2);
+    let words = args
+        .iter()
+        .enumerate()
+        .map(|(i, arg)| if Some(i) == password_at { "***" } else { arg });
+    std::iter::once(program)
+        .chain(words)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Force-closes every broker connection whose client named itself `name` (the AMQP
@@ -105,7 +143,7 @@ pub fn rabbitmqctl(args: &[&str]) -> Result<String, String> {
 /// # Errors
 ///
 /// When `rabbitmqctl` fails.
-pub fn close_connections_named(name: &str) -> Result<usize, String> {
+pub fn close_connections_named(name: &str) -> Result<usize> {
     let listing = rabbitmqctl(&["-q", "list_connections", "pid", "client_properties"])?;
     let needle = format!("{{\"information\",\"{name}\"}}");
     let mut closed = 0;
@@ -125,13 +163,45 @@ pub fn close_connections_named(name: &str) -> Result<usize, String> {
 /// # Errors
 ///
 /// When `rabbitmqctl` fails.
-pub fn connections_named(name: &str) -> Result<usize, String> {
+pub fn connections_named(name: &str) -> Result<usize> {
     let listing = rabbitmqctl(&["-q", "list_connections", "client_properties"])?;
     let needle = format!("{{\"information\",\"{name}\"}}");
     Ok(listing.lines().filter(|l| l.contains(&needle)).count())
 }
 
+mod error;
+mod fixture;
 mod proxy;
 pub mod raw;
 
+pub use crate::fixture::{Bus, Names, Taken};
 pub use crate::proxy::FaultProxy;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describe_hides_passwords() {
+        let check = |args: &[&str], expected: &str| {
+            assert_eq!(describe("rabbitmqctl", args), expected);
+        };
+        check(&["-q", "stop_app"], "rabbitmqctl -q stop_app");
+        check(
+            &["-q", "add_user", "ada", "s3cret"],
+            "rabbitmqctl -q add_user ada ***",
+        );
+        check(
+            &["change_password", "ada", "s3cret"],
+            "rabbitmqctl change_password ada ***",
+        );
+        check(
+            &["authenticate_user", "ada"],
+            "rabbitmqctl authenticate_user ada",
+        );
+        check(
+            &["-q", "delete_user", "ada"],
+            "rabbitmqctl -q delete_user ada",
+        );
+    }
+}

@@ -1,39 +1,38 @@
 //! The demo's flow through RabbitMQ, each test on its own exchange and queue.
 
-use demo::{Outcome, Settings, Transport, Workload};
+use demo::{Outcome, Settings, Transport, Workload, RETRY_DELAYS};
 use demo_domain::Handlers;
-use pubsub_amqp::{AmqpConfig, Connection};
-use pubsub_subscriber::{dead_letter_queue_name, DeadLetterKind, Disposition};
+use pubsub_subscriber::{dead_letter_queue_name, retry_queue_name, DeadLetterKind, Disposition};
+use pubsub_testkit::Bus;
 
-/// A uniquely named exchange and queue, and an admin connection to look at them and delete
-/// them at the end.
+/// The demo's settings on a test bus of its own: the bus's exchange, a unique queue, and
+/// the deletion at the end of both and of the queues the subscriber derives from the queue.
 struct Names {
-    config: AmqpConfig,
+    bus: Bus,
     settings: Settings,
-    admin: Connection,
 }
 
 impl Names {
     fn new() -> Option<Names> {
-        let config = pubsub_testkit::broker()?;
-        let admin = Connection::open(&config).unwrap();
+        let mut bus = Bus::new("demo-bus")?;
+        let queue = bus.queue_name("demo");
+        bus.delete_queue_at_end(&dead_letter_queue_name(&queue));
+        for delay in RETRY_DELAYS {
+            bus.delete_queue_at_end(&retry_queue_name(&queue, delay));
+        }
         let settings = Settings {
-            exchange: pubsub_testkit::unique("demo-bus"),
-            queue: pubsub_testkit::unique("demo"),
+            exchange: bus.exchange().to_owned(),
+            queue,
             ..Settings::default()
         };
-        Some(Names {
-            config,
-            settings,
-            admin,
-        })
+        Some(Names { bus, settings })
     }
 
     fn run(&self, workload: Workload, handlers: &Handlers) -> demo::RunReport {
         let mut last = None;
         let report = demo::run(
             workload,
-            &Transport::Broker(Box::new(self.config.clone())),
+            &Transport::Broker(Box::new(self.bus.config().clone())),
             &self.settings,
             handlers,
             &mut |p| {
@@ -52,27 +51,14 @@ impl Names {
     }
 
     /// Ready messages in `queue`, or `None` if it does not exist.
-    fn ready(&mut self, queue: &str) -> Option<u32> {
-        let channel = self.admin.open_channel().unwrap();
-        channel
-            .queue_info(queue)
-            .ok()
-            .map(|info| info.message_count)
-    }
-}
-
-impl Drop for Names {
-    fn drop(&mut self) {
-        if let Ok(channel) = self.admin.open_channel() {
-            let _ = channel.delete_queue(&dead_letter_queue_name(&self.settings.queue));
-            let _ = channel.delete_exchange(&self.settings.exchange);
-        }
+    fn ready(&self, queue: &str) -> Option<u32> {
+        self.bus.ready(queue)
     }
 }
 
 #[test]
 fn the_order_flow_reaches_the_expected_handlers_through_the_broker() {
-    let Some(mut names) = Names::new() else {
+    let Some(names) = Names::new() else {
         return;
     };
     let workload = Workload::OrderFlow;
@@ -161,7 +147,7 @@ fn many_orders_are_each_handled_once() {
 
 #[test]
 fn a_refused_order_is_dead_lettered_and_the_dead_letter_queue_kept() {
-    let Some(mut names) = Names::new() else {
+    let Some(names) = Names::new() else {
         return;
     };
     let handlers = Handlers::with_stock([("PROD-001", 1), ("PROD-002", 1)]);
@@ -210,7 +196,7 @@ fn a_kept_queue_is_reused_and_what_was_left_in_it_drained() {
     );
 
     // An event arrives while no demo runs: it waits in the kept queue.
-    let connection = Connection::open(&names.config).unwrap();
+    let connection = names.bus.connection();
     let mut publisher =
         pubsub_publisher::EventPublisher::new(connection, &names.settings.exchange).unwrap();
     let stray = pubsub_core::Event::new("user", "registered", serde_json::json!({})).unwrap();

@@ -4,54 +4,22 @@
 
 use std::time::Duration;
 
-use pubsub_amqp::{Channel, Connection, ConsumerEvent, QueueConfig};
+use pubsub_amqp::{Connection, ConsumerEvent, QueueConfig};
 use pubsub_core::{json, Event};
 use pubsub_publisher::{Error, EventPublisher, PublishOptions, Unroutable};
+use pubsub_testkit::Bus;
 use serde_json::json;
 
-/// An exchange and a queue bound to it with `#`, deleted on drop.
-struct Fixture {
-    admin: Connection,
-    channel: Channel,
-    exchange: String,
-    queue: String,
+/// The test's bus and a queue bound to its exchange with `#`; both deleted on drop.
+fn bus_with_queue(queue_config: &QueueConfig) -> Option<(Bus, String)> {
+    let mut bus = Bus::new("pub")?;
+    let queue = bus.bound_queue("pubq", "#", queue_config);
+    Some((bus, queue))
 }
 
-impl Fixture {
-    fn new(queue_config: &QueueConfig) -> Option<Fixture> {
-        let config = pubsub_testkit::broker()?;
-        let mut admin = Connection::open(&config).unwrap();
-        let channel = admin.open_channel().unwrap();
-        let exchange = pubsub_testkit::unique("pub");
-        let queue = pubsub_testkit::unique("pubq");
-        channel
-            .declare_exchange(&exchange, &Default::default())
-            .unwrap();
-        channel.declare_queue(&queue, queue_config).unwrap();
-        channel.bind_queue(&queue, &exchange, "#").unwrap();
-        Some(Fixture {
-            admin,
-            channel,
-            exchange,
-            queue,
-        })
-    }
-
-    fn publisher(&self) -> pubsub_publisher::PublisherBuilder {
-        let connection = Connection::open(self.admin.config()).unwrap();
-        EventPublisher::builder(connection, &self.exchange)
-    }
-
-    fn count(&self) -> u32 {
-        self.channel.queue_info(&self.queue).unwrap().message_count
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = self.channel.delete_queue(&self.queue);
-        let _ = self.channel.delete_exchange(&self.exchange);
-    }
+/// A publisher to the bus's exchange, on a connection of its own.
+fn publisher(bus: &Bus) -> pubsub_publisher::PublisherBuilder {
+    EventPublisher::builder(bus.connection(), bus.exchange())
 }
 
 fn event(i: usize) -> Event {
@@ -65,16 +33,16 @@ fn event(i: usize) -> Event {
 
 #[test]
 fn publish_sets_the_message_properties_and_body() {
-    let Some(fx) = Fixture::new(&QueueConfig::default()) else {
+    let Some((bus, queue)) = bus_with_queue(&QueueConfig::default()) else {
         return;
     };
-    let mut publisher = fx.publisher().app_id("orders-service").build().unwrap();
+    let mut publisher = publisher(&bus).app_id("orders-service").build().unwrap();
     let event = event(1);
     publisher
         .publish_with(&event, &PublishOptions::correlated("flow-7"))
         .unwrap();
 
-    let consumer = fx.channel.consume(&fx.queue, false).unwrap();
+    let consumer = bus.admin().consume(&queue, false).unwrap();
     let Some(ConsumerEvent::Delivery(delivery)) = consumer.next_timeout(Duration::from_secs(5))
     else {
         panic!("no delivery");
@@ -92,33 +60,33 @@ fn publish_sets_the_message_properties_and_body() {
         Some(event.timestamp().unix_timestamp() as u64)
     );
     assert_eq!(json::from_slice(delivery.body()).unwrap(), event);
-    fx.channel.ack(delivery).unwrap();
+    bus.admin().ack(delivery).unwrap();
     publisher.close().unwrap();
 }
 
 #[test]
 fn publish_all_confirms_every_event() {
-    let Some(fx) = Fixture::new(&QueueConfig::default()) else {
+    let Some((bus, queue)) = bus_with_queue(&QueueConfig::default()) else {
         return;
     };
-    let mut publisher = fx.publisher().build().unwrap();
+    let mut publisher = publisher(&bus).build().unwrap();
     let events: Vec<Event> = (0..500).map(event).collect();
     let outcomes = publisher.publish_all(&events);
     assert_eq!(outcomes.len(), 500);
     assert!(outcomes.iter().all(Result::is_ok));
-    assert_eq!(fx.count(), 500);
+    assert_eq!(bus.ready(&queue), Some(500));
 }
 
 #[test]
 fn publish_all_with_a_small_window_confirms_every_event() {
-    let Some(fx) = Fixture::new(&QueueConfig::default()) else {
+    let Some((bus, queue)) = bus_with_queue(&QueueConfig::default()) else {
         return;
     };
-    let mut publisher = fx.publisher().confirm_window(7).build().unwrap();
+    let mut publisher = publisher(&bus).confirm_window(7).build().unwrap();
     let events: Vec<Event> = (0..3_000).map(event).collect();
     let outcomes = publisher.publish_all(&events);
     assert!(outcomes.iter().all(Result::is_ok));
-    assert_eq!(fx.count(), 3_000);
+    assert_eq!(bus.ready(&queue), Some(3_000));
 }
 
 #[test]
@@ -162,11 +130,11 @@ fn publishing_to_a_missing_exchange_gives_the_event_back() {
 
 #[test]
 fn unroutable_events_are_reported_as_configured() {
-    let Some(config) = pubsub_testkit::broker() else {
+    let Some(mut bus) = Bus::new("pub") else {
         return;
     };
-    let exchange = pubsub_testkit::unique("empty");
-    let connection = Connection::open(&config).unwrap();
+    let exchange = bus.exchange_name("empty");
+    let connection = bus.connection();
     let mut strict = EventPublisher::builder(connection, &exchange)
         .unroutable(Unroutable::Error)
         .build()
@@ -179,16 +147,9 @@ fn unroutable_events_are_reported_as_configured() {
         .iter()
         .all(|o| matches!(o.as_ref().unwrap_err().error(), Error::Unroutable { .. })));
 
-    let connection = Connection::open(&config).unwrap();
-    let mut lenient = EventPublisher::new(connection, &exchange).unwrap();
+    let mut lenient = EventPublisher::new(bus.connection(), &exchange).unwrap();
     lenient.publish(&event(4)).unwrap();
     strict.close().unwrap();
-    let mut admin = Connection::open(&config).unwrap();
-    admin
-        .open_channel()
-        .unwrap()
-        .delete_exchange(&exchange)
-        .unwrap();
 }
 
 #[test]
@@ -196,24 +157,24 @@ fn a_negative_confirm_is_an_error() {
     let full = QueueConfig::default()
         .max_length(1)
         .argument("x-overflow", "reject-publish");
-    let Some(fx) = Fixture::new(&full) else {
+    let Some((bus, queue)) = bus_with_queue(&full) else {
         return;
     };
-    let mut publisher = fx.publisher().build().unwrap();
+    let mut publisher = publisher(&bus).build().unwrap();
     publisher.publish(&event(1)).unwrap();
     let err = publisher.publish(&event(2)).unwrap_err();
     assert!(matches!(err.error(), Error::Nacked), "{err}");
-    assert_eq!(fx.count(), 1);
+    assert_eq!(bus.ready(&queue), Some(1));
 }
 
 #[test]
 fn without_confirms_publish_returns_at_once() {
-    let Some(fx) = Fixture::new(&QueueConfig::default()) else {
+    let Some((bus, queue)) = bus_with_queue(&QueueConfig::default()) else {
         return;
     };
-    let mut publisher = fx.publisher().confirms(false).build().unwrap();
+    let mut publisher = publisher(&bus).confirms(false).build().unwrap();
     let events: Vec<Event> = (0..50).map(event).collect();
     assert!(publisher.publish_all(&events).iter().all(Result::is_ok));
     publisher.close().unwrap();
-    assert_eq!(fx.count(), 50);
+    assert_eq!(bus.ready(&queue), Some(50));
 }
