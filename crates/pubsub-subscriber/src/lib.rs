@@ -52,13 +52,20 @@
 #![deny(missing_docs)]
 #![warn(clippy::print_stdout)]
 
+mod batch;
+mod context;
+mod decision;
+mod decode;
 mod error;
 pub mod headers;
+mod recovery;
 mod report;
+mod republisher;
 mod session;
 mod settings;
 mod stats;
 mod subscriber;
+mod topology;
 
 pub use crate::error::{Error, Result};
 pub use crate::headers::DeadLetterKind;
