@@ -10,6 +10,9 @@
 //!   one thread (`Send`, not `Sync`).
 //! - [`Channel`]: declare exchanges ([`ExchangeConfig`]) and queues ([`QueueConfig`]), bind,
 //!   publish with [`Properties`], consume ([`Consumer`], [`Delivery`]), confirms and returns.
+//! - [`ConfirmTracker`]: publisher confirms and returns settled into per-message outcomes
+//!   ([`Settled`], [`ConfirmOutcome`]), without I/O; [`ConfirmTracker::wait`] reads a
+//!   channel's streams ([`ConfirmStreams`]) with a deadline and [`check_blocked`].
 //! - [`ReconnectPolicy`]: bounded exponential backoff with jitter, for the layers above that
 //!   reconnect (amiquip itself never does).
 //! - [`RedactingLogger`]: wraps the application's logger so that amiquip's own debug
@@ -47,6 +50,7 @@
 
 mod channel;
 mod config;
+mod confirm;
 mod connection;
 mod error;
 mod logging;
@@ -58,6 +62,7 @@ pub use crate::channel::{
     Channel, Confirm, Confirms, Consumer, ConsumerEvent, Delivery, Next, Returned, Returns,
 };
 pub use crate::config::{AmqpConfig, TlsConfig, AMQP_URL_ENV};
+pub use crate::confirm::{check_blocked, ConfirmOutcome, ConfirmStreams, ConfirmTracker, Settled};
 pub use crate::connection::{Blocked, Connection};
 pub use crate::error::{Error, Result};
 pub use crate::logging::RedactingLogger;

@@ -53,10 +53,12 @@ impl fmt::Display for Error {
     }
 }
 
+/// [`Error::Amqp`] is transparent: its message is the transport error's, so its source is
+/// the transport error's source (the chain does not print the message twice).
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Amqp(e) => Some(e),
+            Error::Amqp(e) => std::error::Error::source(e),
             _ => None,
         }
     }
@@ -110,8 +112,55 @@ impl fmt::Display for PublishError {
     }
 }
 
+/// The message includes the [`Error`]'s, so the source is the error's own source (the chain
+/// does not print it twice); [`PublishError::error`] gives the error itself.
 impl std::error::Error for PublishError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.error)
+        std::error::Error::source(&self.error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The message and every source's, joined as `{:#}` of an `anyhow` error prints them.
+    fn chain(error: &dyn std::error::Error) -> String {
+        let mut text = error.to_string();
+        let mut source = error.source();
+        while let Some(e) = source {
+            text = format!("{text}: {e}");
+            source = e.source();
+        }
+        text
+    }
+
+    #[test]
+    fn chains_print_each_message_once() {
+        let lost = pubsub_amqp::Error::ConnectionLost {
+            reason: "socket closed".to_owned(),
+        };
+        let check = |error: Error, expected: &str| {
+            assert_eq!(chain(&error), expected);
+            let event = Event::new("sample", "created", serde_json::json!({}))
+                .unwrap_or_else(|e| panic!("a valid event: {e}"));
+            let failed = PublishError::new(&event, error);
+            assert_eq!(
+                chain(&failed),
+                format!("cannot publish {event}: {expected}")
+            );
+        };
+        check(Error::Amqp(lost.clone()), &lost.to_string());
+        check(
+            Error::Nacked,
+            "the broker refused the message (negative confirm)",
+        );
+        check(
+            Error::Unroutable {
+                exchange: "events".to_owned(),
+                routing_key: "sample.created".to_owned(),
+            },
+            "no queue is bound to exchange `events` for routing key `sample.created`",
+        );
     }
 }

@@ -1,20 +1,19 @@
 //! [`EventPublisher`]: confirmed publishing with pipelined batches and reconnection.
 
-use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use pubsub_amqp::{
-    AmqpConfig, Backoff, Channel, Confirm, Confirms, Connection, ExchangeConfig, Properties,
-    ReconnectPolicy, Returns,
+    check_blocked, AmqpConfig, Backoff, Channel, ConfirmOutcome, ConfirmStreams, ConfirmTracker,
+    Confirms, Connection, ExchangeConfig, Properties, ReconnectPolicy, Returned, Returns, Settled,
 };
 use pubsub_core::{json, Event};
 use uuid::Uuid;
 
 use crate::error::{Error, PublishError, Result};
 
-/// How often a publisher waiting on the broker checks for a blocked connection.
+/// How often a publisher waiting for a blocked connection to be unblocked checks it.
 const POLL: Duration = Duration::from_millis(50);
 
 /// What to do with an event the broker can route to no queue (no service subscribes to it).
@@ -93,8 +92,8 @@ struct Session {
     channel: Channel,
     confirms: Option<Confirms>,
     returns: Returns,
-    /// Delivery tag the next publish on this channel gets.
-    next_tag: u64,
+    /// The events in flight on this channel, by index in the batch being published.
+    tracker: ConfirmTracker<usize>,
 }
 
 impl Session {
@@ -372,13 +371,18 @@ impl EventPublisher {
         let Some(session) = self.session.as_mut() else {
             return Ok(());
         };
+        // Whatever an attempt that failed left in flight belongs to it: later confirms of
+        // those events no longer count.
+        session.tracker.abandon();
         let mandatory = self.settings.unroutable != Unroutable::Ignore;
         let window = self.settings.confirm_window;
-        let mut tracker = Tracker {
-            pending: BTreeMap::new(),
-            returned: HashSet::new(),
+        let mut batch = Batch {
+            events,
+            outcomes,
+            exchange: &self.exchange,
+            settings: &self.settings,
             deadline: Instant::now() + self.settings.confirm_timeout,
-            timeout: self.settings.confirm_timeout,
+            settled: Vec::new(),
         };
         for &i in outstanding {
             wait_while_blocked(&session.connection)?;
@@ -394,26 +398,19 @@ impl EventPublisher {
                 mandatory,
             )?;
             if session.confirms.is_none() {
-                outcomes[i] = Some(Ok(()));
+                batch.outcomes[i] = Some(Ok(()));
                 continue;
             }
-            tracker.pending.insert(session.next_tag, i);
-            session.next_tag += 1;
+            session.tracker.published(i);
             // A sliding window: settle what is confirmed already, and wait only while the
             // window is full, so that publishing and confirming overlap.
-            tracker.settle_ready(
-                session,
-                events,
-                outcomes,
-                &self.exchange,
-                self.settings.unroutable,
-            )?;
-            while tracker.pending.len() >= window {
-                tracker.settle_next(session, events, outcomes, &self.exchange, &self.settings)?;
+            batch.settle(session, Settle::Ready)?;
+            while session.tracker.len() >= window {
+                batch.settle(session, Settle::Next)?;
             }
         }
-        while !tracker.pending.is_empty() {
-            tracker.settle_next(session, events, outcomes, &self.exchange, &self.settings)?;
+        while !session.tracker.is_empty() {
+            batch.settle(session, Settle::Next)?;
         }
         Ok(())
     }
@@ -428,7 +425,7 @@ impl EventPublisher {
                         channel,
                         confirms,
                         returns,
-                        next_tag: 1,
+                        tracker: ConfirmTracker::new(),
                     })
                 }
                 Err(e) => log::warn!("cannot reopen the publishing channel: {e}"),
@@ -437,120 +434,83 @@ impl EventPublisher {
     }
 }
 
-/// The confirms one attempt waits for: events in flight by delivery tag, and the messages
-/// the broker returned as unroutable.
-struct Tracker {
-    /// Delivery tag to index of the event.
-    pending: BTreeMap<u64, usize>,
-    /// Event ids of returned messages. The broker returns a message before it confirms it;
-    /// a drain can also take the returns of later confirms, so they are kept for the attempt.
-    returned: HashSet<Uuid>,
-    /// When waiting for a confirm gives up, unless one arrives.
-    deadline: Instant,
-    timeout: Duration,
+/// Whether [`Batch::settle`] waits for a confirm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settle {
+    /// Only the confirms already received.
+    Ready,
+    /// Wait for the next confirm.
+    Next,
 }
 
-impl Tracker {
-    /// Settles every confirm already received, without waiting.
-    fn settle_ready(
-        &mut self,
-        session: &Session,
-        events: &[Event],
-        outcomes: &mut [Option<Result<()>>],
-        exchange: &str,
-        policy: Unroutable,
-    ) -> Result<()> {
-        let Some(confirms) = &session.confirms else {
-            return Ok(());
-        };
-        loop {
-            match confirms.try_recv() {
-                Ok(Some(confirm)) => {
-                    self.settle(confirm, session, events, outcomes, exchange, policy)
-                }
-                Ok(None) => return Ok(()),
-                Err(_) => return Err(session.channel.why_closed().into()),
-            }
-        }
-    }
+/// One attempt's events and their outcomes, as the confirms settle them.
+struct Batch<'a> {
+    events: &'a [Event],
+    outcomes: &'a mut [Option<Result<()>>],
+    exchange: &'a str,
+    settings: &'a Settings,
+    /// When waiting for a confirm gives up, unless one arrives.
+    deadline: Instant,
+    /// Scratch space for the tracker's settled events.
+    settled: Vec<Settled<usize>>,
+}
 
-    /// Waits for the next confirm (bounded by the confirm timeout and the blocked-connection
-    /// timeout) and settles it.
-    fn settle_next(
-        &mut self,
-        session: &Session,
-        events: &[Event],
-        outcomes: &mut [Option<Result<()>>],
-        exchange: &str,
-        settings: &Settings,
-    ) -> Result<()> {
-        let Some(confirms) = &session.confirms else {
+impl Batch<'_> {
+    /// Settles the confirms already received ([`Settle::Ready`]), or waits for the next one
+    /// ([`Settle::Next`], bounded by the confirm timeout and the blocked-connection timeout)
+    /// and settles it.
+    fn settle(&mut self, session: &mut Session, how: Settle) -> Result<()> {
+        let Session {
+            connection,
+            channel,
+            confirms: Some(confirms),
+            returns,
+            tracker,
+        } = session
+        else {
             return Ok(());
         };
-        loop {
-            check_blocked(&session.connection)?;
-            let left = self.deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+        let streams = ConfirmStreams {
+            connection,
+            channel,
+            confirms,
+            returns,
+        };
+        let events = self.events;
+        // A return carries the event id as its message id.
+        let is_it = |&i: &usize, r: &Returned| {
+            r.message_id
+                .as_deref()
+                .and_then(|id| Uuid::try_parse(id).ok())
+                .is_some_and(|id| id == events[i].event_id())
+        };
+        let confirmed = if how == Settle::Next {
+            if !tracker.wait(streams, self.deadline, is_it, &mut self.settled)? {
                 return Err(pubsub_amqp::Error::Timeout {
                     what: "waiting for the broker's publisher confirms",
-                    after: settings.confirm_timeout,
+                    after: self.settings.confirm_timeout,
                 }
                 .into());
             }
-            match confirms.recv_timeout(left.min(POLL)) {
-                Ok(Some(confirm)) => {
-                    self.settle(
-                        confirm,
-                        session,
-                        events,
-                        outcomes,
-                        exchange,
-                        settings.unroutable,
-                    );
-                    return Ok(());
-                }
-                Ok(None) => continue,
-                Err(_) => return Err(session.channel.why_closed().into()),
-            }
-        }
-    }
-
-    fn settle(
-        &mut self,
-        confirm: Confirm,
-        session: &Session,
-        events: &[Event],
-        outcomes: &mut [Option<Result<()>>],
-        exchange: &str,
-        policy: Unroutable,
-    ) {
-        // Tags are consecutive: a `multiple` confirm takes every pending tag up to its own.
-        let settled: Vec<(u64, usize)> = if confirm.multiple {
-            let rest = self.pending.split_off(&(confirm.delivery_tag + 1));
-            std::mem::replace(&mut self.pending, rest)
-                .into_iter()
-                .collect()
+            true
         } else {
-            self.pending
-                .remove(&confirm.delivery_tag)
-                .map(|i| (confirm.delivery_tag, i))
-                .into_iter()
-                .collect()
+            tracker.poll(streams, is_it, &mut self.settled)? > 0
         };
-        // A confirm for a tag not pending belongs to an event abandoned by an earlier attempt.
-        self.returned
-            .extend(drain_returns(&session.returns, exchange));
-        for (_, i) in settled {
-            outcomes[i] = Some(if !confirm.ack {
-                Err(Error::Nacked)
-            } else if !self.returned.is_empty() && self.returned.contains(&events[i].event_id()) {
-                unroutable(&events[i], exchange, policy)
-            } else {
-                Ok(())
+        if confirmed {
+            // The timeout measures the broker's silence, not the length of the batch.
+            self.deadline = Instant::now() + self.settings.confirm_timeout;
+        }
+        for settled in self.settled.drain(..) {
+            let event = &events[settled.token];
+            self.outcomes[settled.token] = Some(match settled.outcome {
+                ConfirmOutcome::Confirmed => Ok(()),
+                ConfirmOutcome::Nacked => Err(Error::Nacked),
+                ConfirmOutcome::Returned { .. } => {
+                    unroutable(event, self.exchange, self.settings.unroutable)
+                }
             });
         }
-        // The timeout measures the broker's silence, not the length of the batch.
-        self.deadline = Instant::now() + self.timeout;
+        Ok(())
     }
 }
 
@@ -579,7 +539,7 @@ fn open_session(
         channel,
         confirms,
         returns,
-        next_tag: 1,
+        tracker: ConfirmTracker::new(),
     })
 }
 
@@ -626,40 +586,8 @@ fn unroutable(event: &Event, exchange: &str, policy: Unroutable) -> Result<()> {
     }
 }
 
-fn drain_returns(returns: &Returns, exchange: &str) -> Vec<Uuid> {
-    let mut ids = Vec::new();
-    while let Some(r) = returns.try_recv() {
-        log::debug!(
-            "broker returned a message published to `{exchange}` with `{}`: {} {}",
-            r.routing_key,
-            r.reply_code,
-            r.reply_text
-        );
-        if let Some(id) = r.message_id.and_then(|id| Uuid::try_parse(&id).ok()) {
-            ids.push(id);
-        }
-    }
-    ids
-}
-
-/// Fails with [`pubsub_amqp::Error::Blocked`] once the connection has been blocked for
-/// longer than the configured timeout.
-fn check_blocked(connection: &Connection) -> Result<()> {
-    if let Some(blocked) = connection.blocked() {
-        let waited = blocked.since.elapsed();
-        if waited >= connection.config().blocked_connection_timeout() {
-            return Err(pubsub_amqp::Error::Blocked {
-                reason: blocked.reason,
-                waited,
-            }
-            .into());
-        }
-    }
-    Ok(())
-}
-
 /// Waits (bounded) for a blocked connection to be unblocked before publishing more.
-fn wait_while_blocked(connection: &Connection) -> Result<()> {
+fn wait_while_blocked(connection: &Connection) -> pubsub_amqp::Result<()> {
     while connection.blocked().is_some() {
         check_blocked(connection)?;
         thread::sleep(POLL);
