@@ -3,10 +3,13 @@
 //! A connection that publishes is blocked during a resource alarm, and the consuming one
 //! must not be: so republishing has its own connection, opened when first needed.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use pubsub_amqp::{AmqpConfig, Channel, Confirms, Connection, Properties, Returns};
+use pubsub_amqp::{
+    AmqpConfig, Channel, ConfirmOutcome, ConfirmStreams, ConfirmTracker, Confirms, Connection,
+    Properties, Returns,
+};
 
 type AmqpResult<T> = pubsub_amqp::Result<T>;
 
@@ -19,11 +22,8 @@ pub(crate) struct Republisher {
     channel: Channel,
     confirms: Confirms,
     returns: Returns,
-    next_tag: u64,
-    /// Tags published and not confirmed yet.
-    outstanding: BTreeSet<u64>,
-    /// Tags the broker nacked since the last `confirm_all`.
-    nacked: HashSet<u64>,
+    /// The copies in flight, each with the queue it was sent to.
+    tracker: ConfirmTracker<String>,
 }
 
 impl Republisher {
@@ -38,9 +38,7 @@ impl Republisher {
             channel,
             confirms,
             returns,
-            next_tag: 1,
-            outstanding: BTreeSet::new(),
-            nacked: HashSet::new(),
+            tracker: ConfirmTracker::new(),
         })
     }
 
@@ -53,10 +51,7 @@ impl Republisher {
         properties: &Properties,
     ) -> AmqpResult<u64> {
         self.channel.publish("", queue, body, properties, true)?;
-        let tag = self.next_tag;
-        self.next_tag += 1;
-        self.outstanding.insert(tag);
-        Ok(tag)
+        Ok(self.tracker.published(queue.to_owned()))
     }
 
     /// Waits until every publish is confirmed; returns the tags the broker refused (nacked).
@@ -69,52 +64,37 @@ impl Republisher {
     /// reconnect).
     pub(crate) fn confirm_all(&mut self) -> AmqpResult<HashSet<u64>> {
         let deadline = Instant::now() + CONFIRM_TIMEOUT;
-        while !self.outstanding.is_empty() {
-            if let Some(blocked) = self.connection.blocked() {
-                let waited = blocked.since.elapsed();
-                if waited >= self.connection.config().blocked_connection_timeout() {
-                    return Err(pubsub_amqp::Error::Blocked {
-                        reason: blocked.reason,
-                        waited,
-                    });
-                }
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+        let mut settled = Vec::new();
+        while !self.tracker.is_empty() {
+            let streams = ConfirmStreams {
+                connection: &self.connection,
+                channel: &self.channel,
+                confirms: &self.confirms,
+                returns: &self.returns,
+            };
+            let is_it = |queue: &String, r: &pubsub_amqp::Returned| *queue == r.routing_key;
+            if !self.tracker.wait(streams, deadline, is_it, &mut settled)? {
                 return Err(pubsub_amqp::Error::Timeout {
                     what: "waiting for the broker to confirm retries and dead letters",
                     after: CONFIRM_TIMEOUT,
                 });
             }
-            let confirm = match self
-                .confirms
-                .recv_timeout(left.min(Duration::from_millis(100)))
-            {
-                Ok(Some(c)) => c,
-                Ok(None) => continue,
-                Err(_) => return Err(self.channel.why_closed()),
-            };
-            let settled: Vec<u64> = if confirm.multiple {
-                self.outstanding
-                    .range(..=confirm.delivery_tag)
-                    .copied()
-                    .collect()
-            } else {
-                vec![confirm.delivery_tag]
-            };
-            for tag in settled {
-                if self.outstanding.remove(&tag) && !confirm.ack {
-                    self.nacked.insert(tag);
+        }
+        let mut refused = HashSet::new();
+        for copy in settled {
+            match copy.outcome {
+                ConfirmOutcome::Confirmed => {}
+                ConfirmOutcome::Nacked => {
+                    refused.insert(copy.tag);
+                }
+                ConfirmOutcome::Returned { .. } => {
+                    return Err(pubsub_amqp::Error::NotFound {
+                        kind: "queue",
+                        name: copy.token,
+                    })
                 }
             }
         }
-        // The broker returns an unroutable message before it confirms it.
-        if let Some(returned) = self.returns.try_recv() {
-            return Err(pubsub_amqp::Error::NotFound {
-                kind: "queue",
-                name: returned.routing_key,
-            });
-        }
-        Ok(std::mem::take(&mut self.nacked))
+        Ok(refused)
     }
 }
