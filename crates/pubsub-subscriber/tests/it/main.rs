@@ -6,3 +6,4 @@
 mod flow;
 mod retry;
 mod support;
+mod trust;
