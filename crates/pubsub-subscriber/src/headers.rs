@@ -456,7 +456,7 @@ impl<'h> DeadLetterHeaders<'h> {
         }
     }
 
-    /// The reason in words: the subscriber's, else `<reason> by RabbitMQ in queue `<q>``
+    /// The reason in words: the subscriber's, else ``<reason> by RabbitMQ in queue `<q>` ``
     /// from the most recent `x-death` record.
     pub fn reason(&self) -> Option<String> {
         if let Some(reason) = self.str(DEAD_LETTER_REASON) {
