@@ -83,6 +83,18 @@ pub const REPLAY_STRIPPED: [&str; 11] = [
 pub const REPLAY_STRIPPED_PREFIXES: [&str; 3] =
     ["x-first-death-", "x-last-death-", "x-pubsub-dead-letter-"];
 
+/// The retry-state headers the subscriber replaces on a message whose retry state it does
+/// not trust (see the crate's "Trusting the retry state").
+pub(crate) const RETRY_STATE: [&str; 7] = [
+    ATTEMPT,
+    DONE,
+    FAILED_HANDLERS,
+    LAST_ERROR,
+    FIRST_FAILURE,
+    ORIGINAL_EXCHANGE,
+    ORIGINAL_ROUTING_KEY,
+];
+
 /// Longest text written into a header (errors can be long; bodies never are written).
 pub(crate) const MAX_TEXT: usize = 1024;
 
@@ -444,7 +456,7 @@ impl<'h> DeadLetterHeaders<'h> {
         }
     }
 
-    /// The reason in words: the subscriber's, else `<reason> by RabbitMQ in queue `<q>``
+    /// The reason in words: the subscriber's, else ``<reason> by RabbitMQ in queue `<q>` ``
     /// from the most recent `x-death` record.
     pub fn reason(&self) -> Option<String> {
         if let Some(reason) = self.str(DEAD_LETTER_REASON) {

@@ -17,6 +17,22 @@
 //!   republished messages ([`headers::RetryState`], [`headers::DeadLetterRecord`]), read back
 //!   by tools ([`headers::DeadLetterHeaders`]), and what a replay strips.
 //!
+//! # Trusting the retry state
+//!
+//! The retry state travels in `x-pubsub-*` headers, and any client that may publish to the
+//! exchange can set headers. The subscriber believes them only on a delivery that came back
+//! through its own retry path: from the default exchange, routed to its queue, and whose
+//! most recent `x-death` record says RabbitMQ expired it from one of its delay queues
+//! (`<queue>.retry.<delay>`). Any other delivery runs every matching handler as a first
+//! attempt, and the forged headers are replaced when the subscriber retries or dead-letters
+//! it. `x-delivery-count` is believed only on a quorum queue's redelivery. A delivery the
+//! connection's frame guard had to alter ([`Delivery::alteration`](pubsub_amqp::Delivery::alteration))
+//! is dead-lettered as poison at once, with the guard's reason.
+//!
+//! What remains: a client allowed to publish to the default exchange (`amq.default`, with
+//! write permission on the subscriber's queue) can make a message look like a retry. Give
+//! publishing services write permission on their exchange only.
+//!
 //! The subscriber sits on `pubsub-core` (decoding), `pubsub-registry` (dispatch) and
 //! `pubsub-amqp` (the connection, which it owns and reconnects).
 //!
@@ -52,13 +68,20 @@
 #![deny(missing_docs)]
 #![warn(clippy::print_stdout)]
 
+mod batch;
+mod context;
+mod decision;
+mod decode;
 mod error;
 pub mod headers;
+mod recovery;
 mod report;
+mod republisher;
 mod session;
 mod settings;
 mod stats;
 mod subscriber;
+mod topology;
 
 pub use crate::error::{Error, Result};
 pub use crate::headers::DeadLetterKind;

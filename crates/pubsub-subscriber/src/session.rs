@@ -1,70 +1,79 @@
-//! One connection's worth of consuming: the delivery loop, dispatch, retries, dead letters,
-//! batched acks.
+//! One connection's worth of consuming: the delivery loop, carrying out what
+//! [`decision`](crate::decision) decides for each delivery, and settling the batch.
 
-use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
-use pubsub_amqp::{
-    Channel, Confirms, Connection, Consumer, ConsumerEvent, Delivery, HeaderValue, Properties,
-    Returns,
-};
-use pubsub_core::{json, Event, Metadata};
+use pubsub_amqp::{Channel, Connection, Consumer, ConsumerEvent, Delivery, Headers, Properties};
+use pubsub_core::{Event, Metadata};
 use pubsub_registry::InvocationResult;
 
-use crate::headers::DeadLetterKind;
-use crate::headers::{self, clip, now_rfc3339};
+use crate::batch::{Awaiting, Batch, Outcome};
+use crate::context::Context;
+use crate::decision::{self, Arrival, Decision, RunSummary, Trust};
+use crate::headers::{
+    self, clip, now_rfc3339, DeadLetterKind, DeadLetterRecord, Origin, RetryState,
+};
 use crate::report::{DeliveryReport, Disposition, HandlerRun};
+use crate::republisher::Republisher;
 use crate::settings::{dead_letter_queue_name, retry_queue_name};
 use crate::stats::Counters;
-use crate::subscriber::EventSubscriber;
 
 type AmqpResult<T> = pubsub_amqp::Result<T>;
 
 /// How long the loop waits for a delivery before it checks for a stop request.
 const STOP_POLL: Duration = Duration::from_millis(50);
 
-/// How long to wait for the broker to confirm a retry or dead-letter publish.
-const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// How a session ended.
 pub(crate) enum SessionEnd {
     /// Stopped on request.
     Stopped,
-    /// Failed; `consumed` says whether it got as far as consuming (so the next failure is a
-    /// new outage).
+    /// Failed.
     Failed {
         error: pubsub_amqp::Error,
-        consumed: bool,
+        /// How far it got: see [`SessionRun`](crate::recovery::SessionRun).
+        run: crate::recovery::SessionRun,
     },
 }
 
 /// The delivery loop of one connection.
-pub(crate) struct Session<'s> {
-    sub: &'s EventSubscriber,
+pub(crate) struct Session<'a> {
+    cx: Context<'a>,
     /// Deliveries decided and ready to ack, and those waiting for the confirm of their
     /// republished copy: settled together when the queue goes quiet or the batch is full.
     batch: Batch,
-    /// A second connection for retry and dead-letter publishes, opened when first needed: a
-    /// connection that publishes is blocked during a resource alarm, and the consuming one
-    /// must not be.
+    /// The connection retries and dead letters are published on, opened when first needed.
     republisher: Option<Republisher>,
+    /// When consuming started, once it did.
+    consuming_since: Option<Instant>,
+    /// Deliveries settled (acked or rejected) so far.
+    settled: u64,
 }
 
-impl<'s> Session<'s> {
-    pub(crate) fn run(sub: &'s EventSubscriber, mut connection: Connection) -> SessionEnd {
+/// What the handling of a delivery had found when its decision was carried out.
+#[derive(Clone, Copy)]
+struct Handled<'e> {
+    trust: Trust,
+    attempt: u32,
+    event: Option<&'e Event>,
+    result: Option<&'e InvocationResult>,
+}
+
+impl<'a> Session<'a> {
+    pub(crate) fn run(cx: Context<'a>, mut connection: Connection) -> SessionEnd {
         let mut session = Session {
-            sub,
-            batch: Batch::new(usize::from(sub.settings.prefetch / 2).max(1)),
+            cx,
+            batch: Batch::new(usize::from(cx.settings().prefetch / 2).max(1)),
             republisher: None,
+            consuming_since: None,
+            settled: 0,
         };
-        let mut consumed = false;
-        let result = session.consume(&mut connection, &mut consumed);
+        let result = session.consume(&mut connection);
         drop(session.republisher.take());
         let closed = connection.close();
         match result {
             Ok(()) => {
                 if let Err(e) = closed {
-                    log::debug!("closing the consumer connection of `{}`: {e}", sub.queue);
+                    log::debug!("closing the consumer connection of `{}`: {e}", cx.queue());
                 }
                 SessionEnd::Stopped
             }
@@ -72,23 +81,26 @@ impl<'s> Session<'s> {
                 // When amiquip's I/O thread died, the session saw only that; closing the
                 // connection tells why (socket closed, missed heartbeats, ...).
                 error: pubsub_amqp::Error::more_precise(error, closed.err()),
-                consumed,
+                run: crate::recovery::SessionRun {
+                    consumed_for: session.consuming_since.map(|t| t.elapsed()),
+                    settled: session.settled,
+                },
             },
         }
     }
 
-    fn consume(&mut self, connection: &mut Connection, consumed: &mut bool) -> AmqpResult<()> {
-        let sub = self.sub;
+    fn consume(&mut self, connection: &mut Connection) -> AmqpResult<()> {
+        let cx = self.cx;
         let channel = connection.open_channel()?;
-        sub.declare(&channel)?;
-        channel.set_prefetch(sub.settings.prefetch)?;
-        let consumer = channel.consume(&sub.queue, false)?;
-        *consumed = true;
+        cx.topology.declare(&channel)?;
+        channel.set_prefetch(cx.settings().prefetch)?;
+        let consumer = channel.consume(cx.queue(), false)?;
+        self.consuming_since = Some(Instant::now());
         log::info!(
             "consuming `{}` (prefetch {}, up to {} attempt(s) per event)",
-            sub.queue,
-            sub.settings.prefetch,
-            sub.settings.retry.max_attempts()
+            cx.queue(),
+            cx.settings().prefetch,
+            cx.settings().retry.max_attempts()
         );
         let result = self.deliveries(&channel, &consumer);
         // Settle what was decided before leaving, whatever ended the loop.
@@ -100,7 +112,7 @@ impl<'s> Session<'s> {
         let cancelled = flushed.and_then(|()| consumer.cancel());
         drop(consumer);
         if let Err(e) = cancelled.and_then(|()| channel.close()) {
-            log::warn!("closing the consumer of `{}` after stop: {e}", sub.queue);
+            log::warn!("closing the consumer of `{}` after stop: {e}", cx.queue());
         }
         Ok(())
     }
@@ -108,7 +120,7 @@ impl<'s> Session<'s> {
     /// Takes deliveries until stopped or until the channel or connection fails.
     fn deliveries(&mut self, channel: &Channel, consumer: &Consumer<'_>) -> AmqpResult<()> {
         loop {
-            if self.sub.stop_rx.try_recv().is_ok() {
+            if self.cx.stop.try_recv().is_ok() {
                 return Ok(());
             }
             let event = match consumer.try_next() {
@@ -130,7 +142,7 @@ impl<'s> Session<'s> {
                     return Err(pubsub_amqp::Error::ConnectionLost {
                         reason: format!(
                             "the broker cancelled the consumer of `{}` (queue deleted, or a node failed over)",
-                            self.sub.queue
+                            self.cx.queue()
                         ),
                     })
                 }
@@ -140,253 +152,169 @@ impl<'s> Session<'s> {
         }
     }
 
+    /// Decides what becomes of one delivery (see [`decision`]) and carries it out.
     fn handle(&mut self, channel: &Channel, mut delivery: Delivery) -> AmqpResult<()> {
-        let sub = self.sub;
-        let counters = &sub.counters;
-        Counters::add(&counters.received, 1);
+        let cx = self.cx;
+        Counters::add(&cx.counters.received, 1);
         if delivery.redelivered() {
-            Counters::add(&counters.redelivered, 1);
+            Counters::add(&cx.counters.redelivered, 1);
         }
         let body = delivery.take_body();
-        let attempt = header_int(&delivery, headers::ATTEMPT)
-            .and_then(|a| u32::try_from(a).ok())
-            .unwrap_or(1)
-            .max(1);
-
-        if let Some(count) = header_int(&delivery, headers::DELIVERY_COUNT) {
-            if count >= i64::from(sub.settings.max_redeliveries) {
-                let reason = format!(
-                    "delivered {count} times without being acknowledged (the consumer crashed or lost its connection while handling it)"
-                );
-                return self.dead_letter(
-                    channel,
-                    delivery,
-                    &body,
-                    DeadLetter::new(DeadLetterKind::RedeliveryLimit, reason, attempt),
-                );
-            }
+        let arrival = Arrival {
+            queue: cx.queue(),
+            quorum: cx.quorum,
+            exchange: delivery.exchange(),
+            routing_key: delivery.routing_key(),
+            redelivered: delivery.redelivered(),
+        };
+        let (facts, trust) = decision::facts(&arrival, delivery.alteration(), |name| {
+            delivery.header(name)
+        });
+        let mut handled = Handled {
+            trust,
+            attempt: facts.retry.attempt,
+            event: None,
+            result: None,
+        };
+        if let Some(decision) = decision::admit(&facts, cx.settings().max_redeliveries) {
+            return self.carry_out(channel, delivery, &body, handled, decision);
         }
-
-        let event = match self.decode(&delivery, &body) {
+        let retry = facts.retry;
+        let event = match cx.settings().decoder.decode(delivery.content_type(), &body) {
             Ok(event) => event,
             Err(reason) => {
-                return self.dead_letter(
-                    channel,
-                    delivery,
-                    &body,
-                    DeadLetter::new(DeadLetterKind::Poison, reason, attempt),
-                )
+                return self.carry_out(channel, delivery, &body, handled, Decision::poison(reason))
             }
         };
-
-        let done: Vec<String> = delivery
-            .header(headers::DONE)
-            .map(|h| h.string_items().into_iter().map(str::to_owned).collect())
-            .unwrap_or_default();
         let meta = Metadata::default()
             .with_correlation_id(delivery.correlation_id().map(str::to_owned))
             .with_app_id(delivery.app_id().map(str::to_owned))
-            .with_attempt(attempt)
+            .with_attempt(retry.attempt)
             .with_redelivered(delivery.redelivered());
-        let result = sub
+        let result = cx
             .registry
-            .invoke_where(&event, &meta, |s| !done.iter().any(|d| d == s.id()));
-        let failed = result.failed();
-        Counters::add(&counters.handler_failures, failed as u64);
-
-        if failed == 0 {
-            let (outcome, disposition) = if result.is_unhandled() && done.is_empty() {
-                log::debug!("no handler for {event} in `{}`", sub.queue);
-                (Outcome::Unhandled, Disposition::Unhandled)
-            } else {
-                (Outcome::Acked, Disposition::Acked)
-            };
-            let report = self.report(&delivery, Some(&event), attempt, Some(&result), disposition);
-            return self.ready(channel, delivery, outcome, report);
-        }
-
-        let last_error = result
-            .failures()
-            .map(|o| {
-                let f = o.failure().map(ToString::to_string).unwrap_or_default();
-                format!("{}: {f}", o.handler())
-            })
-            .collect::<Vec<_>>()
-            .join("; ");
-        let failed_handlers: Vec<String> =
-            result.failures().map(|o| o.handler().to_owned()).collect();
-        let mut done_now = done;
-        done_now.extend(
-            result
-                .outcomes()
-                .iter()
-                .filter(|o| o.is_ok())
-                .map(|o| o.subscription().to_owned()),
+            .invoke_where(&event, &meta, |s| !retry.done.iter().any(|d| d == s.id()));
+        Counters::add(&cx.counters.handler_failures, result.failed() as u64);
+        let decision = decision::after_run(
+            &retry,
+            &RunSummary::of(&result),
+            &cx.settings().retry,
+            now_rfc3339,
         );
-        let first_failure = delivery
-            .header(headers::FIRST_FAILURE)
-            .and_then(|h| h.as_str().map(str::to_owned))
-            .unwrap_or_else(now_rfc3339);
-        let mut retry_headers = vec![
-            (headers::DONE, HeaderValue::from(done_now)),
-            (headers::FAILED_HANDLERS, HeaderValue::from(failed_handlers)),
-            (headers::LAST_ERROR, HeaderValue::from(clip(&last_error))),
-            (headers::FIRST_FAILURE, HeaderValue::from(first_failure)),
-        ];
+        handled.event = Some(&event);
+        handled.result = Some(&result);
+        self.carry_out(channel, delivery, &body, handled, decision)
+    }
 
-        let permanent = result
-            .failures()
-            .all(|o| o.failure().is_some_and(|f| f.is_permanent()));
-        let delay = if permanent {
-            None
-        } else {
-            sub.settings.retry.delay_after(attempt)
-        };
-        match delay {
-            Some(delay) => {
-                let next_attempt = attempt + 1;
-                retry_headers.push((headers::ATTEMPT, HeaderValue::Int(i64::from(next_attempt))));
-                let target = retry_queue_name(&sub.queue, delay);
+    fn carry_out(
+        &mut self,
+        channel: &Channel,
+        delivery: Delivery,
+        body: &[u8],
+        handled: Handled<'_>,
+        decision: Decision,
+    ) -> AmqpResult<()> {
+        match decision {
+            Decision::Ack => {
+                let report = self.report(&delivery, handled, Disposition::Acked);
+                self.ready(channel, delivery, Outcome::Acked, report)
+            }
+            Decision::Unhandled => {
+                if let Some(event) = handled.event {
+                    log::debug!("no handler for {event} in `{}`", self.cx.queue());
+                }
+                let report = self.report(&delivery, handled, Disposition::Unhandled);
+                self.ready(channel, delivery, Outcome::Unhandled, report)
+            }
+            Decision::Retry { delay, state } => {
                 log::warn!(
-                    "{event}: {failed} handler(s) failed on attempt {attempt} ({last_error}); retrying in {:.1}s",
+                    "{}: {} handler(s) failed on attempt {} ({}); retrying in {:.1}s",
+                    describe(&delivery, handled),
+                    state.failed_handlers.len(),
+                    handled.attempt,
+                    state.last_error.as_deref().unwrap_or_default(),
                     delay.as_secs_f64()
                 );
-                let properties = republish_properties(&delivery, retry_headers);
-                let report = self.report(
-                    &delivery,
-                    Some(&event),
-                    attempt,
-                    Some(&result),
-                    Disposition::Retried {
-                        next_attempt,
-                        delay,
-                    },
-                );
+                let target = retry_queue_name(self.cx.queue(), delay);
+                let properties = republish_properties(&delivery, handled.trust, |h| {
+                    state.write_to(h);
+                });
+                let disposition = Disposition::Retried {
+                    next_attempt: state.attempt,
+                    delay,
+                };
+                let report = self.report(&delivery, handled, disposition);
                 self.republish(
                     channel,
+                    handled,
                     &target,
-                    &body,
+                    body,
                     &properties,
                     delivery,
                     Outcome::Retried,
                     report,
                 )
             }
-            None => {
-                retry_headers.push((headers::ATTEMPT, HeaderValue::Int(i64::from(attempt))));
-                let (kind, reason) = if permanent {
-                    (
-                        DeadLetterKind::Poison,
-                        format!("permanent failure: {last_error}"),
-                    )
-                } else {
-                    (
-                        DeadLetterKind::Exhausted,
-                        format!("failed {attempt} attempt(s): {last_error}"),
-                    )
-                };
-                let mut dead = DeadLetter::new(kind, reason, attempt);
-                dead.event = Some(&event);
-                dead.result = Some(&result);
-                dead.headers = retry_headers;
-                self.dead_letter(channel, delivery, &body, dead)
-            }
+            Decision::DeadLetter {
+                kind,
+                reason,
+                state,
+            } => self.dead_letter(channel, delivery, body, handled, kind, reason, state),
         }
     }
 
-    /// Decodes and checks the body; the error is the dead-letter reason.
-    fn decode(&self, delivery: &Delivery, body: &[u8]) -> Result<Event, String> {
-        let settings = &self.sub.settings;
-        if body.len() > settings.max_body_size {
-            return Err(format!(
-                "body of {} bytes exceeds the maximum of {} bytes",
-                body.len(),
-                settings.max_body_size
-            ));
-        }
-        if let Some(content_type) = delivery.content_type() {
-            if !is_json(content_type) {
-                return Err(format!(
-                    "content type {:?} is not application/json",
-                    clip(content_type)
-                ));
-            }
-        }
-        let event = json::from_slice(body).map_err(|e| e.to_string())?;
-        if let Some(supported) = &settings.supported_major_versions {
-            let major = event
-                .version()
-                .split('.')
-                .next()
-                .and_then(|m| m.parse::<u64>().ok());
-            if !major.is_some_and(|m| supported.contains(&m)) {
-                return Err(format!(
-                    "version {:?} is not supported (supported major versions: {supported:?})",
-                    clip(event.version())
-                ));
-            }
-        }
-        Ok(event)
-    }
-
+    #[allow(clippy::too_many_arguments)]
     fn dead_letter(
         &mut self,
         channel: &Channel,
         delivery: Delivery,
         body: &[u8],
-        dead: DeadLetter<'_>,
+        handled: Handled<'_>,
+        kind: DeadLetterKind,
+        reason: String,
+        state: Option<RetryState>,
     ) -> AmqpResult<()> {
-        let sub = self.sub;
-        match dead.kind {
+        let queue = self.cx.queue();
+        match kind {
             DeadLetterKind::Exhausted => log::error!(
-                "dead-lettering a message from `{}` ({}): {}",
-                sub.queue,
-                original_routing_key(&delivery),
-                dead.reason
+                "dead-lettering a message from `{queue}` ({}): {reason}",
+                original_routing_key(&delivery, handled.trust),
             ),
             _ => log::warn!(
-                "dead-lettering a {} message from `{}` ({}, {} bytes): {}",
-                dead.kind,
-                sub.queue,
-                original_routing_key(&delivery),
+                "dead-lettering a {kind} message from `{queue}` ({}, {} bytes): {reason}",
+                original_routing_key(&delivery, handled.trust),
                 body.len(),
-                dead.reason
             ),
         }
-        if !sub.settings.dead_letter {
-            return self.drop_delivery(channel, delivery, "dead-lettering is turned off");
+        if !self.cx.settings().dead_letter {
+            return self.drop_delivery(channel, delivery, handled, "dead-lettering is turned off");
         }
-        let mut headers = dead.headers;
-        headers.push((
-            headers::DEAD_LETTER_KIND,
-            HeaderValue::from(dead.kind.as_str()),
-        ));
-        headers.push((
-            headers::DEAD_LETTER_REASON,
-            HeaderValue::from(clip(&dead.reason)),
-        ));
-        headers.push((headers::DEAD_LETTERED_AT, HeaderValue::from(now_rfc3339())));
-        headers.push((headers::SOURCE_QUEUE, HeaderValue::from(sub.queue.as_str())));
-        let properties = republish_properties(&delivery, headers);
-        let outcome = match dead.kind {
+        let record = DeadLetterRecord {
+            kind,
+            reason,
+            dead_lettered_at: now_rfc3339(),
+            source_queue: queue.to_owned(),
+        };
+        let properties = republish_properties(&delivery, handled.trust, |h| {
+            if let Some(state) = &state {
+                state.write_to(h);
+            }
+            record.write_to(h);
+        });
+        let outcome = match kind {
             DeadLetterKind::Exhausted => Outcome::DeadExhausted,
             _ => Outcome::DeadPoison,
         };
         let disposition = Disposition::DeadLettered {
-            kind: dead.kind,
-            reason: clip(&dead.reason),
+            kind,
+            reason: clip(&record.reason),
         };
-        let report = self.report(
-            &delivery,
-            dead.event,
-            dead.attempt,
-            dead.result,
-            disposition,
-        );
-        let queue = dead_letter_queue_name(&sub.queue);
+        let report = self.report(&delivery, handled, disposition);
+        let dlq = dead_letter_queue_name(queue);
         self.republish(
             channel,
-            &queue,
+            handled,
+            &dlq,
             body,
             &properties,
             delivery,
@@ -401,18 +329,23 @@ impl<'s> Session<'s> {
         &mut self,
         channel: &Channel,
         delivery: Delivery,
+        handled: Handled<'_>,
         reason: &str,
     ) -> AmqpResult<()> {
+        let handled = Handled {
+            attempt: 0,
+            event: None,
+            result: None,
+            ..handled
+        };
         let report = self.report(
             &delivery,
-            None,
-            0,
-            None,
+            handled,
             Disposition::Dropped {
                 reason: reason.to_owned(),
             },
         );
-        reject(self.sub, channel, delivery, reason, report)
+        self.reject(channel, delivery, handled.trust, reason, report)
     }
 
     /// Publishes a copy of `delivery` to one of the subscriber's own queues through the
@@ -422,6 +355,7 @@ impl<'s> Session<'s> {
     fn republish(
         &mut self,
         channel: &Channel,
+        handled: Handled<'_>,
         queue: &str,
         body: &[u8],
         properties: &Properties,
@@ -430,11 +364,12 @@ impl<'s> Session<'s> {
         report: Option<DeliveryReport>,
     ) -> AmqpResult<()> {
         if self.republisher.is_none() {
-            self.republisher = Some(Republisher::open(self.sub)?);
+            self.republisher = Some(Republisher::open(self.cx.config)?);
         }
         let Some(republisher) = self.republisher.as_mut() else {
             return Ok(());
         };
+        let trust = handled.trust;
         let tag = match republisher.send(queue, body, properties) {
             Ok(tag) => tag,
             Err(e) => {
@@ -445,10 +380,11 @@ impl<'s> Session<'s> {
         self.batch.awaiting.push(Awaiting {
             tag,
             delivery,
+            trust,
             outcome,
             report,
         });
-        if self.batch.len() >= self.batch.max {
+        if self.batch.is_full() {
             self.flush(channel)?;
         }
         Ok(())
@@ -463,7 +399,7 @@ impl<'s> Session<'s> {
         report: Option<DeliveryReport>,
     ) -> AmqpResult<()> {
         self.batch.ready(delivery, outcome, report);
-        if self.batch.len() >= self.batch.max {
+        if self.batch.is_full() {
             self.flush(channel)?;
         }
         Ok(())
@@ -473,7 +409,6 @@ impl<'s> Session<'s> {
     /// deliveries whose copy the broker refused, then acks everything else with one
     /// `multiple` ack. Counters and reports follow the ack.
     fn flush(&mut self, channel: &Channel) -> AmqpResult<()> {
-        let sub = self.sub;
         if !self.batch.awaiting.is_empty() {
             let refused = match self.republisher.as_mut() {
                 Some(republisher) => republisher.confirm_all(),
@@ -498,47 +433,49 @@ impl<'s> Session<'s> {
                         };
                         r
                     });
-                    reject(sub, channel, awaiting.delivery, reason, report)?;
+                    self.reject(channel, awaiting.delivery, awaiting.trust, reason, report)?;
                 } else {
                     self.batch
                         .ready(awaiting.delivery, awaiting.outcome, awaiting.report);
                 }
             }
         }
-        self.batch.ack(channel, sub)
+        self.settled += self.batch.ack(channel, &self.cx)?;
+        Ok(())
     }
-}
 
-/// Rejects a delivery without requeue, counts it as dropped, logs and reports it.
-fn reject(
-    sub: &EventSubscriber,
-    channel: &Channel,
-    delivery: Delivery,
-    reason: &str,
-    report: Option<DeliveryReport>,
-) -> AmqpResult<()> {
-    log::error!(
-        "rejecting a message from `{}` ({}) without requeue: {reason}",
-        sub.queue,
-        original_routing_key(&delivery)
-    );
-    channel.reject(delivery, false)?;
-    Counters::add(&sub.counters.dropped, 1);
-    send_report(sub, report);
-    Ok(())
-}
+    /// Rejects a delivery without requeue, counts it as dropped, logs and reports it.
+    fn reject(
+        &mut self,
+        channel: &Channel,
+        delivery: Delivery,
+        trust: Trust,
+        reason: &str,
+        report: Option<DeliveryReport>,
+    ) -> AmqpResult<()> {
+        log::error!(
+            "rejecting a message from `{}` ({}) without requeue: {reason}",
+            self.cx.queue(),
+            original_routing_key(&delivery, trust)
+        );
+        channel.reject(delivery, false)?;
+        self.settled += 1;
+        Counters::add(&self.cx.counters.dropped, 1);
+        self.cx.send_report(report);
+        Ok(())
+    }
 
-impl Session<'_> {
     fn report(
         &self,
         delivery: &Delivery,
-        event: Option<&Event>,
-        attempt: u32,
-        result: Option<&InvocationResult>,
+        handled: Handled<'_>,
         disposition: Disposition,
     ) -> Option<DeliveryReport> {
-        self.sub.settings.observer.as_ref()?;
-        let handlers = result
+        if !self.cx.observed() {
+            return None;
+        }
+        let handlers = handled
+            .result
             .map(|r| {
                 r.outcomes()
                     .iter()
@@ -550,302 +487,62 @@ impl Session<'_> {
             })
             .unwrap_or_default();
         Some(DeliveryReport {
-            routing_key: event
+            routing_key: handled
+                .event
                 .map(|e| e.routing_key().to_owned())
-                .unwrap_or_else(|| original_routing_key(delivery)),
-            event_id: event.map(|e| e.event_id().to_string()),
-            attempt,
+                .unwrap_or_else(|| original_routing_key(delivery, handled.trust)),
+            event_id: handled.event.map(|e| e.event_id().to_string()),
+            attempt: handled.attempt,
             handlers,
             disposition,
         })
     }
 }
 
-/// A dead-letter decision.
-struct DeadLetter<'a> {
-    kind: DeadLetterKind,
-    reason: String,
-    attempt: u32,
-    event: Option<&'a Event>,
-    result: Option<&'a InvocationResult>,
-    headers: Vec<(&'static str, HeaderValue)>,
-}
-
-impl DeadLetter<'_> {
-    fn new(kind: DeadLetterKind, reason: String, attempt: u32) -> Self {
-        DeadLetter {
-            kind,
-            reason,
-            attempt,
-            event: None,
-            result: None,
-            headers: Vec::new(),
-        }
+/// The event, or the message's routing key when it is not one, for logs.
+fn describe(delivery: &Delivery, handled: Handled<'_>) -> String {
+    match handled.event {
+        Some(event) => event.to_string(),
+        None => original_routing_key(delivery, handled.trust),
     }
 }
 
-/// The connection retries and dead letters are published on.
-struct Republisher {
-    connection: Connection,
-    channel: Channel,
-    confirms: Confirms,
-    returns: Returns,
-    next_tag: u64,
-    /// Tags published and not confirmed yet.
-    outstanding: BTreeSet<u64>,
-    /// Tags the broker nacked since the last `confirm_all`.
-    nacked: HashSet<u64>,
-}
-
-impl Republisher {
-    fn open(sub: &EventSubscriber) -> AmqpResult<Republisher> {
-        let mut connection =
-            Connection::open(&sub.connection_config().clone().with_connection_attempts(1))?;
-        let channel = connection.open_channel()?;
-        let returns = channel.listen_for_returns()?;
-        let confirms = channel.enable_confirms()?;
-        Ok(Republisher {
-            connection,
-            channel,
-            confirms,
-            returns,
-            next_tag: 1,
-            outstanding: BTreeSet::new(),
-            nacked: HashSet::new(),
-        })
-    }
-
-    /// Publishes to `queue` through the default exchange; returns the delivery tag whose
-    /// confirm [`confirm_all`](Self::confirm_all) waits for.
-    fn send(&mut self, queue: &str, body: &[u8], properties: &Properties) -> AmqpResult<u64> {
-        self.channel.publish("", queue, body, properties, true)?;
-        let tag = self.next_tag;
-        self.next_tag += 1;
-        self.outstanding.insert(tag);
-        Ok(tag)
-    }
-
-    /// Waits until every publish is confirmed; returns the tags the broker refused (nacked).
-    ///
-    /// # Errors
-    ///
-    /// A lost channel or connection, a blocked connection past its timeout, no confirm
-    /// within [`CONFIRM_TIMEOUT`], or a message returned as unroutable (one of the
-    /// subscriber's queues is gone: the session fails, and declares its topology again on
-    /// reconnect).
-    fn confirm_all(&mut self) -> AmqpResult<HashSet<u64>> {
-        let deadline = Instant::now() + CONFIRM_TIMEOUT;
-        while !self.outstanding.is_empty() {
-            if let Some(blocked) = self.connection.blocked() {
-                let waited = blocked.since.elapsed();
-                if waited >= self.connection.config().blocked_connection_timeout() {
-                    return Err(pubsub_amqp::Error::Blocked {
-                        reason: blocked.reason,
-                        waited,
-                    });
-                }
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(pubsub_amqp::Error::Timeout {
-                    what: "waiting for the broker to confirm retries and dead letters",
-                    after: CONFIRM_TIMEOUT,
-                });
-            }
-            let confirm = match self
-                .confirms
-                .recv_timeout(left.min(Duration::from_millis(100)))
-            {
-                Ok(Some(c)) => c,
-                Ok(None) => continue,
-                Err(_) => return Err(self.channel.why_closed()),
-            };
-            let settled: Vec<u64> = if confirm.multiple {
-                self.outstanding
-                    .range(..=confirm.delivery_tag)
-                    .copied()
-                    .collect()
-            } else {
-                vec![confirm.delivery_tag]
-            };
-            for tag in settled {
-                if self.outstanding.remove(&tag) && !confirm.ack {
-                    self.nacked.insert(tag);
-                }
-            }
-        }
-        // The broker returns an unroutable message before it confirms it.
-        if let Some(returned) = self.returns.try_recv() {
-            return Err(pubsub_amqp::Error::NotFound {
-                kind: "queue",
-                name: returned.routing_key,
-            });
-        }
-        Ok(std::mem::take(&mut self.nacked))
-    }
-}
-
-/// What a settled delivery counts as.
-#[derive(Debug, Clone, Copy)]
-enum Outcome {
-    Acked,
-    Unhandled,
-    Retried,
-    DeadPoison,
-    DeadExhausted,
-}
-
-/// A delivery whose copy was republished, waiting for the broker's confirm of the copy.
-struct Awaiting {
-    tag: u64,
-    delivery: Delivery,
-    outcome: Outcome,
-    report: Option<DeliveryReport>,
-}
-
-/// Deliveries decided but not settled yet.
-struct Batch {
-    /// Ready to ack: the delivery with the highest tag (acking it with `multiple` acks them
-    /// all), and what each counts as.
-    last: Option<Delivery>,
-    /// Delivery tag, what it counts as, its report.
-    ready: Vec<(u64, Outcome, Option<DeliveryReport>)>,
-    /// Waiting for the confirm of their republished copy.
-    awaiting: Vec<Awaiting>,
-    max: usize,
-}
-
-impl Batch {
-    fn new(max: usize) -> Self {
-        Batch {
-            last: None,
-            ready: Vec::with_capacity(max),
-            awaiting: Vec::new(),
-            max,
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.ready.len() + self.awaiting.len()
-    }
-
-    fn ready(&mut self, delivery: Delivery, outcome: Outcome, report: Option<DeliveryReport>) {
-        // Every earlier delivery on the channel is settled, ready or awaiting a confirm (and
-        // acks wait for those), so a `multiple` ack of the highest tag acks exactly the
-        // ready ones.
-        let tag = delivery.delivery_tag();
-        if self
-            .last
-            .as_ref()
-            .is_none_or(|last| last.delivery_tag() < tag)
-        {
-            self.last = Some(delivery);
-        }
-        self.ready.push((tag, outcome, report));
-    }
-
-    /// Acks the ready deliveries (call only with nothing awaiting a confirm).
-    fn ack(&mut self, channel: &Channel, sub: &EventSubscriber) -> AmqpResult<()> {
-        let Some(last) = self.last.take() else {
-            return Ok(());
-        };
-        if self.ready.len() == 1 {
-            channel.ack(last)?;
-        } else {
-            channel.ack_multiple(last)?;
-        }
-        let c = &sub.counters;
-        // Deliveries whose copy was confirmed join the batch late: report in delivery order.
-        self.ready.sort_unstable_by_key(|(tag, _, _)| *tag);
-        for (_, outcome, report) in self.ready.drain(..) {
-            match outcome {
-                Outcome::Acked => Counters::add(&c.acked, 1),
-                Outcome::Unhandled => {
-                    Counters::add(&c.acked, 1);
-                    Counters::add(&c.unhandled, 1);
-                }
-                Outcome::Retried => Counters::add(&c.retried, 1),
-                Outcome::DeadPoison => Counters::add(&c.dead_lettered_poison, 1),
-                Outcome::DeadExhausted => Counters::add(&c.dead_lettered_exhausted, 1),
-            }
-            send_report(sub, report);
-        }
-        Ok(())
-    }
-}
-
-fn send_report(sub: &EventSubscriber, report: Option<DeliveryReport>) {
-    if let (Some(observer), Some(report)) = (&sub.settings.observer, report) {
-        if let Err(crossbeam_channel::TrySendError::Full(_)) = observer.try_send(report) {
-            log::warn!(
-                "the observer of `{}` is full: a delivery report was dropped",
-                sub.queue
-            );
-        }
-    }
-}
-
-/// The delivery's properties, persistent, with `extra` headers set and the original exchange
-/// and routing key recorded on first republish.
+/// The delivery's properties, persistent, for a copy on one of the subscriber's queues:
+/// retry-state headers it does not trust removed, the original exchange and routing key
+/// recorded (kept from a trusted retry), then `write` adds the new headers.
 fn republish_properties(
     delivery: &Delivery,
-    extra: Vec<(&'static str, HeaderValue)>,
+    trust: Trust,
+    write: impl FnOnce(&mut Headers),
 ) -> Properties {
     let mut properties = delivery.properties();
     properties.persistent = true;
     let headers = &mut properties.headers;
-    if !headers.contains_key(headers::ORIGINAL_EXCHANGE) {
-        headers.insert(
-            headers::ORIGINAL_EXCHANGE.to_owned(),
-            HeaderValue::from(delivery.exchange()),
-        );
-        headers.insert(
-            headers::ORIGINAL_ROUTING_KEY.to_owned(),
-            HeaderValue::from(delivery.routing_key()),
-        );
+    if !trust.retry_state {
+        for name in headers::RETRY_STATE {
+            headers.remove(name);
+        }
     }
-    for (name, value) in extra {
-        headers.insert(name.to_owned(), value);
+    if Origin::from_headers(headers).is_none() {
+        Origin {
+            exchange: delivery.exchange().to_owned(),
+            routing_key: delivery.routing_key().to_owned(),
+        }
+        .write_to(headers);
     }
+    write(headers);
     properties
 }
 
 /// The routing key the message was first published with: a retried message comes back
 /// from its delay queue with the queue's name as routing key.
-fn original_routing_key(delivery: &Delivery) -> String {
-    delivery
-        .header(headers::ORIGINAL_ROUTING_KEY)
-        .and_then(|h| h.as_str().map(str::to_owned))
-        .unwrap_or_else(|| delivery.routing_key().to_owned())
-}
-
-fn header_int(delivery: &Delivery, name: &str) -> Option<i64> {
-    delivery.header(name).and_then(|h| h.as_i64())
-}
-
-/// `application/json`, with parameters (`; charset=utf-8`) or as a `+json` suffix.
-fn is_json(content_type: &str) -> bool {
-    let essence = content_type.split(';').next().unwrap_or("").trim();
-    essence.eq_ignore_ascii_case(json::CONTENT_TYPE)
-        || essence.to_ascii_lowercase().ends_with("+json")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_content_types() {
-        for ok in [
-            "application/json",
-            "Application/JSON",
-            "application/json; charset=utf-8",
-            "application/cloudevents+json",
-        ] {
-            assert!(is_json(ok), "{ok}");
-        }
-        for bad in ["text/plain", "application/xml", "", "application/jsonx"] {
-            assert!(!is_json(bad), "{bad}");
-        }
-    }
+fn original_routing_key(delivery: &Delivery, trust: Trust) -> String {
+    let recorded = if trust.retry_state {
+        delivery
+            .header(headers::ORIGINAL_ROUTING_KEY)
+            .and_then(|h| h.as_str().map(str::to_owned))
+    } else {
+        None
+    };
+    recorded.unwrap_or_else(|| delivery.routing_key().to_owned())
 }

@@ -1,6 +1,37 @@
-//! Retry policy and topology naming.
+//! The subscriber's settings, the retry policy and topology naming.
 
 use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use pubsub_amqp::{ExchangeConfig, QueueConfig, ReconnectPolicy};
+
+use crate::decode::Decoder;
+use crate::report::DeliveryReport;
+
+/// What a [`SubscriberBuilder`](crate::SubscriberBuilder) sets.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) queue_config: QueueConfig,
+    pub(crate) declare_exchange: Option<ExchangeConfig>,
+    pub(crate) prefetch: u16,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) dead_letter: bool,
+    pub(crate) decoder: Decoder,
+    pub(crate) max_redeliveries: u32,
+    pub(crate) reconnect: ReconnectPolicy,
+    pub(crate) observer: Option<Sender<DeliveryReport>>,
+}
+
+impl Settings {
+    /// Whether the queue is declared as a quorum queue (which counts deliveries).
+    pub(crate) fn is_quorum(&self) -> bool {
+        self.queue_config
+            .arguments
+            .get("x-queue-type")
+            .and_then(|t| t.as_str())
+            == Some("quorum")
+    }
+}
 
 /// How often a failed event is retried, and how long to wait before each retry.
 ///

@@ -6,16 +6,18 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use pubsub_amqp::{
-    AmqpConfig, Channel, Connection, ExchangeConfig, HeaderValue, QueueConfig, ReconnectPolicy,
-};
+use pubsub_amqp::{AmqpConfig, Connection, ExchangeConfig, QueueConfig, ReconnectPolicy};
 use pubsub_registry::HandlerRegistry;
 
+use crate::context::Context;
+use crate::decode::Decoder;
 use crate::error::{chain, Error, Result};
+use crate::recovery::{self, SessionRun};
 use crate::report::DeliveryReport;
 use crate::session::{Session, SessionEnd};
-use crate::settings::{dead_letter_queue_name, retry_queue_name, RetryPolicy};
+use crate::settings::{dead_letter_queue_name, RetryPolicy, Settings};
 use crate::stats::{Counters, StatsHandle, SubscriberStats};
+use crate::topology::Topology;
 
 /// Consumes events from one queue and runs the matching handlers of a [`HandlerRegistry`].
 ///
@@ -69,28 +71,14 @@ use crate::stats::{Counters, StatsHandle, SubscriberStats};
 pub struct EventSubscriber {
     config: AmqpConfig,
     connection: Option<Connection>,
-    pub(crate) queue: String,
-    pub(crate) exchange: String,
-    pub(crate) registry: Arc<HandlerRegistry>,
-    pub(crate) settings: Settings,
+    queue: String,
+    exchange: String,
+    registry: Arc<HandlerRegistry>,
+    settings: Settings,
     extra_bindings: Vec<String>,
     stop_tx: Sender<()>,
-    pub(crate) stop_rx: Receiver<()>,
-    pub(crate) counters: Arc<Counters>,
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct Settings {
-    pub(crate) queue_config: QueueConfig,
-    pub(crate) declare_exchange: Option<ExchangeConfig>,
-    pub(crate) prefetch: u16,
-    pub(crate) retry: RetryPolicy,
-    pub(crate) dead_letter: bool,
-    pub(crate) max_body_size: usize,
-    pub(crate) supported_major_versions: Option<Vec<u64>>,
-    pub(crate) max_redeliveries: u32,
-    pub(crate) reconnect: ReconnectPolicy,
-    pub(crate) observer: Option<Sender<DeliveryReport>>,
+    stop_rx: Receiver<()>,
+    counters: Arc<Counters>,
 }
 
 /// Builds an [`EventSubscriber`]; see [`EventSubscriber::builder`].
@@ -149,14 +137,14 @@ impl SubscriberBuilder {
     /// The largest body accepted (16 MiB by default); larger ones are dead-lettered as
     /// poison.
     pub fn max_body_size(mut self, bytes: usize) -> Self {
-        self.settings.max_body_size = bytes;
+        self.settings.decoder.max_body_size = bytes;
         self
     }
 
     /// Dead-letters as poison the events whose major version is not in `versions` (by
     /// default every version is accepted, and typed handlers check their own).
     pub fn supported_major_versions(mut self, versions: &[u64]) -> Self {
-        self.settings.supported_major_versions = Some(versions.to_vec());
+        self.settings.decoder.supported_major_versions = Some(versions.to_vec());
         self
     }
 
@@ -266,8 +254,10 @@ impl EventSubscriber {
                 prefetch: 100,
                 retry: RetryPolicy::default(),
                 dead_letter: true,
-                max_body_size: 16 << 20,
-                supported_major_versions: None,
+                decoder: Decoder {
+                    max_body_size: 16 << 20,
+                    supported_major_versions: None,
+                },
                 max_redeliveries: 10,
                 reconnect: ReconnectPolicy::default().forever(),
                 observer: None,
@@ -304,9 +294,16 @@ impl EventSubscriber {
     /// [`Error::Amqp`]: the connection is gone, or the queue or exchange exists with other
     /// arguments ([`pubsub_amqp::Error::Inequivalent`] names them).
     pub fn setup(&mut self) -> Result<()> {
-        let connection = self.connection_mut()?;
+        let bindings = self.bindings();
+        let topology = Topology {
+            queue: &self.queue,
+            exchange: &self.exchange,
+            bindings: &bindings,
+            settings: &self.settings,
+        };
+        let connection = connection_mut(&mut self.connection, &self.config)?;
         let channel = connection.open_channel()?;
-        let declared = self.declare(&channel);
+        let declared = topology.declare(&channel);
         let _ = channel.close();
         Ok(declared?)
     }
@@ -399,20 +396,31 @@ impl EventSubscriber {
         })
     }
 
-    pub(crate) fn connection_config(&self) -> &AmqpConfig {
-        &self.config
-    }
-
     fn consume_until_stopped(&mut self) -> Result<()> {
+        let bindings = self.bindings();
+        let cx = Context {
+            topology: Topology {
+                queue: &self.queue,
+                exchange: &self.exchange,
+                bindings: &bindings,
+                settings: &self.settings,
+            },
+            config: &self.config,
+            registry: &self.registry,
+            stop: &self.stop_rx,
+            counters: &self.counters,
+            quorum: self.settings.is_quorum(),
+        };
         let mut backoff = None;
+        let mut last_failure: Option<String> = None;
         loop {
             let end = match self.connection.take() {
-                Some(connection) => Session::run(self, connection),
+                Some(connection) => Session::run(cx, connection),
                 None => SessionEnd::Failed {
                     error: pubsub_amqp::Error::ConnectionLost {
                         reason: "no connection".to_owned(),
                     },
-                    consumed: false,
+                    run: SessionRun::default(),
                 },
             };
             let error = match end {
@@ -420,11 +428,19 @@ impl EventSubscriber {
                 SessionEnd::Failed { error, .. } if error.is_permanent() => {
                     return Err(Error::Amqp(error))
                 }
-                SessionEnd::Failed { error, consumed } => {
-                    if consumed {
-                        // It had been consuming: this failure starts a new outage.
+                SessionEnd::Failed { error, run } => {
+                    let failure = chain(&error);
+                    let same = last_failure.as_deref() == Some(failure.as_str());
+                    if recovery::starts_new_outage(&run, same) {
                         backoff = None;
+                    } else if run.consumed_for.is_some() {
+                        log::warn!(
+                            "subscriber of `{}` failed again right after it resumed consuming ({} settled): backing off further",
+                            self.queue,
+                            run.settled
+                        );
                     }
+                    last_failure = Some(failure);
                     error
                 }
             };
@@ -461,63 +477,21 @@ impl EventSubscriber {
             }
         }
     }
+}
 
-    fn connection_mut(&mut self) -> Result<&mut Connection> {
-        if self.connection.is_none() {
-            self.connection = Some(Connection::open(&self.config)?);
-        }
-        self.connection.as_mut().ok_or_else(|| {
-            Error::Amqp(pubsub_amqp::Error::ConnectionLost {
-                reason: "no connection".to_owned(),
-            })
+/// The subscriber's connection, opened again if it is gone.
+fn connection_mut<'c>(
+    connection: &'c mut Option<Connection>,
+    config: &AmqpConfig,
+) -> Result<&'c mut Connection> {
+    if connection.is_none() {
+        *connection = Some(Connection::open(config)?);
+    }
+    connection.as_mut().ok_or_else(|| {
+        Error::Amqp(pubsub_amqp::Error::ConnectionLost {
+            reason: "no connection".to_owned(),
         })
-    }
-
-    /// Declares exchange, dead-letter queue, retry queues, queue and bindings.
-    pub(crate) fn declare(&self, channel: &Channel) -> pubsub_amqp::Result<()> {
-        if let Some(config) = &self.settings.declare_exchange {
-            channel.declare_exchange(&self.exchange, config)?;
-        }
-        let durable = QueueConfig {
-            durable: self.settings.queue_config.durable,
-            ..QueueConfig::default()
-        };
-        let mut queue_config = self.settings.queue_config.clone();
-        if self.settings.dead_letter {
-            let dlq = dead_letter_queue_name(&self.queue);
-            channel.declare_queue(&dlq, &durable)?;
-            let args = &mut queue_config.arguments;
-            if !args.contains_key("x-dead-letter-exchange") {
-                args.insert("x-dead-letter-exchange".into(), HeaderValue::from(""));
-                args.insert("x-dead-letter-routing-key".into(), HeaderValue::from(dlq));
-            }
-        }
-        for delay in self.settings.retry.used_delays() {
-            let retry = durable
-                .clone()
-                .message_ttl(delay)
-                .dead_letter_to("", &self.queue);
-            channel.declare_queue(&retry_queue_name(&self.queue, delay), &retry)?;
-        }
-        channel.declare_queue(&self.queue, &queue_config)?;
-        let bindings = self.bindings();
-        if bindings.is_empty() {
-            log::warn!(
-                "queue `{}` is bound to nothing: the registry has no handler and no binding was given",
-                self.queue
-            );
-        }
-        for key in &bindings {
-            channel.bind_queue(&self.queue, &self.exchange, key)?;
-        }
-        log::info!(
-            "queue `{}` bound to exchange `{}` with {:?}",
-            self.queue,
-            self.exchange,
-            bindings
-        );
-        Ok(())
-    }
+    })
 }
 
 impl fmt::Debug for EventSubscriber {

@@ -7,3 +7,4 @@ mod flow;
 mod hostile;
 mod retry;
 mod support;
+mod trust;
