@@ -155,10 +155,15 @@ fn summary(report: &RunReport) -> ExitCode {
 fn failure(error: &anyhow::Error, transport: &Transport) -> ExitCode {
     // The transport error, where it sits in the chain or inside a failed publish.
     let amqp = error.chain().find_map(|e| {
-        e.downcast_ref::<pubsub_amqp::Error>().or_else(|| {
-            e.downcast_ref::<pubsub_publisher::PublishError>()
-                .and_then(|p| p.error().as_amqp())
-        })
+        e.downcast_ref::<pubsub_amqp::Error>()
+            .or_else(|| {
+                e.downcast_ref::<pubsub_publisher::PublishError>()
+                    .and_then(|p| p.error().as_amqp())
+            })
+            .or_else(|| match e.downcast_ref::<pubsub_subscriber::Error>() {
+                Some(pubsub_subscriber::Error::Amqp(amqp)) => Some(amqp),
+                _ => None,
+            })
     });
     let Some(amqp) = amqp.filter(|e| is_connection_problem(e)) else {
         eprintln!("error: {error:#}");
