@@ -57,7 +57,8 @@ impl GuardState {
     fn record(&self, altered: &mut Vec<Altered>) {
         let mut map = self.altered.lock().unwrap_or_else(PoisonError::into_inner);
         for a in altered.drain(..) {
-            log::warn!(
+            // The subscriber logs what it does with the delivery; this is the detail.
+            log::debug!(
                 "frame guard: delivery {} on channel {} altered: {}",
                 a.delivery_tag,
                 a.channel,
