@@ -15,9 +15,13 @@
 //!   channel's streams ([`ConfirmStreams`]) with a deadline and [`check_blocked`].
 //! - [`ReconnectPolicy`]: bounded exponential backoff with jitter, for the layers above that
 //!   reconnect (amiquip itself never does).
+//! - [`guard`]: the frame guard between the socket and amiquip: every frame the broker sends
+//!   is checked by a bounded parser first, so that no message another client wrote can abort
+//!   the process or kill the connection ([`Delivery::alteration`] says what it repaired);
+//!   amiquip never holds the password. On `amqps://` it sits above TLS.
 //! - [`RedactingLogger`]: wraps the application's logger so that amiquip's own debug
-//!   records of the handshake (which print the SASL response, password included) are
-//!   redacted.
+//!   records of the handshake are redacted (a second line of defence: amiquip only ever
+//!   sees a placeholder password).
 //! - [`Error`]: tells apart an unreachable broker, refused credentials, an unknown vhost, a
 //!   TLS failure, a lost connection and a queue that exists with other arguments.
 //!

@@ -2,9 +2,10 @@
 //!
 //! amiquip logs the connection handshake at debug level (target
 //! `amiquip::io_loop::handshake_state`), and the `StartOk` it prints holds the SASL PLAIN
-//! response, `\0username\0password`, in clear. A library cannot filter another crate's log
-//! records, but the logger the application installs can: wrap it in [`RedactingLogger`]
-//! (the workspace's binaries do), or keep that target at `info` or above.
+//! response, `\0username\0password`. [`Connection`](crate::Connection) never gives amiquip the
+//! password (its frame guard writes it into the handshake on the way to the socket), so that
+//! record only shows a placeholder. [`RedactingLogger`] blanks the response all the same: a
+//! second line of defence, for connections opened by other code on amiquip.
 
 use std::fmt;
 
