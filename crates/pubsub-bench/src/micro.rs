@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use pubsub_amqp::guard::InboundGuard;
 use pubsub_core::{handler_fn, json, Event};
 use pubsub_registry::HandlerRegistry;
 use serde_json::{json as value, Value};
@@ -161,7 +162,16 @@ pub(crate) fn run(quick: bool) -> Result<MicroResults> {
             "HandlerRegistry::invoke_all, 3 patterns, counting handlers",
             Vec::new(),
         ),
+        (
+            "frame_guard",
+            "the frame guard over one delivery's frames (deliver, header, body) and its copy",
+            Vec::new(),
+        ),
     ];
+    let mut frames = delivery_frames(&bodies[0])?;
+    let mut handed_on = vec![0u8; frames.len()];
+    let mut guard = InboundGuard::new();
+    let mut altered = Vec::new();
     for _ in 0..reps {
         for (k, (_, registry)) in registries.iter().enumerate() {
             find[k].push(ns_per_op(target, |i| {
@@ -190,6 +200,12 @@ pub(crate) fn run(quick: bool) -> Result<MicroResults> {
                 "event_new" => ns_per_op(target, |i| {
                     let _ = black_box(workload::event(i as u64, black_box(0)));
                 }),
+                "frame_guard" => ns_per_op(target, |_| {
+                    if let Ok(progress) = guard.process(black_box(&mut frames), 0, &mut altered) {
+                        handed_on[..progress.ready].copy_from_slice(&frames[..progress.ready]);
+                    }
+                    black_box(&handed_on);
+                }),
                 _ => ns_per_op(target, |i| {
                     black_box(dispatch.invoke_all(black_box(&events[i % 3])));
                 }),
@@ -197,6 +213,11 @@ pub(crate) fn run(quick: bool) -> Result<MicroResults> {
             samples.push(ns);
         }
     }
+
+    anyhow::ensure!(
+        altered.is_empty(),
+        "the frame guard altered a valid delivery"
+    );
 
     let mut results = MicroResults {
         find_ns: Vec::new(),
@@ -272,4 +293,37 @@ pub(crate) fn run(quick: bool) -> Result<MicroResults> {
         println!("{line}");
     }
     Ok(results)
+}
+
+/// The frames of one delivery of `body` as RabbitMQ sends them to the library's consumer: the
+/// `basic.deliver` method, the content header with the properties the publisher sets, the body.
+fn delivery_frames(body: &[u8]) -> Result<Vec<u8>> {
+    use pubsub_testkit::raw::{encode_frame, FieldTable, RawProperties};
+
+    fn short(out: &mut Vec<u8>, text: &str) {
+        out.push(u8::try_from(text.len()).unwrap_or(u8::MAX));
+        out.extend_from_slice(text.as_bytes());
+    }
+    let mut deliver = vec![0, 60, 0, 60];
+    short(&mut deliver, "amq.ctag-Zv2e0R9ZdQcn3M5vC4bD0A");
+    deliver.extend_from_slice(&4242u64.to_be_bytes());
+    deliver.push(0);
+    short(&mut deliver, "pubsub-bench.events");
+    short(&mut deliver, "order.created");
+    let properties = RawProperties::new()
+        .content_type("application/json")
+        .headers(FieldTable::new().long_string("x-pubsub-source", "bench"))
+        .delivery_mode(2)
+        .message_id("7c9e6679-7425-40de-944b-e07fc1f90ae7")
+        .timestamp(1_732_000_000)
+        .kind("order.created")
+        .app_id("pubsub-bench")
+        .encode()?;
+    let mut header = vec![0, 60, 0, 0];
+    header.extend_from_slice(&(body.len() as u64).to_be_bytes());
+    header.extend_from_slice(&properties);
+    let mut frames = encode_frame(1, 1, &deliver);
+    frames.extend_from_slice(&encode_frame(2, 1, &header));
+    frames.extend_from_slice(&encode_frame(3, 1, body));
+    Ok(frames)
 }
