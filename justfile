@@ -52,6 +52,14 @@ fuzz SECONDS="60":
     # New inputs go to the first folder (temporary); the committed seeds are only read.
     cargo +nightly fuzz run inbound "$found" corpus/inbound -- -max_total_time={{SECONDS}} -rss_limit_mb=2048 -print_final_stats=1
 
+# Start a local 3-node RabbitMQ cluster beside the default broker (AMQP ports 5673-5675).
+cluster:
+    scripts/cluster.sh start
+
+# Stop the local cluster and remove its data.
+cluster-stop:
+    scripts/cluster.sh stop
+
 # Throughput and latency benchmark against the broker (`just bench --quick` for a short run).
 bench *ARGS:
     cargo run --quiet --release -p pubsub-bench -- {{ARGS}}
