@@ -6,6 +6,7 @@ use std::time::Duration;
 use url::Url;
 
 use crate::error::{Error, Result};
+use crate::hosts::{self, HostOrder};
 
 /// Environment variable [`AmqpConfig::from_env`] reads.
 pub const AMQP_URL_ENV: &str = "AMQP_URL";
@@ -18,7 +19,7 @@ pub const AMQP_URL_ENV: &str = "AMQP_URL";
 ///
 /// | setting | default | URL query parameter |
 /// | --- | --- | --- |
-/// | host | `localhost` | (authority) |
+/// | host | `localhost` | (authority; several: `node1:5673,node2:5674,node3`) |
 /// | port | 5672, 5671 for `amqps` | (authority) |
 /// | username / password | `guest` / `guest` | (authority) |
 /// | virtual host | `/` | (path, percent-encoded: `/%2f`) |
@@ -60,6 +61,9 @@ pub struct AmqpConfig {
     connection_timeout: Duration,
     connection_name: Option<String>,
     tls: Option<TlsConfig>,
+    /// The hosts after the first (`host`, `port`), tried when it does not answer.
+    more_hosts: Vec<(String, u16)>,
+    host_order: HostOrder,
 }
 
 impl Default for AmqpConfig {
@@ -78,6 +82,8 @@ impl Default for AmqpConfig {
             connection_timeout: Duration::from_secs(10),
             connection_name: None,
             tls: None,
+            more_hosts: Vec::new(),
+            host_order: HostOrder::InOrder,
         }
     }
 }
@@ -102,7 +108,8 @@ impl AmqpConfig {
     /// [`Error::InvalidConfig`] naming the part of the URL that is wrong. The message never
     /// contains the password.
     pub fn from_url(url: &str) -> Result<Self> {
-        let parsed = Url::parse(url).map_err(|e| Error::InvalidConfig {
+        let (url, more_hosts) = hosts::split_url(url)?;
+        let parsed = Url::parse(&url).map_err(|e| Error::InvalidConfig {
             field: "url",
             // The text is not echoed: where it does not parse, the password cannot be found
             // in it to be redacted.
@@ -198,6 +205,11 @@ impl AmqpConfig {
                 }
             }
         }
+        let default_port = if config.tls.is_some() { 5671 } else { 5672 };
+        config.more_hosts = more_hosts
+            .into_iter()
+            .map(|(host, port)| (host, port.unwrap_or(default_port)))
+            .collect();
         config.validate()?;
         Ok(config)
     }
@@ -233,7 +245,7 @@ impl AmqpConfig {
                 message: message.to_owned(),
             })
         };
-        if self.host.is_empty() {
+        if self.host.is_empty() || self.more_hosts.iter().any(|(h, _)| h.is_empty()) {
             return invalid("host", "the host must not be empty");
         }
         if self.connection_attempts == 0 {
@@ -258,6 +270,26 @@ impl AmqpConfig {
     #[must_use]
     pub fn with_port(mut self, port: u16) -> Self {
         self.port = port;
+        self
+    }
+
+    /// Sets several hosts (the nodes of a cluster), each with its port: a connection tries them
+    /// in order (or shuffled, see [`with_host_order`](Self::with_host_order)) on every
+    /// connect and reconnect. An empty list leaves the hosts as they are.
+    #[must_use]
+    pub fn with_hosts(mut self, hosts: &[(&str, u16)]) -> Self {
+        if let Some(((host, port), more)) = hosts.split_first() {
+            self.host = (*host).to_owned();
+            self.port = *port;
+            self.more_hosts = more.iter().map(|(h, p)| ((*h).to_owned(), *p)).collect();
+        }
+        self
+    }
+
+    /// Sets the order in which the hosts are tried.
+    #[must_use]
+    pub fn with_host_order(mut self, order: HostOrder) -> Self {
+        self.host_order = order;
         self
     }
 
@@ -341,6 +373,19 @@ impl AmqpConfig {
         self.port
     }
 
+    /// Every host with its port, the first ([`host`](Self::host), [`port`](Self::port))
+    /// included.
+    pub fn hosts(&self) -> Vec<(&str, u16)> {
+        std::iter::once((self.host.as_str(), self.port))
+            .chain(self.more_hosts.iter().map(|(h, p)| (h.as_str(), *p)))
+            .collect()
+    }
+
+    /// The order in which the hosts are tried.
+    pub fn host_order(&self) -> HostOrder {
+        self.host_order
+    }
+
     /// The username.
     pub fn username(&self) -> &str {
         &self.username
@@ -391,13 +436,13 @@ impl AmqpConfig {
         self.tls.as_ref()
     }
 
-    /// `host:port`, for messages.
+    /// `host:port` (`host1:port1,host2:port2` for several), for messages.
     pub fn address(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        self.hosts()
+            .into_iter()
+            .map(|(host, port)| address_of(host, port))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// The URL of this configuration with the password replaced by `***`.
@@ -438,6 +483,8 @@ impl fmt::Debug for AmqpConfig {
             .field("connection_timeout", &self.connection_timeout)
             .field("connection_name", &self.connection_name)
             .field("tls", &self.tls)
+            .field("more_hosts", &self.more_hosts)
+            .field("host_order", &self.host_order)
             .finish()
     }
 }
@@ -489,6 +536,15 @@ impl TlsConfig {
         }
         builder.danger_accept_invalid_certs(self.accept_invalid_certificates);
         builder.build().map_err(|e| e.to_string())
+    }
+}
+
+/// `host:port`, with an IPv6 address in brackets.
+pub(crate) fn address_of(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }
 
@@ -595,6 +651,27 @@ mod tests {
         let back = AmqpConfig::from_url(&shown.replace("***", "pw")).unwrap();
         assert_eq!(back.username(), "a b");
         assert_eq!(back.virtual_host(), "x/y");
+    }
+
+    #[test]
+    fn several_hosts_from_the_url_and_from_code() {
+        let c = AmqpConfig::from_url("amqp://u:pw@n1:5673,n2:5674,n3/%2f?heartbeat=5").unwrap();
+        assert_eq!(c.hosts(), [("n1", 5673), ("n2", 5674), ("n3", 5672)]);
+        assert_eq!((c.host(), c.port()), ("n1", 5673));
+        assert_eq!(c.heartbeat(), Duration::from_secs(5));
+        assert_eq!(c.to_string(), "amqp://u:***@n1:5673,n2:5674,n3:5672/%2F");
+        let back = AmqpConfig::from_url(&c.to_string().replace("***", "pw")).unwrap();
+        assert_eq!(back.hosts(), c.hosts());
+        let tls = AmqpConfig::from_url("amqps://u:pw@a,b:1/").unwrap();
+        assert_eq!(tls.hosts(), [("a", 5671), ("b", 1)]);
+
+        let c = AmqpConfig::default()
+            .with_hosts(&[("10.0.0.1", 5672), ("::1", 5673)])
+            .with_host_order(HostOrder::Shuffled);
+        assert_eq!(c.address(), "10.0.0.1:5672,[::1]:5673");
+        assert_eq!(c.host_order(), HostOrder::Shuffled);
+        assert_eq!(AmqpConfig::new("h").with_hosts(&[]).hosts(), [("h", 5672)]);
+        assert!(AmqpConfig::from_url("amqp://u:secret@a,,b/").is_err());
     }
 
     #[test]

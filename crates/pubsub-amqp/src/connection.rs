@@ -125,7 +125,7 @@ impl Connection {
             attempts: 1,
             cause,
         };
-        let stream = connect_tcp(config).map_err(unreachable)?;
+        let (stream, host) = connect_tcp(config).map_err(unreachable)?;
         stream
             .set_nodelay(true)
             .map_err(|e| unreachable(format!("cannot set TCP_NODELAY: {e}")))?;
@@ -165,7 +165,7 @@ impl Connection {
                 amiquip::Connection::insecure_open_stream(guarded, options, tuning)
             }
             Some(tls) => {
-                let tls_stream = tls_handshake(config, tls, stream)?;
+                let tls_stream = tls_handshake(config, tls, &host, stream)?;
                 let evented = evented(tls_stream.get_ref()).map_err(&unreachable)?;
                 let guarded = GuardedStream::new(tls_stream, evented, outbound, guard.clone());
                 amiquip::Connection::insecure_open_stream(guarded, options, tuning)
@@ -332,6 +332,7 @@ fn evented(stream: &TcpStream) -> std::result::Result<mio::net::TcpStream, Strin
 fn tls_handshake(
     config: &AmqpConfig,
     tls: &crate::config::TlsConfig,
+    host: &str,
     stream: TcpStream,
 ) -> Result<native_tls::TlsStream<TcpStream>> {
     let tls_error = |message: String| Error::Tls {
@@ -351,7 +352,7 @@ fn tls_handshake(
             cause: format!("cannot set socket timeouts: {e}"),
         });
     }
-    match connector.connect(tls.server_name(config.host()), stream) {
+    match connector.connect(tls.server_name(host), stream) {
         Ok(tls_stream) => {
             let socket = tls_stream.get_ref();
             let _ = socket.set_read_timeout(None);
@@ -377,20 +378,48 @@ fn closed() -> Error {
     }
 }
 
-/// Resolves the host and connects to the first address that answers.
-fn connect_tcp(config: &AmqpConfig) -> std::result::Result<TcpStream, String> {
-    let addrs: Vec<SocketAddr> = (config.host(), config.port())
+/// Connects to the first of the configured hosts (in the configured order) that answers;
+/// returns the socket and the host it reached (the name TLS checks).
+fn connect_tcp(config: &AmqpConfig) -> std::result::Result<(TcpStream, String), String> {
+    let hosts = config.hosts();
+    let mut failures = Vec::new();
+    for i in crate::hosts::connect_order(hosts.len(), config.host_order()) {
+        let (host, port) = hosts[i];
+        match connect_host(host, port, config.connection_timeout()) {
+            Ok(stream) => {
+                if !failures.is_empty() {
+                    log::warn!(
+                        "connected to {} after: {}",
+                        crate::config::address_of(host, port),
+                        failures.join("; ")
+                    );
+                }
+                return Ok((stream, host.to_owned()));
+            }
+            Err(e) => failures.push(e),
+        }
+    }
+    Err(failures.join("; "))
+}
+
+/// Resolves one host and connects to the first of its addresses that answers.
+fn connect_host(
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> std::result::Result<TcpStream, String> {
+    let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve host {:?}: {e}", config.host()))?
+        .map_err(|e| format!("cannot resolve host {host:?}: {e}"))?
         .collect();
-    let mut last = format!("host {:?} resolves to no address", config.host());
+    let mut last = format!("host {host:?} resolves to no address");
     for addr in addrs {
-        match TcpStream::connect_timeout(&addr, config.connection_timeout()) {
+        match TcpStream::connect_timeout(&addr, timeout) {
             Ok(stream) => return Ok(stream),
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                 last = format!(
                     "TCP connect to {addr} timed out after {:.1}s",
-                    config.connection_timeout().as_secs_f64()
+                    timeout.as_secs_f64()
                 );
             }
             Err(e) => last = format!("TCP connect to {addr} failed: {e}"),

@@ -84,3 +84,36 @@ fn tls_to_a_plain_port_is_a_tls_error() {
     // Not retried: another attempt meets the same broker.
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+#[test]
+fn a_host_list_falls_over_to_the_host_that_answers() {
+    let Some(config) = pubsub_testkit::broker() else {
+        return;
+    };
+    // Port 1 refuses at once: the broker is the second host, then one of three, shuffled.
+    let listed = config
+        .clone()
+        .with_hosts(&[("127.0.0.1", 1), (config.host(), config.port())]);
+    let started = Instant::now();
+    Connection::open(&listed).unwrap().close().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    for _ in 0..5 {
+        let shuffled = config
+            .clone()
+            .with_hosts(&[
+                ("127.0.0.1", 1),
+                (config.host(), config.port()),
+                ("127.0.0.1", 2),
+            ])
+            .with_host_order(pubsub_amqp::HostOrder::Shuffled);
+        Connection::open(&shuffled).unwrap().close().unwrap();
+    }
+    // None answers: the error names every host.
+    let none = config
+        .with_hosts(&[("127.0.0.1", 1), ("127.0.0.1", 2)])
+        .with_connection_attempts(1);
+    let err = Connection::open(&none).unwrap_err();
+    assert!(matches!(err, Error::Unreachable { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("127.0.0.1:1,127.0.0.1:2"), "{text}");
+}
