@@ -18,6 +18,8 @@ pub(crate) struct Settings {
     pub(crate) dead_letter: bool,
     pub(crate) decoder: Decoder,
     pub(crate) max_redeliveries: u32,
+    /// Whether the queue, its delay queues and its dead-letter queue are quorum queues.
+    pub(crate) quorum: bool,
     pub(crate) reconnect: ReconnectPolicy,
     pub(crate) observer: Option<Sender<DeliveryReport>>,
 }
@@ -25,11 +27,13 @@ pub(crate) struct Settings {
 impl Settings {
     /// Whether the queue is declared as a quorum queue (which counts deliveries).
     pub(crate) fn is_quorum(&self) -> bool {
-        self.queue_config
-            .arguments
-            .get("x-queue-type")
-            .and_then(|t| t.as_str())
-            == Some("quorum")
+        self.quorum
+            || self
+                .queue_config
+                .arguments
+                .get("x-queue-type")
+                .and_then(|t| t.as_str())
+                == Some("quorum")
     }
 }
 

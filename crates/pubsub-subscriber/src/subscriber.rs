@@ -156,6 +156,20 @@ impl SubscriberBuilder {
         self
     }
 
+    /// Makes the queue, its delay queues and its dead-letter queue quorum queues: replicated
+    /// over a cluster's nodes, so that a node failure loses no message (off by default).
+    ///
+    /// The broker then counts deliveries: a message delivered
+    /// [`max_redeliveries`](Self::max_redeliveries) times without an ack is dead-lettered by
+    /// the subscriber with its reason, or by the broker (`x-delivery-limit`) if the consumer
+    /// dies on that delivery too. The delay queues dead-letter back at least once. A queue
+    /// that already exists as a classic queue cannot become a quorum queue: delete it first
+    /// (its messages with it), or keep classic queues.
+    pub fn quorum(mut self, enabled: bool) -> Self {
+        self.settings.quorum = enabled;
+        self
+    }
+
     /// How to reconnect after the connection dies (forever by default: a consumer should not
     /// give up on its own).
     pub fn reconnect(mut self, policy: ReconnectPolicy) -> Self {
@@ -215,6 +229,25 @@ impl SubscriberBuilder {
     }
 }
 
+/// The settings a new builder starts from.
+pub(crate) fn default_settings() -> Settings {
+    Settings {
+        queue_config: QueueConfig::default(),
+        declare_exchange: Some(ExchangeConfig::default()),
+        prefetch: 100,
+        retry: RetryPolicy::default(),
+        dead_letter: true,
+        decoder: Decoder {
+            max_body_size: 16 << 20,
+            supported_major_versions: None,
+        },
+        max_redeliveries: 10,
+        quorum: false,
+        reconnect: ReconnectPolicy::default().forever(),
+        observer: None,
+    }
+}
+
 impl EventSubscriber {
     /// A subscriber in the original design's shape; the builder offers more settings.
     ///
@@ -248,20 +281,7 @@ impl EventSubscriber {
             queue: queue.to_owned(),
             exchange: "events".to_owned(),
             registry,
-            settings: Settings {
-                queue_config: QueueConfig::default(),
-                declare_exchange: Some(ExchangeConfig::default()),
-                prefetch: 100,
-                retry: RetryPolicy::default(),
-                dead_letter: true,
-                decoder: Decoder {
-                    max_body_size: 16 << 20,
-                    supported_major_versions: None,
-                },
-                max_redeliveries: 10,
-                reconnect: ReconnectPolicy::default().forever(),
-                observer: None,
-            },
+            settings: default_settings(),
         }
     }
 

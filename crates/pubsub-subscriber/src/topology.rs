@@ -26,25 +26,14 @@ impl Topology<'_> {
         if let Some(config) = &settings.declare_exchange {
             channel.declare_exchange(exchange, config)?;
         }
-        let durable = QueueConfig {
-            durable: settings.queue_config.durable,
-            ..QueueConfig::default()
-        };
-        let mut queue_config = settings.queue_config.clone();
-        if settings.dead_letter {
-            let dlq = dead_letter_queue_name(queue);
-            channel.declare_queue(&dlq, &durable)?;
-            let args = &mut queue_config.arguments;
-            if !args.contains_key("x-dead-letter-exchange") {
-                args.insert("x-dead-letter-exchange".into(), HeaderValue::from(""));
-                args.insert("x-dead-letter-routing-key".into(), HeaderValue::from(dlq));
-            }
+        let queues = Queues::of(queue, settings);
+        if let Some((dlq, config)) = &queues.dead_letter {
+            channel.declare_queue(dlq, config)?;
         }
-        for delay in settings.retry.used_delays() {
-            let retry = durable.clone().message_ttl(delay).dead_letter_to("", queue);
-            channel.declare_queue(&retry_queue_name(queue, delay), &retry)?;
+        for (name, config) in &queues.retries {
+            channel.declare_queue(name, config)?;
         }
-        channel.declare_queue(queue, &queue_config)?;
+        channel.declare_queue(queue, &queues.main)?;
         if bindings.is_empty() {
             log::warn!(
                 "queue `{queue}` is bound to nothing: the registry has no handler and no binding was given"
@@ -55,5 +44,159 @@ impl Topology<'_> {
         }
         log::info!("queue `{queue}` bound to exchange `{exchange}` with {bindings:?}");
         Ok(())
+    }
+}
+
+/// The queues a subscriber declares, with their arguments: what the settings decide, without
+/// I/O.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Queues {
+    /// The subscriber's queue.
+    pub(crate) main: QueueConfig,
+    /// `<queue>.dlq`, unless dead-lettering is off.
+    pub(crate) dead_letter: Option<(String, QueueConfig)>,
+    /// `<queue>.retry.<delay>`, one per delay the retry policy uses.
+    pub(crate) retries: Vec<(String, QueueConfig)>,
+}
+
+impl Queues {
+    /// The queues for `queue` under `settings`.
+    ///
+    /// With quorum queues on, all of them are quorum queues (replicated on a cluster). The
+    /// main queue's broker-side delivery limit is the subscriber's `max_redeliveries`: the
+    /// subscriber dead-letters a message delivered that often itself, with its reason, and the
+    /// broker does it only when the consumer dies on that last delivery too. The delay queues
+    /// dead-letter their expired messages back at least once (`x-dead-letter-strategy`), so a
+    /// node failure cannot lose a retry.
+    pub(crate) fn of(queue: &str, settings: &Settings) -> Queues {
+        let quorum = settings.is_quorum();
+        let durable = QueueConfig {
+            durable: settings.queue_config.durable || quorum,
+            ..QueueConfig::default()
+        };
+        let durable = if quorum { durable.quorum() } else { durable };
+        let mut main = settings.queue_config.clone();
+        if quorum {
+            main.durable = true;
+            if !main.arguments.contains_key("x-queue-type") {
+                main = main.quorum();
+            }
+            if !main.arguments.contains_key("x-delivery-limit") {
+                main = main.argument("x-delivery-limit", i64::from(settings.max_redeliveries));
+            }
+        }
+        let dead_letter = settings.dead_letter.then(|| {
+            let dlq = dead_letter_queue_name(queue);
+            let args = &mut main.arguments;
+            if !args.contains_key("x-dead-letter-exchange") {
+                args.insert("x-dead-letter-exchange".into(), HeaderValue::from(""));
+                args.insert(
+                    "x-dead-letter-routing-key".into(),
+                    HeaderValue::from(dlq.as_str()),
+                );
+            }
+            (dlq, durable.clone())
+        });
+        let retries = settings
+            .retry
+            .used_delays()
+            .into_iter()
+            .map(|delay| {
+                let mut retry = durable.clone().message_ttl(delay).dead_letter_to("", queue);
+                if quorum {
+                    retry = retry
+                        .argument("x-dead-letter-strategy", "at-least-once")
+                        .argument("x-overflow", "reject-publish");
+                }
+                (retry_queue_name(queue, delay), retry)
+            })
+            .collect();
+        Queues {
+            main,
+            dead_letter,
+            retries,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::settings::RetryPolicy;
+
+    fn settings(quorum: bool, dead_letter: bool) -> Settings {
+        let mut settings = crate::subscriber::default_settings();
+        settings.quorum = quorum;
+        settings.dead_letter = dead_letter;
+        settings.retry = RetryPolicy::new(3, vec![Duration::from_secs(1), Duration::from_secs(5)]);
+        settings
+    }
+
+    fn arg<'a>(config: &'a QueueConfig, name: &str) -> Option<&'a HeaderValue> {
+        config.arguments.get(name)
+    }
+
+    #[test]
+    fn classic_queues_by_default() {
+        let q = Queues::of("orders", &settings(false, true));
+        assert_eq!(arg(&q.main, "x-queue-type"), None);
+        assert_eq!(
+            arg(&q.main, "x-dead-letter-routing-key"),
+            Some(&HeaderValue::from("orders.dlq"))
+        );
+        let (dlq, dlq_config) = q.dead_letter.unwrap();
+        assert_eq!(
+            (dlq.as_str(), arg(&dlq_config, "x-queue-type")),
+            ("orders.dlq", None)
+        );
+        let names: Vec<&str> = q.retries.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["orders.retry.1s", "orders.retry.5s"]);
+        assert_eq!(arg(&q.retries[0].1, "x-dead-letter-strategy"), None);
+    }
+
+    #[test]
+    fn quorum_makes_every_queue_a_replicated_quorum_queue() {
+        let q = Queues::of("orders", &settings(true, true));
+        let quorum = Some(&HeaderValue::from("quorum"));
+        assert_eq!(arg(&q.main, "x-queue-type"), quorum);
+        assert!(q.main.durable);
+        assert_eq!(
+            arg(&q.main, "x-delivery-limit"),
+            Some(&HeaderValue::Int(10))
+        );
+        let (_, dlq) = q.dead_letter.unwrap();
+        assert_eq!(arg(&dlq, "x-queue-type"), quorum);
+        for (name, retry) in &q.retries {
+            assert_eq!(arg(retry, "x-queue-type"), quorum, "{name}");
+            assert_eq!(
+                arg(retry, "x-dead-letter-strategy"),
+                Some(&HeaderValue::from("at-least-once")),
+                "{name}"
+            );
+            assert_eq!(
+                arg(retry, "x-overflow"),
+                Some(&HeaderValue::from("reject-publish"))
+            );
+            assert!(retry.validate(name).is_ok());
+        }
+        assert!(q.main.validate("orders").is_ok());
+    }
+
+    #[test]
+    fn a_queue_config_that_says_quorum_is_quorum_too() {
+        let mut s = settings(false, false);
+        s.queue_config = QueueConfig::default()
+            .quorum()
+            .argument("x-delivery-limit", 3i64);
+        let q = Queues::of("orders", &s);
+        assert_eq!(arg(&q.main, "x-delivery-limit"), Some(&HeaderValue::Int(3)));
+        assert!(q.dead_letter.is_none());
+        assert_eq!(
+            arg(&q.retries[0].1, "x-queue-type"),
+            Some(&HeaderValue::from("quorum"))
+        );
+        assert_eq!(arg(&q.main, "x-dead-letter-exchange"), None);
     }
 }
