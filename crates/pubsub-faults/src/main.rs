@@ -8,6 +8,7 @@
 //! Broker-wide state the scenarios change (the application stopped, the memory watermark)
 //! is put back afterwards, even when a scenario fails or panics.
 
+mod cluster;
 mod harness;
 mod scenarios;
 
@@ -36,6 +37,10 @@ struct Args {
     /// List the scenarios and exit.
     #[arg(long)]
     list: bool,
+    /// Run the cluster scenarios instead, on the 3-node cluster of `just cluster`
+    /// (or PUBSUB_CLUSTER_URL).
+    #[arg(long)]
+    cluster: bool,
     /// Events published in the connection-killing scenario.
     #[arg(long, default_value_t = 10_000)]
     events: usize,
@@ -62,16 +67,23 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<bool> {
+    let all = if args.cluster { cluster::CLUSTER } else { ALL };
     if args.list {
-        for scenario in ALL {
-            println!("{:<18} {}", scenario.name, scenario.about);
+        for scenario in all {
+            println!("{:<20} {}", scenario.name, scenario.about);
         }
         return Ok(true);
     }
     for name in &args.only {
-        if !ALL.iter().any(|s| s.name == name) {
+        if !all.iter().any(|s| s.name == name) {
             return Err(anyhow!("unknown scenario {name:?}; `--list` shows them"));
         }
+    }
+    if args.cluster {
+        let config = cluster::config()?;
+        pubsub_amqp::Connection::open(&config)
+            .map_err(|e| anyhow!("{e}\nstart the cluster with `just cluster`"))?
+            .close()?;
     }
     let broker = AmqpConfig::from_env()?;
     pubsub_amqp::Connection::open(&broker.clone().with_connection_attempts(1))
@@ -93,13 +105,16 @@ fn run(args: &Args) -> Result<bool> {
     let started = Instant::now();
     let mut passed = 0;
     let mut failed = 0;
-    for scenario in ALL
+    for scenario in all
         .iter()
         .filter(|s| args.only.is_empty() || args.only.iter().any(|o| o == s.name))
     {
         let t = Instant::now();
         let outcome = catch_unwind(AssertUnwindSafe(|| (scenario.run)(&ctx)));
         ctx.guard.restore();
+        if args.cluster {
+            cluster::restore();
+        }
         let line = match outcome {
             Ok(Ok(line)) => line,
             Ok(Err(e)) => failed_line(scenario.name, format!("{e:#}")),

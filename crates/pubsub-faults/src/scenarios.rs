@@ -93,7 +93,7 @@ pub(crate) const ALL: &[Scenario] = &[
 /// Publishes `n` events at `rate` on `publisher_config` while `faults` runs on another
 /// thread (it gets the confirmed-so-far counter and returns the fault times), then waits
 /// for every confirmed event to be consumed.
-fn run_with_faults(
+pub(crate) fn run_with_faults(
     line: &mut Line,
     flow: &Flow,
     publisher_config: &AmqpConfig,

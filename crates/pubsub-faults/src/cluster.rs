@@ -1,0 +1,220 @@
+//! Scenarios on a 3-node cluster (`just cluster`) with quorum queues: a node stopped under
+//! the subscriber, the quorum queue's leader stopped, every node restarted in turn.
+//!
+//! Publisher and subscriber are given the three nodes as a host list; the subscriber's queue,
+//! delay queues and dead-letter queue are quorum queues. Each scenario reports lost (confirmed
+//! but never handled: must be 0), the duplicates, and the recovery time.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use pubsub_amqp::AmqpConfig;
+
+use crate::harness::{wait_progress, Flow, Line, CONSUMER};
+use crate::scenarios::{run_with_faults, Ctx, Scenario};
+
+/// The cluster `scripts/cluster.sh` starts, unless `PUBSUB_CLUSTER_URL` names another.
+pub(crate) const DEFAULT_URL: &str =
+    "amqp://guest:guest@127.0.0.1:5673,127.0.0.1:5674,127.0.0.1:5675/%2f";
+
+/// The nodes of the default cluster, by AMQP port.
+const NODES: [(&str, u16); 3] = [
+    ("pubsub1@localhost", 5673),
+    ("pubsub2@localhost", 5674),
+    ("pubsub3@localhost", 5675),
+];
+
+pub(crate) const CLUSTER: &[Scenario] = &[
+    Scenario {
+        name: "cluster-node-down",
+        about: "the node the subscriber is connected to is stopped mid-stream, then started",
+        run: node_down,
+    },
+    Scenario {
+        name: "cluster-leader-down",
+        about: "the node that leads the quorum queue is stopped mid-stream, then started",
+        run: leader_down,
+    },
+    Scenario {
+        name: "cluster-rolling",
+        about: "all three nodes restarted one by one, mid-stream",
+        run: rolling_restart,
+    },
+];
+
+/// The cluster's configuration.
+pub(crate) fn config() -> Result<AmqpConfig> {
+    let url = std::env::var("PUBSUB_CLUSTER_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
+    Ok(AmqpConfig::from_url(&url)?
+        .with_heartbeat(Duration::from_secs(5))
+        .with_connection_timeout(Duration::from_secs(3))
+        .with_connection_attempts(1))
+}
+
+/// Runs `rabbitmqctl` against one node.
+fn ctl(node: &str, args: &[&str]) -> Result<String> {
+    let mut all = vec!["-q", "-n", node];
+    all.extend_from_slice(args);
+    pubsub_testkit::rabbitmqctl(&all).map_err(|e| anyhow!("{e}"))
+}
+
+/// The node whose AMQP port the connection named `name` is on.
+fn node_of_connection(name: &str) -> Result<&'static str> {
+    let listing = ctl(
+        NODES[1].0,
+        &["list_connections", "port", "client_properties"],
+    )?;
+    for line in listing.lines().filter(|l| l.contains(name)) {
+        let port = line
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse::<u16>().ok());
+        if let Some((node, _)) = NODES.iter().find(|(_, p)| Some(*p) == port) {
+            return Ok(node);
+        }
+    }
+    Err(anyhow!("no connection named {name} on the cluster"))
+}
+
+/// The node that leads the quorum queue `queue`.
+fn leader_of(queue: &str) -> Result<&'static str> {
+    let listing = ctl(NODES[1].0, &["list_queues", "name", "leader"])?;
+    let leader = listing
+        .lines()
+        .find_map(|l| {
+            let mut words = l.split_whitespace();
+            (words.next() == Some(queue))
+                .then(|| words.next())
+                .flatten()
+        })
+        .ok_or_else(|| anyhow!("queue {queue} has no leader in the listing"))?;
+    NODES
+        .iter()
+        .map(|(n, _)| *n)
+        .find(|n| *n == leader)
+        .ok_or_else(|| anyhow!("the leader {leader} is not a node of the cluster"))
+}
+
+/// Runs `rabbitmq-queues` against one node.
+fn queues_ctl(node: &str, args: &[&str]) -> Result<()> {
+    let output = std::process::Command::new("rabbitmq-queues")
+        .args(["-q", "-n", node])
+        .args(args)
+        .output()
+        .context("running rabbitmq-queues")?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(anyhow!(
+            "rabbitmq-queues {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+/// Moves the leadership of `queue` away from `node`: removes the node's replica (the others
+/// elect a leader), then adds it back as a follower.
+fn move_leader_away(queue: &str, node: &str) -> Result<&'static str> {
+    let other = NODES
+        .iter()
+        .map(|(n, _)| *n)
+        .find(|n| *n != node)
+        .ok_or_else(|| anyhow!("no other node"))?;
+    queues_ctl(other, &["delete_member", queue, node])?;
+    queues_ctl(other, &["add_member", queue, node])?;
+    leader_of(queue)
+}
+
+/// Stops a node's application, waits, and starts it again; returns when it was stopped.
+fn bounce(node: &str, down_for: Duration) -> Result<Instant> {
+    log::info!("stopping {node}");
+    ctl(node, &["stop_app"])?;
+    let stopped = Instant::now();
+    thread::sleep(down_for);
+    log::info!("starting {node}");
+    ctl(node, &["start_app"]).and_then(|_| ctl(node, &["await_startup"]))?;
+    Ok(stopped)
+}
+
+/// Starts every node that is not running (a failed scenario must not leave one down).
+pub(crate) fn restore() {
+    for (node, _) in NODES {
+        if ctl(node, &["eval", "rabbit:is_running()."])
+            .map(|out| !out.contains("true"))
+            .unwrap_or(false)
+        {
+            log::warn!("starting {node} again");
+            let _ = ctl(node, &["start_app"]).and_then(|_| ctl(node, &["await_startup"]));
+        }
+    }
+}
+
+fn flow(cluster: &AmqpConfig, scenario: &str) -> Result<Flow> {
+    Flow::start(cluster, cluster, scenario, |_| {}, |b| b.quorum(true))
+}
+
+fn finish(mut line: Line, flow: Flow) -> Result<Line> {
+    let stats = flow.finish()?;
+    line.notes
+        .push(format!("consumer reconnects {}", stats.reconnects));
+    Ok(line)
+}
+
+fn node_down(_ctx: &Ctx) -> Result<Line> {
+    let cluster = config()?;
+    let mut line = Line::new("cluster-node-down");
+    let n = 5_000;
+    let flow = flow(&cluster, "node-down")?;
+    line.notes
+        .push(format!("subscriber on {}", node_of_connection(CONSUMER)?));
+    run_with_faults(&mut line, &flow, &cluster, n, 1_000, |progress| {
+        wait_progress(progress, n * 3 / 10);
+        let node = node_of_connection(CONSUMER).context("finding the subscriber's node")?;
+        Ok(vec![bounce(node, Duration::from_secs(3))?])
+    })?;
+    finish(line, flow)
+}
+
+fn leader_down(_ctx: &Ctx) -> Result<Line> {
+    let cluster = config()?;
+    let mut line = Line::new("cluster-leader-down");
+    let n = 5_000;
+    let flow = flow(&cluster, "leader-down")?;
+    let queue = flow.queue.clone();
+    // The queue is declared through the subscriber's node, which then leads it: move the
+    // leadership elsewhere, so that this scenario is not the node-down one again.
+    let consumer_node = node_of_connection(CONSUMER)?;
+    let mut leader = leader_of(&queue)?;
+    if leader == consumer_node {
+        leader = move_leader_away(&queue, leader)?;
+    }
+    line.notes
+        .push(format!("subscriber on {consumer_node}, leader {leader}"));
+    run_with_faults(&mut line, &flow, &cluster, n, 1_000, |progress| {
+        wait_progress(progress, n * 3 / 10);
+        let leader = leader_of(&queue).context("finding the queue's leader")?;
+        log::info!("the queue's leader is {leader}");
+        Ok(vec![bounce(leader, Duration::from_secs(3))?])
+    })?;
+    finish(line, flow)
+}
+
+fn rolling_restart(_ctx: &Ctx) -> Result<Line> {
+    let cluster = config()?;
+    let mut line = Line::new("cluster-rolling");
+    let n = 6_000;
+    let flow = flow(&cluster, "rolling")?;
+    run_with_faults(&mut line, &flow, &cluster, n, 500, |progress| {
+        let mut times = Vec::new();
+        for (i, (node, _)) in NODES.iter().enumerate() {
+            wait_progress(progress, n * (i + 1) / 5);
+            times.push(bounce(node, Duration::from_secs(2))?);
+            // Let the restarted node catch up before the next one goes.
+            thread::sleep(Duration::from_secs(2));
+        }
+        Ok(times)
+    })?;
+    finish(line, flow)
+}
