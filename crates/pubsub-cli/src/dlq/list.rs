@@ -3,12 +3,13 @@
 use std::collections::BTreeMap;
 
 use clap::Args;
+use pubsub_core::text::clip;
 
 use crate::connect::connect;
 use crate::console::Console;
 use crate::dlq::{DeadLetter, Dlq};
 use crate::error::Result;
-use crate::format::{clip, plural, short_time, table};
+use crate::format::{plural, short_time, table};
 use crate::progress::ProgressLine;
 
 /// The examples under `pubsub dlq list --help`.

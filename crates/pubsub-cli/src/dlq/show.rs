@@ -3,12 +3,13 @@
 use std::io::Write;
 
 use clap::Args;
+use pubsub_core::text::clip;
 
 use crate::connect::connect;
 use crate::console::Console;
 use crate::dlq::{DeadLetter, Dlq};
 use crate::error::{Error, Result};
-use crate::format::{clip, epoch_rfc3339, header_text, plural};
+use crate::format::{epoch_rfc3339, header_text, plural};
 use crate::progress::ProgressLine;
 
 /// The examples under `pubsub dlq show --help`.
