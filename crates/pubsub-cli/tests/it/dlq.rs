@@ -2,7 +2,7 @@
 
 use pubsub_amqp::{HeaderValue, Properties, QueueConfig};
 use pubsub_cli::dlq::Dlq;
-use pubsub_subscriber::{dead_letter_queue_name, headers};
+use pubsub_subscriber::{dead_letter_queue_name, headers, DeadLetterKind};
 
 use crate::support::{
     assert_exit, event, pubsub, pubsub_with_stdin, sorted_ids, stderr, stdout, Bus,
@@ -31,7 +31,7 @@ fn list_counts_and_tables_the_dead_letters_without_consuming_them() {
     ids.sort();
     assert_eq!(ids, sorted_ids(&events));
     for letter in &seen {
-        assert_eq!(letter.kind(), "exhausted");
+        assert_eq!(letter.kind(), Some(DeadLetterKind::Exhausted));
         assert_eq!(letter.failed_handlers(), ["mailer"]);
         assert_eq!(letter.attempts(), Some(1));
         assert!(letter.first_failure().is_some());
