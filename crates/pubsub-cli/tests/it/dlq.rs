@@ -5,12 +5,12 @@ use pubsub_cli::dlq::Dlq;
 use pubsub_subscriber::{dead_letter_queue_name, headers, DeadLetterKind};
 
 use crate::support::{
-    assert_exit, event, pubsub, pubsub_with_stdin, sorted_ids, stderr, stdout, Bus,
+    assert_exit, event, pubsub, pubsub_with_stdin, sorted_ids, stderr, stdout, test_bus, BusExt,
 };
 
 #[test]
 fn list_counts_and_tables_the_dead_letters_without_consuming_them() {
-    let Some(mut bus) = Bus::new() else { return };
+    let Some(mut bus) = test_bus() else { return };
     let events = [
         event("order", "created", 1),
         event("order", "created", 2),
@@ -38,7 +38,7 @@ fn list_counts_and_tables_the_dead_letters_without_consuming_them() {
         assert_eq!(letter.source_queue().as_deref(), Some(queue.as_str()));
         assert!(letter.reason().unwrap().contains("smtp server unavailable"));
         let destination = letter.destination(&dlq).unwrap();
-        assert_eq!(destination.exchange, bus.exchange);
+        assert_eq!(destination.exchange, bus.exchange());
     }
     connection.close().unwrap();
     bus.wait_ready(&dlq, 3);
@@ -91,24 +91,23 @@ fn list_counts_and_tables_the_dead_letters_without_consuming_them() {
 
 #[test]
 fn list_reads_what_rabbitmq_dead_lettered_itself() {
-    let Some(mut bus) = Bus::new() else { return };
+    let Some(mut bus) = test_bus() else { return };
     // A plain queue whose rejected messages RabbitMQ dead-letters into `<queue>.dlq`.
-    let queue = bus.queue_name("legacy");
-    let dlq = dead_letter_queue_name(&queue);
-    bus.admin
+    let (queue, dlq) = bus.service_names("legacy");
+    bus.admin()
         .declare_queue(&dlq, &QueueConfig::default())
         .unwrap();
-    bus.admin
+    bus.admin()
         .declare_queue(&queue, &QueueConfig::default().dead_letter_to("", &dlq))
         .unwrap();
-    bus.admin
-        .bind_queue(&queue, &bus.exchange, "user.*")
+    bus.admin()
+        .bind_queue(&queue, bus.exchange(), "user.*")
         .unwrap();
     let user = event("user", "deleted", 1);
     bus.publisher().publish(&user).unwrap();
     bus.wait_ready(&queue, 1);
-    let (delivery, _) = bus.admin.get(&queue).unwrap().unwrap();
-    bus.admin.reject(delivery, false).unwrap();
+    let (delivery, _) = bus.admin().get(&queue).unwrap().unwrap();
+    bus.admin().reject(delivery, false).unwrap();
     bus.wait_ready(&dlq, 1);
 
     let output = pubsub(&["dlq", "list", &queue]);
@@ -128,7 +127,7 @@ fn list_reads_what_rabbitmq_dead_lettered_itself() {
 
 #[test]
 fn show_prints_one_message_in_full() {
-    let Some(mut bus) = Bus::new() else { return };
+    let Some(mut bus) = test_bus() else { return };
     let events = [event("order", "created", 1), event("order", "paid", 2)];
     let queue = bus.dead_letter("orders", &events);
     let id = events[1].event_id().to_string();
@@ -142,7 +141,7 @@ fn show_prints_one_message_in_full() {
         "kind:            exhausted".to_owned(),
         "failed handlers: mailer".to_owned(),
         "last error:      mailer: smtp server unavailable".to_owned(),
-        format!("replays to:      `{}` / `order.paid`", bus.exchange),
+        format!("replays to:      `{}` / `order.paid`", bus.exchange()),
         format!("  {}: 1", headers::ATTEMPT),
         "\"data\":{\"n\":2}".to_owned(),
     ] {
@@ -165,7 +164,7 @@ fn show_prints_one_message_in_full() {
 
 #[test]
 fn a_missing_queue_is_named() {
-    let Some(mut bus) = Bus::new() else { return };
+    let Some(mut bus) = test_bus() else { return };
     let queue = bus.queue_name("nope");
     for (given, expected) in [
         (queue.clone(), dead_letter_queue_name(&queue)),
@@ -192,7 +191,7 @@ fn a_missing_queue_is_named() {
 
 #[test]
 fn purge_asks_first() {
-    let Some(mut bus) = Bus::new() else { return };
+    let Some(mut bus) = test_bus() else { return };
     let (queue, dlq) = bus.dead_letter_queue("orders");
     for n in 0..3 {
         let properties = Properties {
