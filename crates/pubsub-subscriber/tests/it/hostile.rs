@@ -16,9 +16,7 @@ use pubsub_amqp::{HeaderValue, Properties};
 use pubsub_core::{handler_fn, json, Event};
 use pubsub_registry::HandlerRegistry;
 use pubsub_subscriber::{headers, DeadLetterKind, Disposition};
-use pubsub_testkit::raw::{
-    hostile, ContentHeader, FieldTable, RawError, RawPublisher, ShortStringProperty,
-};
+use pubsub_testkit::raw::{hostile, ContentHeader, FieldTable, RawPublisher, ShortStringProperty};
 
 use crate::support::{counting, event, reports, test_bus, BusExt};
 
@@ -96,7 +94,7 @@ fn check(routing_key: &[u8], header: ContentHeader, expect: Expect<'_>) {
             raw.close().unwrap();
             false
         }
-        Err(e @ RawError::Closed { .. }) => match expect {
+        Err(e @ pubsub_testkit::Error::Closed { .. }) => match expect {
             Expect::DeadLetteredUnlessRefused(_) => {
                 eprintln!("the broker refused the hostile message: {e}");
                 true
