@@ -1,6 +1,6 @@
 //! `pubsub dlq list`, `show` and `purge`.
 
-use pubsub_amqp::{HeaderValue, Properties, QueueConfig};
+use pubsub_amqp::{HeaderValue, Properties};
 use pubsub_cli::dlq::Dlq;
 use pubsub_subscriber::{dead_letter_queue_name, headers, DeadLetterKind};
 
@@ -92,23 +92,8 @@ fn list_counts_and_tables_the_dead_letters_without_consuming_them() {
 #[test]
 fn list_reads_what_rabbitmq_dead_lettered_itself() {
     let Some(mut bus) = test_bus() else { return };
-    // A plain queue whose rejected messages RabbitMQ dead-letters into `<queue>.dlq`.
-    let (queue, dlq) = bus.service_names("legacy");
-    bus.admin()
-        .declare_queue(&dlq, &QueueConfig::default())
-        .unwrap();
-    bus.admin()
-        .declare_queue(&queue, &QueueConfig::default().dead_letter_to("", &dlq))
-        .unwrap();
-    bus.admin()
-        .bind_queue(&queue, bus.exchange(), "user.*")
-        .unwrap();
     let user = event("user", "deleted", 1);
-    bus.publisher().publish(&user).unwrap();
-    bus.wait_ready(&queue, 1);
-    let (delivery, _) = bus.admin().get(&queue).unwrap().unwrap();
-    bus.admin().reject(delivery, false).unwrap();
-    bus.wait_ready(&dlq, 1);
+    let (queue, _) = bus.rejected_by_the_broker("legacy", &user);
 
     let output = pubsub(&["dlq", "list", &queue]);
     assert_exit(&output, 0);

@@ -346,22 +346,8 @@ fn a_lost_connection_midway_loses_nothing() {
 #[test]
 fn messages_rabbitmq_dead_lettered_go_back_where_x_death_says() {
     let Some(mut bus) = test_bus() else { return };
-    let (queue, dlq) = bus.service_names("legacy");
-    bus.admin()
-        .declare_queue(&dlq, &QueueConfig::default())
-        .unwrap();
-    bus.admin()
-        .declare_queue(&queue, &QueueConfig::default().dead_letter_to("", &dlq))
-        .unwrap();
-    bus.admin()
-        .bind_queue(&queue, bus.exchange(), "user.*")
-        .unwrap();
     let user = event("user", "deleted", 1);
-    bus.publisher().publish(&user).unwrap();
-    bus.wait_ready(&queue, 1);
-    let (delivery, _) = bus.admin().get(&queue).unwrap().unwrap();
-    bus.admin().reject(delivery, false).unwrap();
-    bus.wait_ready(&dlq, 1);
+    let (queue, dlq) = bus.rejected_by_the_broker("legacy", &user);
 
     let mut connection = bus.connection();
     let report = replay(&mut connection, &queue, &ReplayOptions::default());

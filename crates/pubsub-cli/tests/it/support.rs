@@ -69,6 +69,13 @@ pub(crate) fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// A running service: its subscriber, its delivery reports, and its queue.
+pub(crate) type Service = (
+    RunningSubscriber,
+    crossbeam_channel::Receiver<DeliveryReport>,
+    String,
+);
+
 /// The test's own bus: an exchange of its own, an admin channel, and the deletion of every
 /// queue and exchange the test named through it. `None` when the broker is not there.
 pub(crate) fn test_bus() -> Option<Bus> {
@@ -85,6 +92,11 @@ pub(crate) trait BusExt {
     /// A dead-letter queue of its own (and its service queue's name), empty.
     fn dead_letter_queue(&mut self, prefix: &str) -> (String, String);
 
+    /// A plain queue (no subscriber) bound to `<domain>.*` of `event`, whose rejected
+    /// messages RabbitMQ dead-letters into its dead-letter queue, and `event` published,
+    /// rejected and dead-lettered there. Returns the queue and the dead-letter queue.
+    fn rejected_by_the_broker(&mut self, prefix: &str, event: &Event) -> (String, String);
+
     /// A publisher to the bus's exchange, on a connection of its own.
     fn publisher(&self) -> EventPublisher;
 
@@ -93,16 +105,7 @@ pub(crate) trait BusExt {
 
     /// A service on the bus whose handler `mailer` fails while `broken` is set, with no
     /// retries, so that a failure goes straight to its dead-letter queue.
-    fn service(
-        &mut self,
-        prefix: &str,
-        pattern: &str,
-        broken: Arc<AtomicBool>,
-    ) -> (
-        RunningSubscriber,
-        crossbeam_channel::Receiver<DeliveryReport>,
-        String,
-    );
+    fn service(&mut self, prefix: &str, pattern: &str, broken: Arc<AtomicBool>) -> Service;
 
     /// Dead-letters `events` through a real subscriber whose handler fails, and returns the
     /// service's queue (still bound, no longer consumed). Its dead-letter queue then holds
@@ -126,6 +129,23 @@ impl BusExt for Bus {
         (queue, dlq)
     }
 
+    fn rejected_by_the_broker(&mut self, prefix: &str, event: &Event) -> (String, String) {
+        let (queue, dlq) = self.dead_letter_queue(prefix);
+        let admin = self.admin();
+        admin
+            .declare_queue(&queue, &QueueConfig::default().dead_letter_to("", &dlq))
+            .unwrap();
+        admin
+            .bind_queue(&queue, self.exchange(), &format!("{}.*", event.domain()))
+            .unwrap();
+        self.publisher().publish(event).unwrap();
+        self.wait_ready(&queue, 1);
+        let (delivery, _) = admin.get(&queue).unwrap().unwrap();
+        admin.reject(delivery, false).unwrap();
+        self.wait_ready(&dlq, 1);
+        (queue, dlq)
+    }
+
     fn publisher(&self) -> EventPublisher {
         EventPublisher::builder(self.connection(), self.exchange())
             .app_id("cli-test")
@@ -139,16 +159,7 @@ impl BusExt for Bus {
         });
     }
 
-    fn service(
-        &mut self,
-        prefix: &str,
-        pattern: &str,
-        broken: Arc<AtomicBool>,
-    ) -> (
-        RunningSubscriber,
-        crossbeam_channel::Receiver<DeliveryReport>,
-        String,
-    ) {
+    fn service(&mut self, prefix: &str, pattern: &str, broken: Arc<AtomicBool>) -> Service {
         let (queue, _) = self.service_names(prefix);
         let mut registry = HandlerRegistry::new();
         registry
