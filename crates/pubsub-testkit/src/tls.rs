@@ -209,26 +209,15 @@ fn forward(acceptor: &native_tls::TlsAcceptor, client: TcpStream, upstream: Sock
     let _ = broker.set_nodelay(true);
     let _ = tls.get_ref().set_nodelay(true);
     let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match tls.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => {
-                if broker.write_all(&buf[..n]).is_err() {
-                    return;
-                }
-            }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(_) => return,
-        }
-        match broker.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => {
-                if tls.write_all(&buf[..n]).is_err() {
-                    return;
-                }
-            }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(_) => return,
-        }
+    while pass_on(&mut tls, &mut broker, &mut buf) && pass_on(&mut broker, &mut tls, &mut buf) {}
+}
+
+/// Moves what `from` has to say (waiting at most its read timeout) to `to`. `false` when
+/// either side has closed or failed.
+fn pass_on(from: &mut impl Read, to: &mut impl Write, buf: &mut [u8]) -> bool {
+    match from.read(buf) {
+        Ok(0) => false,
+        Ok(n) => to.write_all(&buf[..n]).is_ok(),
+        Err(e) => matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
     }
 }
