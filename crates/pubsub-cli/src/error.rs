@@ -3,6 +3,8 @@
 use std::fmt;
 use std::io;
 
+use pubsub_core::text;
+
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -149,7 +151,7 @@ impl fmt::Display for Error {
             } => write!(
                 f,
                 "no message with event id `{}` in `{dlq}` ({} looked at)",
-                crate::format::clip(event_id, 80),
+                text::clip(event_id, 80),
                 crate::format::plural(*looked_at, "message")
             ),
             Error::ReplayIncomplete { problems } => {

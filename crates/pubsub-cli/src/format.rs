@@ -1,6 +1,8 @@
-//! Text and JSON formatting shared by the commands: times, header values, tables, clipping.
+//! Text and JSON formatting shared by the commands: times, header values, tables (cells are
+//! cut with `pubsub_core::text::clip`).
 
 use pubsub_amqp::{HeaderValue, Headers};
+use pubsub_core::text::clip;
 use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
@@ -35,20 +37,6 @@ pub(crate) fn epoch_rfc3339(seconds: u64) -> Option<String> {
         .ok()?
         .format(&Rfc3339)
         .ok()
-}
-
-/// `text` cut to at most `max` characters, with `...` when cut; newlines and tabs become
-/// spaces so that a table row stays on one line.
-pub(crate) fn clip(text: &str, max: usize) -> String {
-    let flat: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if flat.chars().count() <= max {
-        return flat;
-    }
-    let kept: String = flat.chars().take(max.saturating_sub(3)).collect();
-    format!("{kept}...")
 }
 
 /// A header value as JSON: strings, numbers, booleans, arrays and tables as themselves;
@@ -133,16 +121,6 @@ pub(crate) fn plural(n: impl Into<u64>, word: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn clip_cases() {
-        let check = |text: &str, max, expected: &str| assert_eq!(clip(text, max), expected);
-        check("short", 10, "short");
-        check("exactly-10", 10, "exactly-10");
-        check("a bit too long", 10, "a bit t...");
-        check("line\nbreak", 20, "line break");
-        check("ééééééééééé", 5, "éé...");
-    }
 
     #[test]
     fn times() {

@@ -35,7 +35,7 @@
 //!
 //! let mut connection = pubsub_cli::connect(None, "example")?; // a broker on localhost
 //! let mut dlq = Dlq::open(&mut connection, "orders")?; // the queue `orders.dlq`
-//! dlq.peek(|letter, _| println!("{:?} {}", letter.event_id(), letter.kind()))?;
+//! dlq.peek(|letter, _| println!("{:?} {}", letter.event_id(), letter.cause()))?;
 //!
 //! let never = crossbeam_channel::never();
 //! let report = dlq.replay(&ReplayOptions::default(), &never, |_| {})?;

@@ -107,7 +107,7 @@ impl Event {
                 found: quote(&self.routing_key),
             });
         }
-        let found = major_version(&self.version);
+        let found = self.major_version();
         if found.is_none() || found != major_version(T::VERSION) {
             return Err(Error::VersionMismatch {
                 expected: T::VERSION.to_owned(),
@@ -161,6 +161,24 @@ impl Event {
     /// The version of the event's schema, `"1.0"` by default.
     pub fn version(&self) -> &str {
         &self.version
+    }
+
+    /// The major number of the event's version: the digits before the first `.` (`2` for
+    /// `"2.1"`, `12` for `"12"`).
+    ///
+    /// `None` when the version does not start with a number (`"v1"`, `".1"`, `"+1.0"`) or the
+    /// number does not fit a `u64`: an event built here always has one, but decoding accepts
+    /// other versions from the wire.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let event = pubsub_core::Event::builder("order", "created").version("2.1").build()?;
+    /// assert_eq!(event.major_version(), Some(2));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn major_version(&self) -> Option<u64> {
+        major_version(&self.version)
     }
 
     /// Takes the event apart into its data, for callers that want to keep the payload without

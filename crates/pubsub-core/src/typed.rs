@@ -102,12 +102,35 @@ mod tests {
 
     #[test]
     fn major_version_is_the_leading_number() {
-        assert_eq!(major_version("1.0"), Some(1));
-        assert_eq!(major_version("12"), Some(12));
-        assert_eq!(major_version("2.1.3"), Some(2));
-        assert_eq!(major_version("v1"), None);
+        // An event with any version the wire may carry (decoding is liberal), and the version
+        // string itself (a `TypedEvent::VERSION`, a builder's version).
+        let check = |version: &str, expected: Option<u64>| {
+            assert_eq!(major_version(version), expected, "{version:?}");
+            let event = Event::from_parts(
+                "shop",
+                "placed",
+                serde_json::Map::new(),
+                uuid::Uuid::nil(),
+                time::OffsetDateTime::UNIX_EPOCH,
+                version,
+            )
+            .unwrap();
+            assert_eq!(event.major_version(), expected, "event of {version:?}");
+        };
+        check("1.0", Some(1));
+        check("12", Some(12));
+        check("2.1.3", Some(2));
+        check("0.9", Some(0));
+        check("007.1", Some(7));
+        check("1.x", Some(1));
+        check("v1", None);
+        check(".1", None);
+        check("+1.0", None);
+        check("-1.0", None);
+        check("1a.0", None);
+        check("18446744073709551615.0", Some(u64::MAX));
+        check("18446744073709551616.0", None);
         assert_eq!(major_version(""), None);
-        assert_eq!(major_version(".1"), None);
     }
 
     #[test]

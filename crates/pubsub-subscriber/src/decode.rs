@@ -38,7 +38,10 @@ impl Decoder {
         }
         let event = json::from_slice(body).map_err(|e| e.to_string())?;
         if let Some(supported) = &self.supported_major_versions {
-            if !major_version(event.version()).is_some_and(|m| supported.contains(&m)) {
+            if !event
+                .major_version()
+                .is_some_and(|m| supported.contains(&m))
+            {
                 return Err(format!(
                     "version {:?} is not supported (supported major versions: {supported:?})",
                     clip(event.version())
@@ -47,15 +50,6 @@ impl Decoder {
         }
         Ok(event)
     }
-}
-
-/// The major number of a valid event's version (decoding already checked that it starts
-/// with one).
-///
-/// `pubsub-core` has this as `typed::major_version`, crate-private; an
-/// `Event::major_version()` there would let this go.
-fn major_version(version: &str) -> Option<u64> {
-    version.split('.').next()?.parse().ok()
 }
 
 /// `application/json`, with parameters (`; charset=utf-8`) or as a `+json` suffix.

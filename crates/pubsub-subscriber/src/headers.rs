@@ -23,6 +23,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use pubsub_amqp::{HeaderValue, Headers};
+use pubsub_core::text;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -162,7 +163,7 @@ impl FromStr for DeadLetterKind {
                 name: DEAD_LETTER_KIND,
                 message: format!(
                     "unknown dead-letter kind {:?} (expected poison, exhausted or redelivery-limit)",
-                    clip_to(s, 64)
+                    text::truncate_bytes(s, 64)
                 ),
             })
     }
@@ -589,20 +590,9 @@ fn epoch_rfc3339(seconds: u64) -> Option<String> {
         .ok()
 }
 
-/// `text`, cut to [`MAX_TEXT`] bytes on a character boundary.
+/// `text`, cut to [`MAX_TEXT`] bytes on a character boundary: the size of a text header.
 pub(crate) fn clip(text: &str) -> String {
-    clip_to(text, MAX_TEXT)
-}
-
-fn clip_to(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &text[..end])
+    text::truncate_bytes(text, MAX_TEXT)
 }
 
 /// Now, as RFC 3339.

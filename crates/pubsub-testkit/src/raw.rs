@@ -19,7 +19,7 @@
 //! and a timeout on the socket ([`IO_TIMEOUT`]); nothing here panics on what it reads. The
 //! encoders and the frame parser are pure functions, tested without a broker.
 //!
-//! Plain TCP only: an `amqps://` configuration is refused ([`RawError::Unsupported`]).
+//! Plain TCP only: an `amqps://` configuration is refused ([`Error::Unsupported`]).
 //!
 //! # Example
 //!
@@ -36,12 +36,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use pubsub_amqp::AmqpConfig;
+
+use crate::error::{Error, Result};
 
 /// How long a read or write on the socket may block before the publisher gives up.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -69,76 +70,6 @@ const CLASS_CONFIRM: u16 = 85;
 /// The one channel the publisher uses.
 const CHANNEL: u16 = 1;
 
-/// What can go wrong talking raw AMQP to the broker.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum RawError {
-    /// Reading or writing the socket failed (or timed out).
-    Io {
-        /// What the publisher was doing.
-        doing: &'static str,
-        /// The I/O error.
-        source: io::Error,
-    },
-    /// The broker sent something this publisher does not expect, or a frame it cannot read.
-    Protocol(String),
-    /// The broker closed the connection or the channel (e.g. 403 access refused, 406
-    /// precondition failed, 505 unexpected frame).
-    Closed {
-        /// `connection` or `channel`.
-        scope: &'static str,
-        /// The AMQP reply code.
-        code: u16,
-        /// The broker's reply text (lossily decoded).
-        text: String,
-    },
-    /// The broker refused the message (`basic.nack`).
-    Nacked {
-        /// The publish sequence number that was refused.
-        delivery_tag: u64,
-    },
-    /// A value does not fit where it goes (a short string over 255 bytes).
-    TooLong {
-        /// The field.
-        field: &'static str,
-        /// Its length.
-        len: usize,
-    },
-    /// The configuration asks for something this publisher cannot do (TLS).
-    Unsupported(&'static str),
-}
-
-impl fmt::Display for RawError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RawError::Io { doing, .. } => write!(f, "i/o error while {doing}"),
-            RawError::Protocol(what) => write!(f, "protocol error: {what}"),
-            RawError::Closed { scope, code, text } => {
-                write!(f, "the broker closed the {scope}: {code} {text}")
-            }
-            RawError::Nacked { delivery_tag } => {
-                write!(f, "the broker refused message {delivery_tag} (basic.nack)")
-            }
-            RawError::TooLong { field, len } => {
-                write!(f, "{field} is {len} bytes long; a short string holds 255")
-            }
-            RawError::Unsupported(what) => write!(f, "the raw publisher does not support {what}"),
-        }
-    }
-}
-
-impl std::error::Error for RawError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            RawError::Io { source, .. } => Some(source),
-            _ => None,
-        }
-    }
-}
-
-/// The result type of this module.
-pub type Result<T, E = RawError> = std::result::Result<T, E>;
-
 // ---------------------------------------------------------------------------------------------
 // Encoding (pure).
 
@@ -156,7 +87,7 @@ fn put_u64(buf: &mut Vec<u8>, v: u64) {
 
 /// A short string: one length octet, then the bytes (as given: not checked for UTF-8).
 fn put_short_str(buf: &mut Vec<u8>, field: &'static str, s: &[u8]) -> Result<()> {
-    let len = u8::try_from(s.len()).map_err(|_| RawError::TooLong {
+    let len = u8::try_from(s.len()).map_err(|_| Error::TooLong {
         field,
         len: s.len(),
     })?;
@@ -201,7 +132,7 @@ fn method(class: u16, id: u16, args: &[u8]) -> Vec<u8> {
 ///
 /// # Errors
 ///
-/// [`RawError::TooLong`] when the exchange, the routing key or a short-string property is
+/// [`Error::TooLong`] when the exchange, the routing key or a short-string property is
 /// over 255 bytes.
 pub fn encode_publish(
     exchange: &[u8],
@@ -246,7 +177,7 @@ impl ContentHeader {
     ///
     /// # Errors
     ///
-    /// [`RawError::TooLong`] when a short-string property is over 255 bytes.
+    /// [`Error::TooLong`] when a short-string property is over 255 bytes.
     pub fn encode(&self) -> Result<Vec<u8>> {
         match self {
             ContentHeader::Properties(p) => p.encode(),
@@ -448,7 +379,7 @@ impl RawProperties {
     ///
     /// # Errors
     ///
-    /// [`RawError::TooLong`] when a short string is over 255 bytes.
+    /// [`Error::TooLong`] when a short string is over 255 bytes.
     pub fn encode(&self) -> Result<Vec<u8>> {
         let mut flags: u16 = 0;
         let mut list = Vec::new();
@@ -825,7 +756,7 @@ pub struct Frame {
 ///
 /// # Errors
 ///
-/// [`RawError::Protocol`] when the frame announces more than `max_payload` bytes or does not
+/// [`Error::Protocol`] when the frame announces more than `max_payload` bytes or does not
 /// end with the frame-end octet.
 pub fn parse_frame(buf: &[u8], max_payload: u32) -> Result<Option<(Frame, usize)>> {
     let Some(head) = buf.get(..7) else {
@@ -835,7 +766,7 @@ pub fn parse_frame(buf: &[u8], max_payload: u32) -> Result<Option<(Frame, usize)
     let channel = u16::from_be_bytes([head[1], head[2]]);
     let size = u32::from_be_bytes([head[3], head[4], head[5], head[6]]);
     if size > max_payload {
-        return Err(RawError::Protocol(format!(
+        return Err(Error::Protocol(format!(
             "a frame of {size} bytes, over the limit of {max_payload}"
         )));
     }
@@ -844,7 +775,7 @@ pub fn parse_frame(buf: &[u8], max_payload: u32) -> Result<Option<(Frame, usize)
         return Ok(None);
     };
     if end_octet != FRAME_END {
-        return Err(RawError::Protocol(format!(
+        return Err(Error::Protocol(format!(
             "a frame ends with {end_octet:#04x}, not {FRAME_END:#04x}"
         )));
     }
@@ -867,7 +798,7 @@ struct Args<'a> {
 impl<'a> Args<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         if n > self.bytes.len() {
-            return Err(RawError::Protocol(format!(
+            return Err(Error::Protocol(format!(
                 "a method's arguments end {} bytes early",
                 n - self.bytes.len()
             )));
@@ -966,14 +897,14 @@ impl RawPublisher {
     ///
     /// # Errors
     ///
-    /// [`RawError::Io`] when the broker cannot be reached or stops answering for
-    /// [`IO_TIMEOUT`], [`RawError::Closed`] when it refuses the login or the virtual host,
-    /// [`RawError::Unsupported`] for TLS.
+    /// [`Error::Io`] when the broker cannot be reached or stops answering for
+    /// [`IO_TIMEOUT`], [`Error::Closed`] when it refuses the login or the virtual host,
+    /// [`Error::Unsupported`] for TLS.
     pub fn connect(config: &AmqpConfig) -> Result<RawPublisher> {
         if config.tls().is_some() {
-            return Err(RawError::Unsupported("TLS (amqps)"));
+            return Err(Error::Unsupported("TLS (amqps)"));
         }
-        let io = |doing| move |source| RawError::Io { doing, source };
+        let io = |doing| move |source| Error::Io { doing, source };
         let addrs = (config.host(), config.port())
             .to_socket_addrs()
             .map_err(io("resolving the broker's address"))?;
@@ -988,7 +919,7 @@ impl RawPublisher {
                 Err(e) => last = e,
             }
         }
-        let stream = stream.ok_or(RawError::Io {
+        let stream = stream.ok_or(Error::Io {
             doing: "connecting",
             source: last,
         })?;
@@ -1016,7 +947,7 @@ impl RawPublisher {
         let _server_properties = start.long_str()?;
         let mechanisms = start.long_str()?;
         if !mechanisms.split(|&b| b == b' ').any(|m| m == b"PLAIN") {
-            return Err(RawError::Protocol(format!(
+            return Err(Error::Protocol(format!(
                 "the broker does not offer PLAIN (it offers {})",
                 String::from_utf8_lossy(mechanisms)
             )));
@@ -1065,9 +996,9 @@ impl RawPublisher {
     ///
     /// # Errors
     ///
-    /// [`RawError::Closed`] when the broker closes the channel or the connection over the
-    /// message (the publisher is then unusable), [`RawError::Nacked`] when it refuses it,
-    /// [`RawError::TooLong`] for a short string over 255 bytes, [`RawError::Io`] when the
+    /// [`Error::Closed`] when the broker closes the channel or the connection over the
+    /// message (the publisher is then unusable), [`Error::Nacked`] when it refuses it,
+    /// [`Error::TooLong`] for a short string over 255 bytes, [`Error::Io`] when the
     /// broker stops answering.
     pub fn publish(
         &mut self,
@@ -1101,7 +1032,7 @@ impl RawPublisher {
                     let nacked = args.u64()?;
                     let multiple = args.u8()? & 1 == 1;
                     if nacked == tag || (multiple && nacked >= tag) {
-                        return Err(RawError::Nacked { delivery_tag: tag });
+                        return Err(Error::Nacked { delivery_tag: tag });
                     }
                 }
                 // basic.return and anything else on the way: not ours to answer.
@@ -1115,7 +1046,7 @@ impl RawPublisher {
     ///
     /// # Errors
     ///
-    /// [`RawError::Io`] when the broker does not answer.
+    /// [`Error::Io`] when the broker does not answer.
     pub fn close(mut self) -> Result<()> {
         let mut args = Vec::new();
         put_u16(&mut args, 200);
@@ -1132,7 +1063,7 @@ impl RawPublisher {
                 }
             }
         }
-        Err(RawError::Protocol(
+        Err(Error::Protocol(
             "the broker did not answer connection.close".to_owned(),
         ))
     }
@@ -1140,7 +1071,7 @@ impl RawPublisher {
     fn write(&mut self, bytes: &[u8], doing: &'static str) -> Result<()> {
         self.stream
             .write_all(bytes)
-            .map_err(|source| RawError::Io { doing, source })
+            .map_err(|source| Error::Io { doing, source })
     }
 
     fn send_method(&mut self, channel: u16, class: u16, id: u16, args: &[u8]) -> Result<()> {
@@ -1155,15 +1086,12 @@ impl RawPublisher {
                 return Ok(frame);
             }
             let mut chunk = [0u8; 8192];
-            let n = self
-                .stream
-                .read(&mut chunk)
-                .map_err(|source| RawError::Io {
-                    doing: "reading from the broker",
-                    source,
-                })?;
+            let n = self.stream.read(&mut chunk).map_err(|source| Error::Io {
+                doing: "reading from the broker",
+                source,
+            })?;
             if n == 0 {
-                return Err(RawError::Io {
+                return Err(Error::Io {
                     doing: "reading from the broker",
                     source: io::Error::new(
                         io::ErrorKind::UnexpectedEof,
@@ -1176,7 +1104,7 @@ impl RawPublisher {
     }
 
     /// The next method frame, skipping heartbeats and content; a `connection.close` or
-    /// `channel.close` is answered and returned as [`RawError::Closed`].
+    /// `channel.close` is answered and returned as [`Error::Closed`].
     fn next_method(&mut self) -> Result<(u16, u16, u16, Vec<u8>)> {
         loop {
             let frame = self.read_frame()?;
@@ -1188,7 +1116,7 @@ impl RawPublisher {
                 (CLASS_CONNECTION, 50) => {
                     let (code, text) = parse_close(args)?;
                     let _ = self.send_method(0, CLASS_CONNECTION, 51, &[]);
-                    return Err(RawError::Closed {
+                    return Err(Error::Closed {
                         scope: "connection",
                         code,
                         text,
@@ -1197,7 +1125,7 @@ impl RawPublisher {
                 (CLASS_CHANNEL, 40) => {
                     let (code, text) = parse_close(args)?;
                     let _ = self.send_method(frame.channel, CLASS_CHANNEL, 41, &[]);
-                    return Err(RawError::Closed {
+                    return Err(Error::Closed {
                         scope: "channel",
                         code,
                         text,
@@ -1212,7 +1140,7 @@ impl RawPublisher {
     fn expect(&mut self, channel: u16, class: u16, id: u16) -> Result<Vec<u8>> {
         let (ch, c, m, args) = self.next_method()?;
         if (ch, c, m) != (channel, class, id) {
-            return Err(RawError::Protocol(format!(
+            return Err(Error::Protocol(format!(
                 "expected method {class}.{id} on channel {channel}, got {c}.{m} on channel {ch}"
             )));
         }

@@ -6,7 +6,7 @@ use std::fmt;
 
 use pubsub_amqp::{Delivery, Properties};
 use pubsub_subscriber::dead_letter_queue_name;
-use pubsub_subscriber::headers::{self, DeadLetterCause, DeadLetterHeaders};
+use pubsub_subscriber::headers::{self, DeadLetterCause, DeadLetterHeaders, DeadLetterKind};
 use serde_json::{json, Value};
 
 use crate::format::{body_json, epoch_rfc3339, headers_json};
@@ -136,17 +136,17 @@ impl DeadLetter {
         }
     }
 
-    /// Why it is dead-lettered: the subscriber's [`DeadLetterKind`](pubsub_subscriber::DeadLetterKind),
+    /// Why it is dead-lettered: the subscriber's [`DeadLetterKind`],
     /// RabbitMQ's reason, or unknown.
     pub fn cause(&self) -> DeadLetterCause {
         self.headers().cause()
     }
 
-    /// [`cause`](Self::cause) in words, as `list` shows it: the subscriber's kind
-    /// (`poison`, `exhausted`, `redelivery-limit`), or RabbitMQ's reason (`rejected`,
-    /// `expired`, `maxlen`, `delivery_limit`) suffixed `(broker)`, or `unknown`.
-    pub fn kind(&self) -> String {
-        self.cause().to_string()
+    /// The subscriber's [`DeadLetterKind`], parsed; `None` when the subscriber did not
+    /// dead-letter it or wrote a kind this version does not know ([`cause`](Self::cause)
+    /// tells those apart, and its `Display` is the kind in words, as `list` shows it).
+    pub fn kind(&self) -> Option<DeadLetterKind> {
+        self.headers().kind()
     }
 
     /// The reason in words.
@@ -195,7 +195,7 @@ impl DeadLetter {
             "event_id": self.event_id(),
             "routing_key": self.original_routing_key(dlq),
             "exchange": destination.as_ref().ok().map(|d| d.exchange.clone()),
-            "kind": self.kind(),
+            "kind": self.cause().to_string(),
             "reason": self.reason(),
             "failed_handlers": self.failed_handlers(),
             "attempts": self.attempts(),
@@ -353,7 +353,7 @@ mod tests {
             (headers::FIRST_FAILURE, "2024-05-01T12:30:00Z".into()),
             (headers::SOURCE_QUEUE, "orders".into()),
         ]);
-        assert_eq!(l.kind(), "exhausted");
+        assert_eq!(l.kind(), Some(DeadLetterKind::Exhausted));
         assert_eq!(
             l.reason().as_deref(),
             Some("failed 3 attempt(s): mail: down")
@@ -375,7 +375,8 @@ mod tests {
             1_714_566_600,
         )])]);
         l.properties.message_id = None;
-        assert_eq!(l.kind(), "rejected (broker)");
+        assert_eq!(l.kind(), None);
+        assert_eq!(l.cause().to_string(), "rejected (broker)");
         assert_eq!(
             l.reason().as_deref(),
             Some("rejected by RabbitMQ in queue `orders`")

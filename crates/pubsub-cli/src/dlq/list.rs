@@ -3,12 +3,13 @@
 use std::collections::BTreeMap;
 
 use clap::Args;
+use pubsub_core::text::clip;
 
 use crate::connect::connect;
 use crate::console::Console;
 use crate::dlq::{DeadLetter, Dlq};
 use crate::error::Result;
-use crate::format::{clip, plural, short_time, table};
+use crate::format::{plural, short_time, table};
 use crate::progress::ProgressLine;
 
 /// The examples under `pubsub dlq list --help`.
@@ -50,7 +51,7 @@ pub(crate) fn run(url: Option<&str>, args: ListArgs, console: &mut Console<'_>) 
     let (out, err) = (&mut *console.out, &mut *console.err);
     let mut write_error = None;
     let seen = dlq.peek(|letter, p| {
-        *by_kind.entry(letter.kind()).or_default() += 1;
+        *by_kind.entry(letter.cause().to_string()).or_default() += 1;
         *by_key
             .entry(letter.original_routing_key(&name))
             .or_default() += 1;
@@ -105,7 +106,7 @@ fn list_row(letter: &DeadLetter, dlq: &str) -> Vec<String> {
     vec![
         letter.original_routing_key(dlq),
         letter.event_id().unwrap_or_else(|| "-".to_owned()),
-        letter.kind(),
+        letter.cause().to_string(),
         letter
             .attempts()
             .map_or_else(|| "-".to_owned(), |a| a.to_string()),

@@ -3,12 +3,13 @@
 use std::io::Write;
 
 use clap::Args;
+use pubsub_core::text::clip;
 
 use crate::connect::connect;
 use crate::console::Console;
 use crate::dlq::{DeadLetter, Dlq};
 use crate::error::{Error, Result};
-use crate::format::{clip, epoch_rfc3339, header_text, plural};
+use crate::format::{epoch_rfc3339, header_text, plural};
 use crate::progress::ProgressLine;
 
 /// The examples under `pubsub dlq show --help`.
@@ -76,7 +77,7 @@ fn show_text(out: &mut dyn Write, letter: &DeadLetter, dlq: &str) -> std::io::Re
     let field = |out: &mut dyn Write, name: &str, value: String| writeln!(out, "{name:<17}{value}");
     field(out, "event id:", letter.event_id().unwrap_or_else(none))?;
     field(out, "routing key:", letter.original_routing_key(dlq))?;
-    field(out, "kind:", letter.kind())?;
+    field(out, "kind:", letter.cause().to_string())?;
     field(out, "reason:", letter.reason().unwrap_or_else(none))?;
     field(out, "last error:", letter.last_error().unwrap_or_else(none))?;
     let handlers = letter.failed_handlers();

@@ -7,7 +7,7 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use pubsub_amqp::Connection;
-use pubsub_core::Event;
+use pubsub_core::{text, Event};
 use pubsub_publisher::{EventPublisher, PublishOptions, Unroutable};
 use serde_json::{Map, Value};
 
@@ -76,23 +76,12 @@ impl DataSource {
             Ok(Value::Object(map)) => Ok(map),
             Ok(other) => Err(UsageError::new(format!(
                 "the data ({origin}) must be a JSON object, not {}",
-                json_type(&other)
+                text::json_type(&other)
             ))),
             Err(e) => Err(UsageError::new(format!(
                 "the data ({origin}) is not valid JSON: {e}"
             ))),
         }
-    }
-}
-
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
@@ -109,7 +98,7 @@ pub fn build_event(
     let Some((domain, action)) = routing_key.split_once('.') else {
         return Err(UsageError::new(format!(
             "routing key `{}` must be <domain>.<action>, e.g. order.created",
-            crate::format::clip(routing_key, 80)
+            text::clip(routing_key, 80)
         )));
     };
     Event::builder(domain, action)

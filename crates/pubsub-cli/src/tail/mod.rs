@@ -13,13 +13,14 @@ use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 use pubsub_amqp::{Channel, Connection, ConsumerEvent, Delivery, Next, QueueConfig};
+use pubsub_core::text::clip;
 use pubsub_core::{json, Event};
 use pubsub_registry::{binding_keys, Pattern};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use crate::error::{Error, Result, UsageError};
-use crate::format::{body_json, clip, time_millis};
+use crate::format::{body_json, time_millis};
 
 pub mod command;
 

@@ -1,16 +1,16 @@
 //! `pubsub dlq list`, `show` and `purge`.
 
-use pubsub_amqp::{HeaderValue, Properties, QueueConfig};
+use pubsub_amqp::{HeaderValue, Properties};
 use pubsub_cli::dlq::Dlq;
-use pubsub_subscriber::{dead_letter_queue_name, headers};
+use pubsub_subscriber::{dead_letter_queue_name, headers, DeadLetterKind};
 
 use crate::support::{
-    assert_exit, event, pubsub, pubsub_with_stdin, sorted_ids, stderr, stdout, Bus,
+    assert_exit, event, pubsub, pubsub_with_stdin, sorted_ids, stderr, stdout, test_bus, BusExt,
 };
 
 #[test]
 fn list_counts_and_tables_the_dead_letters_without_consuming_them() {
-    let Some(mut bus) = Bus::new() else { return };
+    let Some(mut bus) = test_bus() else { return };
     let events = [
         event("order", "created", 1),
         event("order", "created", 2),
@@ -31,14 +31,14 @@ fn list_counts_and_tables_the_dead_letters_without_consuming_them() {
     ids.sort();
     assert_eq!(ids, sorted_ids(&events));
     for letter in &seen {
-        assert_eq!(letter.kind(), "exhausted");
+        assert_eq!(letter.kind(), Some(DeadLetterKind::Exhausted));
         assert_eq!(letter.failed_handlers(), ["mailer"]);
         assert_eq!(letter.attempts(), Some(1));
         assert!(letter.first_failure().is_some());
         assert_eq!(letter.source_queue().as_deref(), Some(queue.as_str()));
         assert!(letter.reason().unwrap().contains("smtp server unavailable"));
         let destination = letter.destination(&dlq).unwrap();
-        assert_eq!(destination.exchange, bus.exchange);
+        assert_eq!(destination.exchange, bus.exchange());
     }
     connection.close().unwrap();
     bus.wait_ready(&dlq, 3);
@@ -91,25 +91,9 @@ fn list_counts_and_tables_the_dead_letters_without_consuming_them() {
 
 #[test]
 fn list_reads_what_rabbitmq_dead_lettered_itself() {
-    let Some(mut bus) = Bus::new() else { return };
-    // A plain queue whose rejected messages RabbitMQ dead-letters into `<queue>.dlq`.
-    let queue = bus.queue_name("legacy");
-    let dlq = dead_letter_queue_name(&queue);
-    bus.admin
-        .declare_queue(&dlq, &QueueConfig::default())
-        .unwrap();
-    bus.admin
-        .declare_queue(&queue, &QueueConfig::default().dead_letter_to("", &dlq))
-        .unwrap();
-    bus.admin
-        .bind_queue(&queue, &bus.exchange, "user.*")
-        .unwrap();
+    let Some(mut bus) = test_bus() else { return };
     let user = event("user", "deleted", 1);
-    bus.publisher().publish(&user).unwrap();
-    bus.wait_ready(&queue, 1);
-    let (delivery, _) = bus.admin.get(&queue).unwrap().unwrap();
-    bus.admin.reject(delivery, false).unwrap();
-    bus.wait_ready(&dlq, 1);
+    let (queue, _) = bus.rejected_by_the_broker("legacy", &user);
 
     let output = pubsub(&["dlq", "list", &queue]);
     assert_exit(&output, 0);
@@ -128,7 +112,7 @@ fn list_reads_what_rabbitmq_dead_lettered_itself() {
 
 #[test]
 fn show_prints_one_message_in_full() {
-    let Some(mut bus) = Bus::new() else { return };
+    let Some(mut bus) = test_bus() else { return };
     let events = [event("order", "created", 1), event("order", "paid", 2)];
     let queue = bus.dead_letter("orders", &events);
     let id = events[1].event_id().to_string();
@@ -142,7 +126,7 @@ fn show_prints_one_message_in_full() {
         "kind:            exhausted".to_owned(),
         "failed handlers: mailer".to_owned(),
         "last error:      mailer: smtp server unavailable".to_owned(),
-        format!("replays to:      `{}` / `order.paid`", bus.exchange),
+        format!("replays to:      `{}` / `order.paid`", bus.exchange()),
         format!("  {}: 1", headers::ATTEMPT),
         "\"data\":{\"n\":2}".to_owned(),
     ] {
@@ -165,7 +149,7 @@ fn show_prints_one_message_in_full() {
 
 #[test]
 fn a_missing_queue_is_named() {
-    let Some(mut bus) = Bus::new() else { return };
+    let Some(mut bus) = test_bus() else { return };
     let queue = bus.queue_name("nope");
     for (given, expected) in [
         (queue.clone(), dead_letter_queue_name(&queue)),
@@ -192,7 +176,7 @@ fn a_missing_queue_is_named() {
 
 #[test]
 fn purge_asks_first() {
-    let Some(mut bus) = Bus::new() else { return };
+    let Some(mut bus) = test_bus() else { return };
     let (queue, dlq) = bus.dead_letter_queue("orders");
     for n in 0..3 {
         let properties = Properties {

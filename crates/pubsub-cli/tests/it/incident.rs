@@ -7,15 +7,15 @@ use std::sync::Arc;
 
 use pubsub_subscriber::{dead_letter_queue_name, Disposition};
 
-use crate::support::{assert_exit, pubsub, stdout, Bus, WAIT};
+use crate::support::{assert_exit, pubsub, stdout, test_bus, BusExt, WAIT};
 
 #[test]
 fn a_fixed_handler_gets_its_dead_lettered_events_back() {
-    let Some(mut bus) = Bus::new() else { return };
+    let Some(mut bus) = test_bus() else { return };
     let broken = Arc::new(AtomicBool::new(true));
     let (running, reports, queue) = bus.service("orders", "order.*", broken.clone());
     let dlq = dead_letter_queue_name(&queue);
-    let exchange = bus.exchange.clone();
+    let exchange = bus.exchange().to_owned();
 
     // The bug: every order.created fails and is dead-lettered.
     let mut published = BTreeSet::new();
@@ -61,6 +61,6 @@ fn a_fixed_handler_gets_its_dead_lettered_events_back() {
         handled.insert(report.event_id.unwrap());
     }
     assert_eq!(handled, published);
-    assert_eq!(bus.ready(&dlq), 0);
+    assert_eq!(bus.ready(&dlq), Some(0));
     running.stop().unwrap();
 }

@@ -1,15 +1,16 @@
 //! `pubsub publish`.
 
+use pubsub_amqp::QueueConfig;
 use pubsub_cli::publish::{build_event, publish, PublishRequest, Published};
 use pubsub_core::json;
 
-use crate::support::{assert_exit, pubsub, pubsub_with_stdin, stderr, stdout, Bus};
+use crate::support::{assert_exit, pubsub, pubsub_with_stdin, stderr, stdout, test_bus, BusExt};
 
 #[test]
 fn publish_prints_the_event_id_and_the_event_arrives() {
-    let Some(mut bus) = Bus::new() else { return };
-    let queue = bus.bound_queue("orders", "order.*");
-    let exchange = bus.exchange.clone();
+    let Some(mut bus) = test_bus() else { return };
+    let queue = bus.bound_queue("orders", "order.*", &QueueConfig::default());
+    let exchange = bus.exchange().to_owned();
     let output = pubsub(&[
         "publish",
         "order.created",
@@ -40,9 +41,9 @@ fn publish_prints_the_event_id_and_the_event_arrives() {
 
 #[test]
 fn publish_reads_the_data_from_a_file_or_stdin() {
-    let Some(mut bus) = Bus::new() else { return };
-    let queue = bus.bound_queue("orders", "order.#");
-    let exchange = bus.exchange.clone();
+    let Some(mut bus) = test_bus() else { return };
+    let queue = bus.bound_queue("orders", "order.#", &QueueConfig::default());
+    let exchange = bus.exchange().to_owned();
     let path = std::env::temp_dir().join(format!("{}.json", pubsub_testkit::unique("data")));
     std::fs::write(&path, r#"{"from":"file"}"#).unwrap();
     let file_arg = format!("@{}", path.display());
@@ -86,7 +87,7 @@ fn publish_reads_the_data_from_a_file_or_stdin() {
 
 #[test]
 fn publish_to_a_missing_exchange_fails_without_declaring_it() {
-    let Some(mut bus) = Bus::new() else { return };
+    let Some(mut bus) = test_bus() else { return };
     let missing = bus.exchange_name("missing");
     let output = pubsub(&[
         "publish",
@@ -107,8 +108,8 @@ fn publish_to_a_missing_exchange_fails_without_declaring_it() {
 
 #[test]
 fn an_unroutable_event_is_a_warning_or_with_mandatory_a_failure() {
-    let Some(bus) = Bus::new() else { return };
-    let exchange = bus.exchange.clone();
+    let Some(bus) = test_bus() else { return };
+    let exchange = bus.exchange().to_owned();
     let output = pubsub(&[
         "publish",
         "nobody.listens",
@@ -144,15 +145,15 @@ fn an_unroutable_event_is_a_warning_or_with_mandatory_a_failure() {
 
 #[test]
 fn the_library_publishes_with_confirms() {
-    let Some(mut bus) = Bus::new() else { return };
-    let queue = bus.bound_queue("users", "user.registered");
+    let Some(mut bus) = test_bus() else { return };
+    let queue = bus.bound_queue("users", "user.registered", &QueueConfig::default());
     let data = serde_json::json!({ "user_id": 7 })
         .as_object()
         .unwrap()
         .clone();
     let event = build_event("user.registered", data, "2.0").unwrap();
     let request = PublishRequest {
-        exchange: bus.exchange.clone(),
+        exchange: bus.exchange().to_owned(),
         app_id: "ops".into(),
         correlation_id: None,
         declare: false,

@@ -7,8 +7,9 @@ use pubsub_amqp::{Connection, HeaderValue, Properties, QueueConfig};
 use pubsub_cli::dlq::{Dlq, ReplayOptions, ReplayReport, Selection, REPLAYED};
 use pubsub_core::{json, Event};
 use pubsub_subscriber::{dead_letter_queue_name, headers};
+use pubsub_testkit::{Bus, Taken};
 
-use crate::support::{assert_exit, event, pubsub, sorted_ids, stderr, stdout, Bus, Taken};
+use crate::support::{assert_exit, event, pubsub, sorted_ids, stderr, stdout, test_bus, BusExt};
 
 fn replay(connection: &mut Connection, queue: &str, options: &ReplayOptions) -> ReplayReport {
     Dlq::open(connection, queue)
@@ -57,7 +58,7 @@ fn dead_letter_raw(bus: &Bus, dlq: &str, event: &Event, exchange: &str, routing_
 
 #[test]
 fn replay_moves_every_message_back_with_a_fresh_set_of_attempts() {
-    let Some(mut bus) = Bus::new() else { return };
+    let Some(mut bus) = test_bus() else { return };
     let events = [
         event("order", "created", 1),
         event("order", "paid", 2),
@@ -85,7 +86,7 @@ fn replay_moves_every_message_back_with_a_fresh_set_of_attempts() {
             .iter()
             .find(|e| Some(e.event_id().to_string()) == t.properties.message_id)
             .unwrap();
-        assert_eq!(t.exchange, bus.exchange);
+        assert_eq!(t.exchange, bus.exchange());
         assert_eq!(t.routing_key, original.routing_key());
         assert_eq!(t.body, json::to_vec(original), "the body is unchanged");
         assert_eq!(t.properties.app_id.as_deref(), Some("cli-test"));
@@ -94,7 +95,7 @@ fn replay_moves_every_message_back_with_a_fresh_set_of_attempts() {
         assert_eq!(h[REPLAYED], HeaderValue::Int(1));
         assert_eq!(
             h[headers::ORIGINAL_EXCHANGE],
-            HeaderValue::from(bus.exchange.as_str())
+            HeaderValue::from(bus.exchange())
         );
         for gone in [
             headers::ATTEMPT,
@@ -114,7 +115,7 @@ fn replay_moves_every_message_back_with_a_fresh_set_of_attempts() {
 
 #[test]
 fn replay_by_id_moves_only_that_message() {
-    let Some(mut bus) = Bus::new() else { return };
+    let Some(mut bus) = test_bus() else { return };
     let events = [event("order", "created", 1), event("order", "paid", 2)];
     let queue = bus.dead_letter("orders", &events);
     let dlq = dead_letter_queue_name(&queue);
@@ -142,7 +143,7 @@ fn replay_by_id_moves_only_that_message() {
 
 #[test]
 fn a_dry_run_changes_nothing() {
-    let Some(mut bus) = Bus::new() else { return };
+    let Some(mut bus) = test_bus() else { return };
     let events = [event("order", "created", 1), event("order", "paid", 2)];
     let queue = bus.dead_letter("orders", &events);
     let dlq = dead_letter_queue_name(&queue);
@@ -152,20 +153,20 @@ fn a_dry_run_changes_nothing() {
     let text = stdout(&output);
     assert!(text.contains("WOULD GO TO"), "{text}");
     assert!(
-        text.contains(&format!("`{}` / `order.paid`", bus.exchange)),
+        text.contains(&format!("`{}` / `order.paid`", bus.exchange())),
         "{text}"
     );
     assert!(text.contains(&format!(
         "dry run: would move 2 messages out of `{dlq}` (0 would stay, 0 not selected); nothing was changed"
     )), "{text}");
     bus.wait_ready(&dlq, 2);
-    assert_eq!(bus.ready(&queue), 0);
+    assert_eq!(bus.ready(&queue), Some(0));
 }
 
 #[test]
 fn messages_whose_exchange_is_missing_stay_and_the_others_move() {
-    let Some(mut bus) = Bus::new() else { return };
-    let target = bus.bound_queue("orders", "order.*");
+    let Some(mut bus) = test_bus() else { return };
+    let target = bus.bound_queue("orders", "order.*", &QueueConfig::default());
     let (service, dlq) = bus.dead_letter_queue("orders");
     let missing = bus.exchange_name("deleted");
     let events: Vec<Event> = (0..6).map(|n| event("order", "created", n)).collect();
@@ -173,7 +174,7 @@ fn messages_whose_exchange_is_missing_stay_and_the_others_move() {
     for (n, e) in events.iter().enumerate() {
         // Every other one was published to an exchange that no longer exists.
         let exchange = if n % 2 == 0 {
-            bus.exchange.as_str()
+            bus.exchange()
         } else {
             missing.as_str()
         };
@@ -207,16 +208,16 @@ fn messages_whose_exchange_is_missing_stay_and_the_others_move() {
 
 #[test]
 fn a_publish_refused_midway_leaves_exactly_the_unconfirmed_messages() {
-    let Some(mut bus) = Bus::new() else { return };
+    let Some(mut bus) = test_bus() else { return };
     // The target queue takes two messages, then makes the broker refuse (nack) publishes.
     let full_after_two = QueueConfig::default()
         .max_length(2)
         .argument("x-overflow", "reject-publish");
-    let target = bus.bound_queue_with("orders", "order.*", &full_after_two);
+    let target = bus.bound_queue("orders", "order.*", &full_after_two);
     let (service, dlq) = bus.dead_letter_queue("orders");
     let events: Vec<Event> = (0..5).map(|n| event("order", "paid", n)).collect();
     for e in &events {
-        dead_letter_raw(&bus, &dlq, e, &bus.exchange, e.routing_key());
+        dead_letter_raw(&bus, &dlq, e, bus.exchange(), e.routing_key());
     }
     bus.wait_ready(&dlq, 5);
 
@@ -251,13 +252,13 @@ fn a_publish_refused_midway_leaves_exactly_the_unconfirmed_messages() {
 
 #[test]
 fn unroutable_messages_stay() {
-    let Some(mut bus) = Bus::new() else { return };
-    let target = bus.bound_queue("orders", "order.created");
+    let Some(mut bus) = test_bus() else { return };
+    let target = bus.bound_queue("orders", "order.created", &QueueConfig::default());
     let (service, dlq) = bus.dead_letter_queue("orders");
     let routed = event("order", "created", 1);
     let unbound = event("order", "archived", 2); // no queue is bound for it any more
-    dead_letter_raw(&bus, &dlq, &routed, &bus.exchange, routed.routing_key());
-    dead_letter_raw(&bus, &dlq, &unbound, &bus.exchange, unbound.routing_key());
+    dead_letter_raw(&bus, &dlq, &routed, bus.exchange(), routed.routing_key());
+    dead_letter_raw(&bus, &dlq, &unbound, bus.exchange(), unbound.routing_key());
     bus.wait_ready(&dlq, 2);
 
     let mut connection = bus.connection();
@@ -269,7 +270,7 @@ fn unroutable_messages_stay() {
         report.stayed[0].reason,
         format!(
             "no queue is bound to exchange `{}` for routing key `order.archived`",
-            bus.exchange
+            bus.exchange()
         )
     );
     bus.wait_ready(&target, 1);
@@ -282,17 +283,18 @@ fn unroutable_messages_stay() {
 
 #[test]
 fn a_lost_connection_midway_loses_nothing() {
-    let Some(mut bus) = Bus::new() else { return };
-    let target = bus.bound_queue("orders", "order.*");
+    let Some(mut bus) = test_bus() else { return };
+    let target = bus.bound_queue("orders", "order.*", &QueueConfig::default());
     let (service, dlq) = bus.dead_letter_queue("orders");
     let events: Vec<Event> = (0..10).map(|n| event("order", "created", n)).collect();
     for e in &events {
-        dead_letter_raw(&bus, &dlq, e, &bus.exchange, e.routing_key());
+        dead_letter_raw(&bus, &dlq, e, bus.exchange(), e.routing_key());
     }
     bus.wait_ready(&dlq, 10);
 
     let name = pubsub_testkit::unique("replay-connection");
-    let mut connection = Connection::open(&bus.config.clone().with_connection_name(&name)).unwrap();
+    let mut connection =
+        Connection::open(&bus.config().clone().with_connection_name(&name)).unwrap();
     let options = ReplayOptions {
         batch_size: 2,
         ..ReplayOptions::default()
@@ -304,7 +306,9 @@ fn a_lost_connection_midway_loses_nothing() {
             // After the first batch, an operator (or the network) kills the connection.
             if p.moved == 2 && !killed {
                 killed = true;
-                assert_eq!(pubsub_testkit::close_connections_named(&name), Ok(1));
+                let closed = pubsub_testkit::close_connections_named(&name)
+                    .expect("rabbitmqctl closes the connection");
+                assert_eq!(closed, 1);
             }
         })
         .unwrap();
@@ -318,7 +322,7 @@ fn a_lost_connection_midway_loses_nothing() {
 
     // Every message is in the target or back in the dead-letter queue.
     crate::support::wait_until("the unmoved messages are back", || {
-        bus.ready(&dlq) + bus.ready(&target) >= 10
+        bus.ready(&dlq).unwrap() + bus.ready(&target).unwrap() >= 10
     });
     let in_target = ids(&bus.drain(&target));
     let in_dlq = ids(&bus.drain(&dlq));
@@ -341,24 +345,9 @@ fn a_lost_connection_midway_loses_nothing() {
 
 #[test]
 fn messages_rabbitmq_dead_lettered_go_back_where_x_death_says() {
-    let Some(mut bus) = Bus::new() else { return };
-    let queue = bus.queue_name("legacy");
-    let dlq = dead_letter_queue_name(&queue);
-    bus.admin
-        .declare_queue(&dlq, &QueueConfig::default())
-        .unwrap();
-    bus.admin
-        .declare_queue(&queue, &QueueConfig::default().dead_letter_to("", &dlq))
-        .unwrap();
-    bus.admin
-        .bind_queue(&queue, &bus.exchange, "user.*")
-        .unwrap();
+    let Some(mut bus) = test_bus() else { return };
     let user = event("user", "deleted", 1);
-    bus.publisher().publish(&user).unwrap();
-    bus.wait_ready(&queue, 1);
-    let (delivery, _) = bus.admin.get(&queue).unwrap().unwrap();
-    bus.admin.reject(delivery, false).unwrap();
-    bus.wait_ready(&dlq, 1);
+    let (queue, dlq) = bus.rejected_by_the_broker("legacy", &user);
 
     let mut connection = bus.connection();
     let report = replay(&mut connection, &queue, &ReplayOptions::default());
@@ -367,18 +356,18 @@ fn messages_rabbitmq_dead_lettered_go_back_where_x_death_says() {
     bus.wait_ready(&queue, 1);
     let taken = bus.drain(&queue);
     assert_eq!(taken[0].routing_key, "user.deleted");
-    assert_eq!(taken[0].exchange, bus.exchange);
+    assert_eq!(taken[0].exchange, bus.exchange());
     assert!(!taken[0].properties.headers.contains_key("x-death"));
-    assert_eq!(bus.ready(&dlq), 0);
+    assert_eq!(bus.ready(&dlq), Some(0));
 }
 
 #[test]
 fn to_queue_replays_to_one_service_only() {
-    let Some(mut bus) = Bus::new() else { return };
+    let Some(mut bus) = test_bus() else { return };
     let events = [event("order", "created", 1)];
     let queue = bus.dead_letter("orders", &events);
     // Another service that handled the event fine the first time.
-    let audit = bus.bound_queue("audit", "order.*");
+    let audit = bus.bound_queue("audit", "order.*", &QueueConfig::default());
 
     let mut connection = bus.connection();
     let options = ReplayOptions {
@@ -390,6 +379,6 @@ fn to_queue_replays_to_one_service_only() {
     connection.close().unwrap();
     assert!(report.is_complete(), "{report:?}");
     bus.wait_ready(&queue, 1);
-    assert_eq!(bus.ready(&audit), 0);
-    assert_eq!(bus.ready(&dead_letter_queue_name(&queue)), 0);
+    assert_eq!(bus.ready(&audit), Some(0));
+    assert_eq!(bus.ready(&dead_letter_queue_name(&queue)), Some(0));
 }

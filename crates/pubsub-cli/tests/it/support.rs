@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pubsub_amqp::{AmqpConfig, Channel, Connection, Properties, QueueConfig};
+use pubsub_amqp::QueueConfig;
 use pubsub_core::{handler_fn, Event};
 use pubsub_publisher::EventPublisher;
 use pubsub_registry::HandlerRegistry;
@@ -12,6 +12,7 @@ use pubsub_subscriber::{
     dead_letter_queue_name, DeliveryReport, Disposition, EventSubscriber, RetryPolicy,
     RunningSubscriber,
 };
+use pubsub_testkit::Bus;
 
 /// How long a test waits for something that should take milliseconds.
 pub(crate) const WAIT: Duration = Duration::from_secs(10);
@@ -68,149 +69,98 @@ pub(crate) fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
-/// An exchange of its own for one test, an admin channel, and cleanup of every queue and
-/// exchange the test made.
-pub(crate) struct Bus {
-    pub(crate) config: AmqpConfig,
-    pub(crate) exchange: String,
-    pub(crate) admin: Channel,
-    _admin_connection: Connection,
-    queues: Vec<String>,
-    exchanges: Vec<String>,
+/// A running service: its subscriber, its delivery reports, and its queue.
+pub(crate) type Service = (
+    RunningSubscriber,
+    crossbeam_channel::Receiver<DeliveryReport>,
+    String,
+);
+
+/// The test's own bus: an exchange of its own, an admin channel, and the deletion of every
+/// queue and exchange the test named through it. `None` when the broker is not there.
+pub(crate) fn test_bus() -> Option<Bus> {
+    Bus::new("cli")
 }
 
-impl Bus {
-    pub(crate) fn new() -> Option<Bus> {
-        let config = pubsub_testkit::broker()?;
-        let mut admin_connection = Connection::open(&config).unwrap();
-        let admin = admin_connection.open_channel().unwrap();
-        let exchange = pubsub_testkit::unique("cli");
-        admin
-            .declare_exchange(&exchange, &Default::default())
-            .unwrap();
-        Some(Bus {
-            config,
-            exchange: exchange.clone(),
-            admin,
-            _admin_connection: admin_connection,
-            queues: Vec::new(),
-            exchanges: vec![exchange],
-        })
-    }
-
-    pub(crate) fn connection(&self) -> Connection {
-        Connection::open(&self.config).unwrap()
-    }
-
-    /// A name for a queue (and its dead-letter queue) deleted at the end of the test.
-    pub(crate) fn queue_name(&mut self, prefix: &str) -> String {
-        let queue = pubsub_testkit::unique(prefix);
-        self.queues.push(queue.clone());
-        self.queues.push(dead_letter_queue_name(&queue));
-        queue
-    }
-
-    /// A name for an exchange deleted at the end of the test (not declared).
-    pub(crate) fn exchange_name(&mut self, prefix: &str) -> String {
-        let exchange = pubsub_testkit::unique(prefix);
-        self.exchanges.push(exchange.clone());
-        exchange
-    }
-
-    /// A durable queue bound to the bus with `binding_key`.
-    pub(crate) fn bound_queue(&mut self, prefix: &str, binding_key: &str) -> String {
-        self.bound_queue_with(prefix, binding_key, &QueueConfig::default())
-    }
-
-    pub(crate) fn bound_queue_with(
-        &mut self,
-        prefix: &str,
-        binding_key: &str,
-        config: &QueueConfig,
-    ) -> String {
-        let queue = self.queue_name(prefix);
-        self.admin.declare_queue(&queue, config).unwrap();
-        self.admin
-            .bind_queue(&queue, &self.exchange, binding_key)
-            .unwrap();
-        queue
-    }
+/// What this crate's tests build on a [`Bus`]: services, their dead-letter queues, a
+/// publisher.
+pub(crate) trait BusExt {
+    /// The names of a service's queue and of its dead-letter queue, both deleted at the end
+    /// (neither is declared).
+    fn service_names(&mut self, prefix: &str) -> (String, String);
 
     /// A dead-letter queue of its own (and its service queue's name), empty.
-    pub(crate) fn dead_letter_queue(&mut self, prefix: &str) -> (String, String) {
+    fn dead_letter_queue(&mut self, prefix: &str) -> (String, String);
+
+    /// A plain queue (no subscriber) bound to `<domain>.*` of `event`, whose rejected
+    /// messages RabbitMQ dead-letters into its dead-letter queue, and `event` published,
+    /// rejected and dead-lettered there. Returns the queue and the dead-letter queue.
+    fn rejected_by_the_broker(&mut self, prefix: &str, event: &Event) -> (String, String);
+
+    /// A publisher to the bus's exchange, on a connection of its own.
+    fn publisher(&self) -> EventPublisher;
+
+    /// Waits until `queue` holds `n` ready messages, failing the test after [`WAIT`].
+    fn wait_ready(&self, queue: &str, n: u32);
+
+    /// A service on the bus whose handler `mailer` fails while `broken` is set, with no
+    /// retries, so that a failure goes straight to its dead-letter queue.
+    fn service(&mut self, prefix: &str, pattern: &str, broken: Arc<AtomicBool>) -> Service;
+
+    /// Dead-letters `events` through a real subscriber whose handler fails, and returns the
+    /// service's queue (still bound, no longer consumed). Its dead-letter queue then holds
+    /// exactly these events.
+    fn dead_letter(&mut self, prefix: &str, events: &[Event]) -> String;
+}
+
+impl BusExt for Bus {
+    fn service_names(&mut self, prefix: &str) -> (String, String) {
         let queue = self.queue_name(prefix);
         let dlq = dead_letter_queue_name(&queue);
-        self.admin
+        self.delete_queue_at_end(&dlq);
+        (queue, dlq)
+    }
+
+    fn dead_letter_queue(&mut self, prefix: &str) -> (String, String) {
+        let (queue, dlq) = self.service_names(prefix);
+        self.admin()
             .declare_queue(&dlq, &QueueConfig::default())
             .unwrap();
         (queue, dlq)
     }
 
-    pub(crate) fn publisher(&self) -> EventPublisher {
-        EventPublisher::builder(self.connection(), &self.exchange)
+    fn rejected_by_the_broker(&mut self, prefix: &str, event: &Event) -> (String, String) {
+        let (queue, dlq) = self.dead_letter_queue(prefix);
+        let admin = self.admin();
+        admin
+            .declare_queue(&queue, &QueueConfig::default().dead_letter_to("", &dlq))
+            .unwrap();
+        admin
+            .bind_queue(&queue, self.exchange(), &format!("{}.*", event.domain()))
+            .unwrap();
+        self.publisher().publish(event).unwrap();
+        self.wait_ready(&queue, 1);
+        let (delivery, _) = admin.get(&queue).unwrap().unwrap();
+        admin.reject(delivery, false).unwrap();
+        self.wait_ready(&dlq, 1);
+        (queue, dlq)
+    }
+
+    fn publisher(&self) -> EventPublisher {
+        EventPublisher::builder(self.connection(), self.exchange())
             .app_id("cli-test")
             .build()
             .unwrap()
     }
 
-    /// Publishes raw bytes with confirms (on a channel of its own: a missing exchange closes
-    /// it).
-    pub(crate) fn publish_raw(
-        &self,
-        exchange: &str,
-        routing_key: &str,
-        body: &[u8],
-        properties: &Properties,
-    ) {
-        let mut connection = self.connection();
-        let channel = connection.open_channel().unwrap();
-        let confirms = channel.enable_confirms().unwrap();
-        channel
-            .publish(exchange, routing_key, body, properties, false)
-            .unwrap();
-        let confirm = confirms.recv_timeout(WAIT).unwrap().unwrap();
-        assert!(confirm.ack);
-        connection.close().unwrap();
-    }
-
-    pub(crate) fn ready(&self, queue: &str) -> u32 {
-        self.admin.queue_info(queue).unwrap().message_count
-    }
-
-    pub(crate) fn wait_ready(&self, queue: &str, n: u32) {
+    fn wait_ready(&self, queue: &str, n: u32) {
         wait_until(&format!("`{queue}` holds {n} messages"), || {
-            self.ready(queue) == n
+            self.ready(queue) == Some(n)
         });
     }
 
-    /// Takes every message of a queue (acked).
-    pub(crate) fn drain(&self, queue: &str) -> Vec<Taken> {
-        let mut out = Vec::new();
-        while let Some((mut delivery, _)) = self.admin.get(queue).unwrap() {
-            out.push(Taken {
-                exchange: delivery.exchange().to_owned(),
-                routing_key: delivery.routing_key().to_owned(),
-                properties: delivery.properties(),
-                body: delivery.take_body(),
-            });
-            self.admin.ack(delivery).unwrap();
-        }
-        out
-    }
-
-    /// A service on the bus whose handler `mailer` fails while `broken` is set, with no
-    /// retries, so that a failure goes straight to its dead-letter queue.
-    pub(crate) fn service(
-        &mut self,
-        prefix: &str,
-        pattern: &str,
-        broken: Arc<AtomicBool>,
-    ) -> (
-        RunningSubscriber,
-        crossbeam_channel::Receiver<DeliveryReport>,
-        String,
-    ) {
-        let queue = self.queue_name(prefix);
+    fn service(&mut self, prefix: &str, pattern: &str, broken: Arc<AtomicBool>) -> Service {
+        let (queue, _) = self.service_names(prefix);
         let mut registry = HandlerRegistry::new();
         registry
             .subscribe(
@@ -227,7 +177,7 @@ impl Bus {
         let (tx, rx) = crossbeam_channel::unbounded();
         let mut subscriber =
             EventSubscriber::builder(self.connection(), &queue, Arc::new(registry))
-                .exchange(&self.exchange)
+                .exchange(self.exchange())
                 .retry(RetryPolicy::none())
                 .observer(tx)
                 .build()
@@ -236,10 +186,7 @@ impl Bus {
         (subscriber.spawn().unwrap(), rx, queue)
     }
 
-    /// Dead-letters `events` through a real subscriber whose handler fails, and returns the
-    /// service's queue (still bound, no longer consumed). Its dead-letter queue then holds
-    /// exactly these events.
-    pub(crate) fn dead_letter(&mut self, prefix: &str, events: &[Event]) -> String {
+    fn dead_letter(&mut self, prefix: &str, events: &[Event]) -> String {
         let (running, reports, queue) = self.service(prefix, "#", Arc::new(AtomicBool::new(true)));
         let mut publisher = self.publisher();
         for event in events {
@@ -257,26 +204,6 @@ impl Bus {
         self.wait_ready(&dead_letter_queue_name(&queue), events.len() as u32);
         queue
     }
-}
-
-impl Drop for Bus {
-    fn drop(&mut self) {
-        for queue in &self.queues {
-            let _ = self.admin.delete_queue(queue);
-        }
-        for exchange in &self.exchanges {
-            let _ = self.admin.delete_exchange(exchange);
-        }
-    }
-}
-
-/// A message taken from a queue.
-#[derive(Debug)]
-pub(crate) struct Taken {
-    pub(crate) exchange: String,
-    pub(crate) routing_key: String,
-    pub(crate) properties: Properties,
-    pub(crate) body: Vec<u8>,
 }
 
 pub(crate) fn event(domain: &str, action: &str, n: usize) -> Event {

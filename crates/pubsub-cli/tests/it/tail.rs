@@ -9,15 +9,16 @@ use crossbeam_channel::Receiver;
 use pubsub_amqp::Properties;
 use pubsub_cli::tail::{Tail, TailOptions};
 use pubsub_registry::Pattern;
+use pubsub_testkit::Bus;
 
-use crate::support::{event, wait_until, Bus, WAIT};
+use crate::support::{event, test_bus, wait_until, BusExt, WAIT};
 
 #[test]
 fn tail_shows_what_the_patterns_match_with_registry_semantics() {
-    let Some(bus) = Bus::new() else { return };
+    let Some(bus) = test_bus() else { return };
     let patterns = ["ord*.created", "user.#"].map(|p| Pattern::parse(p).unwrap());
     let options = TailOptions {
-        exchange: bus.exchange.clone(),
+        exchange: bus.exchange().to_owned(),
         patterns: patterns.to_vec(),
     };
     let mut tail = Tail::start(bus.connection(), &options).unwrap();
@@ -33,7 +34,7 @@ fn tail_shows_what_the_patterns_match_with_registry_semantics() {
     let user = event("user", "registered", 3);
     publisher.publish(&user).unwrap();
     bus.publish_raw(
-        &bus.exchange,
+        bus.exchange(),
         "user.raw",
         b"not json",
         &Properties::default(),
@@ -67,9 +68,9 @@ fn tail_shows_what_the_patterns_match_with_registry_semantics() {
 
 #[test]
 fn tail_stops_on_the_stop_signal() {
-    let Some(bus) = Bus::new() else { return };
+    let Some(bus) = test_bus() else { return };
     let options = TailOptions {
-        exchange: bus.exchange.clone(),
+        exchange: bus.exchange().to_owned(),
         patterns: vec![Pattern::parse("#").unwrap()],
     };
     let mut tail = Tail::start(bus.connection(), &options).unwrap();
@@ -82,7 +83,7 @@ fn tail_stops_on_the_stop_signal() {
 
 #[test]
 fn tail_on_a_missing_exchange_says_so() {
-    let Some(mut bus) = Bus::new() else { return };
+    let Some(mut bus) = test_bus() else { return };
     let missing = bus.exchange_name("missing");
     let output = crate::support::pubsub(&["tail", "--exchange", &missing]);
     crate::support::assert_exit(&output, 1);
@@ -96,8 +97,8 @@ fn tail_on_a_missing_exchange_says_so() {
 #[cfg(unix)] // sends SIGINT with kill(1)
 #[test]
 fn the_binary_prints_json_lines_and_ctrl_c_stops_it_cleanly() {
-    let Some(bus) = Bus::new() else { return };
-    let mut tail = spawn_tail(&["--json", "order.*", "--exchange", &bus.exchange]);
+    let Some(bus) = test_bus() else { return };
+    let mut tail = spawn_tail(&["--json", "order.*", "--exchange", bus.exchange()]);
     let queue = wait_ready(&tail.stderr);
 
     let order = event("order", "paid", 7);
@@ -128,8 +129,8 @@ fn the_binary_prints_json_lines_and_ctrl_c_stops_it_cleanly() {
 
 #[test]
 fn the_binary_prints_readable_lines_and_stops_after_count() {
-    let Some(bus) = Bus::new() else { return };
-    let mut tail = spawn_tail(&["-n", "2", "--exchange", &bus.exchange]);
+    let Some(bus) = test_bus() else { return };
+    let mut tail = spawn_tail(&["-n", "2", "--exchange", bus.exchange()]);
     let queue = wait_ready(&tail.stderr);
     let mut publisher = bus.publisher();
     let first = event("order", "created", 1);

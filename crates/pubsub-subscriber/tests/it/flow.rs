@@ -6,11 +6,11 @@ use pubsub_core::{handler_fn, Event};
 use pubsub_registry::HandlerRegistry;
 use pubsub_subscriber::Disposition;
 
-use crate::support::{counting, event, reports, Bus, WAIT};
+use crate::support::{counting, event, reports, test_bus, BusExt, WAIT};
 
 #[test]
 fn events_flow_from_publisher_to_handlers_with_metadata() {
-    let Some(mut bus) = Bus::new() else { return };
+    let Some(mut bus) = test_bus() else { return };
     let seen = Arc::new(Mutex::new(Vec::new()));
     let mut registry = HandlerRegistry::new();
     {
@@ -62,7 +62,7 @@ fn events_flow_from_publisher_to_handlers_with_metadata() {
 
 #[test]
 fn the_queue_is_bound_to_exactly_what_the_handlers_need() {
-    let Some(mut bus) = Bus::new() else { return };
+    let Some(mut bus) = test_bus() else { return };
     let mut registry = HandlerRegistry::new();
     registry
         .subscribe("order.created", handler_fn("a", |_, _| Ok(())))
@@ -85,7 +85,7 @@ fn the_queue_is_bound_to_exactly_what_the_handlers_need() {
     ] {
         publisher.publish(&event(domain, action, 0)).unwrap();
     }
-    assert_eq!(bus.ready(&queue), 3);
+    assert_eq!(bus.ready(&queue), Some(3));
 
     // The registry filters what the broker's wider binding lets through.
     let (tx, rx) = crossbeam_channel::unbounded();
@@ -97,10 +97,10 @@ fn the_queue_is_bound_to_exactly_what_the_handlers_need() {
     registry
         .subscribe("pay*.done", handler_fn("b", |_, _| Ok(())))
         .unwrap();
-    let connection = pubsub_amqp::Connection::open(&bus.config).unwrap();
+    let connection = pubsub_amqp::Connection::open(bus.config()).unwrap();
     let running =
         pubsub_subscriber::EventSubscriber::builder(connection, &queue, Arc::new(registry))
-            .exchange(&bus.exchange)
+            .exchange(bus.exchange())
             .observer(tx)
             .build()
             .unwrap()
@@ -133,7 +133,7 @@ fn counting_registry(pattern: &str, count: &Arc<AtomicUsize>) -> HandlerRegistry
 
 #[test]
 fn each_service_queue_gets_a_copy() {
-    let Some(mut bus) = Bus::new() else { return };
+    let Some(mut bus) = test_bus() else { return };
     let (billing_count, audit_count) =
         (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let (billing, _) = bus.service("billing", counting_registry("order.*", &billing_count));
@@ -157,20 +157,20 @@ fn each_service_queue_gets_a_copy() {
 
 #[test]
 fn two_consumers_on_one_queue_share_the_work() {
-    let Some(mut bus) = Bus::new() else { return };
+    let Some(mut bus) = test_bus() else { return };
     let (first_count, second_count) =
         (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let (first, queue) = bus.service("shared", counting_registry("#", &first_count));
     let (tx, rx) = crossbeam_channel::unbounded();
     let mut first = first.prefetch(1).observer(tx.clone()).build().unwrap();
     first.setup().unwrap();
-    let connection = pubsub_amqp::Connection::open(&bus.config).unwrap();
+    let connection = pubsub_amqp::Connection::open(bus.config()).unwrap();
     let second = pubsub_subscriber::EventSubscriber::builder(
         connection,
         &queue,
         Arc::new(counting_registry("#", &second_count)),
     )
-    .exchange(&bus.exchange)
+    .exchange(bus.exchange())
     .prefetch(1)
     .observer(tx)
     .build()
@@ -193,7 +193,7 @@ fn two_consumers_on_one_queue_share_the_work() {
 
 #[test]
 fn prefetch_limits_the_deliveries_in_flight() {
-    let Some(mut bus) = Bus::new() else { return };
+    let Some(mut bus) = test_bus() else { return };
     let (gate_tx, gate_rx) = crossbeam_channel::unbounded::<()>();
     let (entered_tx, entered_rx) = crossbeam_channel::unbounded::<()>();
     let mut registry = HandlerRegistry::new();
@@ -221,13 +221,13 @@ fn prefetch_limits_the_deliveries_in_flight() {
     // The handler holds the first delivery; the broker sent at most 3 unacked.
     let mut ready = bus.ready(&queue);
     for _ in 0..50 {
-        if ready == 7 {
+        if ready == Some(7) {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
         ready = bus.ready(&queue);
     }
-    assert_eq!(ready, 7);
+    assert_eq!(ready, Some(7));
     for _ in 0..10 {
         gate_tx.send(()).unwrap();
     }
@@ -242,7 +242,7 @@ fn prefetch_limits_the_deliveries_in_flight() {
 
 #[test]
 fn stop_finishes_the_delivery_in_progress_and_joins() {
-    let Some(mut bus) = Bus::new() else { return };
+    let Some(mut bus) = test_bus() else { return };
     let (entered_tx, entered_rx) = crossbeam_channel::unbounded::<()>();
     let (gate_tx, gate_rx) = crossbeam_channel::unbounded::<()>();
     let finished = Arc::new(AtomicUsize::new(0));
@@ -280,15 +280,15 @@ fn stop_finishes_the_delivery_in_progress_and_joins() {
     assert_eq!(finished.load(Ordering::SeqCst), 1);
     assert_eq!(stats.acked, 1);
     // The four prefetched but unprocessed deliveries went back to the queue.
-    assert_eq!(bus.ready(&queue), 4);
+    assert_eq!(bus.ready(&queue), Some(4));
 }
 
 #[test]
 fn a_queue_with_other_arguments_is_an_error_not_a_reconnect_loop() {
-    let Some(mut bus) = Bus::new() else { return };
+    let Some(mut bus) = test_bus() else { return };
     let (builder, queue) = bus.service("inequivalent", HandlerRegistry::new());
     // Someone else declared the queue as a quorum queue.
-    let mut other = pubsub_amqp::Connection::open(&bus.config).unwrap();
+    let mut other = pubsub_amqp::Connection::open(bus.config()).unwrap();
     other
         .open_channel()
         .unwrap()

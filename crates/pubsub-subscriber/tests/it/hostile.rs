@@ -16,11 +16,9 @@ use pubsub_amqp::{HeaderValue, Properties};
 use pubsub_core::{handler_fn, json, Event};
 use pubsub_registry::HandlerRegistry;
 use pubsub_subscriber::{headers, DeadLetterKind, Disposition};
-use pubsub_testkit::raw::{
-    hostile, ContentHeader, FieldTable, RawError, RawPublisher, ShortStringProperty,
-};
+use pubsub_testkit::raw::{hostile, ContentHeader, FieldTable, RawPublisher, ShortStringProperty};
 
-use crate::support::{counting, event, reports, Bus};
+use crate::support::{counting, event, reports, test_bus, BusExt};
 
 /// Good events published before the hostile one, and as many after it.
 const GOOD_AROUND: usize = 3;
@@ -59,7 +57,7 @@ fn assert_names(reason: &str, words: &[&str]) {
 /// the subscriber handled every good event, dead-lettered the hostile one as `expect` says,
 /// and never reconnected.
 fn check(routing_key: &[u8], header: ContentHeader, expect: Expect<'_>) {
-    let Some(mut bus) = Bus::new() else { return };
+    let Some(mut bus) = test_bus() else { return };
     let seen = Arc::new(Mutex::new(Vec::<String>::new()));
     let mut registry = HandlerRegistry::new();
     {
@@ -90,13 +88,13 @@ fn check(routing_key: &[u8], header: ContentHeader, expect: Expect<'_>) {
     }
     let bad = event("order", "created", 999);
     let bad_body = json::to_vec(&bad);
-    let mut raw = RawPublisher::connect(&bus.config).unwrap();
-    let refused = match raw.publish(&bus.exchange, routing_key, &header, &bad_body) {
+    let mut raw = RawPublisher::connect(bus.config()).unwrap();
+    let refused = match raw.publish(bus.exchange(), routing_key, &header, &bad_body) {
         Ok(()) => {
             raw.close().unwrap();
             false
         }
-        Err(e @ RawError::Closed { .. }) => match expect {
+        Err(e @ pubsub_testkit::Error::Closed { .. }) => match expect {
             Expect::DeadLetteredUnlessRefused(_) => {
                 eprintln!("the broker refused the hostile message: {e}");
                 true
@@ -153,16 +151,17 @@ fn check(routing_key: &[u8], header: ContentHeader, expect: Expect<'_>) {
     assert_eq!(dead.len(), expected_bad);
     if let Some(message) = dead.first() {
         assert_eq!(
-            message.body(),
-            bad_body,
+            message.body, bad_body,
             "the dead letter keeps the original body"
         );
         assert_eq!(
-            message.header(headers::DEAD_LETTER_KIND),
-            Some(HeaderValue::from("poison"))
+            message.properties.headers.get(headers::DEAD_LETTER_KIND),
+            Some(&HeaderValue::from("poison"))
         );
         let reason = message
-            .header(headers::DEAD_LETTER_REASON)
+            .properties
+            .headers
+            .get(headers::DEAD_LETTER_REASON)
             .expect("no dead-letter reason");
         assert_names(reason.as_str().expect("the reason is a string"), words);
     }
@@ -292,7 +291,7 @@ fn forged(state: &[(&str, HeaderValue)]) -> Properties {
 
 #[test]
 fn forged_retry_state_on_a_fresh_message_is_not_trusted() {
-    let Some(mut bus) = Bus::new() else { return };
+    let Some(mut bus) = test_bus() else { return };
     let (first, second) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let mut registry = HandlerRegistry::new();
     registry
@@ -313,6 +312,7 @@ fn forged_retry_state_on_a_fresh_message_is_not_trusted() {
     let sent = event("order", "created", 2);
     let body = json::to_vec(&sent);
     bus.publish_raw(
+        bus.exchange(),
         "order.created",
         &body,
         &forged(&[
@@ -357,12 +357,12 @@ fn forged_retry_state_on_a_fresh_message_is_not_trusted() {
         (3, 0, 0),
         "{stats}"
     );
-    assert_eq!(bus.ready(&dlq), 0);
+    assert_eq!(bus.ready(&dlq), Some(0));
 }
 
 #[test]
 fn a_forged_attempt_does_not_use_up_the_retries() {
-    let Some(mut bus) = Bus::new() else { return };
+    let Some(mut bus) = test_bus() else { return };
     let runs = Arc::new(AtomicUsize::new(0));
     let mut registry = HandlerRegistry::new();
     {
@@ -388,6 +388,7 @@ fn a_forged_attempt_does_not_use_up_the_retries() {
     let running = subscriber.spawn().unwrap();
     let body = json::to_vec(&event("order", "created", 1));
     bus.publish_raw(
+        bus.exchange(),
         "order.created",
         &body,
         &forged(&[(headers::ATTEMPT, HeaderValue::Int(5))]),

@@ -8,7 +8,7 @@ use pubsub_registry::HandlerRegistry;
 use pubsub_subscriber::{headers, DeadLetterKind, Disposition, RetryPolicy};
 use serde::{Deserialize, Serialize};
 
-use crate::support::{counting, event, reports, Bus};
+use crate::support::{counting, event, reports, test_bus, BusExt};
 
 fn counter() -> Arc<AtomicUsize> {
     Arc::new(AtomicUsize::new(0))
@@ -16,7 +16,7 @@ fn counter() -> Arc<AtomicUsize> {
 
 #[test]
 fn a_flaky_handler_is_retried_and_its_sibling_runs_once() {
-    let Some(mut bus) = Bus::new() else { return };
+    let Some(mut bus) = test_bus() else { return };
     let (flaky_runs, sibling_runs) = (counter(), counter());
     let mut registry = HandlerRegistry::new();
     registry
@@ -88,7 +88,7 @@ fn a_flaky_handler_is_retried_and_its_sibling_runs_once() {
 
 #[test]
 fn a_handler_that_always_fails_ends_in_the_dead_letter_queue() {
-    let Some(mut bus) = Bus::new() else { return };
+    let Some(mut bus) = test_bus() else { return };
     let runs = counter();
     let mut registry = HandlerRegistry::new();
     {
@@ -143,10 +143,13 @@ fn a_handler_that_always_fails_ends_in_the_dead_letter_queue() {
     let dead = bus.drain(&dlq);
     assert_eq!(dead.len(), 1);
     let message = &dead[0];
-    assert_eq!(pubsub_core::json::from_slice(message.body()).unwrap(), sent);
+    assert_eq!(pubsub_core::json::from_slice(&message.body).unwrap(), sent);
     let h = |name: &str| {
         message
-            .header(name)
+            .properties
+            .headers
+            .get(name)
+            .cloned()
             .unwrap_or_else(|| panic!("no header {name}"))
     };
     assert_eq!(h(headers::DEAD_LETTER_KIND), HeaderValue::from("exhausted"));
@@ -169,21 +172,21 @@ fn a_handler_that_always_fails_ends_in_the_dead_letter_queue() {
     assert_eq!(h(headers::SOURCE_QUEUE), HeaderValue::from(queue.as_str()));
     assert_eq!(
         h(headers::ORIGINAL_EXCHANGE),
-        HeaderValue::from(bus.exchange.as_str())
+        HeaderValue::from(bus.exchange())
     );
     assert_eq!(
         h(headers::ORIGINAL_ROUTING_KEY),
         HeaderValue::from("order.created")
     );
     assert_eq!(
-        message.message_id(),
+        message.properties.message_id.as_deref(),
         Some(sent.event_id().to_string().as_str())
     );
 }
 
 #[test]
 fn poison_messages_go_to_the_dead_letter_queue_at_once() {
-    let Some(mut bus) = Bus::new() else { return };
+    let Some(mut bus) = test_bus() else { return };
     let runs = counter();
     let mut registry = HandlerRegistry::new();
     registry.subscribe("#", counting("count", &runs)).unwrap();
@@ -255,10 +258,10 @@ fn poison_messages_go_to_the_dead_letter_queue_at_once() {
         ("unsupported version", v2, json.clone(), "not supported"),
     ];
     for (_, body, properties, _) in &poison {
-        bus.publish_raw("order.created", body, properties);
+        bus.publish_raw(bus.exchange(), "order.created", body, properties);
     }
     // The consumer keeps going: a valid event after the poison is handled.
-    bus.publish_raw("order.created", &valid, &json);
+    bus.publish_raw(bus.exchange(), "order.created", &valid, &json);
 
     let got = reports(&rx, poison.len() + 1);
     for (report, (name, _, _, reason)) in got.iter().zip(&poison) {
@@ -283,10 +286,13 @@ fn poison_messages_go_to_the_dead_letter_queue_at_once() {
     assert_eq!(dead.len(), poison.len());
     for message in &dead {
         assert_eq!(
-            message.header(headers::DEAD_LETTER_KIND),
-            Some(HeaderValue::from("poison"))
+            message.properties.headers.get(headers::DEAD_LETTER_KIND),
+            Some(&HeaderValue::from("poison"))
         );
-        assert!(message.header(headers::DEAD_LETTER_REASON).is_some());
+        assert!(message
+            .properties
+            .headers
+            .contains_key(headers::DEAD_LETTER_REASON));
     }
 }
 
@@ -303,7 +309,7 @@ impl TypedEvent for Payment {
 
 #[test]
 fn a_typed_handler_that_cannot_decode_dead_letters_without_retrying() {
-    let Some(mut bus) = Bus::new() else { return };
+    let Some(mut bus) = test_bus() else { return };
     let mut registry = HandlerRegistry::new();
     registry
         .subscribe(

@@ -3,7 +3,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
-use pubsub_amqp::{AmqpConfig, Channel, Connection, Delivery, Properties};
 use pubsub_core::{handler_fn, Event, EventHandler};
 use pubsub_publisher::EventPublisher;
 use pubsub_registry::HandlerRegistry;
@@ -11,97 +10,49 @@ use pubsub_subscriber::{
     dead_letter_queue_name, retry_queue_name, DeliveryReport, EventSubscriber, RetryPolicy,
     SubscriberBuilder,
 };
+use pubsub_testkit::Bus;
 
 /// How long a test waits for something that should take milliseconds.
 pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
-/// An exchange shared by the services of one test, and cleanup of every queue they made.
-pub(crate) struct Bus {
-    pub(crate) config: AmqpConfig,
-    pub(crate) exchange: String,
-    admin: Channel,
-    _admin_connection: Connection,
-    queues: Vec<String>,
+/// The delays of the retry queues a test may make (see [`BusExt::service`]).
+const RETRY_DELAYS_MS: [u64; 4] = [100, 200, 1000, 5000];
+
+/// The test's own bus (an exchange shared by its services, deleted with every queue they
+/// made), with the test's log going to its output; `None` when the broker is not there.
+pub(crate) fn test_bus() -> Option<Bus> {
+    let _ = env_logger::builder().is_test(true).try_init();
+    Bus::new("bus")
 }
 
-impl Bus {
-    pub(crate) fn new() -> Option<Bus> {
-        let _ = env_logger::builder().is_test(true).try_init();
-        let config = pubsub_testkit::broker()?;
-        let mut admin_connection = Connection::open(&config).unwrap();
-        let admin = admin_connection.open_channel().unwrap();
-        let exchange = pubsub_testkit::unique("bus");
-        admin
-            .declare_exchange(&exchange, &Default::default())
-            .unwrap();
-        Some(Bus {
-            config,
-            exchange,
-            admin,
-            _admin_connection: admin_connection,
-            queues: Vec::new(),
-        })
-    }
+/// What this crate's tests build on a [`Bus`].
+pub(crate) trait BusExt {
+    /// A subscriber builder for a new queue on this bus (retrying 3 times after 100 ms);
+    /// the queue, its dead-letter queue and its retry queues are deleted at the end.
+    fn service(&mut self, name: &str, registry: HandlerRegistry) -> (SubscriberBuilder, String);
 
-    /// A subscriber builder for a new queue on this bus; its queues are deleted at the end.
-    pub(crate) fn service(
-        &mut self,
-        name: &str,
-        registry: HandlerRegistry,
-    ) -> (SubscriberBuilder, String) {
-        let queue = pubsub_testkit::unique(name);
-        self.queues.push(queue.clone());
-        let connection = Connection::open(&self.config).unwrap();
-        let builder = EventSubscriber::builder(connection, &queue, Arc::new(registry))
-            .exchange(&self.exchange)
+    /// A publisher to the bus's exchange, on a connection of its own.
+    fn publisher(&self) -> EventPublisher;
+}
+
+impl BusExt for Bus {
+    fn service(&mut self, name: &str, registry: HandlerRegistry) -> (SubscriberBuilder, String) {
+        let queue = self.queue_name(name);
+        self.delete_queue_at_end(&dead_letter_queue_name(&queue));
+        for ms in RETRY_DELAYS_MS {
+            self.delete_queue_at_end(&retry_queue_name(&queue, Duration::from_millis(ms)));
+        }
+        let builder = EventSubscriber::builder(self.connection(), &queue, Arc::new(registry))
+            .exchange(self.exchange())
             .retry(RetryPolicy::new(3, vec![Duration::from_millis(100)]));
         (builder, queue)
     }
 
-    pub(crate) fn publisher(&self) -> EventPublisher {
-        let connection = Connection::open(&self.config).unwrap();
-        EventPublisher::builder(connection, &self.exchange)
+    fn publisher(&self) -> EventPublisher {
+        EventPublisher::builder(self.connection(), self.exchange())
             .app_id("test-publisher")
             .build()
             .unwrap()
-    }
-
-    /// Publishes raw bytes, for poison messages.
-    pub(crate) fn publish_raw(&self, routing_key: &str, body: &[u8], properties: &Properties) {
-        let confirms = self.admin.enable_confirms().unwrap();
-        self.admin
-            .publish(&self.exchange, routing_key, body, properties, false)
-            .unwrap();
-        let confirm = confirms.recv_timeout(WAIT).unwrap().unwrap();
-        assert!(confirm.ack);
-    }
-
-    pub(crate) fn ready(&self, queue: &str) -> u32 {
-        self.admin.queue_info(queue).unwrap().message_count
-    }
-
-    /// Takes every message of a queue (acked).
-    pub(crate) fn drain(&self, queue: &str) -> Vec<Delivery> {
-        let mut out = Vec::new();
-        while let Some((delivery, _)) = self.admin.get(queue).unwrap() {
-            out.push(delivery);
-        }
-        out
-    }
-}
-
-impl Drop for Bus {
-    fn drop(&mut self) {
-        for queue in &self.queues {
-            let _ = self.admin.delete_queue(queue);
-            let _ = self.admin.delete_queue(&dead_letter_queue_name(queue));
-            for ms in [100, 200, 1000, 5000] {
-                let _ = self
-                    .admin
-                    .delete_queue(&retry_queue_name(queue, Duration::from_millis(ms)));
-            }
-        }
-        let _ = self.admin.delete_exchange(&self.exchange);
     }
 }
 

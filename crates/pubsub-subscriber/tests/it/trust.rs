@@ -10,7 +10,7 @@ use pubsub_core::{handler_fn, json};
 use pubsub_registry::HandlerRegistry;
 use pubsub_subscriber::{headers, DeadLetterKind, Disposition};
 
-use crate::support::{counting, event, reports, Bus, WAIT};
+use crate::support::{counting, event, reports, test_bus, BusExt, WAIT};
 
 /// Retry state as a client on the exchange could forge it: `audit` already done, the last
 /// attempt, a quorum queue's delivery count far past any limit, a made-up `x-death`.
@@ -41,7 +41,7 @@ fn forged_properties(event_id: &str) -> Properties {
 
 #[test]
 fn forged_retry_headers_on_a_fresh_message_run_every_handler_as_a_first_attempt() {
-    let Some(mut bus) = Bus::new() else { return };
+    let Some(mut bus) = test_bus() else { return };
     let (audit_runs, mail_runs) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let attempts = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut registry = HandlerRegistry::new();
@@ -80,6 +80,7 @@ fn forged_retry_headers_on_a_fresh_message_run_every_handler_as_a_first_attempt(
     let sent = event("order", "created", 1);
     let id = sent.event_id().to_string();
     bus.publish_raw(
+        bus.exchange(),
         "order.created",
         &json::to_vec(&sent),
         &forged_properties(&id),
@@ -115,7 +116,7 @@ fn forged_retry_headers_on_a_fresh_message_run_every_handler_as_a_first_attempt(
 
 #[test]
 fn forged_headers_do_not_survive_into_the_dead_letter_queue() {
-    let Some(mut bus) = Bus::new() else { return };
+    let Some(mut bus) = test_bus() else { return };
     let mut registry = HandlerRegistry::new();
     registry
         .subscribe(
@@ -135,6 +136,7 @@ fn forged_headers_do_not_survive_into_the_dead_letter_queue() {
     let sent = event("order", "created", 1);
     let id = sent.event_id().to_string();
     bus.publish_raw(
+        bus.exchange(),
         "order.created",
         &json::to_vec(&sent),
         &forged_properties(&id),
@@ -153,7 +155,7 @@ fn forged_headers_do_not_survive_into_the_dead_letter_queue() {
     running.stop().unwrap();
     let dead = bus.drain(&subscriber_dlq(&queue));
     assert_eq!(dead.len(), 1);
-    let h = dead[0].properties().headers;
+    let h = &dead[0].properties.headers;
     // The subscriber's own state replaced the forged one.
     assert_eq!(h[headers::ATTEMPT], HeaderValue::Int(1));
     assert_eq!(h[headers::DONE], HeaderValue::Array(vec![]));
@@ -167,7 +169,7 @@ fn forged_headers_do_not_survive_into_the_dead_letter_queue() {
     );
     assert_eq!(
         h[headers::ORIGINAL_EXCHANGE],
-        HeaderValue::from(bus.exchange.as_str())
+        HeaderValue::from(bus.exchange())
     );
 }
 
@@ -177,7 +179,7 @@ fn subscriber_dlq(queue: &str) -> String {
 
 #[test]
 fn a_quorum_queue_redelivery_limit_still_dead_letters() {
-    let Some(mut bus) = Bus::new() else { return };
+    let Some(mut bus) = test_bus() else { return };
     let runs = Arc::new(AtomicUsize::new(0));
     let mut registry = HandlerRegistry::new();
     registry
@@ -199,7 +201,7 @@ fn a_quorum_queue_redelivery_limit_still_dead_letters() {
     // A consumer that takes the message and dies before acking it, three times: the broker
     // requeues it each time and the quorum queue counts the deliveries.
     for _ in 0..3 {
-        let mut crashing = Connection::open(&bus.config).unwrap();
+        let mut crashing = Connection::open(bus.config()).unwrap();
         let channel = crashing.open_channel().unwrap();
         let consumer = channel.consume(&queue, false).unwrap();
         match consumer.next_timeout(WAIT) {

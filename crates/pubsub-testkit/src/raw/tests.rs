@@ -81,7 +81,7 @@ fn a_short_string_over_255_bytes_is_refused() {
     assert!(
         matches!(
             err,
-            RawError::TooLong {
+            Error::TooLong {
                 field: "correlation_id",
                 len: 256
             }
@@ -264,12 +264,12 @@ fn frames_are_read_with_bounds() {
     *bad_end.last_mut().unwrap() = 0;
     assert!(matches!(
         parse_frame(&bad_end, 100),
-        Err(RawError::Protocol(_))
+        Err(Error::Protocol(_))
     ));
     // A frame announcing more than the limit is refused before its bytes arrive.
     assert!(matches!(
         parse_frame(&[1, 0, 0, 0xff, 0xff, 0xff, 0xff], 100),
-        Err(RawError::Protocol(_))
+        Err(Error::Protocol(_))
     ));
 }
 

@@ -1,6 +1,6 @@
 use pubsub_amqp::{Channel, Connection, HeaderValue, QueueConfig};
 use pubsub_testkit::raw::{
-    hostile, ContentHeader, FieldArray, FieldTable, RawError, RawProperties, RawPublisher,
+    hostile, ContentHeader, FieldArray, FieldTable, RawProperties, RawPublisher,
     ShortStringProperty,
 };
 
@@ -160,7 +160,7 @@ fn the_broker_refuses_what_it_checks() {
         let mut publisher = RawPublisher::connect(&config).unwrap();
         let outcome = publisher.publish("", queue.name.as_bytes(), &header, b"{}");
         assert!(
-            matches!(outcome, Err(RawError::Closed { .. })),
+            matches!(outcome, Err(pubsub_testkit::Error::Closed { .. })),
             "{name}: {outcome:?}"
         );
     }

@@ -4,12 +4,13 @@ use std::io::Write;
 
 use clap::{ArgGroup, Args};
 use crossbeam_channel::Receiver;
+use pubsub_core::text::clip;
 
 use crate::connect::connect;
 use crate::console::Console;
 use crate::dlq::{Dlq, ReplayOptions, ReplayReport, Selection};
 use crate::error::{Error, Result};
-use crate::format::{clip, plural, table};
+use crate::format::{plural, table};
 use crate::progress::ProgressLine;
 
 /// The examples under `pubsub dlq replay --help`.
