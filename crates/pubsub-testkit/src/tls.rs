@@ -30,21 +30,11 @@ impl TestCa {
         openssl(
             &dir,
             &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "2",
-                "-subj",
-            ],
+                &["req", "-x509"][..],
+                &NEW_KEY,
+                &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj"],
+            ]
+            .concat(),
             &format!("/CN={name}"),
         )?;
         let cert_pem = std::fs::read(dir.join("ca.pem"))?;
@@ -66,18 +56,11 @@ impl TestCa {
         openssl(
             &self.dir,
             &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-                "-subj",
-            ],
+                &["req"][..],
+                &NEW_KEY,
+                &["-keyout", "server.key", "-out", "server.csr", "-subj"],
+            ]
+            .concat(),
             "/CN=localhost",
         )?;
         std::fs::write(
@@ -116,6 +99,16 @@ impl Drop for TestCa {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// The `openssl req` arguments for a new key on the P-256 curve, not encrypted: the CA's and
+/// the server's.
+const NEW_KEY: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+];
 
 fn openssl(dir: &Path, args: &[&str], last: &str) -> io::Result<()> {
     let output = Command::new("openssl")
@@ -212,8 +205,8 @@ fn forward(acceptor: &native_tls::TlsAcceptor, client: TcpStream, upstream: Sock
     while pump(&mut tls, &mut broker, &mut buf) && pump(&mut broker, &mut tls, &mut buf) {}
 }
 
-/// Moves what `from` has ready (within its read timeout) to `to`; false once either side is
-/// closed or fails.
+/// Moves what `from` has to say (waiting at most its read timeout) to `to`. `false` when
+/// either side has closed or failed.
 fn pump(from: &mut impl Read, to: &mut impl Write, buf: &mut [u8]) -> bool {
     match from.read(buf) {
         Ok(0) => false,
