@@ -230,15 +230,8 @@ impl From<io::Error> for Error {
 mod tests {
     use super::*;
 
-    /// The message and every source's, as `{:#}` of an `anyhow` error prints them.
     fn chain(error: &Error) -> String {
-        let mut text = error.to_string();
-        let mut source = std::error::Error::source(error);
-        while let Some(e) = source {
-            text = format!("{text}: {e}");
-            source = e.source();
-        }
-        text
+        pubsub_core::text::error_chain(error)
     }
 
     #[test]

@@ -81,6 +81,39 @@ pub fn json_type(value: &Value) -> &'static str {
     }
 }
 
+/// `error` and each of its sources, joined with `: ` (what `{:#}` of an `anyhow` error
+/// prints): the whole story of a failure on one log line.
+///
+/// ```
+/// use std::fmt;
+///
+/// #[derive(Debug)]
+/// struct Outer(std::io::Error);
+/// impl fmt::Display for Outer {
+///     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+///         f.write_str("cannot read the config")
+///     }
+/// }
+/// impl std::error::Error for Outer {
+///     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+///         Some(&self.0)
+///     }
+/// }
+///
+/// let error = Outer(std::io::Error::other("disk on fire"));
+/// assert_eq!(pubsub_core::text::error_chain(&error), "cannot read the config: disk on fire");
+/// ```
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

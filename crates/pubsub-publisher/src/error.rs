@@ -124,16 +124,7 @@ impl std::error::Error for PublishError {
 mod tests {
     use super::*;
 
-    /// The message and every source's, joined as `{:#}` of an `anyhow` error prints them.
-    fn chain(error: &dyn std::error::Error) -> String {
-        let mut text = error.to_string();
-        let mut source = error.source();
-        while let Some(e) = source {
-            text = format!("{text}: {e}");
-            source = e.source();
-        }
-        text
-    }
+    use pubsub_core::text::error_chain as chain;
 
     #[test]
     fn chains_print_each_message_once() {

@@ -70,16 +70,9 @@ impl From<pubsub_amqp::Error> for Error {
     }
 }
 
-/// `error` and its sources, joined with `: ` (what `{:#}` prints with anyhow), for logs.
+/// `error` and its sources, joined with `: `, for logs.
 pub(crate) fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    pubsub_core::text::error_chain(error)
 }
 
 #[cfg(test)]
