@@ -60,6 +60,14 @@ cluster:
 cluster-stop:
     scripts/cluster.sh stop
 
+# The cluster scenarios: start the 3-node cluster, stop nodes under a running flow, stop the cluster.
+test-cluster *ARGS:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    trap 'scripts/cluster.sh stop' EXIT
+    scripts/cluster.sh start
+    cargo run --quiet --release -p pubsub-faults -- --cluster {{ARGS}}
+
 # Throughput and latency benchmark against the broker (`just bench --quick` for a short run).
 bench *ARGS:
     cargo run --quiet --release -p pubsub-bench -- {{ARGS}}
