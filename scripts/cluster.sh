@@ -3,6 +3,9 @@
 #   scripts/cluster.sh start    start pubsub1..3@localhost on AMQP ports 5673-5675 and cluster them
 #   scripts/cluster.sh stop     stop the three nodes and remove their data
 #   scripts/cluster.sh status   the cluster's status, as node 1 sees it
+# Nodes 1 and 2 also listen for TLS (5676, and 5677 which requires a client certificate),
+# with a CA and certificates made by openssl at start, in $PUBSUB_CLUSTER_DIR/tls (ca.pem,
+# client.pem and client.key for clients).
 # Each node has its own node name, AMQP and Erlang distribution ports, data, log, config,
 # feature-flags and plugins files, in directories owned by the `rabbitmq` user (Debian's
 # wrapper runs the server as that user). The broker on 5672 is left alone.
@@ -36,6 +39,27 @@ with_node() {
 
 ctl() { local i="$1"; shift; rabbitmqctl -q -n "$(node_name "$i")" "$@"; }
 
+TLS_PORT_BASE=5675       # nodes 1 and 2 listen for TLS on 5675 + i
+
+# A CA, a server certificate for localhost and 127.0.0.1, and a client certificate.
+make_certificates() {
+    local tls="$BASE/tls"
+    [ -f "$tls/client.key" ] && return
+    command -v openssl >/dev/null || { echo "openssl is needed for the TLS listeners" >&2; exit 1; }
+    mkdir -p "$tls"
+    local key=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+    (
+        cd "$tls"
+        openssl req -x509 "${key[@]}" -keyout ca.key -out ca.pem -days 2 -subj /CN=pubsub-cluster-ca 2>/dev/null
+        printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > server.ext
+        openssl req "${key[@]}" -keyout server.key -out server.csr -subj /CN=localhost 2>/dev/null
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile server.ext 2>/dev/null
+        openssl req "${key[@]}" -keyout client.key -out client.csr -subj /CN=pubsub-client 2>/dev/null
+        openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 2 2>/dev/null
+        chmod 644 ./*.pem ./*.key
+    )
+}
+
 prepare() {
     local i="$1" dir="$BASE/n$1"
     mkdir -p "$dir/mnesia" "$dir/log"
@@ -44,6 +68,18 @@ listeners.tcp.1 = 127.0.0.1:$((AMQP_PORT_BASE + i))
 loopback_users.guest = true
 vm_memory_high_watermark.relative = 0.2
 CONF
+    if [ "$i" -le 2 ]; then
+        local require_client=false
+        [ "$i" -eq 2 ] && require_client=true
+        cat >> "$dir/rabbitmq.conf" <<CONF
+listeners.ssl.1 = 127.0.0.1:$((TLS_PORT_BASE + i))
+ssl_options.cacertfile = $BASE/tls/ca.pem
+ssl_options.certfile = $BASE/tls/server.pem
+ssl_options.keyfile = $BASE/tls/server.key
+ssl_options.verify = verify_peer
+ssl_options.fail_if_no_peer_cert = $require_client
+CONF
+    fi
     echo '[].' > "$dir/enabled_plugins"
     # Keeps the default node's rabbitmq-env.conf (its NODENAME) from applying.
     echo 'ERL_EPMD_ADDRESS=127.0.0.1' > "$dir/rabbitmq-env.conf"
@@ -55,6 +91,7 @@ running() { ctl "$1" eval 'rabbit:is_running().' 2>/dev/null | grep -q true; }
 start() {
     command -v rabbitmq-server >/dev/null || { echo "rabbitmq-server is not installed" >&2; exit 1; }
     mkdir -p "$BASE"
+    make_certificates
     for i in "${NODES[@]}"; do
         if running "$i"; then echo "$(node_name "$i") already runs"; continue; fi
         prepare "$i"
@@ -77,6 +114,7 @@ start() {
         timeout "$TIMEOUT" rabbitmqctl -q -n "$(node_name "$i")" await_startup
     done
     echo "cluster up: amqp://guest:guest@127.0.0.1:5673,127.0.0.1:5674,127.0.0.1:5675/%2f"
+    echo "TLS: amqps://localhost:5676 and :5677 (client certificate required), CA and client certificate in $BASE/tls"
 }
 
 stop() {

@@ -41,7 +41,104 @@ pub(crate) const CLUSTER: &[Scenario] = &[
         about: "all three nodes restarted one by one, mid-stream",
         run: rolling_restart,
     },
+    Scenario {
+        name: "cluster-tls",
+        about: "amqps:// to the nodes' TLS listeners: server verified, another CA or host name refused, client certificates",
+        run: tls,
+    },
 ];
+
+/// Where `scripts/cluster.sh` puts the CA and the client certificate.
+fn tls_dir() -> std::path::PathBuf {
+    std::env::var_os("PUBSUB_CLUSTER_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/tmp/pubsub-cluster".into())
+        .join("tls")
+}
+
+/// Node 1's TLS listener (5676); node 2's (5677) requires a client certificate.
+fn tls_config(port: u16, ca: &[u8]) -> Result<AmqpConfig> {
+    Ok(
+        AmqpConfig::from_url(&format!("amqps://guest:guest@localhost:{port}/%2f"))?
+            .with_connection_attempts(1)
+            .with_connection_timeout(Duration::from_secs(5))
+            .with_tls(Some(
+                pubsub_amqp::TlsConfig::default().root_certificate_pem(ca.to_vec()),
+            )),
+    )
+}
+
+/// Opens a connection, moves one message through a temporary queue, closes.
+fn round_trip(config: &AmqpConfig) -> Result<()> {
+    let mut connection = pubsub_amqp::Connection::open(config)?;
+    let channel = connection.open_channel()?;
+    let queue = pubsub_testkit::unique("cluster-tls");
+    channel.declare_queue(&queue, &pubsub_amqp::QueueConfig::temporary())?;
+    channel.publish(
+        "",
+        &queue,
+        b"over tls",
+        &pubsub_amqp::Properties::default(),
+        false,
+    )?;
+    let got = crate::harness::wait_for(Duration::from_secs(5), || {
+        matches!(channel.get(&queue), Ok(Some(_)))
+    });
+    channel.delete_queue(&queue)?;
+    connection.close()?;
+    if got {
+        Ok(())
+    } else {
+        Err(anyhow!("the message did not come back"))
+    }
+}
+
+fn tls(_ctx: &Ctx) -> Result<Line> {
+    let mut line = Line::new("cluster-tls");
+    let dir = tls_dir();
+    let ca = std::fs::read(dir.join("ca.pem"))
+        .with_context(|| format!("reading the cluster's CA in {}", dir.display()))?;
+
+    let verified = round_trip(&tls_config(5676, &ca)?);
+    line.check(
+        verified.is_ok(),
+        format!("amqps with the server verified: {verified:?}"),
+    );
+
+    let other = pubsub_testkit::tls::TestCa::new("another-ca")?;
+    let wrong_ca = pubsub_amqp::Connection::open(&tls_config(5676, other.cert_pem())?);
+    let refused = matches!(&wrong_ca, Err(pubsub_amqp::Error::Tls { .. }));
+    line.check(
+        refused,
+        format!("another CA must be a TLS error: {:?}", wrong_ca.err()),
+    );
+
+    let wrong_host = tls_config(5676, &ca)?.with_tls(Some(
+        pubsub_amqp::TlsConfig::default()
+            .root_certificate_pem(ca.clone())
+            .domain("broker.example.com"),
+    ));
+    let wrong_host = pubsub_amqp::Connection::open(&wrong_host);
+    let refused = matches!(&wrong_host, Err(pubsub_amqp::Error::Tls { .. }));
+    line.check(
+        refused,
+        format!(
+            "another host name must be a TLS error: {:?}",
+            wrong_host.err()
+        ),
+    );
+
+    let no_client_cert = round_trip(&tls_config(5677, &ca)?);
+    line.check(
+        no_client_cert.is_err(),
+        "a node that requires a client certificate accepted a client without one",
+    );
+    line.notes.push(format!(
+        "verified: {}, another CA: refused, another host: refused, no client certificate: refused",
+        if verified.is_ok() { "ok" } else { "FAILED" }
+    ));
+    Ok(line)
+}
 
 /// The cluster's configuration.
 pub(crate) fn config() -> Result<AmqpConfig> {
