@@ -40,17 +40,24 @@ test:
 test-faults *ARGS:
     cargo run --quiet --release -p pubsub-faults -- {{ARGS}}
 
-# Fuzz the frame guard's parser for SECONDS (needs nightly Rust and cargo-fuzz; new inputs go to a temporary corpus).
+# Fuzz the frame guard's parser for SECONDS (cargo-fuzz, installed if missing; new inputs go to a temporary corpus).
 fuzz SECONDS="60":
     #!/usr/bin/env bash
     set -euo pipefail
-    rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
     command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+    # cargo-fuzz wants nightly's -Z flags: a nightly toolchain if there is one, else the stable
+    # one with RUSTC_BOOTSTRAP (no other toolchain can be fetched on every machine).
+    toolchain=()
+    if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+        toolchain=(+nightly)
+    else
+        export RUSTC_BOOTSTRAP=1
+    fi
     found="$(mktemp -d)"
     trap 'rm -rf "$found"' EXIT
     cd crates/pubsub-amqp/fuzz
     # New inputs go to the first folder (temporary); the committed seeds are only read.
-    cargo +nightly fuzz run inbound "$found" corpus/inbound -- -max_total_time={{SECONDS}} -rss_limit_mb=2048 -print_final_stats=1
+    cargo "${toolchain[@]}" fuzz run inbound "$found" corpus/inbound -- -max_total_time={{SECONDS}} -rss_limit_mb=2048 -print_final_stats=1
 
 # Start a local 3-node RabbitMQ cluster beside the default broker (AMQP ports 5673-5675).
 cluster:
