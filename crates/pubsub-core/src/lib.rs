@@ -4,12 +4,15 @@
 //! # Overview
 //!
 //! - [`Event`]: six immutable fields (`domain`, `action`, `data`, `event_id`, `timestamp`,
-//!   `version`), validated on construction; its routing key is `domain.action`.
+//!   `version`), validated on construction; its routing key is `domain.action`, or
+//!   `domain.action.vN` for a versioned routing key.
 //! - [`TypedEvent`]: a Rust struct that is one kind of event's `data`, with
 //!   [`Event::from_typed`] and [`Event::decode`].
 //! - [`EventHandler`]: the synchronous unit of business logic, with [`Metadata`] about the
 //!   delivery; closures are handlers too ([`handler_fn`] names them).
 //! - [`json`]: the wire format shared with the Python services of the original design.
+//! - [`envelope`]: the other shapes events take on the bus (seed 002's bare model, seed 004's
+//!   event bus envelope), decoded to the same [`Event`].
 //! - [`text`]: quoting and cutting values that may come from the network, for messages.
 //!
 //! This is the bottom crate of the workspace: it depends on no sibling and does no I/O.
@@ -41,6 +44,7 @@
 #![deny(missing_docs)]
 #![warn(clippy::print_stdout)]
 
+pub mod envelope;
 mod error;
 mod event;
 mod handler;
