@@ -11,6 +11,8 @@
 //! - [`EventHandler`]: the synchronous unit of business logic, with [`Metadata`] about the
 //!   delivery; closures are handlers too ([`handler_fn`] names them).
 //! - [`json`]: the wire format shared with the Python services of the original design.
+//! - [`Migration`]: one fact as the old and the new version of an event, published together
+//!   while consumers migrate to a versioned routing key.
 //! - [`envelope`]: the other shapes events take on the bus (seed 002's bare model, seed 004's
 //!   event bus envelope), decoded to the same [`Event`].
 //! - [`text`]: quoting and cutting values that may come from the network, for messages.
@@ -49,6 +51,7 @@ mod error;
 mod event;
 mod handler;
 pub mod json;
+mod migration;
 pub mod text;
 mod timestamp;
 mod typed;
@@ -58,6 +61,7 @@ pub use crate::event::{Event, EventBuilder, DEFAULT_VERSION};
 pub use crate::handler::{
     handler_fn, EventHandler, FnHandler, HandlerError, HandlerResult, Metadata, Permanent,
 };
+pub use crate::migration::Migration;
 pub use crate::typed::TypedEvent;
 
 /// Re-exported so that users build `data` with the same `serde_json` version as this crate.
