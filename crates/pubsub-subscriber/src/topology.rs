@@ -44,7 +44,17 @@ impl Topology<'_> {
             let retry = durable.clone().message_ttl(delay).dead_letter_to("", queue);
             channel.declare_queue(&retry_queue_name(queue, delay), &retry)?;
         }
-        channel.declare_queue(queue, &queue_config)?;
+        if settings.existing_queue {
+            channel.queue_info(queue)?;
+            log::info!("consuming `{queue}` as declared elsewhere (its arguments untouched)");
+        } else if let Err(e) = channel.declare_queue(queue, &queue_config) {
+            if matches!(e, pubsub_amqp::Error::Inequivalent { .. }) {
+                log::error!(
+                    "queue `{queue}` exists with other arguments; to consume it as it is, use SubscriberBuilder::existing_queue(true)"
+                );
+            }
+            return Err(e);
+        }
         if bindings.is_empty() {
             log::warn!(
                 "queue `{queue}` is bound to nothing: the registry has no handler and no binding was given"
