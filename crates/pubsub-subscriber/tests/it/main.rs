@@ -5,6 +5,7 @@
 
 mod flow;
 mod hostile;
+mod interop;
 mod retry;
 mod support;
 mod trust;
