@@ -66,3 +66,6 @@ pub use crate::typed::TypedEvent;
 
 /// Re-exported so that users build `data` with the same `serde_json` version as this crate.
 pub use serde_json;
+/// Re-exported because its `OffsetDateTime` is in this crate's API (event timestamps, the
+/// receive time of [`envelope::Received`]).
+pub use time;
