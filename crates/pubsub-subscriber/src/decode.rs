@@ -85,7 +85,13 @@ impl Decoder {
                 other => format!("{e} (envelope {other})"),
             })?;
         if let Some(supported) = &self.supported_major_versions {
-            if !major_version(event.version()).is_some_and(|m| supported.contains(&m)) {
+            // A versioned routing key's `vN` is the event's major version, as for typed
+            // decoding (`Event::is`).
+            let major = match event.key_version() {
+                Some(n) => Some(u64::from(n)),
+                None => major_version(event.version()),
+            };
+            if !major.is_some_and(|m| supported.contains(&m)) {
                 return Err(format!(
                     "version {:?} is not supported (supported major versions: {supported:?})",
                     clip(event.version())
@@ -190,6 +196,10 @@ mod tests {
         assert!(err.contains("envelope bare"), "{err}");
     }
 
+    fn decoder_with_key(decoder: &Decoder, body: &[u8], key: &str) -> Result<Event, String> {
+        decoder.decode(None, body, &received(Some(key)))
+    }
+
     #[test]
     fn decoding() {
         let any = Decoder {
@@ -221,6 +231,9 @@ mod tests {
             Some("exceeds the maximum of 1024"),
         );
         check(&v1, None, &body("1.3"), None);
+        let keyed = |key| decoder_with_key(&v1, &body("1.0"), key);
+        assert!(keyed("d.a").is_ok());
+        assert!(keyed("d.a.v2").unwrap_err().contains("not supported"));
         check(
             &v1,
             None,
