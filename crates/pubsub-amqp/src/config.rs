@@ -759,7 +759,7 @@ fn apply_query(
             let heartbeat = value
                 .parse::<u64>()
                 .map_err(|_| invalid("heartbeat", "a whole number of seconds"))?;
-            *config = config.clone().with_heartbeat(Duration::from_secs(heartbeat));
+            config.heartbeat = Duration::from_secs(heartbeat);
         }
         "retry_delay" => config.retry_delay = seconds("retry_delay")?,
         "blocked_connection_timeout" => {

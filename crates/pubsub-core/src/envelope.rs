@@ -4,7 +4,7 @@
 //!
 //! | [`Envelope`] | body | where the rest comes from |
 //! | --- | --- | --- |
-//! | [`Standard`](Envelope::Standard) (default) | seed 000's six fields ([`json`](crate::json)) | the body |
+//! | [`Standard`](Envelope::Standard) (default) | seed 000's six fields ([`json`]) | the body |
 //! | [`Bare`](Envelope::Bare) | seed 002's bare model: the `data` object alone | routing key, `message_id`, timestamp property |
 //! | [`EventBus`](Envelope::EventBus) | seed 004's `name`, `source`, `event_type`, `id`, `timestamp`, `data` | the body |
 //!
