@@ -9,7 +9,10 @@
 //! | [`EventBus`](Envelope::EventBus) | seed 004's `name`, `source`, `event_type`, `id`, `timestamp`, `data` | the body |
 //!
 //! Whichever the envelope, decoding gives the same [`Event`], so handlers do not know how it
-//! travelled. The routing key the message [`Received`] with says which event it is: a body
+//! travelled. The standard envelope also accepts an `action` ending in a version word
+//! (`"action": "created.v2"`), which is how a seed 000 service, whose routing key is
+//! `domain.action`, publishes under `order.created.v2`; this crate writes `"created"` and
+//! carries the version word in the routing key only. The routing key the message [`Received`] with says which event it is: a body
 //! whose own `domain.action` (or `name`) is the key, or the key without its version word
 //! (`order.created` arriving as `order.created.v2`), is that event, with the key's version;
 //! any other key is an [`Error::KeyMismatch`], never silently ignored.
@@ -119,7 +122,7 @@ impl Envelope {
     /// key names another event than the body.
     pub fn decode(self, body: &[u8], received: &Received<'_>) -> Result<Event> {
         let event = match self {
-            Envelope::Standard => json::from_slice(body)?,
+            Envelope::Standard => json::from_slice_versioned(body)?,
             Envelope::Bare => return decode_bare(body, received),
             Envelope::EventBus => decode_event_bus(body)?,
         };

@@ -512,7 +512,7 @@ pub(crate) fn parse_routing_key(key: &str) -> Result<(&str, &str, Option<u32>)> 
 }
 
 /// `N` of a routing key's version word `vN` (`v2`, `V2`; no sign, no leading zero).
-fn parse_key_version(word: &str) -> Option<u32> {
+pub(crate) fn parse_key_version(word: &str) -> Option<u32> {
     let digits = word.strip_prefix(['v', 'V'])?;
     if digits.is_empty()
         || !digits.bytes().all(|b| b.is_ascii_digit())
