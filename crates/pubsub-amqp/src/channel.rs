@@ -613,6 +613,11 @@ impl Delivery {
         self.inner.properties.message_id().as_deref()
     }
 
+    /// The `timestamp` property, seconds since the Unix epoch.
+    pub fn timestamp(&self) -> Option<u64> {
+        *self.inner.properties.timestamp()
+    }
+
     /// One header, if present.
     pub fn header(&self, name: &str) -> Option<HeaderValue> {
         self.inner

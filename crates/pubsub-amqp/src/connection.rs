@@ -144,6 +144,12 @@ impl Connection {
         if let Some(name) = config.connection_name() {
             options = options.information(Some(name.to_owned()));
         }
+        if let Some(channel_max) = config.channel_max() {
+            options = options.channel_max(channel_max);
+        }
+        if let Some(frame_max) = config.frame_max() {
+            options = options.frame_max(frame_max);
+        }
         let tuning = ConnectionTuning::default();
 
         // amiquip's handshake timeout measures silence: it fires only when a poll returns no

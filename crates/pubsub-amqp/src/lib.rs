@@ -4,8 +4,9 @@
 //! # Overview
 //!
 //! - [`AmqpConfig`]: host, port, credentials, vhost, retries, heartbeat, timeouts, TLS; from
-//!   code, from an AMQP URL or from `AMQP_URL`. The password never shows in `Debug`,
-//!   `Display`, logs or errors.
+//!   code, from an AMQP URL or from `AMQP_URL` / `RABBITMQ_URL`. The password never shows in
+//!   `Debug`, `Display`, logs or errors. [`exchange_from_env`]: the exchange name from
+//!   `RABBITMQ_EXCHANGE`.
 //! - [`Connection`]: one connection, opened with `TCP_NODELAY` and bounded retries, owned by
 //!   one thread (`Send`, not `Sync`).
 //! - [`Channel`]: declare exchanges ([`ExchangeConfig`]) and queues ([`QueueConfig`]), bind,
@@ -67,7 +68,10 @@ mod topology;
 pub use crate::channel::{
     Channel, Confirm, Confirms, Consumer, ConsumerEvent, Delivery, Next, Returned, Returns,
 };
-pub use crate::config::{AmqpConfig, TlsConfig, AMQP_URL_ENV};
+pub use crate::config::{
+    exchange_from_env, url_from_env, AmqpConfig, TlsConfig, AMQP_URL_ENV, DEFAULT_EXCHANGE,
+    RABBITMQ_EXCHANGE_ENV, RABBITMQ_URL_ENV,
+};
 pub use crate::confirm::{check_blocked, ConfirmOutcome, ConfirmStreams, ConfirmTracker, Settled};
 pub use crate::connection::{Blocked, Connection};
 pub use crate::error::{Error, Result};

@@ -4,18 +4,27 @@ use pubsub_amqp::{AmqpConfig, Connection};
 
 use crate::error::{Result, UsageError};
 
-/// The broker configuration: `url` (from `--url` or `AMQP_URL`), else a broker on
-/// localhost. One connection attempt, unless the URL asks for more
+/// The broker configuration: `url` (from `--url` or `AMQP_URL`), else `RABBITMQ_URL`, else a
+/// broker on localhost. One connection attempt, unless the URL asks for more
 /// (`?connection_attempts=5`): a command-line tool should fail fast.
 ///
 /// # Errors
 ///
 /// A [`UsageError`] for an invalid URL (its text never includes the password).
 pub fn amqp_config(url: Option<&str>) -> Result<AmqpConfig, UsageError> {
-    let url = url.map(str::trim).filter(|u| !u.is_empty());
+    let from_env = match url {
+        Some(_) => None,
+        None => pubsub_amqp::url_from_env()
+            .map_err(|e| UsageError::new(e.to_string()))?
+            .map(|(_, url)| url),
+    };
+    let url = url
+        .or(from_env.as_deref())
+        .map(str::trim)
+        .filter(|u| !u.is_empty());
     let config = match url {
         Some(url) => AmqpConfig::from_url(url)
-            .map_err(|e| UsageError::new(format!("--url / AMQP_URL: {e}")))?,
+            .map_err(|e| UsageError::new(format!("--url / AMQP_URL / RABBITMQ_URL: {e}")))?,
         None => AmqpConfig::default(),
     };
     if url.is_some_and(|u| u.contains("connection_attempts=")) {

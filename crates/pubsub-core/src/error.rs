@@ -65,6 +65,14 @@ pub enum Error {
         /// Version of the event.
         found: String,
     },
+    /// The routing key a message arrived with names another event than its body's `domain`
+    /// and `action` (only `domain.action` and `domain.action.vN` agree).
+    KeyMismatch {
+        /// The routing key the message arrived with (quoted, truncated).
+        routing_key: String,
+        /// The body's `domain.action` (quoted, truncated).
+        body: String,
+    },
     /// A typed event's data could not be turned into JSON (e.g. a map with non-string keys).
     Encode {
         /// What serde_json reported.
@@ -114,6 +122,10 @@ impl fmt::Display for Error {
                 f,
                 "event version {found:?} is not compatible with version {expected:?} (major versions differ)"
             ),
+            Error::KeyMismatch { routing_key, body } => write!(
+                f,
+                "routing key {routing_key:?} disagrees with the body's domain and action {body:?}"
+            ),
             Error::Encode { message } => write!(f, "event data cannot be encoded as JSON: {message}"),
         }
     }
@@ -146,6 +158,10 @@ mod tests {
             Error::VersionMismatch {
                 expected: "1.0".to_owned(),
                 found: "2.0".to_owned(),
+            },
+            Error::KeyMismatch {
+                routing_key: "order.paid".to_owned(),
+                body: "order.created".to_owned(),
             },
             Error::Encode {
                 message: "key must be a string".to_owned(),

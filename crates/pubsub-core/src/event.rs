@@ -40,10 +40,15 @@ const MAX_VERSION_LEN: usize = 64;
 /// ```
 #[derive(Clone, PartialEq)]
 pub struct Event {
-    /// `domain.action`, kept whole so that routing needs no allocation.
+    /// `domain.action`, or `domain.action.vN` for a versioned routing key, kept whole so that
+    /// routing needs no allocation.
     routing_key: String,
     /// Byte offset of the dot in `routing_key`.
     dot: usize,
+    /// Byte offset of the end of the action in `routing_key`.
+    action_end: usize,
+    /// `N` of a versioned routing key's `.vN` word.
+    key_version: Option<u32>,
     data: Map<String, Value>,
     event_id: Uuid,
     timestamp: OffsetDateTime,
@@ -71,8 +76,31 @@ impl Event {
             data: Ok(Map::new()),
             event_id: None,
             timestamp: None,
-            version: DEFAULT_VERSION.to_owned(),
+            version: None,
+            key: None,
+            key_version: None,
         }
+    }
+
+    /// Starts building an event from its routing key: `domain.action`, or `domain.action.vN`
+    /// for a versioned routing key (seed 002's `resource.accessed.v2`), whose version defaults
+    /// to `"N.0"`. The key is checked by [`EventBuilder::build`].
+    ///
+    /// ```
+    /// use pubsub_core::Event;
+    ///
+    /// let event = Event::from_routing_key("order.created.v2").build()?;
+    /// assert_eq!((event.domain(), event.action()), ("order", "created"));
+    /// assert_eq!(event.routing_key(), "order.created.v2");
+    /// assert_eq!(event.key_version(), Some(2));
+    /// assert_eq!(event.version(), "2.0");
+    /// assert!(Event::from_routing_key("order.created.final").build().is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_routing_key(routing_key: &str) -> EventBuilder {
+        let mut builder = Event::builder("", "");
+        builder.key = Some(routing_key.to_owned());
+        builder
     }
 
     /// Creates the event that carries the typed event `data`, with its domain, action and
@@ -86,10 +114,13 @@ impl Event {
         let value = serde_json::to_value(data).map_err(|e| Error::Encode {
             message: e.to_string(),
         })?;
-        Event::builder(T::DOMAIN, T::ACTION)
+        let builder = Event::builder(T::DOMAIN, T::ACTION)
             .version(T::VERSION)
-            .data(value)
-            .build()
+            .data(value);
+        match T::key_version() {
+            Some(n) => builder.key_version(n).build(),
+            None => builder.build(),
+        }
     }
 
     /// Decodes the event's data as the typed event `T`.
@@ -97,7 +128,8 @@ impl Event {
     /// # Errors
     ///
     /// [`Error::SchemaMismatch`] if the event's domain or action is not `T`'s,
-    /// [`Error::VersionMismatch`] if its major version differs from `T::VERSION`'s, and
+    /// [`Error::VersionMismatch`] if its major version (the routing key's `vN` when it has
+    /// one, else the `version` field's) differs from `T::VERSION`'s, and
     /// [`Error::WrongType`] naming the path of the field (`data.items[0].quantity`) if the data
     /// does not fit `T`.
     pub fn decode<T: TypedEvent>(&self) -> Result<T> {
@@ -107,7 +139,7 @@ impl Event {
                 found: quote(&self.routing_key),
             });
         }
-        let found = self.major_version();
+        let found = self.schema_major();
         if found.is_none() || found != major_version(T::VERSION) {
             return Err(Error::VersionMismatch {
                 expected: T::VERSION.to_owned(),
@@ -128,6 +160,55 @@ impl Event {
         })
     }
 
+    /// Whether this event is one of the typed event `T`: same domain and action, and the same
+    /// major version (the routing key's `vN` when it has one, else the `version` field's).
+    /// This is how a handler picks the struct by version before [`decode`](Self::decode):
+    ///
+    /// ```
+    /// use pubsub_core::{Event, TypedEvent};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Serialize, Deserialize)]
+    /// struct AccessedV1 { resource_id: String }
+    /// impl TypedEvent for AccessedV1 {
+    ///     const DOMAIN: &'static str = "resource";
+    ///     const ACTION: &'static str = "accessed";
+    /// }
+    ///
+    /// #[derive(Serialize, Deserialize)]
+    /// struct AccessedV2 { resource_id: String, resource_name: String }
+    /// impl TypedEvent for AccessedV2 {
+    ///     const DOMAIN: &'static str = "resource";
+    ///     const ACTION: &'static str = "accessed";
+    ///     const VERSION: &'static str = "2.0";
+    ///     const VERSIONED_KEY: bool = true; // routing key resource.accessed.v2
+    /// }
+    ///
+    /// let event = Event::from_typed(&AccessedV2 { resource_id: "r".into(), resource_name: "n".into() })?;
+    /// assert_eq!(event.routing_key(), "resource.accessed.v2");
+    /// let name = if event.is::<AccessedV2>() {
+    ///     event.decode::<AccessedV2>()?.resource_name
+    /// } else {
+    ///     event.decode::<AccessedV1>()?.resource_id
+    /// };
+    /// assert_eq!(name, "n");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn is<T: TypedEvent>(&self) -> bool {
+        self.domain() == T::DOMAIN
+            && self.action() == T::ACTION
+            && self.schema_major().is_some()
+            && self.schema_major() == major_version(T::VERSION)
+    }
+
+    /// The major version typed decoding goes by: the routing key's, else the field's.
+    fn schema_major(&self) -> Option<u64> {
+        match self.key_version {
+            Some(n) => Some(u64::from(n)),
+            None => major_version(&self.version),
+        }
+    }
+
     /// The domain the event belongs to, e.g. `order`.
     pub fn domain(&self) -> &str {
         &self.routing_key[..self.dot]
@@ -135,12 +216,54 @@ impl Event {
 
     /// What happened, e.g. `created`.
     pub fn action(&self) -> &str {
-        &self.routing_key[self.dot + 1..]
+        &self.routing_key[self.dot + 1..self.action_end]
     }
 
-    /// The routing key, `domain.action`.
+    /// The routing key: `domain.action`, or `domain.action.vN` when the event has a versioned
+    /// routing key (see [`key_version`](Self::key_version)).
     pub fn routing_key(&self) -> &str {
         &self.routing_key
+    }
+
+    /// `N` when the routing key is versioned (`order.created.v2`: `Some(2)`), else `None`.
+    ///
+    /// The version word is a property of the message's routing key, not of the six-field
+    /// body: the body keeps `domain` and `action` as they are (`order`, `created`), and its
+    /// `version` field says `"N.0"` unless set otherwise.
+    pub fn key_version(&self) -> Option<u32> {
+        self.key_version
+    }
+
+    /// The same event under the routing key it arrived with, when that key names the same
+    /// domain and action: `domain.action` (kept as it is) or `domain.action.vN` (the event
+    /// then has key version `N`). Other keys are refused: what the body says and what the
+    /// key says disagree, and the caller must decide (the subscriber dead-letters the message
+    /// with that reason).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::KeyMismatch`] naming both when `routing_key` is neither.
+    pub fn with_arrival_key(mut self, routing_key: &str) -> Result<Event> {
+        if routing_key == self.routing_key {
+            return Ok(self);
+        }
+        let base_len = self.action_end;
+        let versioned = routing_key
+            .strip_prefix(&self.routing_key[..base_len])
+            .and_then(|rest| rest.strip_prefix('.'))
+            .and_then(parse_key_version);
+        match versioned {
+            Some(n) => {
+                self.routing_key.truncate(base_len);
+                self.routing_key.push_str(&format!(".v{n}"));
+                self.key_version = Some(n);
+                Ok(self)
+            }
+            None => Err(Error::KeyMismatch {
+                routing_key: quote(routing_key),
+                body: quote(&self.routing_key),
+            }),
+        }
     }
 
     /// The event's payload, a JSON object.
@@ -196,13 +319,30 @@ impl Event {
         timestamp: OffsetDateTime,
         version: &str,
     ) -> Result<Event> {
+        Event::from_key_parts(domain, action, None, data, event_id, timestamp, version)
+    }
+
+    /// [`from_parts`](Self::from_parts) with the key version of a versioned routing key.
+    pub(crate) fn from_key_parts(
+        domain: &str,
+        action: &str,
+        key_version: Option<u32>,
+        data: Map<String, Value>,
+        event_id: Uuid,
+        timestamp: OffsetDateTime,
+        version: &str,
+    ) -> Result<Event> {
         check_word("domain", domain)?;
         check_word("action", action)?;
         check_version(version)?;
-        let mut routing_key = String::with_capacity(domain.len() + 1 + action.len());
+        let mut routing_key = String::with_capacity(domain.len() + 1 + action.len() + 4);
         routing_key.push_str(domain);
         routing_key.push('.');
         routing_key.push_str(action);
+        let action_end = routing_key.len();
+        if let Some(n) = key_version {
+            routing_key.push_str(&format!(".v{n}"));
+        }
         if routing_key.len() > MAX_ROUTING_KEY_LEN {
             return Err(Error::invalid(
                 "domain",
@@ -216,6 +356,8 @@ impl Event {
         let timestamp = timestamp.replace_nanosecond(micros).unwrap_or(timestamp);
         Ok(Event {
             dot: domain.len(),
+            action_end,
+            key_version,
             routing_key,
             data,
             event_id,
@@ -277,10 +419,22 @@ pub struct EventBuilder {
     data: std::result::Result<Map<String, Value>, &'static str>,
     event_id: Option<Uuid>,
     timestamp: Option<OffsetDateTime>,
-    version: String,
+    /// `None`: `"1.0"`, or `"N.0"` for key version `N`.
+    version: Option<String>,
+    /// A whole routing key to parse, from [`Event::from_routing_key`].
+    key: Option<String>,
+    key_version: Option<u32>,
 }
 
 impl EventBuilder {
+    /// Gives the event a versioned routing key, `domain.action.vN` (seed 002's way of
+    /// publishing a breaking change beside the old key). The body's `domain` and `action` stay
+    /// as they are; the version defaults to `"N.0"`.
+    pub fn key_version(mut self, n: u32) -> Self {
+        self.key_version = Some(n);
+        self
+    }
+
     /// Sets the payload; it must be a JSON object (checked by [`build`](Self::build)).
     pub fn data(mut self, data: Value) -> Self {
         self.data = match data {
@@ -311,7 +465,7 @@ impl EventBuilder {
     /// Sets the schema version (`"1.0"` by default); it starts with the major version number,
     /// e.g. `"2"` or `"2.1"`.
     pub fn version(mut self, version: &str) -> Self {
-        self.version = version.to_owned();
+        self.version = Some(version.to_owned());
         self
     }
 
@@ -321,27 +475,70 @@ impl EventBuilder {
     ///
     /// [`Error::InvalidField`] naming the field and the value if `domain` or `action` is empty
     /// or has characters outside `[A-Za-z0-9_-]`, if the data is not a JSON object, or if the
-    /// version does not start with a number.
+    /// version does not start with a number; [`Error::InvalidField`] for `routing_key` if a key
+    /// given to [`Event::from_routing_key`] is not `domain.action` or `domain.action.vN`.
     pub fn build(self) -> Result<Event> {
         let data = self
             .data
             .map_err(|found| Error::invalid("data", found, "data must be a JSON object"))?;
-        if major_version(&self.version).is_none() {
+        let (domain, action, key_version) = match &self.key {
+            Some(key) => parse_routing_key(key)?,
+            None => (self.domain.as_str(), self.action.as_str(), None),
+        };
+        let key_version = self.key_version.or(key_version);
+        let version = match (self.version, key_version) {
+            (Some(version), _) => version,
+            (None, Some(n)) => format!("{n}.0"),
+            (None, None) => DEFAULT_VERSION.to_owned(),
+        };
+        if major_version(&version).is_none() {
             return Err(Error::invalid(
                 "version",
-                &self.version,
+                &version,
                 "a version starts with its major number, e.g. \"1.0\"",
             ));
         }
-        Event::from_parts(
-            &self.domain,
-            &self.action,
+        Event::from_key_parts(
+            domain,
+            action,
+            key_version,
             data,
             self.event_id.unwrap_or_else(Uuid::new_v4),
             self.timestamp.unwrap_or_else(OffsetDateTime::now_utc),
-            &self.version,
+            &version,
         )
     }
+}
+
+/// Splits an event's routing key: `domain.action` or `domain.action.vN`.
+///
+/// # Errors
+///
+/// [`Error::InvalidField`] for `routing_key` when it has another shape; the words themselves
+/// are checked when the event is built.
+pub(crate) fn parse_routing_key(key: &str) -> Result<(&str, &str, Option<u32>)> {
+    let mut words = key.split('.');
+    let shape = "an event's routing key is `domain.action` or `domain.action.vN` (N a number)";
+    match (words.next(), words.next(), words.next(), words.next()) {
+        (Some(domain), Some(action), None, None) => Ok((domain, action, None)),
+        (Some(domain), Some(action), Some(word), None) => match parse_key_version(word) {
+            Some(n) => Ok((domain, action, Some(n))),
+            None => Err(Error::invalid("routing_key", key, shape)),
+        },
+        _ => Err(Error::invalid("routing_key", key, shape)),
+    }
+}
+
+/// `N` of a routing key's version word `vN` (`v2`, `V2`; no sign, no leading zero).
+pub(crate) fn parse_key_version(word: &str) -> Option<u32> {
+    let digits = word.strip_prefix(['v', 'V'])?;
+    if digits.is_empty()
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+        || (digits.len() > 1 && digits.starts_with('0'))
+    {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 /// Checks a `domain` or `action`: non-empty, `[A-Za-z0-9_-]` only.
@@ -444,6 +641,76 @@ mod tests {
         assert!(build("").is_err());
         assert!(build("v1").is_err());
         assert!(build("1 .0").is_err());
+    }
+
+    #[test]
+    fn routing_keys_parse_with_an_optional_version_word() {
+        let check = |key: &str, expected: Option<(&str, &str, Option<u32>)>| {
+            assert_eq!(parse_routing_key(key).ok(), expected, "{key}");
+        };
+        check("order.created", Some(("order", "created", None)));
+        check("order.created.v2", Some(("order", "created", Some(2))));
+        check("order.created.V10", Some(("order", "created", Some(10))));
+        check("order.created.v0", Some(("order", "created", Some(0))));
+        check("order.created.v02", None);
+        check("order.created.v", None);
+        check("order.created.vx", None);
+        check("order.created.2", None);
+        check("order.created.v2.x", None);
+        check("order", None);
+        check("order.created.v99999999999", None);
+    }
+
+    #[test]
+    fn versioned_routing_keys() {
+        let event = Event::builder("order", "created")
+            .key_version(2)
+            .build()
+            .unwrap();
+        assert_eq!(event.routing_key(), "order.created.v2");
+        assert_eq!(event.action(), "created");
+        assert_eq!(event.version(), "2.0");
+        let event = Event::from_routing_key("order.created.v3")
+            .version("3.1")
+            .build()
+            .unwrap();
+        assert_eq!((event.key_version(), event.version()), (Some(3), "3.1"));
+        let plain = Event::from_routing_key("order.created").build().unwrap();
+        assert_eq!((plain.key_version(), plain.version()), (None, "1.0"));
+        for bad in ["order.created.final", "order", "or der.created", "a.b.v2.c"] {
+            assert!(Event::from_routing_key(bad).build().is_err(), "{bad}");
+        }
+        // The body is the seed's six fields: domain and action without the version word.
+        let body = serde_json::to_value(&event).unwrap();
+        assert_eq!(
+            (body["domain"].as_str(), body["action"].as_str()),
+            (Some("order"), Some("created"))
+        );
+    }
+
+    #[test]
+    fn arrival_keys_agree_or_are_refused() {
+        let event = Event::new("order", "created", json!({})).unwrap();
+        let check = |key: &str, expected: Option<(&str, Option<u32>)>| {
+            let got = event.clone().with_arrival_key(key).ok();
+            let got = got.as_ref().map(|e| (e.routing_key(), e.key_version()));
+            assert_eq!(got, expected, "{key}");
+        };
+        check("order.created", Some(("order.created", None)));
+        check("order.created.v2", Some(("order.created.v2", Some(2))));
+        check("order.paid", None);
+        check("order.created.x", None);
+        check("order.createdv2", None);
+        check("my-queue", None);
+        let v2 = event.with_arrival_key("order.created.v2").unwrap();
+        assert_eq!(
+            v2.clone()
+                .with_arrival_key("order.created.v3")
+                .unwrap()
+                .routing_key(),
+            "order.created.v3"
+        );
+        assert!(v2.with_arrival_key("order.created").is_err());
     }
 
     #[test]

@@ -39,7 +39,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::event::Event;
+use crate::event::{parse_key_version, Event};
 use crate::text::json_type;
 use crate::timestamp::{format_rfc3339_micros, parse_iso8601};
 
@@ -81,6 +81,22 @@ pub fn from_slice(bytes: &[u8]) -> Result<Event> {
 ///
 /// As [`from_slice`], except that a `&str` is always UTF-8.
 pub fn from_str(text: &str) -> Result<Event> {
+    decode_str(text, false)
+}
+
+/// [`from_slice`], also accepting an `action` that ends in a version word
+/// (`"action": "created.v2"`): what a Python service of seed 000 writes to publish under the
+/// versioned routing key `order.created.v2`, since its routing key is `domain.action`. The
+/// event is then `order.created` with key version 2. Used by the standard
+/// [`Envelope`](crate::envelope::Envelope).
+pub(crate) fn from_slice_versioned(bytes: &[u8]) -> Result<Event> {
+    let text = std::str::from_utf8(bytes).map_err(|e| Error::NotUtf8 {
+        valid_up_to: e.valid_up_to(),
+    })?;
+    decode_str(text, true)
+}
+
+fn decode_str(text: &str, versioned_action: bool) -> Result<Event> {
     // A struct deserializer also accepts a JSON array (fields in order); the wire format is an
     // object only, so anything else is classified here.
     if !text.trim_start().starts_with('{') {
@@ -96,7 +112,7 @@ pub fn from_str(text: &str) -> Result<Event> {
     // The fast path: no path tracking. Only when decoding fails is the body decoded again,
     // tracking the path, to name the field in the error.
     match serde_json::from_str::<Wire<'_>>(text) {
-        Ok(wire) => wire.into_event(),
+        Ok(wire) => wire.into_event(versioned_action),
         Err(_) => Err(path_error(text)),
     }
 }
@@ -148,7 +164,7 @@ struct Wire<'a> {
 }
 
 impl Wire<'_> {
-    fn into_event(self) -> Result<Event> {
+    fn into_event(self, versioned_action: bool) -> Result<Event> {
         let domain = self.domain.ok_or(Error::MissingField { field: "domain" })?;
         let action = self.action.ok_or(Error::MissingField { field: "action" })?;
         let data = match self.data.ok_or(Error::MissingField { field: "data" })? {
@@ -179,6 +195,22 @@ impl Wire<'_> {
         let version = self
             .version
             .ok_or(Error::MissingField { field: "version" })?;
+        if versioned_action {
+            if let Some((action, n)) = action
+                .split_once('.')
+                .and_then(|(action, word)| Some((action, parse_key_version(word)?)))
+            {
+                return Event::from_key_parts(
+                    &domain,
+                    action,
+                    Some(n),
+                    data,
+                    event_id,
+                    timestamp,
+                    &version,
+                );
+            }
+        }
         Event::from_parts(&domain, &action, data, event_id, timestamp, &version)
     }
 }
@@ -203,7 +235,7 @@ impl Serialize for Event {
 impl<'de> Deserialize<'de> for Event {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Event, D::Error> {
         Wire::deserialize(deserializer)?
-            .into_event()
+            .into_event(false)
             .map_err(de::Error::custom)
     }
 }

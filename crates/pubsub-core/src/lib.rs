@@ -4,12 +4,17 @@
 //! # Overview
 //!
 //! - [`Event`]: six immutable fields (`domain`, `action`, `data`, `event_id`, `timestamp`,
-//!   `version`), validated on construction; its routing key is `domain.action`.
+//!   `version`), validated on construction; its routing key is `domain.action`, or
+//!   `domain.action.vN` for a versioned routing key.
 //! - [`TypedEvent`]: a Rust struct that is one kind of event's `data`, with
 //!   [`Event::from_typed`] and [`Event::decode`].
 //! - [`EventHandler`]: the synchronous unit of business logic, with [`Metadata`] about the
 //!   delivery; closures are handlers too ([`handler_fn`] names them).
 //! - [`json`]: the wire format shared with the Python services of the original design.
+//! - [`Migration`]: one fact as the old and the new version of an event, published together
+//!   while consumers migrate to a versioned routing key.
+//! - [`envelope`]: the other shapes events take on the bus (seed 002's bare model, seed 004's
+//!   event bus envelope), decoded to the same [`Event`].
 //! - [`text`]: quoting and cutting values that may come from the network, for messages.
 //!
 //! This is the bottom crate of the workspace: it depends on no sibling and does no I/O.
@@ -41,10 +46,12 @@
 #![deny(missing_docs)]
 #![warn(clippy::print_stdout)]
 
+pub mod envelope;
 mod error;
 mod event;
 mod handler;
 pub mod json;
+mod migration;
 pub mod text;
 mod timestamp;
 mod typed;
@@ -54,7 +61,11 @@ pub use crate::event::{Event, EventBuilder, DEFAULT_VERSION};
 pub use crate::handler::{
     handler_fn, EventHandler, FnHandler, HandlerError, HandlerResult, Metadata, Permanent,
 };
+pub use crate::migration::Migration;
 pub use crate::typed::TypedEvent;
 
 /// Re-exported so that users build `data` with the same `serde_json` version as this crate.
 pub use serde_json;
+/// Re-exported because its `OffsetDateTime` is in this crate's API (event timestamps, the
+/// receive time of [`envelope::Received`]).
+pub use time;

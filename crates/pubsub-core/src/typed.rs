@@ -10,9 +10,12 @@ use serde::Serialize;
 /// the event; [`Event::decode`](crate::Event::decode) checks the routing key and the major
 /// version and decodes the data, naming the offending field when it does not fit.
 ///
-/// Versioning follows the original design: a compatible change (a new optional field) bumps the
+/// Versioning follows the original designs: a compatible change (a new optional field) bumps the
 /// minor version and decodes with the old type; a breaking change bumps the major version,
-/// which `decode` refuses, or gets a new action (`created_v2`).
+/// which `decode` refuses. Seed 002 publishes a breaking change under a new routing key,
+/// `resource.accessed.v2`: set [`VERSIONED_KEY`](Self::VERSIONED_KEY) and the type's routing
+/// key gets the word `vN` of its major version (the body's `domain` and `action` stay the
+/// same). [`Event::is`](crate::Event::is) tells which version an event is, to pick the struct.
 ///
 /// ```
 /// use pubsub_core::{Event, TypedEvent};
@@ -42,6 +45,29 @@ pub trait TypedEvent: Serialize + DeserializeOwned {
     const ACTION: &'static str;
     /// The schema version, `"1.0"` unless overridden; decoding requires the same major number.
     const VERSION: &'static str = crate::event::DEFAULT_VERSION;
+    /// Whether the routing key carries the major version as a last word,
+    /// `domain.action.vN` (seed 002's versioning by routing key); `false` by default:
+    /// `domain.action`.
+    const VERSIONED_KEY: bool = false;
+
+    /// The routing key this type is published with: `DOMAIN.ACTION`, or
+    /// `DOMAIN.ACTION.vN` with [`VERSIONED_KEY`](Self::VERSIONED_KEY).
+    fn routing_key() -> String {
+        match Self::key_version() {
+            Some(n) => format!("{}.{}.v{n}", Self::DOMAIN, Self::ACTION),
+            None => format!("{}.{}", Self::DOMAIN, Self::ACTION),
+        }
+    }
+
+    /// `N` of the routing key's `vN` word, when [`VERSIONED_KEY`](Self::VERSIONED_KEY) is set
+    /// (the major number of [`VERSION`](Self::VERSION)).
+    fn key_version() -> Option<u32> {
+        if Self::VERSIONED_KEY {
+            major_version(Self::VERSION).and_then(|m| u32::try_from(m).ok())
+        } else {
+            None
+        }
+    }
 }
 
 /// The major number of a version string: the digits before the first `.`.
@@ -79,6 +105,19 @@ mod tests {
         const DOMAIN: &'static str = "shop";
         const ACTION: &'static str = "placed";
         const VERSION: &'static str = "2.1";
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct PlacedV3 {
+        order_id: String,
+        channel: String,
+    }
+
+    impl TypedEvent for PlacedV3 {
+        const DOMAIN: &'static str = "shop";
+        const ACTION: &'static str = "placed";
+        const VERSION: &'static str = "3.0";
+        const VERSIONED_KEY: bool = true;
     }
 
     #[derive(Debug, Serialize, Deserialize)]
@@ -196,6 +235,37 @@ mod tests {
             json!({"order_id": "O", "items": [{"product_id": "P", "quantity": -1}]}),
             "data.items[0].quantity",
         );
+    }
+
+    #[test]
+    fn versioned_key_types_pick_by_version() {
+        assert_eq!(OrderPlaced::routing_key(), "shop.placed");
+        assert_eq!(PlacedV3::routing_key(), "shop.placed.v3");
+        let v3 = PlacedV3 {
+            order_id: "O-1".into(),
+            channel: "web".into(),
+        };
+        let event = Event::from_typed(&v3).unwrap();
+        assert_eq!(event.routing_key(), "shop.placed.v3");
+        assert_eq!(event.version(), "3.0");
+        assert!(event.is::<PlacedV3>());
+        assert!(!event.is::<OrderPlaced>());
+        assert_eq!(event.decode::<PlacedV3>().unwrap(), v3);
+        assert!(matches!(
+            event.decode::<OrderPlaced>(),
+            Err(Error::VersionMismatch { .. })
+        ));
+        let v2 = Event::from_typed(&placed()).unwrap();
+        assert!(v2.is::<OrderPlaced>() && !v2.is::<PlacedV3>());
+        // The routing key's version word decides, whatever the body's version says (a
+        // Python publisher that did not bump it).
+        let keyed = Event::builder("shop", "placed")
+            .version("1.0")
+            .key_version(3)
+            .data(json!({"order_id": "O-2", "channel": "app"}))
+            .build()
+            .unwrap();
+        assert!(keyed.is::<PlacedV3>());
     }
 
     #[test]

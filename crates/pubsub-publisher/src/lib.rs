@@ -8,6 +8,10 @@
 //! - [`PublisherBuilder`]: the publishing service's name (`app_id`), confirms, what to do with
 //!   unroutable events ([`Unroutable`]), the exchange to declare, timeouts, reconnection.
 //! - [`PublishError`]: the event that was not published, given back with the reason.
+//! - [`EventPublisher::publish_migration`]: the old and the new version of one fact
+//!   ([`pubsub_core::Migration`]) in one confirmed batch; [`PublisherBuilder::envelope`]
+//!   writes events in another envelope ([`pubsub_core::envelope`]) for consumers that need
+//!   one.
 //!
 //! The publisher sits on `pubsub-core` (the event and its JSON form) and `pubsub-amqp` (the
 //! connection); it owns its connection and reconnects it when it dies, republishing the

@@ -8,13 +8,17 @@ use pubsub_amqp::{
     check_blocked, AmqpConfig, Backoff, Channel, ConfirmOutcome, ConfirmStreams, ConfirmTracker,
     Confirms, Connection, ExchangeConfig, Properties, ReconnectPolicy, Returned, Returns, Settled,
 };
-use pubsub_core::{json, Event};
+use pubsub_core::envelope::Envelope;
+use pubsub_core::{json, Event, Migration};
 use uuid::Uuid;
 
 use crate::error::{Error, PublishError, Result};
 
 /// How often a publisher waiting for a blocked connection to be unblocked checks it.
 const POLL: Duration = Duration::from_millis(50);
+
+/// Seed 004's `source` when the publisher has no `app_id`.
+const DEFAULT_SOURCE: &str = "pubsub";
 
 /// What to do with an event the broker can route to no queue (no service subscribes to it).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -76,6 +80,7 @@ pub struct EventPublisher {
 #[derive(Debug, Clone)]
 struct Settings {
     app_id: Option<String>,
+    envelope: Envelope,
     confirms: bool,
     unroutable: Unroutable,
     declare: Option<ExchangeConfig>,
@@ -125,6 +130,16 @@ impl PublisherBuilder {
     /// Names the publishing service; sent as `app_id` with every event.
     pub fn app_id(mut self, app_id: &str) -> Self {
         self.settings.app_id = Some(app_id.to_owned());
+        self
+    }
+
+    /// The envelope events are written in ([`Envelope::Standard`], seed 000's six fields, by
+    /// default), for consumers that expect another: [`Envelope::Bare`] writes the `data`
+    /// object alone (seed 002's services read the bare model; the routing key, `message_id`
+    /// and `timestamp` properties carry the rest), [`Envelope::EventBus`] seed 004's envelope,
+    /// with the `app_id` as its `source`.
+    pub fn envelope(mut self, envelope: Envelope) -> Self {
+        self.settings.envelope = envelope;
         self
     }
 
@@ -207,6 +222,7 @@ impl EventPublisher {
             exchange: exchange.to_owned(),
             settings: Settings {
                 app_id: None,
+                envelope: Envelope::Standard,
                 confirms: true,
                 unroutable: Unroutable::default(),
                 declare: Some(ExchangeConfig::default()),
@@ -255,6 +271,23 @@ impl EventPublisher {
     /// per event.
     pub fn publish_all(&mut self, events: &[Event]) -> Vec<Result<(), PublishError>> {
         self.publish_all_with(events, &PublishOptions::default())
+    }
+
+    /// Publishes the old and the new version of one fact ([`Migration`]: same event id,
+    /// routing keys `domain.action` and `domain.action.vN`) in one batch with pipelined
+    /// confirms, as seed 002 asks while consumers move to the new routing key.
+    ///
+    /// # Errors
+    ///
+    /// A [`PublishError`] giving back the first version the broker did not confirm (the old
+    /// one first); the other may or may not have been confirmed. Publishing the migration
+    /// again is safe: both versions keep their shared event id, so idempotent consumers see
+    /// the fact once.
+    pub fn publish_migration(&mut self, migration: &Migration) -> Result<(), PublishError> {
+        self.publish_all(migration.events())
+            .into_iter()
+            .find_map(std::result::Result::err)
+            .map_or(Ok(()), Err)
     }
 
     /// [`publish_all`](Self::publish_all) with options applied to every event.
@@ -388,7 +421,10 @@ impl EventPublisher {
             wait_while_blocked(&session.connection)?;
             let event = &events[i];
             self.body.clear();
-            json::write_to(event, &mut self.body);
+            let source = self.settings.app_id.as_deref().unwrap_or(DEFAULT_SOURCE);
+            self.settings
+                .envelope
+                .write_to(event, source, &mut self.body);
             let properties = properties(event, &self.settings, options);
             session.channel.publish(
                 &self.exchange,

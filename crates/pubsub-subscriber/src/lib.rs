@@ -8,7 +8,10 @@
 //!   the queue to exactly what the handlers need; [`start_consuming`](EventSubscriber::start_consuming)
 //!   blocks until stopped; [`spawn`](EventSubscriber::spawn) runs it on its own thread.
 //! - [`SubscriberBuilder`]: exchange, queue settings, prefetch, [`RetryPolicy`], dead-lettering,
-//!   limits, [`ReconnectPolicy`](pubsub_amqp::ReconnectPolicy), an observer channel.
+//!   limits, [`ReconnectPolicy`](pubsub_amqp::ReconnectPolicy), an observer channel; the
+//!   envelope messages come in ([`SubscriberBuilder::envelope`], per binding with
+//!   [`SubscriberBuilder::envelope_for`]), and a queue declared elsewhere consumed as it is
+//!   ([`SubscriberBuilder::existing_queue`]).
 //! - [`StopHandle`]: graceful stop from another thread; [`StatsHandle`] /
 //!   [`SubscriberStats`]: counters readable from any thread.
 //! - [`DeliveryReport`]: what became of each delivery, for observers (demos, tests,
@@ -16,6 +19,17 @@
 //! - [`headers`]: the header contract: the retry state and dead-letter record written on
 //!   republished messages ([`headers::RetryState`], [`headers::DeadLetterRecord`]), read back
 //!   by tools ([`headers::DeadLetterHeaders`]), and what a replay strips.
+//!
+//! # Which event a delivery is
+//!
+//! A delivery is decoded with the routing key it was published with: the key it arrived
+//! with, or, when it came through the default exchange (a retry back from its delay queue,
+//! whose routing key is the queue's name), the key recorded in
+//! [`headers::ORIGINAL_ROUTING_KEY`]. Handlers are chosen by that key, so a pattern means the
+//! same in the binding and in dispatch, and a versioned key (`order.created.v2`) reaches
+//! the handlers of `order.created.v2`, not those of `order.created`. A body whose own
+//! `domain.action` names another event than the key is dead-lettered as poison with both in
+//! the reason (see [`pubsub_core::envelope`]).
 //!
 //! # Trusting the retry state
 //!

@@ -3,13 +3,18 @@
 
 use std::time::{Duration, Instant};
 
-use pubsub_amqp::{Channel, Connection, Consumer, ConsumerEvent, Delivery, Headers, Properties};
+use pubsub_amqp::{
+    Channel, Connection, Consumer, ConsumerEvent, Delivery, HeaderValue, Headers, Properties,
+};
+use pubsub_core::envelope::Received;
 use pubsub_core::{Event, Metadata};
 use pubsub_registry::InvocationResult;
+use time::OffsetDateTime;
 
 use crate::batch::{Awaiting, Batch, Outcome};
 use crate::context::Context;
 use crate::decision::{self, Arrival, Decision, RunSummary, Trust};
+use crate::decode;
 use crate::headers::{
     self, clip, now_rfc3339, DeadLetterKind, DeadLetterRecord, Origin, RetryState,
 };
@@ -180,7 +185,22 @@ impl<'a> Session<'a> {
             return self.carry_out(channel, delivery, &body, handled, decision);
         }
         let retry = facts.retry;
-        let event = match cx.settings().decoder.decode(delivery.content_type(), &body) {
+        let recorded = delivery.header(headers::ORIGINAL_ROUTING_KEY);
+        let received = Received {
+            routing_key: decode::published_key(
+                delivery.exchange(),
+                delivery.routing_key(),
+                recorded.as_ref().and_then(HeaderValue::as_str),
+            ),
+            message_id: delivery.message_id(),
+            timestamp: delivery.timestamp(),
+            received_at: OffsetDateTime::now_utc(),
+        };
+        let decoded = cx
+            .settings()
+            .decoder
+            .decode(delivery.content_type(), &body, &received);
+        let event = match decoded {
             Ok(event) => event,
             Err(reason) => {
                 return self.carry_out(channel, delivery, &body, handled, Decision::poison(reason))

@@ -16,6 +16,8 @@ pub(crate) struct Settings {
     pub(crate) prefetch: u16,
     pub(crate) retry: RetryPolicy,
     pub(crate) dead_letter: bool,
+    /// Consume a queue declared elsewhere as it is (passive declare) instead of declaring it.
+    pub(crate) existing_queue: bool,
     pub(crate) decoder: Decoder,
     pub(crate) max_redeliveries: u32,
     /// Whether the queue, its delay queues and its dead-letter queue are quorum queues.

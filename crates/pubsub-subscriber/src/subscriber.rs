@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use pubsub_amqp::{AmqpConfig, Connection, ExchangeConfig, QueueConfig, ReconnectPolicy};
-use pubsub_registry::HandlerRegistry;
+use pubsub_core::envelope::Envelope;
+use pubsub_registry::{HandlerRegistry, Pattern};
 
 use crate::context::Context;
 use crate::decode::Decoder;
@@ -90,6 +91,7 @@ pub struct SubscriberBuilder {
     exchange: String,
     registry: Arc<HandlerRegistry>,
     settings: Settings,
+    envelope_patterns: Vec<(String, Envelope)>,
 }
 
 impl SubscriberBuilder {
@@ -131,6 +133,44 @@ impl SubscriberBuilder {
     /// requeue instead: the broker drops it unless the queue has its own dead-letter exchange.
     pub fn dead_letter(mut self, enabled: bool) -> Self {
         self.settings.dead_letter = enabled;
+        self
+    }
+
+    /// Consumes a queue that another service declared (a Python service of the seeds, with
+    /// `durable=True` and its own arguments, or none) as it is: the queue is looked up with a
+    /// passive declare instead of being declared, so its arguments never conflict. Retries
+    /// and the dead-letter queue keep working: the subscriber republishes to
+    /// `<queue>.retry.<delay>` and `<queue>.dlq` (declared as usual) and needs no argument
+    /// on the queue. Only the queue's own dead-lettering of rejected messages (the rare
+    /// case where the broker refuses a republished copy) is then the queue's business.
+    ///
+    /// Off by default: the subscriber declares its queue, with dead-letter arguments, and a
+    /// queue that exists with other arguments fails with
+    /// [`pubsub_amqp::Error::Inequivalent`]. On, a queue that does not exist fails with
+    /// [`pubsub_amqp::Error::NotFound`], and a queue another connection holds exclusively
+    /// with [`pubsub_amqp::Error::ChannelClosed`] (RESOURCE_LOCKED): those are the cases
+    /// where consuming it is impossible. A quorum queue's delivery count is used only when
+    /// [`queue_config`](Self::queue_config) says `x-queue-type=quorum` (a passive declare
+    /// does not tell the queue's type).
+    pub fn existing_queue(mut self, existing: bool) -> Self {
+        self.settings.existing_queue = existing;
+        self
+    }
+
+    /// The envelope the queue's messages come in ([`Envelope::Standard`], seed 000's six
+    /// fields, by default); see [`pubsub_core::envelope`]. Handlers receive the same
+    /// [`Event`](pubsub_core::Event) whichever the envelope.
+    pub fn envelope(mut self, envelope: Envelope) -> Self {
+        self.settings.decoder.envelope = envelope;
+        self
+    }
+
+    /// The envelope of the messages whose routing key matches `pattern` (a registry pattern,
+    /// AMQP topic semantics), for a queue that receives several kinds: the first matching
+    /// pattern wins, other messages use [`envelope`](Self::envelope). This does not bind the
+    /// queue: handlers' patterns and [`EventSubscriber::setup_queue`] do.
+    pub fn envelope_for(mut self, pattern: &str, envelope: Envelope) -> Self {
+        self.envelope_patterns.push((pattern.to_owned(), envelope));
         self
     }
 
@@ -190,8 +230,15 @@ impl SubscriberBuilder {
     /// # Errors
     ///
     /// [`Error::InvalidConfig`] for an empty or over-long queue name, an empty exchange name,
-    /// or a queue configuration the broker would refuse.
-    pub fn build(self) -> Result<EventSubscriber> {
+    /// a queue configuration the broker would refuse, or an invalid pattern given to
+    /// [`envelope_for`](Self::envelope_for).
+    pub fn build(mut self) -> Result<EventSubscriber> {
+        for (pattern, envelope) in std::mem::take(&mut self.envelope_patterns) {
+            let parsed = Pattern::parse(&pattern).map_err(|e| Error::InvalidConfig {
+                message: format!("envelope_for({pattern:?}): {e}"),
+            })?;
+            self.settings.decoder.envelopes.push((parsed, envelope));
+        }
         let invalid = |message: String| Err(Error::InvalidConfig { message });
         if self.queue.is_empty() {
             return invalid("the queue name must not be empty".to_owned());
@@ -237,9 +284,12 @@ pub(crate) fn default_settings() -> Settings {
         prefetch: 100,
         retry: RetryPolicy::default(),
         dead_letter: true,
+        existing_queue: false,
         decoder: Decoder {
             max_body_size: 16 << 20,
             supported_major_versions: None,
+            envelope: Envelope::Standard,
+            envelopes: Vec::new(),
         },
         max_redeliveries: 10,
         quorum: false,
@@ -281,6 +331,7 @@ impl EventSubscriber {
             queue: queue.to_owned(),
             exchange: "events".to_owned(),
             registry,
+            envelope_patterns: Vec::new(),
             settings: default_settings(),
         }
     }

@@ -33,7 +33,17 @@ impl Topology<'_> {
         for (name, config) in &queues.retries {
             channel.declare_queue(name, config)?;
         }
-        channel.declare_queue(queue, &queues.main)?;
+        if settings.existing_queue {
+            channel.queue_info(queue)?;
+            log::info!("consuming `{queue}` as declared elsewhere (its arguments untouched)");
+        } else if let Err(e) = channel.declare_queue(queue, &queues.main) {
+            if matches!(e, pubsub_amqp::Error::Inequivalent { .. }) {
+                log::error!(
+                    "queue `{queue}` exists with other arguments; to consume it as it is, use SubscriberBuilder::existing_queue(true)"
+                );
+            }
+            return Err(e);
+        }
         if bindings.is_empty() {
             log::warn!(
                 "queue `{queue}` is bound to nothing: the registry has no handler and no binding was given"

@@ -12,6 +12,8 @@
 //!   draining, and the deletion of everything it named when it is dropped.
 //! - [`rabbitmqctl`]: run a broker administration command; [`close_connections_named`]
 //!   force-closes the connections of one client. They fail with this crate's [`Error`].
+//! - [`python::pika`]: run a Python script with pika against the broker, for interop tests
+//!   with the seeds' Python services (fails instead of skipping under `CI=true`).
 //! - [`FaultProxy`]: a TCP proxy between a client and the broker that can cut every
 //!   connection or black-hole the traffic, for the fault suite.
 //!
@@ -29,6 +31,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod python;
 pub mod tls;
 
 use std::net::{TcpStream, ToSocketAddrs};

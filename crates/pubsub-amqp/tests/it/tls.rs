@@ -87,3 +87,62 @@ fn a_certificate_for_another_host_is_a_tls_error() {
     let text = err.to_string();
     assert!(text.to_lowercase().contains("certificate"), "{text}");
 }
+
+/// The front's `amqps://` URL with `query`, as pika and RabbitMQ's URI spec write it.
+fn url_with(config: &AmqpConfig, port: u16, query: &str) -> String {
+    format!(
+        "amqps://{}:{}@localhost:{port}/%2f?connection_attempts=1&{query}",
+        config.username(),
+        config.password()
+    )
+}
+
+/// Writes `bytes` to a new temporary file and returns its path.
+fn temp_file(name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(pubsub_testkit::unique(name));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[test]
+fn tls_url_parameters_are_honoured() {
+    let Some((config, front, ca)) = front() else {
+        return;
+    };
+    let ca_file = temp_file("ca.pem", ca.cert_pem());
+    let ca_param = format!("cacertfile={}", ca_file.display());
+    let open = |query: &str| {
+        let config = AmqpConfig::from_url(&url_with(&config, front.port(), query)).unwrap();
+        Connection::open(&config).map(|c| c.close())
+    };
+    // The CA from `cacertfile` verifies the server.
+    assert!(open(&ca_param).is_ok());
+    // Without it the server is not trusted, unless `verify=verify_none`.
+    assert!(matches!(open("heartbeat=10"), Err(Error::Tls { .. })));
+    assert!(open("verify=verify_none").is_ok());
+    // `server_name_indication` is the name checked.
+    let other_name = format!("{ca_param}&server_name_indication=broker.example.com");
+    assert!(matches!(open(&other_name), Err(Error::Tls { .. })));
+    // A client certificate and PKCS#8 key from `certfile` and `keyfile` are loaded and
+    // presented when asked for (this front does not ask).
+    let (cert, key) = ca.server_identity().unwrap();
+    let cert_file = temp_file("client.pem", &cert);
+    let key_file = temp_file("client.key", &key);
+    let with_identity = format!(
+        "{ca_param}&certfile={}&keyfile={}",
+        cert_file.display(),
+        key_file.display()
+    );
+    assert!(open(&with_identity).is_ok());
+    // A key native-tls cannot use is a clear configuration error.
+    let bad_key = format!(
+        "{ca_param}&certfile={}&keyfile={}",
+        cert_file.display(),
+        cert_file.display()
+    );
+    let err = AmqpConfig::from_url(&url_with(&config, front.port(), &bad_key)).unwrap_err();
+    assert!(err.to_string().contains("PKCS#8"), "{err}");
+    for path in [ca_file, cert_file, key_file] {
+        let _ = std::fs::remove_file(path);
+    }
+}

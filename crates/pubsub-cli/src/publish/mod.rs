@@ -7,6 +7,7 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use pubsub_amqp::Connection;
+use pubsub_core::envelope::Envelope;
 use pubsub_core::{text, Event};
 use pubsub_publisher::{EventPublisher, PublishOptions, Unroutable};
 use serde_json::{Map, Value};
@@ -85,25 +86,43 @@ impl DataSource {
     }
 }
 
-/// Builds the event `domain.action` with `data` and `version`.
+/// Builds the event `domain.action` (or `domain.action.vN`, a versioned routing key) with
+/// `data` and `version`.
 ///
 /// # Errors
 ///
-/// A [`UsageError`] when the routing key is not `<domain>.<action>` or the event is invalid.
+/// A [`UsageError`] when the routing key is not `<domain>.<action>[.vN]` or the event is
+/// invalid.
 pub fn build_event(
     routing_key: &str,
     data: Map<String, Value>,
     version: &str,
 ) -> Result<Event, UsageError> {
-    let Some((domain, action)) = routing_key.split_once('.') else {
+    build_versioned_event(routing_key, data, Some(version))
+}
+
+/// [`build_event`] with the version optional: `None` gives `"N.0"` for a routing key
+/// `domain.action.vN`, else `"1.0"`.
+///
+/// # Errors
+///
+/// As [`build_event`].
+pub fn build_versioned_event(
+    routing_key: &str,
+    data: Map<String, Value>,
+    version: Option<&str>,
+) -> Result<Event, UsageError> {
+    if !routing_key.contains('.') {
         return Err(UsageError::new(format!(
             "routing key `{}` must be <domain>.<action>, e.g. order.created",
             text::clip(routing_key, 80)
         )));
-    };
-    Event::builder(domain, action)
-        .data_map(data)
-        .version(version)
+    }
+    let mut builder = Event::from_routing_key(routing_key).data_map(data);
+    if let Some(version) = version {
+        builder = builder.version(version);
+    }
+    builder
         .build()
         .map_err(|e| UsageError::new(format!("invalid event: {e}")))
 }
@@ -130,7 +149,7 @@ pub enum Published {
     Unroutable,
 }
 
-/// Publishes `event` and waits for the broker's confirm.
+/// Publishes `event` (in seed 000's six-field envelope) and waits for the broker's confirm.
 ///
 /// # Errors
 ///
@@ -141,8 +160,23 @@ pub fn publish(
     event: &Event,
     request: &PublishRequest,
 ) -> Result<Published> {
+    publish_in(connection, event, request, Envelope::Standard)
+}
+
+/// [`publish`] in the given envelope.
+///
+/// # Errors
+///
+/// As [`publish`].
+pub fn publish_in(
+    connection: Connection,
+    event: &Event,
+    request: &PublishRequest,
+    envelope: Envelope,
+) -> Result<Published> {
     let mut publisher = EventPublisher::builder(connection, &request.exchange)
         .app_id(&request.app_id)
+        .envelope(envelope)
         .unroutable(Unroutable::Error)
         .declare_exchange(request.declare.then(Default::default))
         .build()?;
@@ -214,7 +248,24 @@ mod tests {
     fn routing_keys() {
         let event = build_event("order.created", Map::new(), "1.0").unwrap();
         assert_eq!(event.routing_key(), "order.created");
-        for bad in ["order", "order.created.v2", ".created", "order."] {
+        // Seed 002's versioned routing keys: the version word is part of the key, and the
+        // version follows it unless given.
+        let v2 = build_versioned_event("order.created.v2", Map::new(), None).unwrap();
+        assert_eq!(
+            (v2.routing_key(), v2.action(), v2.version()),
+            ("order.created.v2", "created", "2.0")
+        );
+        let v2 = build_event("order.created.v2", Map::new(), "2.3").unwrap();
+        assert_eq!(v2.version(), "2.3");
+        let v1 = build_versioned_event("order.created", Map::new(), None).unwrap();
+        assert_eq!(v1.version(), "1.0");
+        for bad in [
+            "order",
+            "order.created.final",
+            "order.created.v2.x",
+            ".created",
+            "order.",
+        ] {
             assert!(build_event(bad, Map::new(), "1.0").is_err(), "{bad}");
         }
         let err = build_event("ordercreated", Map::new(), "1.0").unwrap_err();

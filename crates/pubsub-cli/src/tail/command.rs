@@ -29,7 +29,7 @@ pub struct TailArgs {
     pub patterns: Vec<String>,
 
     /// The exchange to watch.
-    #[arg(long, default_value = "events")]
+    #[arg(long, env = pubsub_amqp::RABBITMQ_EXCHANGE_ENV, default_value = pubsub_amqp::DEFAULT_EXCHANGE)]
     pub exchange: String,
 
     /// One JSON object per line instead of readable lines.

@@ -11,3 +11,4 @@ mod replay;
 mod support;
 mod tail;
 mod usage;
+mod versioned;

@@ -5,6 +5,7 @@
 
 mod flow;
 mod hostile;
+mod interop;
 mod quorum;
 mod retry;
 mod support;
