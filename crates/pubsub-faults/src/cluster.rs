@@ -71,6 +71,7 @@ fn tls_config(port: u16, ca: &[u8]) -> Result<AmqpConfig> {
 /// Opens a connection, moves one message through a temporary queue, closes.
 fn round_trip(config: &AmqpConfig) -> Result<()> {
     let mut connection = pubsub_amqp::Connection::open(config)?;
+    anyhow::ensure!(config.tls().is_some(), "not a TLS connection");
     let channel = connection.open_channel()?;
     let queue = pubsub_testkit::unique("cluster-tls");
     channel.declare_queue(&queue, &pubsub_amqp::QueueConfig::temporary())?;
@@ -133,9 +134,25 @@ fn tls(_ctx: &Ctx) -> Result<Line> {
         no_client_cert.is_err(),
         "a node that requires a client certificate accepted a client without one",
     );
+    // The same node with the client certificate the cluster's CA signed, given in the URL as
+    // pika and RabbitMQ's URI spec do.
+    let url = format!(
+        "amqps://guest:guest@localhost:5677/%2f?cacertfile={}&certfile={}&keyfile={}",
+        dir.join("ca.pem").display(),
+        dir.join("client.pem").display(),
+        dir.join("client.key").display()
+    );
+    let with_client_cert = AmqpConfig::from_url(&url)
+        .map_err(anyhow::Error::from)
+        .and_then(|c| round_trip(&c.with_connection_attempts(1)));
+    line.check(
+        with_client_cert.is_ok(),
+        format!("a client certificate must be accepted: {with_client_cert:?}"),
+    );
     line.notes.push(format!(
-        "verified: {}, another CA: refused, another host: refused, no client certificate: refused",
-        if verified.is_ok() { "ok" } else { "FAILED" }
+        "verified: {}, another CA: refused, another host: refused, no client certificate: refused, client certificate: {}",
+        if verified.is_ok() { "ok" } else { "FAILED" },
+        if with_client_cert.is_ok() { "ok" } else { "FAILED" }
     ));
     Ok(line)
 }
