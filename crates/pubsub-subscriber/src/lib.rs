@@ -74,6 +74,7 @@ mod decision;
 mod decode;
 mod error;
 pub mod headers;
+mod meta;
 mod recovery;
 mod report;
 mod republisher;

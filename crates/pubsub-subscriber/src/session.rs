@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use pubsub_amqp::{Channel, Connection, Consumer, ConsumerEvent, Delivery, Headers, Properties};
-use pubsub_core::{Event, Metadata};
+use pubsub_core::Event;
 use pubsub_registry::InvocationResult;
 
 use crate::batch::{Awaiting, Batch, Outcome};
@@ -186,11 +186,7 @@ impl<'a> Session<'a> {
                 return self.carry_out(channel, delivery, &body, handled, Decision::poison(reason))
             }
         };
-        let meta = Metadata::default()
-            .with_correlation_id(delivery.correlation_id().map(str::to_owned))
-            .with_app_id(delivery.app_id().map(str::to_owned))
-            .with_attempt(retry.attempt)
-            .with_redelivered(delivery.redelivered());
+        let meta = crate::meta::metadata(&delivery, retry.attempt);
         let result = cx
             .registry
             .invoke_where(&event, &meta, |s| !retry.done.iter().any(|d| d == s.id()));
