@@ -87,6 +87,6 @@ mod topology;
 pub use crate::error::{Error, Result};
 pub use crate::headers::DeadLetterKind;
 pub use crate::report::{DeliveryReport, Disposition, HandlerRun};
-pub use crate::settings::{dead_letter_queue_name, retry_queue_name, RetryPolicy};
+pub use crate::settings::{dead_letter_queue_name, queue_names, retry_queue_name, RetryPolicy};
 pub use crate::stats::{StatsHandle, SubscriberStats};
 pub use crate::subscriber::{EventSubscriber, RunningSubscriber, StopHandle, SubscriberBuilder};
