@@ -282,10 +282,24 @@ impl EventBus {
         pattern: &str,
         handler: H,
     ) -> Result<&mut Self> {
+        self.subscribe_arc(pattern, Arc::new(handler))
+    }
+
+    /// Subscribes a shared handler, e.g. one handler value under several patterns, or one
+    /// whose effects the caller reads.
+    ///
+    /// # Errors
+    ///
+    /// As [`subscribe`](Self::subscribe).
+    pub fn subscribe_arc(
+        &mut self,
+        pattern: &str,
+        handler: Arc<dyn EventHandler>,
+    ) -> Result<&mut Self> {
         let Some(registry) = self.registry.as_mut() else {
             return Err(Error::AlreadyStarted);
         };
-        registry.subscribe(pattern, Contextual(Arc::new(handler)))?;
+        registry.subscribe(pattern, Contextual(handler))?;
         Ok(self)
     }
 

@@ -5,11 +5,12 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use pubsub_core::{Event, EventHandler, HandlerResult, Metadata};
+use uuid::Uuid;
 
 /// The event being handled on this thread: its id and its correlation id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Incoming {
-    pub(crate) event_id: String,
+    pub(crate) event_id: Uuid,
     pub(crate) correlation_id: Option<String>,
 }
 
@@ -57,10 +58,10 @@ pub(crate) fn correlate(
             incoming
                 .correlation_id
                 .clone()
-                .unwrap_or_else(|| incoming.event_id.clone()),
+                .unwrap_or_else(|| incoming.event_id.to_string()),
         )
     });
-    let causation = causation_id.or_else(|| Some(incoming.event_id.clone()));
+    let causation = causation_id.or_else(|| Some(incoming.event_id.to_string()));
     (correlation, causation)
 }
 
@@ -70,7 +71,7 @@ pub(crate) struct Contextual(pub(crate) Arc<dyn EventHandler>);
 impl EventHandler for Contextual {
     fn handle(&self, event: &Event, meta: &Metadata) -> HandlerResult {
         let incoming = Incoming {
-            event_id: event.event_id().to_string(),
+            event_id: event.event_id(),
             correlation_id: meta.correlation_id().map(str::to_owned),
         };
         with_incoming(incoming, || self.0.handle(event, meta))
@@ -85,9 +86,12 @@ impl EventHandler for Contextual {
 mod tests {
     use super::*;
 
+    const E1: &str = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
+    const E2: &str = "1b4e28ba-2fa1-41d2-883f-0016d3cca427";
+
     fn incoming(id: &str, correlation: Option<&str>) -> Incoming {
         Incoming {
-            event_id: id.to_owned(),
+            event_id: Uuid::parse_str(id).unwrap(),
             correlation_id: correlation.map(str::to_owned),
         }
     }
@@ -111,41 +115,37 @@ mod tests {
         // Inside: the incoming correlation id, and the incoming event as the cause.
         check(
             (None, None),
-            Some(incoming("e1", Some("c0"))),
-            (Some("c0"), Some("e1")),
+            Some(incoming(E1, Some("c0"))),
+            (Some("c0"), Some(E1)),
         );
         // The incoming event had no correlation id: it starts the flow.
-        check(
-            (None, None),
-            Some(incoming("e1", None)),
-            (Some("e1"), Some("e1")),
-        );
+        check((None, None), Some(incoming(E1, None)), (Some(E1), Some(E1)));
         // The caller's ids win.
         check(
             (Some("mine"), Some("cause")),
-            Some(incoming("e1", Some("c0"))),
+            Some(incoming(E1, Some("c0"))),
             (Some("mine"), Some("cause")),
         );
         check(
             (Some("mine"), None),
-            Some(incoming("e1", None)),
-            (Some("mine"), Some("e1")),
+            Some(incoming(E1, None)),
+            (Some("mine"), Some(E1)),
         );
     }
 
     #[test]
     fn the_current_event_is_scoped_and_restored() {
         assert_eq!(current(), None);
-        with_incoming(incoming("outer", None), || {
-            assert_eq!(current(), Some(incoming("outer", None)));
+        with_incoming(incoming(E1, None), || {
+            assert_eq!(current(), Some(incoming(E1, None)));
             let caught = std::panic::catch_unwind(|| {
-                with_incoming(incoming("inner", Some("c")), || {
-                    assert_eq!(current(), Some(incoming("inner", Some("c"))));
+                with_incoming(incoming(E2, Some("c")), || {
+                    assert_eq!(current(), Some(incoming(E2, Some("c"))));
                     panic!("handler panics");
                 })
             });
             assert!(caught.is_err());
-            assert_eq!(current(), Some(incoming("outer", None)));
+            assert_eq!(current(), Some(incoming(E1, None)));
         });
         assert_eq!(current(), None);
     }
