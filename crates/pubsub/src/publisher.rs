@@ -5,6 +5,7 @@ use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use pubsub_core::{Event, EventType, Metadata};
@@ -16,6 +17,11 @@ use crate::error::{Error, PublishError, Result};
 
 /// The most events the publishing thread takes from its queue for one pipelined batch.
 const MAX_BATCH: usize = 4096;
+
+/// How long the publishing thread waits for the callers of its last batch to queue their
+/// next events before it publishes what it has (only while fewer callers are queued than it
+/// last answered).
+const LINGER: Duration = Duration::from_micros(200);
 
 /// Publishes events for a service, from any thread: a cheap handle (`Clone + Send + Sync`) to
 /// the bus's one publishing thread, which owns the connection.
@@ -444,20 +450,33 @@ fn serve(mut publisher: EventPublisher, commands: &Receiver<Command>) {
     // After a panic in the publisher, every request is answered with an error.
     let mut broken = false;
     let mut stop = false;
+    // How many callers the last batch answered: callers that block on `publish` come back
+    // at once with their next event, and waiting a moment for them (group commit) makes one
+    // round trip serve them all instead of splitting them over several batches.
+    let mut answered = 0;
     while !stop {
         match commands.recv() {
             Ok(command) => stop = batch.take(command),
             Err(_) => break,
         }
+        let linger_until = Instant::now() + LINGER;
         while !stop && batch.events.len() < MAX_BATCH {
-            match commands.try_recv() {
-                Ok(command) => stop = batch.take(command),
-                Err(_) => break,
+            let next = match commands.try_recv() {
+                Ok(command) => Some(command),
+                Err(_) if batch.replies.len() < answered => {
+                    commands.recv_deadline(linger_until).ok()
+                }
+                Err(_) => None,
+            };
+            match next {
+                Some(command) => stop = batch.take(command),
+                None => break,
             }
         }
         if batch.replies.is_empty() {
             continue;
         }
+        answered = batch.replies.len();
         let published = if broken {
             None
         } else {
