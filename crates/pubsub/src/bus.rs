@@ -484,6 +484,17 @@ impl EventBus {
         })
     }
 
+    /// Whether the bus is started and every worker still consumes. A worker ends by itself
+    /// only on an error reconnecting cannot fix (refused credentials, a queue declared with
+    /// other arguments) or when its reconnect policy gives up; [`stop`](Self::stop) then
+    /// returns that error.
+    pub fn is_running(&self) -> bool {
+        match &self.state {
+            State::Running(running) => running.workers.iter().all(|w| !w.is_finished()),
+            State::Built | State::Stopped => false,
+        }
+    }
+
     /// Stops the bus: no new publish is accepted ([`Error::Stopped`]), what is queued is
     /// published and answered, each worker finishes its delivery in progress and acks, and
     /// every connection is closed and every thread joined. Stopping twice is harmless.
