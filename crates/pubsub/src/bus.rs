@@ -667,6 +667,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn handles_and_errors_cross_threads() {
+        fn shared<T: Clone + Send + Sync + 'static>() {}
+        fn sent<T: Send + 'static>() {}
+        fn error<T: std::error::Error + Send + Sync + 'static>() {}
+        shared::<Publisher>();
+        sent::<EventBus>();
+        sent::<crate::Receipt>();
+        error::<Error>();
+        error::<PublishError>();
+    }
+
+    #[test]
     fn typed_handlers_are_named_after_the_type() {
         assert_eq!(short_type_name("a::b::OrderPaid"), "OrderPaid");
         assert_eq!(short_type_name("OrderPaid"), "OrderPaid");
