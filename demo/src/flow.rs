@@ -1,7 +1,7 @@
 //! [`Workload`]: the events the demo sends.
 
 use demo_domain::{Handlers, OrderCreated, OrderItem, OrderPaid, UserRegistered};
-use pubsub_core::Event;
+use pubsub::core::Event;
 
 /// What the demo sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +51,7 @@ impl Workload {
     }
 
     /// The events from `start`, at most `len` of them.
-    pub(crate) fn events(&self, start: u64, len: u64) -> pubsub_core::Result<Vec<Labeled>> {
+    pub(crate) fn events(&self, start: u64, len: u64) -> pubsub::core::Result<Vec<Labeled>> {
         let end = start.saturating_add(len).min(self.len());
         match self {
             Workload::OrderFlow => Ok(order_flow()?
@@ -68,7 +68,7 @@ impl Workload {
 const BULK_PRODUCT: &str = "PROD-001";
 
 /// The seeds' order flow.
-fn order_flow() -> pubsub_core::Result<Vec<Labeled>> {
+fn order_flow() -> pubsub::core::Result<Vec<Labeled>> {
     let order = OrderCreated {
         order_id: "ORD-123".into(),
         customer_email: "customer@example.com".into(),
@@ -111,7 +111,7 @@ fn order_flow() -> pubsub_core::Result<Vec<Labeled>> {
 }
 
 /// Bulk order number `i`.
-fn bulk_order(i: u64) -> pubsub_core::Result<Labeled> {
+fn bulk_order(i: u64) -> pubsub::core::Result<Labeled> {
     let order = OrderCreated {
         order_id: format!("ORD-{i:07}"),
         customer_email: format!("customer{}@example.com", i % 100),

@@ -10,12 +10,12 @@
 //!   sleep), and returns a [`RunReport`], whose `Display` is the summary the binary prints.
 //! - [`Workload::OrderFlow`]: the three events of the original design, reported one by one;
 //!   [`Workload::Orders`]: many orders, for throughput.
-//! - [`Transport::Broker`]: a subscriber on its own thread and connection, a publisher on
-//!   another; [`Transport::InProcess`]: the registry dispatches directly, no broker.
+//! - [`Transport::Broker`]: an `EventBus` (a worker on its own thread and connection, a
+//!   publishing thread on another); [`Transport::InProcess`]: the same handlers on an
+//!   in-process bus, no broker.
 //!
-//! It sits at the top of the workspace: on `demo-domain` (the events and handlers),
-//! `pubsub-publisher` and `pubsub-subscriber` (the transport) and `pubsub-registry`
-//! (in-process dispatch). The README's code blocks are compiled as this crate's doctests.
+//! It sits at the top of the workspace: on `demo-domain` (the events and handlers) and the
+//! `pubsub` facade (the bus). The README's code blocks are compiled as this crate's doctests.
 //!
 //! # Example
 //!

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use demo::{Progress, RunReport, Settings, Transport, Workload};
-use pubsub_amqp::{AmqpConfig, RedactingLogger, AMQP_URL_ENV};
+use pubsub::amqp::{AmqpConfig, RedactingLogger, AMQP_URL_ENV};
 
 /// Exit status when the broker cannot be reached or refuses the connection.
 const EXIT_NO_BROKER: u8 = 2;
@@ -155,14 +155,11 @@ fn summary(report: &RunReport) -> ExitCode {
 fn failure(error: &anyhow::Error, transport: &Transport) -> ExitCode {
     // The transport error, where it sits in the chain or inside a failed publish.
     let amqp = error.chain().find_map(|e| {
-        e.downcast_ref::<pubsub_amqp::Error>()
+        e.downcast_ref::<pubsub::amqp::Error>()
+            .or_else(|| e.downcast_ref::<pubsub::Error>().and_then(bus_amqp))
             .or_else(|| {
-                e.downcast_ref::<pubsub_publisher::PublishError>()
-                    .and_then(|p| p.error().as_amqp())
-            })
-            .or_else(|| match e.downcast_ref::<pubsub_subscriber::Error>() {
-                Some(pubsub_subscriber::Error::Amqp(amqp)) => Some(amqp),
-                _ => None,
+                e.downcast_ref::<pubsub::PublishError>()
+                    .and_then(|p| bus_amqp(p.error()))
             })
     });
     let Some(amqp) = amqp.filter(|e| is_connection_problem(e)) else {
@@ -181,8 +178,8 @@ fn failure(error: &anyhow::Error, transport: &Transport) -> ExitCode {
     eprintln!("error: {amqp}");
     eprintln!("The demo tried {url} ({source}).");
     match amqp {
-        pubsub_amqp::Error::AuthenticationFailed { .. }
-        | pubsub_amqp::Error::VhostNotAllowed { .. } => {
+        pubsub::amqp::Error::AuthenticationFailed { .. }
+        | pubsub::amqp::Error::VhostNotAllowed { .. } => {
             eprintln!("Check the user, password and vhost in {AMQP_URL_ENV}.");
         }
         _ => eprintln!(
@@ -192,15 +189,25 @@ fn failure(error: &anyhow::Error, transport: &Transport) -> ExitCode {
     ExitCode::from(EXIT_NO_BROKER)
 }
 
+/// The transport error inside a bus error, if there is one.
+fn bus_amqp(error: &pubsub::Error) -> Option<&pubsub::amqp::Error> {
+    match error {
+        pubsub::Error::Amqp(amqp) => Some(amqp),
+        pubsub::Error::Publish(publish) => publish.as_amqp(),
+        pubsub::Error::Subscriber(pubsub::subscriber::Error::Amqp(amqp)) => Some(amqp),
+        _ => None,
+    }
+}
+
 /// Whether the run failed because the broker cannot be reached, or refused the connection.
-fn is_connection_problem(error: &pubsub_amqp::Error) -> bool {
+fn is_connection_problem(error: &pubsub::amqp::Error) -> bool {
     matches!(
         error,
-        pubsub_amqp::Error::Unreachable { .. }
-            | pubsub_amqp::Error::AuthenticationFailed { .. }
-            | pubsub_amqp::Error::VhostNotAllowed { .. }
-            | pubsub_amqp::Error::Tls { .. }
-            | pubsub_amqp::Error::InvalidConfig { .. }
+        pubsub::amqp::Error::Unreachable { .. }
+            | pubsub::amqp::Error::AuthenticationFailed { .. }
+            | pubsub::amqp::Error::VhostNotAllowed { .. }
+            | pubsub::amqp::Error::Tls { .. }
+            | pubsub::amqp::Error::InvalidConfig { .. }
     )
 }
 

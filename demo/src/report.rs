@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use demo_domain::Handlers;
-use pubsub_subscriber::{Disposition, HandlerRun, SubscriberStats};
+use pubsub::subscriber::{Disposition, HandlerRun, SubscriberStats};
 
 /// How far a run is, for a progress line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

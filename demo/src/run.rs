@@ -1,18 +1,13 @@
 //! [`run`]: the demo's flow, over RabbitMQ or in process.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::Receiver;
 use demo_domain::Handlers;
-use pubsub_amqp::{AmqpConfig, Connection};
-use pubsub_publisher::{EventPublisher, Unroutable};
-use pubsub_subscriber::{
-    dead_letter_queue_name, retry_queue_name, DeliveryReport, EventSubscriber, HandlerRun,
-    RetryPolicy,
-};
+use pubsub::subscriber::{DeliveryReport, HandlerRun};
+use pubsub::{AmqpConfig, EventBus, PublishOptions, RetryPolicy, Unroutable};
 
 use crate::flow::{Labeled, Workload};
 use crate::report::{Attempt, Handled, HandlerTally, Outcome, Progress, RunReport};
@@ -30,9 +25,10 @@ const TICK: Duration = Duration::from_millis(100);
 /// Where the events go.
 #[derive(Debug, Clone)]
 pub enum Transport {
-    /// Straight to the registry, in this thread: no broker (the MediatR-style mode).
+    /// Straight to the handlers, in this thread: an in-process bus, no broker (the
+    /// MediatR-style mode).
     InProcess,
-    /// Through the broker: a publisher on one connection, a subscriber on its own thread and
+    /// Through the broker: a bus whose publishing thread and worker each have their own
     /// connection.
     Broker(Box<AmqpConfig>),
 }
@@ -75,15 +71,17 @@ impl Default for Settings {
 /// broker: once connected, with the topology declared), then as events are published and
 /// handled.
 ///
-/// Over the broker the run declares the topology (the subscriber's `setup`), starts the
-/// subscriber on its own thread and connection, publishes on a second connection with
-/// pipelined confirms, waits on the subscriber's delivery reports (never longer than
-/// `settings.timeout` without one), stops the subscriber, and deletes its queues unless
-/// `settings.keep_queue`.
+/// Over the broker the run is one service on an [`EventBus`] named after `settings.queue`:
+/// `start` declares the topology and starts the worker (its own thread and connection) and
+/// the publishing thread (another connection, pipelined confirms); the run publishes through
+/// the bus's handle, waits on the delivery reports (never longer than `settings.timeout`
+/// without one), and tears the bus down (its queues deleted, a dead-letter queue that holds
+/// events kept) unless `settings.keep_queue`. In process, the same handlers run on an
+/// in-process bus.
 ///
 /// # Errors
 ///
-/// The broker cannot be reached or refuses the connection (a [`pubsub_amqp::Error`] in the
+/// The broker cannot be reached or refuses the connection (a [`pubsub::amqp::Error`] in the
 /// chain), a publish fails, the subscriber stops on an error, or no event is handled for
 /// `settings.timeout`.
 pub fn run(
@@ -105,7 +103,9 @@ fn in_process(
     handlers: &Handlers,
     progress: &mut dyn FnMut(Progress),
 ) -> anyhow::Result<RunReport> {
-    let registry = demo_domain::registry(handlers)?;
+    let mut bus = EventBus::in_process(&settings.queue)?;
+    subscribe(&mut bus, handlers)?;
+    bus.start()?;
     let mut tracker = Tracker::new(workload);
     progress(tracker.progress());
     let started = Instant::now();
@@ -114,7 +114,8 @@ fn in_process(
     while start < workload.len() {
         for labeled in workload.events(start, batch)? {
             let id = tracker.expect(&labeled);
-            let result = registry.invoke_all(&labeled.event);
+            // `publish` would say only whether every handler succeeded; the demo shows each.
+            let result = bus.dispatch(&labeled.event, PublishOptions::default())?;
             let handlers = result
                 .outcomes()
                 .iter()
@@ -135,7 +136,19 @@ fn in_process(
         progress(tracker.progress());
     }
     let elapsed = started.elapsed();
+    bus.stop()?;
     Ok(tracker.finish(handlers, None, None, elapsed, elapsed))
+}
+
+/// Subscribes the demo's handlers to the bus as [`demo_domain::SUBSCRIPTIONS`] says.
+fn subscribe(bus: &mut EventBus, handlers: &Handlers) -> anyhow::Result<()> {
+    for &(pattern, name) in demo_domain::SUBSCRIPTIONS {
+        let handler = handlers
+            .by_name(name)
+            .with_context(|| format!("no demo handler is called `{name}`"))?;
+        bus.subscribe_arc(pattern, handler)?;
+    }
+    Ok(())
 }
 
 fn broker(
@@ -145,28 +158,22 @@ fn broker(
     handlers: &Handlers,
     progress: &mut dyn FnMut(Progress),
 ) -> anyhow::Result<RunReport> {
-    let registry = Arc::new(demo_domain::registry(handlers)?);
     let (reports_tx, reports) = crossbeam_channel::unbounded();
-
-    let connection = Connection::open(&config.clone().with_connection_name("demo subscriber"))?;
-    let mut subscriber = EventSubscriber::builder(connection, &settings.queue, registry)
+    // The service is named after its queue; it is also the `app_id` of what it publishes.
+    let mut bus = EventBus::builder(&settings.queue)
+        .amqp(config.clone())
         .exchange(&settings.exchange)
         .prefetch(settings.prefetch)
         .retry(RetryPolicy::new(MAX_ATTEMPTS, RETRY_DELAYS.to_vec()))
         .supported_major_versions(&[1])
+        .unroutable(Unroutable::Error)
         .observer(reports_tx)
         .build()?;
+    subscribe(&mut bus, handlers)?;
     // Declared and bound before anything is published, so that nothing is unroutable.
-    subscriber
-        .setup()
+    bus.start()
         .with_context(|| format!("cannot set up queue `{}`", settings.queue))?;
-    let mut running = subscriber.spawn()?;
-
-    let connection = Connection::open(&config.clone().with_connection_name("demo publisher"))?;
-    let mut publisher = EventPublisher::builder(connection, &settings.exchange)
-        .app_id("demo")
-        .unroutable(Unroutable::Error)
-        .build()?;
+    let publisher = bus.publisher();
 
     let mut tracker = Tracker::new(workload);
     progress(tracker.progress()); // connected and set up: nothing published yet
@@ -183,7 +190,7 @@ fn broker(
             })
             .collect();
         let failures: Vec<_> = publisher
-            .publish_all(&events)
+            .publish_all(events)
             .into_iter()
             .filter_map(Result::err)
             .collect();
@@ -196,27 +203,16 @@ fn broker(
         progress(tracker.progress());
     }
     let publish_time = started.elapsed();
-    if let Err(e) = publisher.close() {
-        log::warn!("closing the publisher: {e}");
-    }
 
     let mut last_news = Instant::now();
     while tracker.pending() > 0 {
         let before = tracker.progress();
-        match reports.recv_timeout(TICK) {
-            Ok(report) => {
-                tracker.report(report);
-                tracker.drain(&reports);
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                // The subscriber's thread ended, and with it the observer.
-                running.join()?;
-                bail!("the subscriber stopped before every event was handled");
-            }
+        if let Ok(report) = reports.recv_timeout(TICK) {
+            tracker.report(report);
+            tracker.drain(&reports);
         }
-        if running.is_finished() {
-            running.join()?;
+        if !bus.is_running() {
+            bus.stop()?;
             bail!("the subscriber stopped before every event was handled");
         }
         let now = tracker.progress();
@@ -236,55 +232,34 @@ fn broker(
     }
     let end_to_end = tracker.last_final.unwrap_or_else(Instant::now) - started;
 
-    let stats = running.stop()?;
-    let cleanup = if settings.keep_queue {
-        format!(
+    let (stats, cleanup) = if settings.keep_queue {
+        let stats = bus.stop()?;
+        let note = format!(
             "Subscriber stopped; queue `{}` kept, bound to exchange `{}`.",
             settings.queue, settings.exchange
-        )
+        );
+        (stats, note)
     } else {
-        match delete_queues(config, &settings.queue) {
-            Ok(note) => note,
-            Err(e) => {
-                log::warn!("cleaning up queue `{}`: {e:#}", settings.queue);
-                format!(
-                    "Subscriber stopped; queue `{}` could not be deleted: {e}",
-                    settings.queue
-                )
-            }
-        }
+        // Dead letters are kept, and said so: nothing is lost.
+        let teardown = bus.teardown_keeping_dead_letters()?;
+        let queue = &settings.queue;
+        let note = match &teardown.dead_letters_kept {
+            None => format!(
+                "Subscriber stopped; queue `{queue}` and its retry and dead-letter queues deleted."
+            ),
+            Some((dlq, dead)) => format!(
+                "Subscriber stopped; queue `{queue}` deleted; {dead} event(s) kept in dead-letter queue `{dlq}` (see it in the management UI)."
+            ),
+        };
+        (teardown.stats, note)
     };
     Ok(tracker.finish(
         handlers,
-        Some(stats),
+        Some(stats.subscriber),
         Some(cleanup),
         publish_time,
         end_to_end,
     ))
-}
-
-/// Deletes the queue and its retry queues, and its dead-letter queue if it is empty; says
-/// what was done.
-fn delete_queues(config: &AmqpConfig, queue: &str) -> anyhow::Result<String> {
-    let mut connection = Connection::open(&config.clone().with_connection_name("demo cleanup"))?;
-    let channel = connection.open_channel()?;
-    channel.delete_queue(queue)?;
-    for delay in RETRY_DELAYS {
-        channel.delete_queue(&retry_queue_name(queue, delay))?;
-    }
-    let dlq = dead_letter_queue_name(queue);
-    let dead = channel.queue_info(&dlq)?.message_count;
-    let note = if dead == 0 {
-        channel.delete_queue(&dlq)?;
-        format!("Subscriber stopped; queue `{queue}` and its retry and dead-letter queues deleted.")
-    } else {
-        format!(
-            "Subscriber stopped; queue `{queue}` deleted; {dead} event(s) kept in dead-letter queue `{dlq}` (see it in the management UI)."
-        )
-    };
-    drop(channel);
-    connection.close()?;
-    Ok(note)
 }
 
 /// Collects what happened to each event sent.
@@ -409,7 +384,7 @@ impl Tracker {
     fn finish(
         self,
         handlers: &Handlers,
-        stats: Option<pubsub_subscriber::SubscriberStats>,
+        stats: Option<pubsub::subscriber::SubscriberStats>,
         cleanup: Option<String>,
         publish_time: Duration,
         end_to_end_time: Duration,
@@ -502,7 +477,7 @@ mod tests {
 
     #[test]
     fn the_tracker_follows_an_event_through_its_retries() {
-        use pubsub_subscriber::{DeadLetterKind, Disposition};
+        use pubsub::subscriber::{DeadLetterKind, Disposition};
 
         let workload = Workload::OrderFlow;
         let mut tracker = Tracker::new(workload);

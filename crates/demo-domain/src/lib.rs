@@ -112,8 +112,9 @@ impl Handlers {
         &self.analytics
     }
 
-    /// The handler called `name`, if it is one of these.
-    fn by_name(&self, name: &str) -> Option<Arc<dyn EventHandler>> {
+    /// The handler called `name`, if it is one of these, shared: to subscribe it elsewhere
+    /// than in [`registry`] (an `EventBus`, say) while its effects stay readable here.
+    pub fn by_name(&self, name: &str) -> Option<Arc<dyn EventHandler>> {
         match name {
             SendEmailHandler::NAME => Some(self.email.clone()),
             UpdateInventoryHandler::NAME => Some(self.inventory.clone()),

@@ -126,6 +126,17 @@ impl Admin {
         Ok(self.channel()?.queue_info(queue)?.message_count)
     }
 
+    /// Consumers of a queue.
+    pub(crate) fn consumers(&mut self, queue: &str) -> Result<u32> {
+        Ok(self.channel()?.queue_info(queue)?.consumer_count)
+    }
+
+    /// Removes every ready message from a queue.
+    pub(crate) fn purge(&mut self, queue: &str) -> Result<()> {
+        self.channel()?.purge_queue(queue)?;
+        Ok(())
+    }
+
     /// Deletes the exchange and queues of `names` (best effort: a failure is reported and the
     /// ledger keeps the names for the next run).
     pub(crate) fn delete(&mut self, names: &Names) {

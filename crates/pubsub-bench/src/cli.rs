@@ -20,6 +20,8 @@ OPTIONS:
     --skip-e2e            skip the end-to-end matrix
     --skip-latency        skip the publish-to-handler latency measurement
     --skip-publish        skip publish_all against single confirmed publish calls
+    --skip-bus            skip the EventBus rows (shared publisher handle, workers, idle
+                          memory; the bus's latency row goes with --skip-latency)
     --memory              run the memory check instead of the benchmark: --memory-events
                           events through one consumer (RSS sampled along the way), then a
                           consumer started on a queue pre-filled --deep messages deep
@@ -59,6 +61,8 @@ pub(crate) enum Command {
     Bench(Options),
     /// Run one consumer, in a child process of the benchmark.
     Consume(ConsumeArgs),
+    /// Start an idle `EventBus` and print its memory, in a child process of the benchmark.
+    IdleBus(IdleArgs),
 }
 
 /// The benchmark's options.
@@ -80,6 +84,8 @@ pub(crate) struct Options {
     pub(crate) skip_latency: bool,
     /// Skip publish_all against single publish.
     pub(crate) skip_publish: bool,
+    /// Skip the EventBus rows.
+    pub(crate) skip_bus: bool,
     /// Run the memory check instead.
     pub(crate) memory: bool,
     /// Events for the memory check.
@@ -95,6 +101,8 @@ pub(crate) enum Side {
     Raw,
     /// `EventPublisher`, `EventSubscriber` and `HandlerRegistry`.
     Lib,
+    /// The `EventBus` facade: its publisher handle and its workers.
+    Bus,
 }
 
 impl Side {
@@ -103,7 +111,34 @@ impl Side {
         match self {
             Side::Raw => "raw",
             Side::Lib => "lib",
+            Side::Bus => "bus",
         }
+    }
+}
+
+/// The arguments of the internal `idle-bus` command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct IdleArgs {
+    /// The exchange to bind to.
+    pub(crate) exchange: String,
+    /// The bus's service name (its queue).
+    pub(crate) queue: String,
+    /// Its workers.
+    pub(crate) workers: usize,
+}
+
+impl IdleArgs {
+    /// The command-line arguments that reproduce these.
+    pub(crate) fn to_args(&self) -> Vec<String> {
+        vec![
+            "idle-bus".to_owned(),
+            "--exchange".to_owned(),
+            self.exchange.clone(),
+            "--queue".to_owned(),
+            self.queue.clone(),
+            "--workers".to_owned(),
+            self.workers.to_string(),
+        ]
     }
 }
 
@@ -173,6 +208,10 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
         args.next();
         return parse_consume(args).map(Command::Consume);
     }
+    if args.peek().map(String::as_str) == Some("idle-bus") {
+        args.next();
+        return parse_idle(args).map(Command::IdleBus);
+    }
     let mut options = Options {
         quick: false,
         rounds: None,
@@ -182,6 +221,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
         skip_e2e: false,
         skip_latency: false,
         skip_publish: false,
+        skip_bus: false,
         memory: false,
         memory_events: None,
         deep: None,
@@ -214,6 +254,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
             "--skip-e2e" => options.skip_e2e = true,
             "--skip-latency" => options.skip_latency = true,
             "--skip-publish" => options.skip_publish = true,
+            "--skip-bus" => options.skip_bus = true,
             "--memory" => options.memory = true,
             "--memory-events" => {
                 options.memory_events = Some(number(&value("--memory-events")?, "--memory-events")?)
@@ -244,7 +285,8 @@ fn parse_consume(mut args: impl Iterator<Item = String>) -> Result<ConsumeArgs> 
                 side = Some(match value()?.as_str() {
                     "raw" => Side::Raw,
                     "lib" => Side::Lib,
-                    other => bail!("consume: --side is raw or lib, not {other:?}"),
+                    "bus" => Side::Bus,
+                    other => bail!("consume: --side is raw, lib or bus, not {other:?}"),
                 })
             }
             "--exchange" => exchange = Some(value()?),
@@ -271,6 +313,29 @@ fn parse_consume(mut args: impl Iterator<Item = String>) -> Result<ConsumeArgs> 
         latency,
         rss_at,
         wait_go,
+    })
+}
+
+fn parse_idle(mut args: impl Iterator<Item = String>) -> Result<IdleArgs> {
+    let mut exchange = None;
+    let mut queue = None;
+    let mut workers = None;
+    while let Some(arg) = args.next() {
+        let mut value = || {
+            args.next()
+                .with_context(|| format!("idle-bus: {arg} needs a value"))
+        };
+        match arg.as_str() {
+            "--exchange" => exchange = Some(value()?),
+            "--queue" => queue = Some(value()?),
+            "--workers" => workers = Some(number(&value()?, "--workers")?),
+            other => bail!("idle-bus: unknown argument {other:?}"),
+        }
+    }
+    Ok(IdleArgs {
+        exchange: exchange.context("idle-bus: --exchange is required")?,
+        queue: queue.context("idle-bus: --queue is required")?,
+        workers: workers.context("idle-bus: --workers is required")?,
     })
 }
 
@@ -325,5 +390,18 @@ mod tests {
         assert_eq!(back.count, 1_000);
         assert_eq!(back.rss_at, [10, 20]);
         assert!(back.latency && back.wait_go);
+    }
+
+    #[test]
+    fn idle_args_round_trip() {
+        let args = IdleArgs {
+            exchange: "x".to_owned(),
+            queue: "q".to_owned(),
+            workers: 16,
+        };
+        let Ok(Command::IdleBus(back)) = parse(args.to_args()) else {
+            panic!("not an idle-bus command");
+        };
+        assert_eq!(back, args);
     }
 }

@@ -44,6 +44,17 @@ pub(crate) fn run_child(args: &ConsumeArgs) -> Result<()> {
             )?;
             json!(stats.to_string())
         }
+        Side::Bus => {
+            let stats = crate::bus::consume(
+                &config,
+                &args.exchange,
+                &args.queue,
+                args.prefetch,
+                &sink,
+                &gate,
+            )?;
+            json!(stats.to_string())
+        }
     };
     let mut tally = sink.tally();
     let latency = if tally.latencies.is_empty() {

@@ -22,6 +22,7 @@ use pubsub_testkit::Names;
 use serde_json::json;
 
 use crate::admin::Admin;
+use crate::bus::{self, BusResults};
 use crate::cli::{ConsumeArgs, Options, Side};
 use crate::consumer::{ConsumerProcess, Latency};
 use crate::library::{self, LibPublish};
@@ -261,7 +262,13 @@ pub(crate) fn run_all(config: &AmqpConfig, options: &Options) -> Result<()> {
     } else {
         Some(publish_speedup(&mut admin, options)?)
     };
+    let bus = if options.skip_bus {
+        None
+    } else {
+        Some(bus::run(&mut admin, options)?)
+    };
     targets(micro.as_ref(), &summaries, speedup, &latencies);
+    bus_targets(bus.as_ref(), &latencies);
     admin.close()
 }
 
@@ -512,7 +519,7 @@ fn latency(admin: &mut Admin, options: &Options) -> Result<Vec<(Side, Latency)>>
         tick: Duration::from_millis(5),
     };
     let mut results = Vec::new();
-    for side in [Side::Raw, Side::Lib] {
+    for side in [Side::Raw, Side::Lib, Side::Bus] {
         eprintln!("latency, {}: {n} events at {RATE} msg/s...", side.as_str());
         let names = admin.names(&format!("latency-{}", side.as_str()))?;
         let measured = (|| {
@@ -539,6 +546,7 @@ fn latency(admin: &mut Admin, options: &Options) -> Result<Vec<(Side, Latency)>>
                 Side::Lib => {
                     library::publish(config, &names.exchange, n, LibPublish::Batch(5), Some(pace))?
                 }
+                Side::Bus => bus::publish(config, &names.exchange, n, pace)?,
             };
             let result = consumer.finish(Duration::from_secs(60))?;
             result
@@ -559,6 +567,7 @@ fn latency(admin: &mut Admin, options: &Options) -> Result<Vec<(Side, Latency)>>
                 match side {
                     Side::Raw => "raw amiquip loop".to_owned(),
                     Side::Lib => "library (default subscriber)".to_owned(),
+                    Side::Bus => "EventBus (publisher handle, 1 worker)".to_owned(),
                 },
                 format!("{:.0}", l.p50_us),
                 format!("{:.0}", l.p99_us),
@@ -723,5 +732,71 @@ fn targets(
             l.p50_us,
             l.p99_us
         );
+    }
+}
+
+/// Prints which of the EventBus targets are met.
+fn bus_targets(bus: Option<&BusResults>, latencies: &[(Side, Latency)]) {
+    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    let ratio = |label: &str, value: Option<f64>, target: &str, ok: fn(f64) -> bool| match value {
+        Some(r) => println!("- {label}: {r:.2}x (target {target}): {}", verdict(ok(r))),
+        None => println!("- {label}: not measured"),
+    };
+    let bus = bus.cloned().unwrap_or_default();
+    ratio(
+        "bus handle, 8 threads (send + receipts), vs one thread's publish_all",
+        bus.handle_vs_publish_all,
+        ">= 0.9x",
+        |r| r >= 0.9,
+    );
+    ratio(
+        "bus handle, 8 threads (send + receipts), vs 8 threads on a Mutex<EventPublisher>",
+        bus.handle_vs_mutex,
+        ">= 5x",
+        |r| r >= 5.0,
+    );
+    if let Some(r) = bus.blocking_vs_mutex {
+        println!(
+            "- bus handle, 8 threads (blocking publish), vs 8 threads on a Mutex<EventPublisher>: {r:.2}x (reported: one event in flight per thread, at most 8 per round trip)"
+        );
+    }
+    ratio(
+        "workers(16) vs workers(1), handler sleeping 5 ms",
+        bus.sleepy_speedup,
+        ">= 12x",
+        |r| r >= 12.0,
+    );
+    match &bus.trivial_ratio {
+        Some(r) => println!(
+            "- workers(2) vs workers(1) draining a full queue, trivial handlers: {} (target >= 1.0x, not slower): {}",
+            report::ratio_range(r),
+            if r.median >= 1.0 {
+                "met"
+            } else if r.max >= 1.0 {
+                "within this run's noise (the rounds fall on both sides of 1.0x)"
+            } else {
+                "MISSED"
+            }
+        ),
+        None => println!("- workers(2) vs workers(1): not measured"),
+    }
+    match bus.idle_rss_kb {
+        Some(kb) => println!(
+            "- idle bus with 16 workers: {} kB RSS (target < 16,384 kB): {}",
+            report::thousands(kb as f64),
+            verdict(kb < 16 * 1024)
+        ),
+        None => println!("- idle bus memory: not measured"),
+    }
+    let raw = latencies.iter().find(|(side, _)| *side == Side::Raw);
+    for (side, l) in latencies.iter().filter(|(side, _)| *side != Side::Raw) {
+        if let Some((_, raw)) = raw {
+            let (p50, p99) = (l.p50_us / raw.p50_us, l.p99_us / raw.p99_us);
+            println!(
+                "- latency ({}) vs raw: p50 {p50:.2}x, p99 {p99:.2}x (target <= 1.1x): {}",
+                side.as_str(),
+                verdict(p50 <= 1.1 && p99 <= 1.1)
+            );
+        }
     }
 }

@@ -14,7 +14,12 @@
 //!    prefetch and confirm settings, interleaved round by round (A B A B ...), reported as
 //!    medians with min-max and as a ratio to the raw loop of the same round;
 //! 3. publish-to-handler latency (p50, p99) at a fixed moderate rate;
-//! 4. `publish_all` against single confirmed `publish` calls.
+//! 4. `publish_all` against single confirmed `publish` calls;
+//! 5. the `EventBus` rows (`bus`): one publisher handle shared by 8 threads against one
+//!    thread's `publish_all` and against a `Mutex<EventPublisher>`, `workers(16)` against
+//!    `workers(1)` with a handler sleeping 5 ms, `workers(2)` against `workers(1)` with
+//!    trivial handlers, and the memory of an idle bus with 16 workers (a child process,
+//!    `pubsub-bench idle-bus ...`). The latency measurement has a bus row too.
 //!
 //! Rates on a machine shared with builds are noisy, so each run also records what the client
 //! spent: CPU time per event of the publishing and of the consuming process, and acks sent per
@@ -50,6 +55,7 @@
 //! ```
 
 mod admin;
+mod bus;
 mod cli;
 mod consumer;
 mod e2e;
@@ -84,6 +90,7 @@ fn run() -> Result<()> {
             Ok(())
         }
         Command::Consume(args) => consumer::run_child(&args),
+        Command::IdleBus(args) => bus::run_idle(&args),
         Command::Bench(options) => {
             let config = admin::broker_config()?;
             if options.memory {

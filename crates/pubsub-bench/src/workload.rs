@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 use crossbeam_channel::{Receiver, Sender};
-use pubsub_core::{handler_fn, Event};
+use pubsub_core::{handler_fn, Event, EventHandler};
 use pubsub_registry::HandlerRegistry;
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
@@ -112,36 +112,43 @@ pub(crate) fn raw_dispatch(routing_key: &str, body: &Value, sink: &Sink) {
 /// [`raw_dispatch`].
 pub(crate) fn registry(sink: &Arc<Sink>) -> Result<HandlerRegistry> {
     let mut registry = HandlerRegistry::new();
-    let s = sink.clone();
-    registry.subscribe(
-        PATTERNS[0],
-        handler_fn("orders", move |_, _| {
-            s.order_star();
-            Ok(())
-        }),
-    )?;
-    let s = sink.clone();
-    registry.subscribe(
-        PATTERNS[1],
-        handler_fn("created", move |_, _| {
-            s.star_created();
-            Ok(())
-        }),
-    )?;
-    let s = sink.clone();
-    registry.subscribe(
-        PATTERNS[2],
-        handler_fn("all", move |event, _| {
-            let sent_at = if s.wants_latency() {
-                event.data().get("sent_at_ns").and_then(Value::as_u64)
-            } else {
-                None
-            };
-            s.all(sent_at);
-            Ok(())
-        }),
-    )?;
+    for (pattern, handler) in handlers(sink) {
+        registry.subscribe_arc(pattern, handler)?;
+    }
     Ok(registry)
+}
+
+/// The three patterns and their handlers, for a registry or an `EventBus`.
+pub(crate) fn handlers(sink: &Arc<Sink>) -> [(&'static str, Arc<dyn EventHandler>); 3] {
+    let (orders, created, all) = (sink.clone(), sink.clone(), sink.clone());
+    [
+        (
+            PATTERNS[0],
+            Arc::new(handler_fn("orders", move |_, _| {
+                orders.order_star();
+                Ok(())
+            })),
+        ),
+        (
+            PATTERNS[1],
+            Arc::new(handler_fn("created", move |_, _| {
+                created.star_created();
+                Ok(())
+            })),
+        ),
+        (
+            PATTERNS[2],
+            Arc::new(handler_fn("all", move |event, _| {
+                let sent_at = if all.wants_latency() {
+                    event.data().get("sent_at_ns").and_then(Value::as_u64)
+                } else {
+                    None
+                };
+                all.all(sent_at);
+                Ok(())
+            })),
+        ),
+    ]
 }
 
 /// What the handlers do: count, record latencies when asked, sample RSS at given counts, and

@@ -1,5 +1,6 @@
 //! [`EventHandler`], the unit of business logic, and the [`Metadata`] of a delivery.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::Event;
@@ -185,25 +186,100 @@ fn short_type_name(full: &'static str) -> &'static str {
     }
 }
 
+/// The AMQP header that carries an event's [`EventType`] (`x-event-type: integration`).
+///
+/// The six wire fields never change (Python services read them), so an event's type travels
+/// beside the body, as this header.
+pub const EVENT_TYPE_HEADER: &str = "x-event-type";
+
+/// The AMQP header that carries the causation id: the id of the event whose handling caused
+/// this one to be published.
+pub const CAUSATION_ID_HEADER: &str = "x-causation-id";
+
+/// What kind of event this is, in the original design's terms (seed 004's `EventType`).
+///
+/// It travels in the [`EVENT_TYPE_HEADER`] header, never in the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventType {
+    /// A business fact within a service (`order.created`).
+    Domain,
+    /// An event shared between services.
+    Integration,
+    /// Infrastructure and technical events.
+    System,
+    /// Something a user did.
+    User,
+    /// Alerts and notifications.
+    Notification,
+}
+
+impl EventType {
+    /// Every event type, in declaration order.
+    pub const ALL: [EventType; 5] = [
+        EventType::Domain,
+        EventType::Integration,
+        EventType::System,
+        EventType::User,
+        EventType::Notification,
+    ];
+
+    /// Its name on the wire: `domain`, `integration`, `system`, `user` or `notification`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Domain => "domain",
+            EventType::Integration => "integration",
+            EventType::System => "system",
+            EventType::User => "user",
+            EventType::Notification => "notification",
+        }
+    }
+
+    /// Reads a wire name, ignoring ASCII case (Python's enum values are upper case in some
+    /// services); `None` for any other text.
+    pub fn parse(name: &str) -> Option<EventType> {
+        EventType::ALL
+            .into_iter()
+            .find(|t| t.as_str().eq_ignore_ascii_case(name))
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Message headers as a handler sees them: names to JSON values (strings, numbers, booleans,
+/// arrays, objects; raw bytes become arrays of numbers, an AMQP void becomes `null`).
+pub type Headers = BTreeMap<String, serde_json::Value>;
+
 /// What the transport knows about one delivery of an event, beside the event itself.
 ///
 /// The six wire fields of [`Event`] never change; everything about how this copy travelled is
-/// here. In-process dispatch uses [`Metadata::default`]: first attempt, not redelivered.
+/// here: the correlation and causation ids, the publishing service (the source), the
+/// [`EventType`], the attempt, and the message headers. In-process dispatch uses
+/// [`Metadata::default`] (first attempt, not redelivered) or sets what it knows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Metadata {
     correlation_id: Option<String>,
+    causation_id: Option<String>,
     app_id: Option<String>,
+    event_type: Option<EventType>,
     attempt: u32,
     redelivered: bool,
+    headers: Headers,
 }
 
 impl Default for Metadata {
     fn default() -> Self {
         Metadata {
             correlation_id: None,
+            causation_id: None,
             app_id: None,
+            event_type: None,
             attempt: 1,
             redelivered: false,
+            headers: Headers::new(),
         }
     }
 }
@@ -214,9 +290,26 @@ impl Metadata {
         self.correlation_id.as_deref()
     }
 
+    /// The causation id, if any: the id of the event whose handling published this one
+    /// (the [`CAUSATION_ID_HEADER`] header).
+    pub fn causation_id(&self) -> Option<&str> {
+        self.causation_id.as_deref()
+    }
+
     /// The name of the service that published the event (AMQP `app_id`), if set.
     pub fn app_id(&self) -> Option<&str> {
         self.app_id.as_deref()
+    }
+
+    /// The event's source, in seed 004's words: the publishing service, the same as
+    /// [`app_id`](Self::app_id).
+    pub fn source(&self) -> Option<&str> {
+        self.app_id()
+    }
+
+    /// The event's type (the [`EVENT_TYPE_HEADER`] header), if the publisher set a known one.
+    pub fn event_type(&self) -> Option<EventType> {
+        self.event_type
     }
 
     /// Which attempt this is at handling the event: 1 the first time, 2 on the first retry.
@@ -230,6 +323,17 @@ impl Metadata {
         self.redelivered
     }
 
+    /// The message's headers, all of them (the subscriber's own `x-pubsub-*` retry state
+    /// included); empty in process unless set.
+    pub fn headers(&self) -> &Headers {
+        &self.headers
+    }
+
+    /// One header, if present.
+    pub fn header(&self, name: &str) -> Option<&serde_json::Value> {
+        self.headers.get(name)
+    }
+
     /// Sets the correlation id.
     #[must_use]
     pub fn with_correlation_id(mut self, correlation_id: Option<String>) -> Self {
@@ -237,10 +341,24 @@ impl Metadata {
         self
     }
 
+    /// Sets the causation id.
+    #[must_use]
+    pub fn with_causation_id(mut self, causation_id: Option<String>) -> Self {
+        self.causation_id = causation_id;
+        self
+    }
+
     /// Sets the producing service's name.
     #[must_use]
     pub fn with_app_id(mut self, app_id: Option<String>) -> Self {
         self.app_id = app_id;
+        self
+    }
+
+    /// Sets the event type.
+    #[must_use]
+    pub fn with_event_type(mut self, event_type: Option<EventType>) -> Self {
+        self.event_type = event_type;
         self
     }
 
@@ -255,6 +373,22 @@ impl Metadata {
     #[must_use]
     pub fn with_redelivered(mut self, redelivered: bool) -> Self {
         self.redelivered = redelivered;
+        self
+    }
+
+    /// Sets the headers, and reads the causation id and the event type from them
+    /// ([`CAUSATION_ID_HEADER`], [`EVENT_TYPE_HEADER`]) when they are strings; an unknown
+    /// event type is left unset (the header itself stays readable).
+    #[must_use]
+    pub fn with_headers(mut self, headers: Headers) -> Self {
+        let text = |name: &str| headers.get(name).and_then(serde_json::Value::as_str);
+        if let Some(causation) = text(CAUSATION_ID_HEADER) {
+            self.causation_id = Some(causation.to_owned());
+        }
+        if let Some(kind) = text(EVENT_TYPE_HEADER) {
+            self.event_type = EventType::parse(kind);
+        }
+        self.headers = headers;
         self
     }
 }
@@ -337,5 +471,53 @@ mod tests {
         assert_eq!(meta.attempt(), 1);
         assert!(meta.redelivered());
         assert_eq!(meta.app_id(), Some("orders"));
+    }
+
+    #[test]
+    fn event_types_read_their_wire_names() {
+        let check = |text: &str, expected: Option<EventType>| {
+            assert_eq!(EventType::parse(text), expected, "{text:?}");
+        };
+        check("domain", Some(EventType::Domain));
+        check("integration", Some(EventType::Integration));
+        check("system", Some(EventType::System));
+        check("user", Some(EventType::User));
+        check("notification", Some(EventType::Notification));
+        check("DOMAIN", Some(EventType::Domain));
+        check("", None);
+        check("domains", None);
+        check(" domain", None);
+        for kind in EventType::ALL {
+            assert_eq!(EventType::parse(&kind.to_string()), Some(kind));
+        }
+    }
+
+    #[test]
+    fn metadata_reads_causation_and_type_from_headers() {
+        let check =
+            |headers: serde_json::Value, causation: Option<&str>, kind: Option<EventType>| {
+                let headers: Headers = serde_json::from_value(headers).unwrap();
+                let meta = Metadata::default().with_headers(headers.clone());
+                assert_eq!(meta.causation_id(), causation, "{headers:?}");
+                assert_eq!(meta.event_type(), kind, "{headers:?}");
+                assert_eq!(meta.headers(), &headers);
+            };
+        check(json!({}), None, None);
+        check(
+            json!({ "x-causation-id": "e-1", "x-event-type": "integration" }),
+            Some("e-1"),
+            Some(EventType::Integration),
+        );
+        check(json!({ "x-event-type": "bogus", "other": 1 }), None, None);
+        check(
+            json!({ "x-causation-id": 7, "x-event-type": true }),
+            None,
+            None,
+        );
+        let meta = Metadata::default()
+            .with_app_id(Some("billing".into()))
+            .with_headers(serde_json::from_value(json!({ "k": "v" })).unwrap());
+        assert_eq!(meta.source(), Some("billing"));
+        assert_eq!(meta.header("k"), Some(&json!("v")));
     }
 }

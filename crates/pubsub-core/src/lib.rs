@@ -9,7 +9,8 @@
 //! - [`TypedEvent`]: a Rust struct that is one kind of event's `data`, with
 //!   [`Event::from_typed`] and [`Event::decode`].
 //! - [`EventHandler`]: the synchronous unit of business logic, with [`Metadata`] about the
-//!   delivery; closures are handlers too ([`handler_fn`] names them).
+//!   delivery; closures are handlers too ([`handler_fn`] names them). [`EventType`] is seed
+//!   004's kind of event (domain, integration, ...), carried in a header beside the body.
 //! - [`json`]: the wire format shared with the Python services of the original design.
 //! - [`Migration`]: one fact as the old and the new version of an event, published together
 //!   while consumers migrate to a versioned routing key.
@@ -59,7 +60,8 @@ mod typed;
 pub use crate::error::{Error, Result};
 pub use crate::event::{Event, EventBuilder, DEFAULT_VERSION};
 pub use crate::handler::{
-    handler_fn, EventHandler, FnHandler, HandlerError, HandlerResult, Metadata, Permanent,
+    handler_fn, EventHandler, EventType, FnHandler, HandlerError, HandlerResult, Headers, Metadata,
+    Permanent, CAUSATION_ID_HEADER, EVENT_TYPE_HEADER,
 };
 pub use crate::migration::Migration;
 pub use crate::typed::TypedEvent;

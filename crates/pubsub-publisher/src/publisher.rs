@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 
 use pubsub_amqp::{
     check_blocked, AmqpConfig, Backoff, Channel, ConfirmOutcome, ConfirmStreams, ConfirmTracker,
-    Confirms, Connection, ExchangeConfig, Properties, ReconnectPolicy, Returned, Returns, Settled,
+    Confirms, Connection, ExchangeConfig, Headers, Properties, ReconnectPolicy, Returned, Returns,
+    Settled,
 };
 use pubsub_core::envelope::Envelope;
-use pubsub_core::{json, Event, Migration};
+use pubsub_core::{json, Event, EventType, Migration, CAUSATION_ID_HEADER, EVENT_TYPE_HEADER};
 use uuid::Uuid;
 
 use crate::error::{Error, PublishError, Result};
@@ -37,6 +38,11 @@ pub enum Unroutable {
 pub struct PublishOptions {
     /// Ties this event to others of one flow (the AMQP `correlation_id`).
     pub correlation_id: Option<String>,
+    /// The id of the event whose handling caused this one (the
+    /// [`CAUSATION_ID_HEADER`](pubsub_core::CAUSATION_ID_HEADER) header).
+    pub causation_id: Option<String>,
+    /// The event's type (the [`EVENT_TYPE_HEADER`](pubsub_core::EVENT_TYPE_HEADER) header).
+    pub event_type: Option<EventType>,
 }
 
 impl PublishOptions {
@@ -44,6 +50,7 @@ impl PublishOptions {
     pub fn correlated(correlation_id: &str) -> Self {
         PublishOptions {
             correlation_id: Some(correlation_id.to_owned()),
+            ..PublishOptions::default()
         }
     }
 }
@@ -258,7 +265,7 @@ impl EventPublisher {
         options: &PublishOptions,
     ) -> Result<(), PublishError> {
         let events = std::slice::from_ref(event);
-        match self.run(events, options).pop() {
+        match self.run(events, Options::Same(options)).pop() {
             Some(Some(Err(e))) => Err(PublishError::new(event, e)),
             _ => Ok(()),
         }
@@ -296,7 +303,25 @@ impl EventPublisher {
         events: &[Event],
         options: &PublishOptions,
     ) -> Vec<Result<(), PublishError>> {
-        self.run(events, options)
+        self.run(events, Options::Same(options))
+            .into_iter()
+            .zip(events)
+            .map(|(outcome, event)| match outcome {
+                Some(Err(e)) => Err(PublishError::new(event, e)),
+                _ => Ok(()),
+            })
+            .collect()
+    }
+
+    /// [`publish_all`](Self::publish_all) with options of its own for each event: `options[i]`
+    /// goes with `events[i]` (an event without options gets the defaults). Pipelined like
+    /// `publish_all`; one outcome per event, in order.
+    pub fn publish_each(
+        &mut self,
+        events: &[Event],
+        options: &[PublishOptions],
+    ) -> Vec<Result<(), PublishError>> {
+        self.run(events, Options::Each(options))
             .into_iter()
             .zip(events)
             .map(|(outcome, event)| match outcome {
@@ -320,7 +345,7 @@ impl EventPublisher {
 
     /// Publishes `events`, reconnecting and republishing the unconfirmed ones while the
     /// reconnect policy allows. `None` outcomes are successes (never left after the loop).
-    fn run(&mut self, events: &[Event], options: &PublishOptions) -> Vec<Option<Result<()>>> {
+    fn run(&mut self, events: &[Event], options: Options<'_>) -> Vec<Option<Result<()>>> {
         let mut outcomes: Vec<Option<Result<()>>> = (0..events.len()).map(|_| None).collect();
         let mut backoff: Option<Backoff> = None;
         loop {
@@ -392,7 +417,7 @@ impl EventPublisher {
         &mut self,
         events: &[Event],
         outstanding: &[usize],
-        options: &PublishOptions,
+        options: Options<'_>,
         outcomes: &mut [Option<Result<()>>],
     ) -> Result<()> {
         if self.session.is_none() {
@@ -425,7 +450,7 @@ impl EventPublisher {
             self.settings
                 .envelope
                 .write_to(event, source, &mut self.body);
-            let properties = properties(event, &self.settings, options);
+            let properties = properties(event, &self.settings, options.get(i));
             session.channel.publish(
                 &self.exchange,
                 event.routing_key(),
@@ -466,6 +491,28 @@ impl EventPublisher {
                 }
                 Err(e) => log::warn!("cannot reopen the publishing channel: {e}"),
             }
+        }
+    }
+}
+
+/// The options of a batch's events: one for all, or one each.
+#[derive(Debug, Clone, Copy)]
+enum Options<'a> {
+    Same(&'a PublishOptions),
+    Each(&'a [PublishOptions]),
+}
+
+impl Options<'_> {
+    /// The options of event `i`.
+    fn get(&self, i: usize) -> &PublishOptions {
+        static DEFAULT: PublishOptions = PublishOptions {
+            correlation_id: None,
+            causation_id: None,
+            event_type: None,
+        };
+        match self {
+            Options::Same(options) => options,
+            Options::Each(each) => each.get(i).unwrap_or(&DEFAULT),
         }
     }
 }
@@ -602,8 +649,20 @@ fn properties(event: &Event, settings: &Settings, options: &PublishOptions) -> P
         kind: Some(event.routing_key().to_owned()),
         app_id: settings.app_id.clone(),
         correlation_id: options.correlation_id.clone(),
-        headers: Default::default(),
+        headers: headers(options),
     }
+}
+
+/// The headers `options` ask for: the causation id and the event type, when set.
+fn headers(options: &PublishOptions) -> Headers {
+    let mut headers = Headers::new();
+    if let Some(causation) = &options.causation_id {
+        headers.insert(CAUSATION_ID_HEADER.to_owned(), causation.as_str().into());
+    }
+    if let Some(kind) = options.event_type {
+        headers.insert(EVENT_TYPE_HEADER.to_owned(), kind.as_str().into());
+    }
+    headers
 }
 
 fn unroutable(event: &Event, exchange: &str, policy: Unroutable) -> Result<()> {

@@ -7,7 +7,7 @@ use pubsub_amqp::{
     Channel, Connection, Consumer, ConsumerEvent, Delivery, HeaderValue, Headers, Properties,
 };
 use pubsub_core::envelope::Received;
-use pubsub_core::{Event, Metadata};
+use pubsub_core::Event;
 use pubsub_registry::InvocationResult;
 use time::OffsetDateTime;
 
@@ -185,7 +185,12 @@ impl<'a> Session<'a> {
             return self.carry_out(channel, delivery, &body, handled, decision);
         }
         let retry = facts.retry;
-        let recorded = delivery.header(headers::ORIGINAL_ROUTING_KEY);
+        // The key recorded in the headers is believed only where the retry state is: on a
+        // delivery that came back through this subscriber's own delay queue.
+        let recorded = trust
+            .retry_state
+            .then(|| delivery.header(headers::ORIGINAL_ROUTING_KEY))
+            .flatten();
         let received = Received {
             routing_key: decode::published_key(
                 delivery.exchange(),
@@ -206,11 +211,7 @@ impl<'a> Session<'a> {
                 return self.carry_out(channel, delivery, &body, handled, Decision::poison(reason))
             }
         };
-        let meta = Metadata::default()
-            .with_correlation_id(delivery.correlation_id().map(str::to_owned))
-            .with_app_id(delivery.app_id().map(str::to_owned))
-            .with_attempt(retry.attempt)
-            .with_redelivered(delivery.redelivered());
+        let meta = crate::meta::metadata(&delivery, retry.attempt);
         let result = cx
             .registry
             .invoke_where(&event, &meta, |s| !retry.done.iter().any(|d| d == s.id()));

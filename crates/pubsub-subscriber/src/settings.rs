@@ -134,6 +134,21 @@ impl RetryPolicy {
     }
 }
 
+/// Every queue a subscriber of `queue` with `retry` declares: `queue` itself, its delay
+/// queues (`<queue>.retry.<delay>`, see [`retry_queue_name`]), and its dead-letter queue
+/// (`<queue>.dlq`), in that order: what to delete when a service goes away.
+pub fn queue_names(queue: &str, retry: &RetryPolicy) -> Vec<String> {
+    let mut names = vec![queue.to_owned()];
+    names.extend(
+        retry
+            .used_delays()
+            .into_iter()
+            .map(|delay| retry_queue_name(queue, delay)),
+    );
+    names.push(dead_letter_queue_name(queue));
+    names
+}
+
 /// The name of the dead-letter queue of `queue`: `<queue>.dlq`.
 pub fn dead_letter_queue_name(queue: &str) -> String {
     format!("{queue}.dlq")
@@ -189,6 +204,14 @@ mod tests {
         assert_eq!(
             retry_queue_name("orders", Duration::from_millis(1500)),
             "orders.retry.1500ms"
+        );
+        assert_eq!(
+            queue_names("orders", &RetryPolicy::default()),
+            ["orders", "orders.retry.1s", "orders.retry.5s", "orders.dlq"]
+        );
+        assert_eq!(
+            queue_names("orders", &RetryPolicy::none()),
+            ["orders", "orders.dlq"]
         );
     }
 }

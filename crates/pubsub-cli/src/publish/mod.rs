@@ -182,6 +182,7 @@ pub fn publish_in(
         .build()?;
     let options = PublishOptions {
         correlation_id: request.correlation_id.clone(),
+        ..PublishOptions::default()
     };
     let outcome = match publisher.publish_with(event, &options) {
         Ok(()) => Published::Routed,

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use pubsub_amqp::{Connection, ConsumerEvent, QueueConfig};
-use pubsub_core::{json, Event};
+use pubsub_core::{json, Event, EventType, CAUSATION_ID_HEADER, EVENT_TYPE_HEADER};
 use pubsub_publisher::{Error, EventPublisher, PublishOptions, Unroutable};
 use pubsub_testkit::Bus;
 use serde_json::json;
@@ -61,6 +61,46 @@ fn publish_sets_the_message_properties_and_body() {
     );
     assert_eq!(json::from_slice(delivery.body()).unwrap(), event);
     bus.admin().ack(delivery).unwrap();
+    publisher.close().unwrap();
+}
+
+#[test]
+fn publish_each_sends_each_event_with_its_own_causation_and_type() {
+    let Some((bus, queue)) = bus_with_queue(&QueueConfig::default()) else {
+        return;
+    };
+    let mut publisher = publisher(&bus).build().unwrap();
+    let events = [event(1), event(2)];
+    let options = [
+        PublishOptions {
+            causation_id: Some("cause-1".to_owned()),
+            event_type: Some(EventType::Integration),
+            ..PublishOptions::correlated("flow-1")
+        },
+        PublishOptions::default(),
+    ];
+    for outcome in publisher.publish_each(&events, &options) {
+        outcome.unwrap();
+    }
+
+    let consumer = bus.admin().consume(&queue, false).unwrap();
+    for expected in [Some(("cause-1", "integration", "flow-1")), None] {
+        let Some(ConsumerEvent::Delivery(delivery)) = consumer.next_timeout(Duration::from_secs(5))
+        else {
+            panic!("no delivery");
+        };
+        let props = delivery.properties();
+        let text = |name: &str| props.headers.get(name).and_then(|v| v.as_str());
+        let got = text(CAUSATION_ID_HEADER)
+            .zip(text(EVENT_TYPE_HEADER))
+            .zip(props.correlation_id.as_deref())
+            .map(|((c, t), f)| (c, t, f));
+        assert_eq!(got, expected);
+        if expected.is_none() {
+            assert!(props.headers.is_empty(), "{:?}", props.headers);
+        }
+        bus.admin().ack(delivery).unwrap();
+    }
     publisher.close().unwrap();
 }
 

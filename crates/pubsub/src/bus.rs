@@ -1,0 +1,701 @@
+//! [`EventBus`]: a service's handlers, its queue, its workers and its publisher, wired and
+//! started together.
+
+use std::fmt;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::Sender;
+use pubsub_amqp::{AmqpConfig, Connection};
+use pubsub_core::{Event, EventHandler, EventType, HandlerResult, Metadata, TypedEvent};
+use pubsub_publisher::{EventPublisher, PublishOptions, Unroutable};
+use pubsub_registry::{HandlerRegistry, InvocationResult};
+use pubsub_subscriber::{
+    dead_letter_queue_name, queue_names, DeliveryReport, EventSubscriber, RetryPolicy,
+    RunningSubscriber, SubscriberStats,
+};
+
+use crate::context::{self, Contextual};
+use crate::error::{Error, PublishError, Result};
+use crate::names::{self, validate_exchange, validate_service_name};
+use crate::publishing::{self as publisher, Command, Publisher, Target};
+
+/// Starts configuring an [`EventBus`]; see [`EventBus::builder`].
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct EventBusBuilder {
+    service: String,
+    amqp: Option<AmqpConfig>,
+    exchange: Option<String>,
+    in_process: bool,
+    workers: usize,
+    prefetch: u16,
+    retry: RetryPolicy,
+    event_type: Option<EventType>,
+    unroutable: Unroutable,
+    supported_major_versions: Option<Vec<u64>>,
+    observer: Option<Sender<DeliveryReport>>,
+    publish_queue: usize,
+}
+
+impl EventBusBuilder {
+    /// The broker (by default [`AmqpConfig::from_env`]: `AMQP_URL`, or a broker on
+    /// localhost).
+    pub fn amqp(mut self, config: AmqpConfig) -> Self {
+        self.amqp = Some(config);
+        self
+    }
+
+    /// The exchange to publish to and bind the queue to (by default the `RABBITMQ_EXCHANGE`
+    /// environment variable, else `events`).
+    pub fn exchange(mut self, exchange: &str) -> Self {
+        self.exchange = Some(exchange.to_owned());
+        self
+    }
+
+    /// No broker: `publish` runs the handlers in the calling thread (MediatR style), with the
+    /// same metadata and correlation as over the broker, and without retries.
+    pub fn in_process(mut self) -> Self {
+        self.in_process = true;
+        self
+    }
+
+    /// Consumes on `n` threads (at least 1; 1 by default), each an `EventSubscriber` with its
+    /// own connection on the service's queue, all sharing the handlers. Every delivery is
+    /// still settled exactly once, by the worker that took it. There is no ordering across
+    /// workers: two events can be handled at the same time and finish in any order.
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n.max(1);
+        self
+    }
+
+    /// Deliveries each worker may hold unacknowledged (100 by default; at least 1).
+    pub fn prefetch(mut self, prefetch: u16) -> Self {
+        self.prefetch = prefetch.max(1);
+        self
+    }
+
+    /// How failed events are retried (the subscriber's [`RetryPolicy::default`]).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// The [`EventType`] of the events published without one in their options
+    /// ([`EventType::Domain`] by default, as seed 004's `Event.create`).
+    pub fn event_type(mut self, event_type: EventType) -> Self {
+        self.event_type = Some(event_type);
+        self
+    }
+
+    /// What to do with a published event that no queue receives ([`Unroutable::Warn`] by
+    /// default).
+    pub fn unroutable(mut self, unroutable: Unroutable) -> Self {
+        self.unroutable = unroutable;
+        self
+    }
+
+    /// Dead-letters as poison the events whose major version is not in `versions` (by
+    /// default every version is accepted).
+    pub fn supported_major_versions(mut self, versions: &[u64]) -> Self {
+        self.supported_major_versions = Some(versions.to_vec());
+        self
+    }
+
+    /// Sends a [`DeliveryReport`] for every delivery once it is settled (over the broker).
+    pub fn observer(mut self, reports: Sender<DeliveryReport>) -> Self {
+        self.observer = Some(reports);
+        self
+    }
+
+    /// How many publish requests may wait for the publishing thread (8,192 by default; at
+    /// least 1). A publisher that finds the queue full waits for room.
+    pub fn publish_queue(mut self, capacity: usize) -> Self {
+        self.publish_queue = capacity.max(1);
+        self
+    }
+
+    /// Checks the names and reads the environment; connects to nothing yet (see
+    /// [`EventBus::start`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidServiceName`] (see [`validate_service_name`] for what is valid),
+    /// [`Error::InvalidExchange`], or [`Error::Amqp`] for an `AMQP_URL` that cannot be read.
+    pub fn build(self) -> Result<EventBus> {
+        validate_service_name(&self.service)?;
+        let exchange = self
+            .exchange
+            .clone()
+            .unwrap_or_else(names::exchange_from_env);
+        validate_exchange(&exchange)?;
+        let amqp = match (&self.amqp, self.in_process) {
+            (Some(config), _) => Some(config.clone()),
+            (None, false) => Some(AmqpConfig::from_env()?),
+            (None, true) => None,
+        };
+        let publisher = Publisher::new(&self.service, self.event_type);
+        Ok(EventBus {
+            amqp,
+            exchange,
+            publisher,
+            registry: Some(HandlerRegistry::new()),
+            state: State::Built,
+            settings: self,
+        })
+    }
+}
+
+/// One service on the bus: its handlers, its queue, its workers and its publisher (seed
+/// 004's `EventBus(service_name)`).
+///
+/// # Names
+///
+/// The service name names the service's queue: one queue per service, so that every
+/// instance of a service shares the work and every service gets its own copy of each event.
+/// Beside it live `<service>.dlq` (dead letters) and `<service>.retry.<delay>` (one delay
+/// queue per retry delay). The name is also the `app_id`, the source, of everything the
+/// service publishes.
+///
+/// # Lifecycle
+///
+/// 1. [`builder`](Self::builder)`(service)` ... [`build`](EventBusBuilder::build);
+/// 2. [`subscribe`](Self::subscribe) / [`subscribe_typed`](Self::subscribe_typed) every
+///    handler;
+/// 3. [`start`](Self::start): declares the exchange, the queue and its bindings (exactly what
+///    the handlers' patterns need), starts the workers and the publishing thread;
+/// 4. [`publisher`](Self::publisher) handles publish from any thread, also from inside
+///    handlers;
+/// 5. [`stop`](Self::stop): publishes what is queued, finishes the deliveries in progress,
+///    closes and joins everything; [`teardown`](Self::teardown) also deletes the queues.
+///
+/// A bus without handlers only publishes: it declares no queue.
+///
+/// # Correlation
+///
+/// While a handler of this bus runs, its event is the thread's current one: an event
+/// published from that thread through any handle of the bus gets the incoming event's
+/// correlation id (or, when it had none, the incoming event's id: it started the flow) and,
+/// as causation id, the incoming event's id, unless the publisher sets them.
+pub struct EventBus {
+    settings: EventBusBuilder,
+    amqp: Option<AmqpConfig>,
+    exchange: String,
+    publisher: Publisher,
+    /// The handlers, until `start` shares them with the workers.
+    registry: Option<HandlerRegistry>,
+    state: State,
+}
+
+enum State {
+    Built,
+    Running(Running),
+    Stopped,
+}
+
+/// What a started bus runs.
+struct Running {
+    workers: Vec<RunningSubscriber>,
+    publisher_thread: Option<JoinHandle<()>>,
+    registry: Arc<HandlerRegistry>,
+}
+
+/// What a stopped bus did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BusStats {
+    /// The workers' counters, summed.
+    pub subscriber: SubscriberStats,
+    /// How many workers consumed.
+    pub workers: usize,
+}
+
+/// What [`EventBus::teardown`] deleted, and what it kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Teardown {
+    /// The final counters.
+    pub stats: BusStats,
+    /// The queues deleted.
+    pub deleted: Vec<String>,
+    /// The dead-letter queue, kept because it holds this many events (only with
+    /// [`EventBus::teardown_keeping_dead_letters`]).
+    pub dead_letters_kept: Option<(String, u32)>,
+}
+
+impl EventBus {
+    /// Starts configuring the bus of the service `service`; see [`EventBus`] for what the
+    /// name names, and [`validate_service_name`] for which names are valid.
+    pub fn builder(service: &str) -> EventBusBuilder {
+        EventBusBuilder {
+            service: service.to_owned(),
+            amqp: None,
+            exchange: None,
+            in_process: false,
+            workers: 1,
+            prefetch: 100,
+            retry: RetryPolicy::default(),
+            event_type: Some(EventType::Domain),
+            unroutable: Unroutable::default(),
+            supported_major_versions: None,
+            observer: None,
+            publish_queue: 8192,
+        }
+    }
+
+    /// A bus without a broker, for tests: [`builder`](Self::builder)`(service).in_process()`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidServiceName`].
+    pub fn in_process(service: &str) -> Result<EventBus> {
+        Self::builder(service).in_process().build()
+    }
+
+    /// The service's name: its queue's name and its events' `app_id`.
+    pub fn service(&self) -> &str {
+        &self.settings.service
+    }
+
+    /// The exchange.
+    pub fn exchange(&self) -> &str {
+        &self.exchange
+    }
+
+    /// Whether the bus runs without a broker.
+    pub fn is_in_process(&self) -> bool {
+        self.amqp.is_none()
+    }
+
+    /// The names of the service's queues: the queue, its retry queues, its dead-letter queue.
+    pub fn queues(&self) -> Vec<String> {
+        queue_names(&self.settings.service, &self.settings.retry)
+    }
+
+    /// Subscribes `handler` to the events whose routing key matches `pattern` (AMQP topic
+    /// semantics: `order.created`, `order.*`, `*.created`, `order.#`, `#`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Subscribe`] for an invalid pattern or a handler name already subscribed to
+    /// it; [`Error::AlreadyStarted`] after [`start`](Self::start).
+    pub fn subscribe<H: EventHandler + 'static>(
+        &mut self,
+        pattern: &str,
+        handler: H,
+    ) -> Result<&mut Self> {
+        self.subscribe_arc(pattern, Arc::new(handler))
+    }
+
+    /// Subscribes a shared handler, e.g. one handler value under several patterns, or one
+    /// whose effects the caller reads.
+    ///
+    /// # Errors
+    ///
+    /// As [`subscribe`](Self::subscribe).
+    pub fn subscribe_arc(
+        &mut self,
+        pattern: &str,
+        handler: Arc<dyn EventHandler>,
+    ) -> Result<&mut Self> {
+        let Some(registry) = self.registry.as_mut() else {
+            return Err(Error::AlreadyStarted);
+        };
+        registry.subscribe(pattern, Contextual(handler))?;
+        Ok(self)
+    }
+
+    /// Subscribes a closure to one typed event: the routing key `T::DOMAIN.T::ACTION`, the
+    /// data decoded into `T`. The handler is named after the type (`OrderPaid`); use
+    /// [`subscribe_typed_as`](Self::subscribe_typed_as) to subscribe a second one.
+    ///
+    /// An event whose data does not decode into `T` fails permanently: over the broker it
+    /// is dead-lettered as poison at once, without retries.
+    ///
+    /// # Errors
+    ///
+    /// As [`subscribe`](Self::subscribe).
+    pub fn subscribe_typed<T, F>(&mut self, handler: F) -> Result<&mut Self>
+    where
+        T: TypedEvent + 'static,
+        F: Fn(T, &Metadata) -> HandlerResult + Send + Sync + 'static,
+    {
+        let name = short_type_name(std::any::type_name::<T>());
+        self.subscribe_typed_as::<T, F>(name, handler)
+    }
+
+    /// [`subscribe_typed`](Self::subscribe_typed) with a handler name of its own.
+    ///
+    /// # Errors
+    ///
+    /// As [`subscribe`](Self::subscribe).
+    pub fn subscribe_typed_as<T, F>(&mut self, name: &str, handler: F) -> Result<&mut Self>
+    where
+        T: TypedEvent + 'static,
+        F: Fn(T, &Metadata) -> HandlerResult + Send + Sync + 'static,
+    {
+        let pattern = format!("{}.{}", T::DOMAIN, T::ACTION);
+        let typed = pubsub_core::handler_fn(name, move |event: &Event, meta: &Metadata| {
+            let data: T = event.decode()?; // a decode error is permanent: poison
+            handler(data, meta)
+        });
+        self.subscribe(&pattern, typed)
+    }
+
+    /// A publishing handle, `Clone + Send + Sync`: take it before [`start`](Self::start) to
+    /// give it to handlers; it publishes once the bus is started.
+    pub fn publisher(&self) -> Publisher {
+        self.publisher.clone()
+    }
+
+    /// Publishes one event through the bus's handle and waits for the confirm; see
+    /// [`Publisher::publish`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Publisher::publish`].
+    pub fn publish(&self, event: Event) -> Result<(), PublishError> {
+        self.publisher.publish(event)
+    }
+
+    /// Runs this bus's handlers on `event` now, in the calling thread, as an in-process
+    /// publish does, and says how each fared (nothing goes through the broker). Works once
+    /// the bus is started.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotStarted`] before [`start`](Self::start), [`Error::Stopped`] after
+    /// [`stop`](Self::stop).
+    pub fn dispatch(&self, event: &Event, options: PublishOptions) -> Result<InvocationResult> {
+        match &self.state {
+            State::Built => Err(Error::NotStarted),
+            State::Stopped => Err(Error::Stopped),
+            State::Running(running) => {
+                let current = context::current();
+                let (correlation_id, causation_id) = context::correlate(
+                    options.correlation_id,
+                    options.causation_id,
+                    current.as_ref(),
+                );
+                let options = PublishOptions {
+                    correlation_id,
+                    causation_id,
+                    event_type: options.event_type.or(self.settings.event_type),
+                };
+                Ok(publisher::invoke(
+                    &running.registry,
+                    &self.settings.service,
+                    event,
+                    &options,
+                ))
+            }
+        }
+    }
+
+    /// Starts the bus. Over the broker: declares the exchange, the service's queue with its
+    /// dead-letter and retry queues and its bindings (if it has handlers), starts the workers
+    /// and the publishing thread, each with its own connection. In process: publishes go to
+    /// the handlers from now on.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyStarted`] (or [`Error::Stopped`]) when called twice; [`Error::Amqp`]
+    /// or [`Error::Subscriber`] when the broker cannot be reached or refuses the topology
+    /// (nothing is left running then).
+    pub fn start(&mut self) -> Result<()> {
+        match self.state {
+            State::Built => {}
+            State::Running(_) => return Err(Error::AlreadyStarted),
+            State::Stopped => return Err(Error::Stopped),
+        }
+        let registry = Arc::new(self.registry.take().unwrap_or_default());
+        let running = match &self.amqp {
+            None => {
+                self.publisher.retarget(Target::InProcess(registry.clone()));
+                Running {
+                    workers: Vec::new(),
+                    publisher_thread: None,
+                    registry,
+                }
+            }
+            Some(config) => match self.start_broker(config, registry.clone()) {
+                Ok(running) => running,
+                Err(e) => {
+                    // Nothing runs; subscribing is over, so the bus cannot start again.
+                    self.state = State::Stopped;
+                    self.publisher.retarget(Target::Stopped);
+                    return Err(e);
+                }
+            },
+        };
+        log::info!(
+            "bus of `{}` started ({}, {} worker(s), {} subscription(s))",
+            self.settings.service,
+            if self.amqp.is_some() {
+                "broker"
+            } else {
+                "in process"
+            },
+            running.workers.len(),
+            running.registry.len()
+        );
+        self.state = State::Running(running);
+        Ok(())
+    }
+
+    fn start_broker(&self, config: &AmqpConfig, registry: Arc<HandlerRegistry>) -> Result<Running> {
+        let s = &self.settings;
+        let mut workers = Vec::new();
+        if !registry.is_empty() {
+            for i in 0..s.workers {
+                let name = format!("{} worker {}", s.service, i + 1);
+                let connection = Connection::open(&config.clone().with_connection_name(&name))?;
+                let mut builder =
+                    EventSubscriber::builder(connection, &s.service, registry.clone())
+                        .exchange(&self.exchange)
+                        .prefetch(s.prefetch)
+                        .retry(s.retry.clone());
+                if let Some(versions) = &s.supported_major_versions {
+                    builder = builder.supported_major_versions(versions);
+                }
+                if let Some(observer) = &s.observer {
+                    builder = builder.observer(observer.clone());
+                }
+                let mut subscriber = builder.build()?;
+                if i == 0 {
+                    // Declared and bound before anything is published.
+                    subscriber.setup()?;
+                }
+                // On an error, the workers already started are stopped when dropped.
+                workers.push(subscriber.spawn()?);
+            }
+        }
+        let name = format!("{} publisher", s.service);
+        let connection = Connection::open(&config.clone().with_connection_name(&name))?;
+        let event_publisher = EventPublisher::builder(connection, &self.exchange)
+            .app_id(&s.service)
+            .unroutable(s.unroutable)
+            .build()?;
+        let (tx, rx) = crossbeam_channel::bounded(s.publish_queue);
+        let thread = publisher::spawn(event_publisher, rx, &s.service)?;
+        self.publisher.retarget(Target::Broker(tx));
+        Ok(Running {
+            workers,
+            publisher_thread: Some(thread),
+            registry,
+        })
+    }
+
+    /// Whether the bus is started and every worker still consumes. A worker ends by itself
+    /// only on an error reconnecting cannot fix (refused credentials, a queue declared with
+    /// other arguments) or when its reconnect policy gives up; [`stop`](Self::stop) then
+    /// returns that error.
+    pub fn is_running(&self) -> bool {
+        match &self.state {
+            State::Running(running) => running.workers.iter().all(|w| !w.is_finished()),
+            State::Built | State::Stopped => false,
+        }
+    }
+
+    /// Stops the bus: no new publish is accepted ([`Error::Stopped`]), what is queued is
+    /// published and answered, each worker finishes its delivery in progress and acks, and
+    /// every connection is closed and every thread joined. Stopping twice is harmless.
+    ///
+    /// # Errors
+    ///
+    /// The first error a worker had stopped on (all are stopped and joined regardless).
+    pub fn stop(&mut self) -> Result<BusStats> {
+        let State::Running(running) = std::mem::replace(&mut self.state, State::Stopped) else {
+            self.publisher.retarget(Target::Stopped);
+            return Ok(BusStats::default());
+        };
+        let Running {
+            workers,
+            publisher_thread,
+            registry: _,
+        } = running;
+        // Publishes first, so that handlers that publish while the workers finish get an
+        // answer (their events are published, or refused as stopped).
+        if let Target::Broker(tx) = self.publisher.retarget(Target::Stopped) {
+            let _ = tx.send(Command::Stop);
+        }
+        if let Some(thread) = publisher_thread {
+            if thread.join().is_err() {
+                log::error!(
+                    "the publishing thread of `{}` panicked",
+                    self.settings.service
+                );
+            }
+        }
+        for worker in &workers {
+            worker.stop_handle().stop();
+        }
+        let mut stats = BusStats {
+            subscriber: SubscriberStats::default(),
+            workers: workers.len(),
+        };
+        let mut first_error = None;
+        for worker in workers {
+            match worker.stop() {
+                Ok(s) => add(&mut stats.subscriber, &s),
+                Err(e) => {
+                    log::error!("a worker of `{}` stopped on: {e}", self.settings.service);
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(Error::Subscriber(e)),
+            None => Ok(stats),
+        }
+    }
+
+    /// Stops the bus (if running) and deletes the service's queue, its retry queues and its
+    /// dead-letter queue, dead letters included. The exchange stays: other services use it.
+    /// In process there is nothing to delete.
+    ///
+    /// # Errors
+    ///
+    /// As [`stop`](Self::stop), or [`Error::Amqp`] when a queue cannot be deleted.
+    pub fn teardown(self) -> Result<Teardown> {
+        self.teardown_with(false)
+    }
+
+    /// [`teardown`](Self::teardown), except that a dead-letter queue holding events is kept
+    /// (and reported), so that nothing is lost.
+    ///
+    /// # Errors
+    ///
+    /// As [`teardown`](Self::teardown).
+    pub fn teardown_keeping_dead_letters(self) -> Result<Teardown> {
+        self.teardown_with(true)
+    }
+
+    fn teardown_with(mut self, keep_dead_letters: bool) -> Result<Teardown> {
+        let stats = self.stop()?;
+        let mut report = Teardown {
+            stats,
+            deleted: Vec::new(),
+            dead_letters_kept: None,
+        };
+        let Some(config) = &self.amqp else {
+            return Ok(report);
+        };
+        let name = format!("{} teardown", self.settings.service);
+        let mut connection = Connection::open(&config.clone().with_connection_name(&name))?;
+        let mut channel = connection.open_channel()?;
+        let dlq = dead_letter_queue_name(&self.settings.service);
+        for queue in self.queues() {
+            if queue == dlq && keep_dead_letters {
+                let dead = match channel.queue_info(&queue) {
+                    Ok(info) => info.message_count,
+                    Err(_) => {
+                        // A missing queue closes the channel.
+                        channel = connection.open_channel()?;
+                        0
+                    }
+                };
+                if dead > 0 {
+                    report.dead_letters_kept = Some((queue, dead));
+                    continue;
+                }
+            }
+            channel.delete_queue(&queue)?;
+            report.deleted.push(queue);
+        }
+        drop(channel);
+        if let Err(e) = connection.close() {
+            log::debug!("closing the teardown connection: {e}");
+        }
+        Ok(report)
+    }
+}
+
+impl Drop for EventBus {
+    fn drop(&mut self) {
+        if matches!(self.state, State::Running(_)) {
+            if let Err(e) = self.stop() {
+                log::warn!(
+                    "dropped bus of `{}` stopped with: {e}",
+                    self.settings.service
+                );
+            }
+        }
+    }
+}
+
+impl fmt::Debug for EventBus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Built => "built",
+            State::Running(_) => "running",
+            State::Stopped => "stopped",
+        };
+        f.debug_struct("EventBus")
+            .field("service", &self.settings.service)
+            .field("broker", &self.amqp.as_ref().map(AmqpConfig::redacted_url))
+            .field("exchange", &self.exchange)
+            .field("workers", &self.settings.workers)
+            .field("state", &state)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Adds `more` to `total`, counter by counter.
+fn add(total: &mut SubscriberStats, more: &SubscriberStats) {
+    total.received += more.received;
+    total.redelivered += more.redelivered;
+    total.acked += more.acked;
+    total.unhandled += more.unhandled;
+    total.retried += more.retried;
+    total.dead_lettered_poison += more.dead_lettered_poison;
+    total.dead_lettered_exhausted += more.dead_lettered_exhausted;
+    total.dropped += more.dropped;
+    total.handler_failures += more.handler_failures;
+    total.reconnects += more.reconnects;
+}
+
+/// `my_crate::events::OrderPaid` becomes `OrderPaid`.
+fn short_type_name(full: &'static str) -> &'static str {
+    let base = full.split('<').next().unwrap_or(full);
+    match base.rfind("::") {
+        Some(i) => &full[i + 2..],
+        None => full,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_and_errors_cross_threads() {
+        fn shared<T: Clone + Send + Sync + 'static>() {}
+        fn sent<T: Send + 'static>() {}
+        fn error<T: std::error::Error + Send + Sync + 'static>() {}
+        shared::<Publisher>();
+        sent::<EventBus>();
+        sent::<crate::Receipt>();
+        error::<Error>();
+        error::<PublishError>();
+    }
+
+    #[test]
+    fn typed_handlers_are_named_after_the_type() {
+        assert_eq!(short_type_name("a::b::OrderPaid"), "OrderPaid");
+        assert_eq!(short_type_name("OrderPaid"), "OrderPaid");
+        assert_eq!(short_type_name("a::W<b::C>"), "W<b::C>");
+    }
+
+    #[test]
+    fn stats_add_up() {
+        let one = SubscriberStats {
+            received: 2,
+            acked: 1,
+            retried: 1,
+            ..SubscriberStats::default()
+        };
+        let mut total = SubscriberStats::default();
+        add(&mut total, &one);
+        add(&mut total, &one);
+        assert_eq!((total.received, total.acked, total.retried), (4, 2, 2));
+    }
+}

@@ -1,0 +1,230 @@
+//! The error types of this crate.
+
+use std::fmt;
+
+use pubsub_core::Event;
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What can go wrong with an [`EventBus`](crate::EventBus).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The service name cannot name the service's queue.
+    InvalidServiceName {
+        /// The name as given (cut to 80 characters).
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The exchange name is not usable (empty, or longer than 255 bytes).
+    InvalidExchange {
+        /// The name as given (cut to 80 characters).
+        name: String,
+    },
+    /// A subscription was refused: an invalid pattern, or the same handler name twice on one
+    /// pattern.
+    Subscribe(pubsub_registry::Error),
+    /// `subscribe` was called after `start`: the queue's bindings are declared at start, so a
+    /// later handler would silently receive nothing.
+    AlreadyStarted,
+    /// The bus is not started yet: publishing waits for `start`, which declares the service's
+    /// queue first (so that nothing published is lost for lack of a binding).
+    NotStarted,
+    /// The bus was stopped: nothing is published any more.
+    Stopped,
+    /// The transport failed: unreachable broker, refused credentials, a queue that exists
+    /// with other arguments.
+    Amqp(pubsub_amqp::Error),
+    /// The broker did not confirm an event (negative confirm, lost connection not restored
+    /// in time, unroutable under [`Unroutable::Error`](pubsub_publisher::Unroutable::Error)).
+    Publish(pubsub_publisher::Error),
+    /// A subscriber (worker) could not be set up, or stopped on an error.
+    Subscriber(pubsub_subscriber::Error),
+    /// In process: handlers failed on the event (there is no retry without a broker).
+    Handlers {
+        /// How many handlers failed.
+        failed: usize,
+        /// The first failure, `handler: message`.
+        first: String,
+    },
+    /// A thread of the bus could not be started.
+    Spawn {
+        /// The operating system's reason.
+        message: String,
+    },
+    /// The bus's publishing thread ended without answering (it panicked).
+    PublisherGone,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidServiceName { name, reason } => {
+                write!(f, "invalid service name {name:?}: {reason}")
+            }
+            Error::InvalidExchange { name } => write!(
+                f,
+                "invalid exchange name {name:?}: it must be 1 to 255 bytes long"
+            ),
+            Error::Subscribe(e) => fmt::Display::fmt(e, f),
+            Error::AlreadyStarted => {
+                f.write_str("the bus is already started: subscribe every handler before `start`")
+            }
+            Error::NotStarted => {
+                f.write_str("the bus is not started: call `start` before publishing")
+            }
+            Error::Stopped => f.write_str("the bus is stopped"),
+            Error::Amqp(e) => fmt::Display::fmt(e, f),
+            Error::Publish(e) => fmt::Display::fmt(e, f),
+            Error::Subscriber(e) => fmt::Display::fmt(e, f),
+            Error::Handlers { failed, first } => {
+                write!(f, "{failed} handler(s) failed, first {first}")
+            }
+            Error::Spawn { message } => write!(f, "cannot start a thread: {message}"),
+            Error::PublisherGone => {
+                f.write_str("the bus's publishing thread ended without answering")
+            }
+        }
+    }
+}
+
+/// The wrapped errors are transparent: their message is this error's, so the source is
+/// theirs (a chain does not print a message twice).
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Subscribe(e) => std::error::Error::source(e),
+            Error::Amqp(e) => std::error::Error::source(e),
+            Error::Publish(e) => std::error::Error::source(e),
+            Error::Subscriber(e) => std::error::Error::source(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<pubsub_amqp::Error> for Error {
+    fn from(e: pubsub_amqp::Error) -> Self {
+        Error::Amqp(e)
+    }
+}
+
+impl From<pubsub_registry::Error> for Error {
+    fn from(e: pubsub_registry::Error) -> Self {
+        Error::Subscribe(e)
+    }
+}
+
+impl From<pubsub_publisher::Error> for Error {
+    fn from(e: pubsub_publisher::Error) -> Self {
+        Error::Publish(e)
+    }
+}
+
+impl From<pubsub_subscriber::Error> for Error {
+    fn from(e: pubsub_subscriber::Error) -> Self {
+        Error::Subscriber(e)
+    }
+}
+
+/// An event the bus did not publish, given back with the reason: nothing is lost silently.
+///
+/// Over the broker the event may still have reached a queue when the reason is a lost
+/// confirm; publishing it again is safe for idempotent handlers.
+#[derive(Debug)]
+pub struct PublishError {
+    event: Box<Event>,
+    error: Error,
+}
+
+impl PublishError {
+    pub(crate) fn new(event: Event, error: Error) -> Self {
+        PublishError {
+            event: Box::new(event),
+            error,
+        }
+    }
+
+    pub(crate) fn from_publisher(e: pubsub_publisher::PublishError) -> Self {
+        let error = Error::Publish(e.error().clone());
+        PublishError::new(e.into_event(), error)
+    }
+
+    /// The event that was not published.
+    pub fn event(&self) -> &Event {
+        &self.event
+    }
+
+    /// Takes the event back, e.g. to publish it again later.
+    pub fn into_event(self) -> Event {
+        *self.event
+    }
+
+    /// Why it was not published.
+    pub fn error(&self) -> &Error {
+        &self.error
+    }
+}
+
+impl fmt::Display for PublishError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot publish {}: {}", self.event, self.error)
+    }
+}
+
+/// The message includes the [`Error`]'s, so the source is the error's own source.
+impl std::error::Error for PublishError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(error: &dyn std::error::Error) -> String {
+        let mut text = error.to_string();
+        let mut source = error.source();
+        while let Some(e) = source {
+            text = format!("{text}: {e}");
+            source = e.source();
+        }
+        text
+    }
+
+    #[test]
+    fn chains_print_each_message_once() {
+        let lost = pubsub_amqp::Error::ConnectionLost {
+            reason: "socket closed".to_owned(),
+        };
+        let cases = [
+            (Error::Amqp(lost.clone()), lost.to_string()),
+            (
+                Error::Publish(pubsub_publisher::Error::Amqp(lost.clone())),
+                lost.to_string(),
+            ),
+            (
+                Error::InvalidServiceName {
+                    name: "amq.x".to_owned(),
+                    reason: "names starting with `amq.` are reserved by the broker",
+                },
+                "invalid service name \"amq.x\": names starting with `amq.` are reserved by the broker"
+                    .to_owned(),
+            ),
+            (Error::Stopped, "the bus is stopped".to_owned()),
+        ];
+        for (error, expected) in cases {
+            assert_eq!(chain(&error), expected);
+            let event = Event::new("sample", "created", pubsub_core::serde_json::json!({}))
+                .unwrap_or_else(|e| panic!("a valid event: {e}"));
+            let failed = PublishError::new(event.clone(), error);
+            assert_eq!(
+                chain(&failed),
+                format!("cannot publish {event}: {expected}")
+            );
+            assert_eq!(failed.into_event(), event);
+        }
+    }
+}
