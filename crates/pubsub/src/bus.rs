@@ -17,7 +17,7 @@ use pubsub_subscriber::{
 
 use crate::context::{self, Contextual};
 use crate::error::{Error, PublishError, Result};
-use crate::names::{self, validate_exchange, validate_service_name};
+use crate::names::{validate_exchange, validate_service_name};
 use crate::publishing::{self as publisher, Command, Publisher, Target};
 
 /// Starts configuring an [`EventBus`]; see [`EventBus::builder`].
@@ -124,10 +124,10 @@ impl EventBusBuilder {
     /// [`Error::InvalidExchange`], or [`Error::Amqp`] for an `AMQP_URL` that cannot be read.
     pub fn build(self) -> Result<EventBus> {
         validate_service_name(&self.service)?;
-        let exchange = self
-            .exchange
-            .clone()
-            .unwrap_or_else(names::exchange_from_env);
+        let exchange = match &self.exchange {
+            Some(exchange) => exchange.clone(),
+            None => pubsub_amqp::exchange_from_env()?,
+        };
         validate_exchange(&exchange)?;
         let amqp = match (&self.amqp, self.in_process) {
             (Some(config), _) => Some(config.clone()),

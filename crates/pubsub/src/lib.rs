@@ -60,10 +60,9 @@ mod publishing;
 
 pub use crate::bus::{BusStats, EventBus, EventBusBuilder, Teardown};
 pub use crate::error::{Error, PublishError, Result};
-pub use crate::names::{
-    exchange_from_env, validate_service_name, DEFAULT_EXCHANGE, EXCHANGE_ENV, MAX_SERVICE_NAME,
-};
+pub use crate::names::{validate_service_name, MAX_SERVICE_NAME};
 pub use crate::publishing::{Publisher, Receipt};
+pub use pubsub_amqp::{exchange_from_env, DEFAULT_EXCHANGE, RABBITMQ_EXCHANGE_ENV};
 
 pub use pubsub_amqp::AmqpConfig;
 pub use pubsub_core::{

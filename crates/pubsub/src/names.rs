@@ -4,12 +4,6 @@ use pubsub_core::text::truncate_chars;
 
 use crate::error::{Error, Result};
 
-/// The environment variable naming the exchange (seed 004's settings name).
-pub const EXCHANGE_ENV: &str = "RABBITMQ_EXCHANGE";
-
-/// The exchange when neither the code nor [`EXCHANGE_ENV`] names one (the original design's).
-pub const DEFAULT_EXCHANGE: &str = "events";
-
 /// The longest service name, in bytes: the queue's derived names (`<name>.retry.<delay>`)
 /// must stay within AMQP's 255.
 pub const MAX_SERVICE_NAME: usize = 200;
@@ -67,25 +61,6 @@ pub(crate) fn validate_exchange(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// The exchange named by [`EXCHANGE_ENV`], or [`DEFAULT_EXCHANGE`] when it is unset or
-/// empty (or not Unicode, with a warning).
-///
-/// The one place this crate reads the variable.
-pub fn exchange_from_env() -> String {
-    exchange_from(std::env::var(EXCHANGE_ENV))
-}
-
-fn exchange_from(value: Result<String, std::env::VarError>) -> String {
-    match value {
-        Ok(name) if !name.trim().is_empty() => name.trim().to_owned(),
-        Ok(_) | Err(std::env::VarError::NotPresent) => DEFAULT_EXCHANGE.to_owned(),
-        Err(std::env::VarError::NotUnicode(_)) => {
-            log::warn!("{EXCHANGE_ENV} is not valid Unicode: using `{DEFAULT_EXCHANGE}`");
-            DEFAULT_EXCHANGE.to_owned()
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,18 +104,5 @@ mod tests {
         check(&"x".repeat(255), true);
         check("", false);
         check(&"x".repeat(256), false);
-    }
-
-    #[test]
-    fn exchange_from_the_environment() {
-        use std::env::VarError;
-        let check = |value: Result<String, VarError>, expected: &str| {
-            assert_eq!(exchange_from(value), expected);
-        };
-        check(Ok("orders".to_owned()), "orders");
-        check(Ok(" orders ".to_owned()), "orders");
-        check(Ok(String::new()), "events");
-        check(Err(VarError::NotPresent), "events");
-        check(Err(VarError::NotUnicode("x".into())), "events");
     }
 }
