@@ -628,6 +628,16 @@ impl Delivery {
             .map(value_from_amqp)
     }
 
+    /// Every header (empty when there are none), without the other properties.
+    pub fn headers(&self) -> crate::properties::Headers {
+        self.inner
+            .properties
+            .headers()
+            .as_ref()
+            .map(crate::properties::table_from_amqp)
+            .unwrap_or_default()
+    }
+
     /// All the properties, including every header.
     pub fn properties(&self) -> Properties {
         Properties::from_amqp(&self.inner.properties)

@@ -8,7 +8,7 @@ use pubsub_core::Metadata;
 /// flag, and every header (from which [`Metadata::with_headers`] reads the causation id and
 /// the event type).
 pub(crate) fn metadata(delivery: &Delivery, attempt: u32) -> Metadata {
-    let headers = delivery.properties().headers;
+    let headers = delivery.headers();
     Metadata::default()
         .with_correlation_id(delivery.correlation_id().map(str::to_owned))
         .with_app_id(delivery.app_id().map(str::to_owned))
