@@ -74,6 +74,8 @@ test-cluster *ARGS:
     trap 'scripts/cluster.sh stop' EXIT
     scripts/cluster.sh start
     cargo run --quiet --release -p pubsub-faults -- --cluster {{ARGS}}
+    # The cluster's end-to-end rate beside one node's (a short run: checks that it runs).
+    cargo run --quiet --release -p pubsub-bench -- --cluster --quick
 
 # Throughput and latency benchmark against the broker (`just bench --quick` for a short run).
 bench *ARGS:

@@ -20,6 +20,9 @@ OPTIONS:
     --skip-e2e            skip the end-to-end matrix
     --skip-latency        skip the publish-to-handler latency measurement
     --skip-publish        skip publish_all against single confirmed publish calls
+    --cluster             instead of the benchmark: the library's default configuration on the
+                          3-node cluster of `just cluster` (PUBSUB_CLUSTER_URL) with quorum
+                          queues, beside one node (AMQP_URL) with classic queues, interleaved
     --skip-bus            skip the EventBus rows (shared publisher handle, workers, idle
                           memory; the bus's latency row goes with --skip-latency)
     --memory              run the memory check instead of the benchmark: --memory-events
@@ -86,6 +89,9 @@ pub(crate) struct Options {
     pub(crate) skip_publish: bool,
     /// Skip the EventBus rows.
     pub(crate) skip_bus: bool,
+    /// Compare the 3-node cluster with quorum queues against one node with classic queues,
+    /// instead of the benchmark.
+    pub(crate) cluster: bool,
     /// Run the memory check instead.
     pub(crate) memory: bool,
     /// Events for the memory check.
@@ -161,6 +167,8 @@ pub(crate) struct ConsumeArgs {
     pub(crate) rss_at: Vec<u64>,
     /// Declare, say READY, then wait for GO on stdin before consuming.
     pub(crate) wait_go: bool,
+    /// Make the subscriber's queues quorum queues.
+    pub(crate) quorum: bool,
 }
 
 impl Options {
@@ -197,6 +205,9 @@ impl ConsumeArgs {
         if self.wait_go {
             args.push("--wait-go".to_owned());
         }
+        if self.quorum {
+            args.push("--quorum".to_owned());
+        }
         args
     }
 }
@@ -222,6 +233,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
         skip_latency: false,
         skip_publish: false,
         skip_bus: false,
+        cluster: false,
         memory: false,
         memory_events: None,
         deep: None,
@@ -255,6 +267,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
             "--skip-latency" => options.skip_latency = true,
             "--skip-publish" => options.skip_publish = true,
             "--skip-bus" => options.skip_bus = true,
+            "--cluster" => options.cluster = true,
             "--memory" => options.memory = true,
             "--memory-events" => {
                 options.memory_events = Some(number(&value("--memory-events")?, "--memory-events")?)
@@ -275,6 +288,7 @@ fn parse_consume(mut args: impl Iterator<Item = String>) -> Result<ConsumeArgs> 
     let mut latency = false;
     let mut rss_at = Vec::new();
     let mut wait_go = false;
+    let mut quorum = false;
     while let Some(arg) = args.next() {
         let mut value = || {
             args.next()
@@ -301,6 +315,7 @@ fn parse_consume(mut args: impl Iterator<Item = String>) -> Result<ConsumeArgs> 
                 rss_at.sort_unstable();
             }
             "--wait-go" => wait_go = true,
+            "--quorum" => quorum = true,
             other => bail!("consume: unknown argument {other:?}"),
         }
     }
@@ -313,6 +328,7 @@ fn parse_consume(mut args: impl Iterator<Item = String>) -> Result<ConsumeArgs> 
         latency,
         rss_at,
         wait_go,
+        quorum,
     })
 }
 
@@ -381,6 +397,7 @@ mod tests {
             latency: true,
             rss_at: vec![10, 20],
             wait_go: true,
+            quorum: false,
         };
         let Ok(Command::Consume(back)) = parse(args.to_args()) else {
             panic!("not a consume command");

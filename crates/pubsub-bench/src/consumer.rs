@@ -38,7 +38,7 @@ pub(crate) fn run_child(args: &ConsumeArgs) -> Result<()> {
                 &config,
                 &args.exchange,
                 &args.queue,
-                args.prefetch,
+                (args.prefetch, args.quorum),
                 &sink,
                 &gate,
             )?;
@@ -190,8 +190,17 @@ pub(crate) struct ConsumerProcess {
 impl ConsumerProcess {
     /// Starts a consumer process and waits for its `READY`.
     pub(crate) fn start(args: &ConsumeArgs) -> Result<ConsumerProcess> {
+        Self::start_on(args, None)
+    }
+
+    /// [`start`](Self::start), on the broker at `url` instead of `AMQP_URL`'s.
+    pub(crate) fn start_on(args: &ConsumeArgs, url: Option<&str>) -> Result<ConsumerProcess> {
         let exe = std::env::current_exe().context("cannot find the benchmark's executable")?;
-        let mut child = Command::new(exe)
+        let mut command = Command::new(exe);
+        if let Some(url) = url {
+            command.env("AMQP_URL", url);
+        }
+        let mut child = command
             .args(args.to_args())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -207,14 +207,14 @@ pub(crate) const CONFIGS: &[Config] = &[
 
 /// One run of one configuration.
 #[derive(Debug, Clone, Copy)]
-struct Run {
+pub(crate) struct Run {
     publish_rate: f64,
-    e2e_rate: f64,
+    pub(crate) e2e_rate: f64,
     hwm_kb: u64,
     /// CPU time of the publishing process per event, microseconds.
     publisher_cpu_us: f64,
     /// CPU time of the consumer process per event, microseconds.
-    consumer_cpu_us: f64,
+    pub(crate) consumer_cpu_us: f64,
     /// Ack frames the consumer sent per event (from the bytes it sent), NaN if unknown.
     acks_per_event: f64,
 }
@@ -370,13 +370,38 @@ fn matrix(admin: &mut Admin, options: &Options) -> Result<Vec<Summary>> {
 
 /// One run: a consumer process, the publisher here, then the cleanup.
 fn run_once(admin: &mut Admin, c: &Config, n: u64, tag: &str) -> Result<Run> {
+    run_once_on(admin, c, n, tag, &Target::default())
+}
+
+/// Where a run goes besides its broker: the consumer's broker URL when it is not `AMQP_URL`,
+/// and whether its queues are quorum queues.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Target {
+    pub(crate) url: Option<String>,
+    pub(crate) quorum: bool,
+}
+
+/// One run of `c` on the broker of `admin`, with its queues deleted afterwards.
+pub(crate) fn run_once_on(
+    admin: &mut Admin,
+    c: &Config,
+    n: u64,
+    tag: &str,
+    target: &Target,
+) -> Result<Run> {
     let names = admin.names(tag)?;
-    let result = run_with(admin.config(), &names, c, n);
+    let result = run_with(admin.config(), &names, c, n, target);
     admin.delete(&names);
     result
 }
 
-fn run_with(config: &AmqpConfig, names: &Names, c: &Config, n: u64) -> Result<Run> {
+fn run_with(
+    config: &AmqpConfig,
+    names: &Names,
+    c: &Config,
+    n: u64,
+    target: &Target,
+) -> Result<Run> {
     let side = c.side();
     let args = ConsumeArgs {
         side,
@@ -387,8 +412,9 @@ fn run_with(config: &AmqpConfig, names: &Names, c: &Config, n: u64) -> Result<Ru
         latency: false,
         rss_at: Vec::new(),
         wait_go: false,
+        quorum: target.quorum,
     };
-    let consumer = ConsumerProcess::start(&args)?;
+    let consumer = ConsumerProcess::start_on(&args, target.url.as_deref())?;
     let cpu_before = workload::cpu_ticks().unwrap_or(0);
     let published = c.publisher.publish(config, &names.exchange, n)?;
     let publisher_ticks = workload::cpu_ticks()
@@ -532,6 +558,7 @@ fn latency(admin: &mut Admin, options: &Options) -> Result<Vec<(Side, Latency)>>
                 latency: true,
                 rss_at: Vec::new(),
                 wait_go: false,
+                quorum: false,
             };
             let consumer = ConsumerProcess::start(&args)?;
             let config = admin.config();

@@ -97,17 +97,19 @@ pub(crate) fn publish_prebuilt(
 }
 
 /// Consumes with an `EventSubscriber` until `sink` has its events. `prefetch: None` keeps the
-/// subscriber's default settings (prefetch 100).
+/// subscriber's default settings (prefetch 100); `quorum` makes its queues quorum queues.
 pub(crate) fn consume(
     config: &AmqpConfig,
     exchange: &str,
     queue: &str,
-    prefetch: Option<u16>,
+    (prefetch, quorum): (Option<u16>, bool),
     sink: &Arc<Sink>,
     gate: &Gate,
 ) -> Result<SubscriberStats> {
     let registry = Arc::new(workload::registry(sink)?);
-    let mut builder = EventSubscriber::builder(open(config)?, queue, registry).exchange(exchange);
+    let mut builder = EventSubscriber::builder(open(config)?, queue, registry)
+        .exchange(exchange)
+        .quorum(quorum);
     if let Some(prefetch) = prefetch {
         builder = builder.prefetch(prefetch);
     }

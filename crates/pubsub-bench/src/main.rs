@@ -57,6 +57,7 @@
 mod admin;
 mod bus;
 mod cli;
+mod cluster;
 mod consumer;
 mod e2e;
 mod library;
@@ -95,6 +96,8 @@ fn run() -> Result<()> {
             let config = admin::broker_config()?;
             if options.memory {
                 memory::run(&config, &options)
+            } else if options.cluster {
+                cluster::run(&options)
             } else {
                 e2e::run_all(&config, &options)
             }

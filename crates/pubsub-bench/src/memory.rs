@@ -223,6 +223,7 @@ fn consume_args(
         latency: false,
         rss_at,
         wait_go,
+        quorum: false,
     }
 }
 
