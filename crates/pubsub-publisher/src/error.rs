@@ -76,16 +76,20 @@ impl From<pubsub_amqp::Error> for Error {
 /// still have reached a queue (the confirm could have been lost with the connection):
 /// publishing it again is safe for idempotent consumers, which is what at-least-once
 /// delivery asks of them.
+///
+/// `E` is the reason's type: this crate's [`Error`], or the error of a layer built on this
+/// crate that gives events back the same way (the `pubsub` facade does).
 #[derive(Debug)]
-pub struct PublishError {
+pub struct PublishError<E = Error> {
     event: Box<Event>,
-    error: Error,
+    error: E,
 }
 
-impl PublishError {
-    pub(crate) fn new(event: &Event, error: Error) -> Self {
+impl<E> PublishError<E> {
+    /// The event `event`, not published because of `error`.
+    pub fn new(event: Event, error: E) -> Self {
         PublishError {
-            event: Box::new(event.clone()),
+            event: Box::new(event),
             error,
         }
     }
@@ -101,22 +105,30 @@ impl PublishError {
     }
 
     /// Why it was not published.
-    pub fn error(&self) -> &Error {
+    pub fn error(&self) -> &E {
         &self.error
+    }
+
+    /// The same event with the reason turned into another error type.
+    pub fn map_error<F>(self, f: impl FnOnce(E) -> F) -> PublishError<F> {
+        PublishError {
+            event: self.event,
+            error: f(self.error),
+        }
     }
 }
 
-impl fmt::Display for PublishError {
+impl<E: fmt::Display> fmt::Display for PublishError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "cannot publish {}: {}", self.event, self.error)
     }
 }
 
-/// The message includes the [`Error`]'s, so the source is the error's own source (the chain
-/// does not print it twice); [`PublishError::error`] gives the error itself.
-impl std::error::Error for PublishError {
+/// The message includes the reason's, so the source is the reason's own source (the chain
+/// does not print it twice); [`PublishError::error`] gives the reason itself.
+impl<E: std::error::Error + 'static> std::error::Error for PublishError<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        std::error::Error::source(&self.error)
+        self.error.source()
     }
 }
 
@@ -135,7 +147,7 @@ mod tests {
             assert_eq!(chain(&error), expected);
             let event = Event::new("sample", "created", serde_json::json!({}))
                 .unwrap_or_else(|e| panic!("a valid event: {e}"));
-            let failed = PublishError::new(&event, error);
+            let failed = PublishError::new(event.clone(), error);
             assert_eq!(
                 chain(&failed),
                 format!("cannot publish {event}: {expected}")

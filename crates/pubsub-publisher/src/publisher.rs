@@ -266,7 +266,7 @@ impl EventPublisher {
     ) -> Result<(), PublishError> {
         let events = std::slice::from_ref(event);
         match self.run(events, Options::Same(options)).pop() {
-            Some(Some(Err(e))) => Err(PublishError::new(event, e)),
+            Some(Some(Err(e))) => Err(PublishError::new(event.clone(), e)),
             _ => Ok(()),
         }
     }
@@ -307,7 +307,7 @@ impl EventPublisher {
             .into_iter()
             .zip(events)
             .map(|(outcome, event)| match outcome {
-                Some(Err(e)) => Err(PublishError::new(event, e)),
+                Some(Err(e)) => Err(PublishError::new(event.clone(), e)),
                 _ => Ok(()),
             })
             .collect()
@@ -325,7 +325,7 @@ impl EventPublisher {
             .into_iter()
             .zip(events)
             .map(|(outcome, event)| match outcome {
-                Some(Err(e)) => Err(PublishError::new(event, e)),
+                Some(Err(e)) => Err(PublishError::new(event.clone(), e)),
                 _ => Ok(()),
             })
             .collect()

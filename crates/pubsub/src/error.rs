@@ -2,8 +2,6 @@
 
 use std::fmt;
 
-use pubsub_core::Event;
-
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -131,53 +129,13 @@ impl From<pubsub_subscriber::Error> for Error {
 /// An event the bus did not publish, given back with the reason: nothing is lost silently.
 ///
 /// Over the broker the event may still have reached a queue when the reason is a lost
-/// confirm; publishing it again is safe for idempotent handlers.
-#[derive(Debug)]
-pub struct PublishError {
-    event: Box<Event>,
-    error: Error,
-}
+/// confirm; publishing it again is safe for idempotent handlers. (The publisher crate's
+/// `PublishError`, with this crate's [`Error`] as the reason.)
+pub type PublishError = pubsub_publisher::PublishError<Error>;
 
-impl PublishError {
-    pub(crate) fn new(event: Event, error: Error) -> Self {
-        PublishError {
-            event: Box::new(event),
-            error,
-        }
-    }
-
-    pub(crate) fn from_publisher(e: pubsub_publisher::PublishError) -> Self {
-        let error = Error::Publish(e.error().clone());
-        PublishError::new(e.into_event(), error)
-    }
-
-    /// The event that was not published.
-    pub fn event(&self) -> &Event {
-        &self.event
-    }
-
-    /// Takes the event back, e.g. to publish it again later.
-    pub fn into_event(self) -> Event {
-        *self.event
-    }
-
-    /// Why it was not published.
-    pub fn error(&self) -> &Error {
-        &self.error
-    }
-}
-
-impl fmt::Display for PublishError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot publish {}: {}", self.event, self.error)
-    }
-}
-
-/// The message includes the [`Error`]'s, so the source is the error's own source.
-impl std::error::Error for PublishError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        std::error::Error::source(&self.error)
-    }
+/// The publisher's failure as the bus's.
+pub(crate) fn from_publisher(e: pubsub_publisher::PublishError) -> PublishError {
+    e.map_error(Error::Publish)
 }
 
 #[cfg(test)]
@@ -217,8 +175,9 @@ mod tests {
         ];
         for (error, expected) in cases {
             assert_eq!(chain(&error), expected);
-            let event = Event::new("sample", "created", pubsub_core::serde_json::json!({}))
-                .unwrap_or_else(|e| panic!("a valid event: {e}"));
+            let event =
+                pubsub_core::Event::new("sample", "created", pubsub_core::serde_json::json!({}))
+                    .unwrap_or_else(|e| panic!("a valid event: {e}"));
             let failed = PublishError::new(event.clone(), error);
             assert_eq!(
                 chain(&failed),

@@ -492,7 +492,7 @@ fn serve(mut publisher: EventPublisher, commands: &Receiver<Command>) {
         let outcomes = match published {
             Some(outcomes) => outcomes
                 .into_iter()
-                .map(|r| r.map_err(PublishError::from_publisher))
+                .map(|r| r.map_err(crate::error::from_publisher))
                 .collect(),
             None => batch
                 .events
