@@ -229,10 +229,7 @@ fn decode_bare(body: &[u8], received: &Received<'_>) -> Result<Event> {
         .and_then(|s| i64::try_from(s).ok())
         .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
         .unwrap_or(received.received_at);
-    let version = match key_version {
-        Some(n) => format!("{n}.0"),
-        None => DEFAULT_VERSION.to_owned(),
-    };
+    let version = default_version(key_version);
     Event::from_key_parts(
         domain,
         action,
@@ -294,10 +291,7 @@ fn decode_event_bus(body: &[u8]) -> Result<Event> {
     let version = match map.remove("version") {
         Some(Value::String(version)) => version,
         Some(Value::Number(n)) => n.to_string(),
-        _ => match key_version {
-            Some(n) => format!("{n}.0"),
-            None => DEFAULT_VERSION.to_owned(),
-        },
+        _ => default_version(key_version),
     };
     Event::from_key_parts(
         domain,
@@ -314,6 +308,15 @@ fn wrong_type(field: &str, expected: &str, found: &Value) -> Error {
     Error::WrongType {
         field: field.to_owned(),
         message: format!("expected {expected}, found {}", quote(json_type(found))),
+    }
+}
+
+/// The version of an event whose envelope gives none: `N.0` for a routing key `….vN`, else
+/// the default.
+fn default_version(key_version: Option<u32>) -> String {
+    match key_version {
+        Some(n) => format!("{n}.0"),
+        None => DEFAULT_VERSION.to_owned(),
     }
 }
 

@@ -303,14 +303,8 @@ impl EventPublisher {
         events: &[Event],
         options: &PublishOptions,
     ) -> Vec<Result<(), PublishError>> {
-        self.run(events, Options::Same(options))
-            .into_iter()
-            .zip(events)
-            .map(|(outcome, event)| match outcome {
-                Some(Err(e)) => Err(PublishError::new(event.clone(), e)),
-                _ => Ok(()),
-            })
-            .collect()
+        let outcomes = self.run(events, Options::Same(options));
+        given_back(outcomes, events)
     }
 
     /// [`publish_all`](Self::publish_all) with options of its own for each event: `options[i]`
@@ -321,14 +315,8 @@ impl EventPublisher {
         events: &[Event],
         options: &[PublishOptions],
     ) -> Vec<Result<(), PublishError>> {
-        self.run(events, Options::Each(options))
-            .into_iter()
-            .zip(events)
-            .map(|(outcome, event)| match outcome {
-                Some(Err(e)) => Err(PublishError::new(event.clone(), e)),
-                _ => Ok(()),
-            })
-            .collect()
+        let outcomes = self.run(events, Options::Each(options));
+        given_back(outcomes, events)
     }
 
     /// Closes the connection (bounded: a broker that does not answer gets its socket cut).
@@ -688,4 +676,19 @@ fn wait_while_blocked(connection: &Connection) -> pubsub_amqp::Result<()> {
         thread::sleep(POLL);
     }
     Ok(())
+}
+
+/// One outcome per event: `Ok` unless its run failed, then the event given back with the error.
+fn given_back(
+    outcomes: Vec<Option<Result<()>>>,
+    events: &[Event],
+) -> Vec<Result<(), PublishError>> {
+    outcomes
+        .into_iter()
+        .zip(events)
+        .map(|(outcome, event)| match outcome {
+            Some(Err(e)) => Err(PublishError::new(event.clone(), e)),
+            _ => Ok(()),
+        })
+        .collect()
 }
