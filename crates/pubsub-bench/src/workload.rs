@@ -408,7 +408,10 @@ mod tests {
         let before = cpu_ticks().expect("cpu ticks");
         let start = std::time::Instant::now();
         while cpu_ticks().expect("cpu ticks") < before + 3 {
-            assert!(start.elapsed() < Duration::from_secs(10), "the CPU ticks do not move");
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the CPU ticks do not move"
+            );
             for _ in 0..10_000 {
                 std::hint::black_box(wall_ns());
             }

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 use pubsub::{
@@ -167,12 +167,10 @@ fn workers_handle_events_at_the_same_time_and_each_once() {
     }
     bus.start().unwrap();
     let events: Vec<Event> = (0..40).map(|i| event("job", "run", i)).collect();
-    let started = Instant::now();
     for outcome in bus.publisher().publish_all(events) {
         outcome.unwrap();
     }
     recv(&rx, 40);
-    let elapsed = started.elapsed();
     let stats = bus.teardown().unwrap().stats;
     assert_eq!(stats.workers, 4);
     assert_eq!(
@@ -183,8 +181,6 @@ fn workers_handle_events_at_the_same_time_and_each_once() {
         most.load(Ordering::SeqCst) > 1,
         "never more than one at a time"
     );
-    // One worker would need 40 x 50 ms = 2 s.
-    assert!(elapsed < Duration::from_millis(1800), "{elapsed:?}");
 }
 
 #[test]
