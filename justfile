@@ -30,10 +30,11 @@ demo *ARGS:
     fi
     cargo run --quiet --release -p demo -- {{ARGS}}
 
-# Everything CI checks: formatting, lints, unit and integration tests (needs RabbitMQ).
+# Everything CI checks: formatting, lints, the API docs, unit and integration tests (needs RabbitMQ).
 test:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
+    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
     cargo test --workspace
 
 # The fault suite: broker restarts, killed connections, a fault proxy, memory alarm (needs RabbitMQ and rabbitmqctl).

@@ -35,7 +35,7 @@ impl Pace {
 /// What a publisher measured.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Published {
-    /// [`workload::wall_ns`] just before the first publish.
+    /// [`crate::workload::wall_ns`] just before the first publish.
     pub(crate) start_ns: u64,
     /// From the first publish to the last one returning (with its confirm, if any).
     pub(crate) seconds: f64,
