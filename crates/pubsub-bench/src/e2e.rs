@@ -1,5 +1,5 @@
-//! The end-to-end matrix, the latency measurement, publish_all against single publish, and
-//! the targets.
+//! The end-to-end matrix: every configuration run in interleaved rounds, with its table and
+//! JSON lines.
 //!
 //! In each run a consumer process starts first (declares its queue, starts consuming, says
 //! READY), then the publisher publishes N events from this process. Both run at once, each
@@ -22,14 +22,12 @@ use pubsub_testkit::Names;
 use serde_json::json;
 
 use crate::admin::Admin;
-use crate::bus::{self, BusResults};
 use crate::cli::{ConsumeArgs, Options, Side};
-use crate::consumer::{ConsumerProcess, Latency};
+use crate::consumer::ConsumerProcess;
 use crate::library::{self, LibPublish};
-use crate::micro::{self, MicroResults};
 use crate::raw::{self, RawConfirms};
 use crate::report::{self, Stat};
-use crate::sides::{Pace, Published};
+use crate::sides::Published;
 use crate::workload;
 
 /// The raw loop every ratio is measured against (same round).
@@ -37,14 +35,6 @@ pub(crate) const BASELINE: &str = "raw-p100-confirm100";
 
 /// The library at its default settings, confirms on: the headline configuration.
 pub(crate) const LIB_DEFAULT: &str = "lib-default";
-
-/// Python pika's best figure in the issue (prefetch 100, confirms every 100), msg/s.
-const PIKA_BEST: f64 = 2_800.0;
-
-/// The issue's figure for the raw loop with prefetch 100 and confirms every 100, msg/s: the
-/// same table as [`PIKA_BEST`], so `PIKA_BEST / ISSUE_RAW_CONFIRM100` is pika's speed relative to
-/// the raw loop on the issue's machine.
-const ISSUE_RAW_CONFIRM100: f64 = 9_000.0;
 
 /// How a configuration publishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +94,7 @@ pub(crate) struct Config {
 }
 
 impl Config {
-    fn side(&self) -> Side {
+    pub(crate) fn side(&self) -> Side {
         self.publisher.side()
     }
 
@@ -221,59 +211,20 @@ pub(crate) struct Run {
 
 /// A configuration's results over the rounds.
 #[derive(Debug, Clone)]
-struct Summary {
-    config: Config,
-    messages: u64,
-    publish: Stat,
-    e2e: Stat,
-    ratio: Option<Stat>,
-    hwm_kb: Stat,
-    publisher_cpu_us: Stat,
-    consumer_cpu_us: Stat,
-    acks_per_event: Option<Stat>,
-}
-
-/// Runs the whole benchmark: micro-benchmarks, matrix, latency, publish_all, targets.
-pub(crate) fn run_all(config: &AmqpConfig, options: &Options) -> Result<()> {
-    let mut admin = Admin::open(config)?;
-    println!(
-        "# pubsub-bench{} against {}",
-        if options.quick { " --quick" } else { "" },
-        config.address()
-    );
-    let micro = if options.skip_micro {
-        None
-    } else {
-        eprintln!("micro-benchmarks...");
-        Some(micro::run(options.quick)?)
-    };
-    let summaries = if options.skip_e2e {
-        Vec::new()
-    } else {
-        matrix(&mut admin, options)?
-    };
-    let latencies = if options.skip_latency {
-        Vec::new()
-    } else {
-        latency(&mut admin, options)?
-    };
-    let speedup = if options.skip_publish {
-        None
-    } else {
-        Some(publish_speedup(&mut admin, options)?)
-    };
-    let bus = if options.skip_bus {
-        None
-    } else {
-        Some(bus::run(&mut admin, options)?)
-    };
-    targets(micro.as_ref(), &summaries, speedup, &latencies);
-    bus_targets(bus.as_ref(), &latencies);
-    admin.close()
+pub(crate) struct Summary {
+    pub(crate) config: Config,
+    pub(crate) messages: u64,
+    pub(crate) publish: Stat,
+    pub(crate) e2e: Stat,
+    pub(crate) ratio: Option<Stat>,
+    pub(crate) hwm_kb: Stat,
+    pub(crate) publisher_cpu_us: Stat,
+    pub(crate) consumer_cpu_us: Stat,
+    pub(crate) acks_per_event: Option<Stat>,
 }
 
 /// Runs the matrix, interleaved round by round, and prints its table and JSON lines.
-fn matrix(admin: &mut Admin, options: &Options) -> Result<Vec<Summary>> {
+pub(crate) fn matrix(admin: &mut Admin, options: &Options) -> Result<Vec<Summary>> {
     let configs: Vec<Config> = CONFIGS
         .iter()
         .filter(|c| {
@@ -532,298 +483,5 @@ fn print_matrix(summaries: &[Summary], rounds: usize) {
             ("rounds", json!(rounds)),
         ]);
         println!("{line}");
-    }
-}
-
-/// Publish-to-handler latency at a fixed moderate rate, raw then library.
-fn latency(admin: &mut Admin, options: &Options) -> Result<Vec<(Side, Latency)>> {
-    const RATE: u64 = 1_000;
-    let seconds = if options.quick { 1 } else { 3 };
-    let n = RATE * seconds;
-    let pace = Pace {
-        per_tick: 5,
-        tick: Duration::from_millis(5),
-    };
-    let mut results = Vec::new();
-    for side in [Side::Raw, Side::Lib, Side::Bus] {
-        eprintln!("latency, {}: {n} events at {RATE} msg/s...", side.as_str());
-        let names = admin.names(&format!("latency-{}", side.as_str()))?;
-        let measured = (|| {
-            let args = ConsumeArgs {
-                side,
-                exchange: names.exchange.clone(),
-                queue: names.queue.clone(),
-                prefetch: (side == Side::Raw).then_some(100),
-                count: n,
-                latency: true,
-                rss_at: Vec::new(),
-                wait_go: false,
-                quorum: false,
-            };
-            let consumer = ConsumerProcess::start(&args)?;
-            let config = admin.config();
-            match side {
-                Side::Raw => raw::publish(
-                    config,
-                    &names.exchange,
-                    n,
-                    RawConfirms::Every(5),
-                    Some(pace),
-                )?,
-                Side::Lib => {
-                    library::publish(config, &names.exchange, n, LibPublish::Batch(5), Some(pace))?
-                }
-                Side::Bus => bus::publish(config, &names.exchange, n, pace)?,
-            };
-            let result = consumer.finish(Duration::from_secs(60))?;
-            result
-                .latency
-                .ok_or_else(|| anyhow::anyhow!("the consumer recorded no latency"))
-        })();
-        admin.delete(&names);
-        results.push((side, measured?));
-    }
-    println!(
-        "\n## Publish-to-handler latency at {RATE} msg/s ({} events each; batches of 5 every 5 ms, confirmed; prefetch 100)\n",
-        n
-    );
-    let rows: Vec<Vec<String>> = results
-        .iter()
-        .map(|(side, l)| {
-            vec![
-                match side {
-                    Side::Raw => "raw amiquip loop".to_owned(),
-                    Side::Lib => "library (default subscriber)".to_owned(),
-                    Side::Bus => "EventBus (publisher handle, 1 worker)".to_owned(),
-                },
-                format!("{:.0}", l.p50_us),
-                format!("{:.0}", l.p99_us),
-                format!("{:.0}", l.max_us),
-            ]
-        })
-        .collect();
-    report::print_table(&["consumer", "p50 us", "p99 us", "max us"], &rows);
-    println!();
-    for (side, l) in &results {
-        println!(
-            "{}",
-            report::bench_line(
-                "latency",
-                json!({
-                    "side": side.as_str(),
-                    "rate_msgs_per_s": RATE,
-                    "events": l.n,
-                    "p50_us": report::round(l.p50_us, 1),
-                    "p99_us": report::round(l.p99_us, 1),
-                    "max_us": report::round(l.max_us, 1),
-                })
-            )
-        );
-    }
-    Ok(results)
-}
-
-/// `publish_all` of N events against N single `publish` calls, both confirmed. The order is
-/// publish_all, single, publish_all, and the two publish_all times are averaged, so that a
-/// drift in the machine's speed during the long single run cancels out.
-fn publish_speedup(admin: &mut Admin, options: &Options) -> Result<f64> {
-    let n: u64 = if options.quick { 2_000 } else { 10_000 };
-    eprintln!("publish_all against single publish, {n} events each...");
-    let names = admin.names("publish-all")?;
-    let measured = (|| {
-        admin.declare_bound_queue(&names)?;
-        let events = (0..n)
-            .map(|i| workload::event(i, 0))
-            .collect::<Result<Vec<_>>>()?;
-        let config = admin.config().clone();
-        let all_1 = library::publish_prebuilt(&config, &names.exchange, &events, true)?;
-        let single = library::publish_prebuilt(&config, &names.exchange, &events, false)?;
-        let all_2 = library::publish_prebuilt(&config, &names.exchange, &events, true)?;
-        let depth = u64::from(admin.depth(&names.queue)?);
-        if depth != 3 * n {
-            bail!("the queue holds {depth} events, expected {}", 3 * n);
-        }
-        Ok((single, (all_1 + all_2) / 2.0, all_1, all_2))
-    })();
-    admin.delete(&names);
-    let (single, all, all_1, all_2) = measured?;
-    let speedup = single / all;
-    println!("\n## publish_all against single publish ({n} events each, confirms on)\n");
-    report::print_table(
-        &["publisher", "seconds", "msg/s"],
-        &[
-            vec![
-                format!("{n} x publish()"),
-                format!("{single:.3}"),
-                report::thousands(n as f64 / single),
-            ],
-            vec![
-                format!("publish_all({n} events) (mean of {all_1:.3} s and {all_2:.3} s)"),
-                format!("{all:.3}"),
-                report::thousands(n as f64 / all),
-            ],
-        ],
-    );
-    println!("\npublish_all speedup: {speedup:.1}x (target >= 5x)\n");
-    println!(
-        "{}",
-        report::bench_line(
-            "publish_all_vs_single",
-            json!({
-                "events": n,
-                "single_s": report::round(single, 4),
-                "publish_all_s": report::round(all, 4),
-                "speedup": report::round(speedup, 2),
-            })
-        )
-    );
-    Ok(speedup)
-}
-
-/// Prints which targets are met.
-fn targets(
-    micro: Option<&MicroResults>,
-    summaries: &[Summary],
-    speedup: Option<f64>,
-    latencies: &[(Side, Latency)],
-) {
-    println!("\n## Targets\n");
-    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
-    let lib = summaries.iter().find(|s| s.config.name == LIB_DEFAULT);
-    match lib.and_then(|s| s.ratio) {
-        Some(ratio) => println!(
-            "- library e2e at default settings, confirms on, vs raw p100 confirms every 100 (same round): {} (target >= 1.0x): {}{}",
-            report::ratio_range(&ratio),
-            verdict(ratio.median >= 1.0),
-            if ratio.min < 1.0 && ratio.max > 1.0 {
-                " (the rounds fall on both sides of 1.0x: the difference is within this run's noise)"
-            } else {
-                ""
-            }
-        ),
-        None => println!("- library vs raw: not measured (both `{LIB_DEFAULT}` and `{BASELINE}` are needed)"),
-    }
-    match lib {
-        Some(s) => {
-            println!(
-                "- library e2e vs Python pika's best ({} msg/s in the issue): {} msg/s = {:.1}x (target >= 4x): {}",
-                report::thousands(PIKA_BEST),
-                report::thousands(s.e2e.median),
-                s.e2e.median / PIKA_BEST,
-                verdict(s.e2e.median >= 4.0 * PIKA_BEST)
-            );
-            // The issue's figures come from a slower setup than this run's, when the raw
-            // loops are compared: scale pika by the raw baseline to see the ratio that is left.
-            if let Some(base) = summaries.iter().find(|b| b.config.name == BASELINE) {
-                let scaled = PIKA_BEST * base.e2e.median / ISSUE_RAW_CONFIRM100;
-                println!(
-                    "  (this run's raw baseline is {:.1}x the issue's {} msg/s; pika scaled alike would do ~{} msg/s, and the library {:.1}x that)",
-                    base.e2e.median / ISSUE_RAW_CONFIRM100,
-                    report::thousands(ISSUE_RAW_CONFIRM100),
-                    report::thousands(scaled),
-                    s.e2e.median / scaled
-                );
-            }
-        }
-        None => println!("- library vs pika: not measured"),
-    }
-    match micro.and_then(MicroResults::find_ratio) {
-        Some(r) => println!(
-            "- find_handlers at 10,000 patterns vs 10: {r:.2}x (target <= 2x): {}",
-            verdict(r <= 2.0)
-        ),
-        None => println!("- find_handlers: not measured"),
-    }
-    match speedup {
-        Some(s) => println!(
-            "- publish_all vs single publish: {s:.1}x (target >= 5x): {}",
-            verdict(s >= 5.0)
-        ),
-        None => println!("- publish_all: not measured"),
-    }
-    if let Some(peak) = summaries
-        .iter()
-        .filter(|s| s.config.side() == Side::Lib)
-        .map(|s| s.hwm_kb.max)
-        .reduce(f64::max)
-    {
-        println!(
-            "- consumer memory: library consumers peaked at {} kB in this run; the 1,000,000-event check is `just bench --memory`",
-            report::thousands(peak)
-        );
-    }
-    for (side, l) in latencies {
-        println!(
-            "- latency ({}): p50 {:.0} us, p99 {:.0} us (no target; reported)",
-            side.as_str(),
-            l.p50_us,
-            l.p99_us
-        );
-    }
-}
-
-/// Prints which of the EventBus targets are met.
-fn bus_targets(bus: Option<&BusResults>, latencies: &[(Side, Latency)]) {
-    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
-    let ratio = |label: &str, value: Option<f64>, target: &str, ok: fn(f64) -> bool| match value {
-        Some(r) => println!("- {label}: {r:.2}x (target {target}): {}", verdict(ok(r))),
-        None => println!("- {label}: not measured"),
-    };
-    let bus = bus.cloned().unwrap_or_default();
-    ratio(
-        "bus handle, 8 threads (send + receipts), vs one thread's publish_all",
-        bus.handle_vs_publish_all,
-        ">= 0.9x",
-        |r| r >= 0.9,
-    );
-    ratio(
-        "bus handle, 8 threads (send + receipts), vs 8 threads on a Mutex<EventPublisher>",
-        bus.handle_vs_mutex,
-        ">= 5x",
-        |r| r >= 5.0,
-    );
-    if let Some(r) = bus.blocking_vs_mutex {
-        println!(
-            "- bus handle, 8 threads (blocking publish), vs 8 threads on a Mutex<EventPublisher>: {r:.2}x (reported: one event in flight per thread, at most 8 per round trip)"
-        );
-    }
-    ratio(
-        "workers(16) vs workers(1), handler sleeping 5 ms",
-        bus.sleepy_speedup,
-        ">= 12x",
-        |r| r >= 12.0,
-    );
-    match &bus.trivial_ratio {
-        Some(r) => println!(
-            "- workers(2) vs workers(1) draining a full queue, trivial handlers: {} (target >= 1.0x, not slower): {}",
-            report::ratio_range(r),
-            if r.median >= 1.0 {
-                "met"
-            } else if r.max >= 1.0 {
-                "within this run's noise (the rounds fall on both sides of 1.0x)"
-            } else {
-                "MISSED"
-            }
-        ),
-        None => println!("- workers(2) vs workers(1): not measured"),
-    }
-    match bus.idle_rss_kb {
-        Some(kb) => println!(
-            "- idle bus with 16 workers: {} kB RSS (target < 16,384 kB): {}",
-            report::thousands(kb as f64),
-            verdict(kb < 16 * 1024)
-        ),
-        None => println!("- idle bus memory: not measured"),
-    }
-    let raw = latencies.iter().find(|(side, _)| *side == Side::Raw);
-    for (side, l) in latencies.iter().filter(|(side, _)| *side != Side::Raw) {
-        if let Some((_, raw)) = raw {
-            let (p50, p99) = (l.p50_us / raw.p50_us, l.p99_us / raw.p99_us);
-            println!(
-                "- latency ({}) vs raw: p50 {p50:.2}x, p99 {p99:.2}x (target <= 1.1x): {}",
-                side.as_str(),
-                verdict(p50 <= 1.1 && p99 <= 1.1)
-            );
-        }
     }
 }

@@ -60,12 +60,15 @@ mod cli;
 mod cluster;
 mod consumer;
 mod e2e;
+mod latency;
 mod library;
 mod memory;
 mod micro;
 mod raw;
 mod report;
 mod sides;
+mod suite;
+mod targets;
 mod workload;
 
 use std::process::ExitCode;
@@ -99,7 +102,7 @@ fn run() -> Result<()> {
             } else if options.cluster {
                 cluster::run(&options)
             } else {
-                e2e::run_all(&config, &options)
+                suite::run_all(&config, &options)
             }
         }
     }
