@@ -35,7 +35,7 @@ pub fn pika(config: &AmqpConfig, script: &str, args: &[&str]) -> Option<String> 
         .arg("-c")
         .arg(script)
         .args(args)
-        .env("AMQP_URL", url_of(config))
+        .env("AMQP_URL", config.url_with_password())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {PYTHON}: {e}"));
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -54,43 +54,4 @@ pub fn pika_available() -> bool {
         .args(["-c", "import pika"])
         .output()
         .is_ok_and(|o| o.status.success())
-}
-
-/// The URL pika connects with (`pika.URLParameters`), password in clear.
-fn url_of(config: &AmqpConfig) -> String {
-    let scheme = if config.tls().is_some() {
-        "amqps"
-    } else {
-        "amqp"
-    };
-    format!(
-        "{scheme}://{}:{}@{}/{}",
-        encode(config.username()),
-        encode(config.password()),
-        config.address(),
-        encode(config.virtual_host())
-    )
-}
-
-fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_are_percent_encoded() {
-        let config = AmqpConfig::new("h").with_credentials("u", "p@ss/");
-        assert_eq!(url_of(&config), "amqp://u:p%40ss%2F@h:5672/%2F");
-    }
 }

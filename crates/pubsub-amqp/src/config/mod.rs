@@ -351,19 +351,30 @@ impl AmqpConfig {
     pub fn redacted_url(&self) -> String {
         self.to_string()
     }
+
+    /// The URL of this configuration, password included (percent-encoded): for handing the
+    /// broker to another client, such as a Python service under test. Never log it; the
+    /// `Display` form ([`redacted_url`](Self::redacted_url)) is the one to show.
+    pub fn url_with_password(&self) -> String {
+        self.url(&percent_encode(&self.password))
+    }
+
+    /// The URL with `password` in the password's place (already encoded).
+    fn url(&self, password: &str) -> String {
+        let scheme = if self.tls.is_some() { "amqps" } else { "amqp" };
+        format!(
+            "{scheme}://{}:{password}@{}/{}",
+            percent_encode(&self.username),
+            self.address(),
+            percent_encode(&self.virtual_host)
+        )
+    }
 }
 
 /// The URL form, with the password as `***`.
 impl fmt::Display for AmqpConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scheme = if self.tls.is_some() { "amqps" } else { "amqp" };
-        write!(
-            f,
-            "{scheme}://{}:***@{}/{}",
-            percent_encode(&self.username),
-            self.address(),
-            percent_encode(&self.virtual_host)
-        )
+        f.write_str(&self.url("***"))
     }
 }
 
@@ -420,6 +431,9 @@ mod tests {
     #[test]
     fn password_is_redacted_everywhere() {
         let c = AmqpConfig::new("h").with_credentials("u", "hunter2");
+        assert_eq!(c.url_with_password(), "amqp://u:hunter2@h:5672/%2F");
+        let c2 = AmqpConfig::new("h").with_credentials("u", "p@ss/");
+        assert_eq!(c2.url_with_password(), "amqp://u:p%40ss%2F@h:5672/%2F");
         assert!(!format!("{c}").contains("hunter2"));
         assert!(!format!("{c:?}").contains("hunter2"));
         assert!(!c.redacted_url().contains("hunter2"));
