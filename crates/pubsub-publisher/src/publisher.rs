@@ -94,6 +94,9 @@ struct Settings {
     confirm_timeout: Duration,
     confirm_window: usize,
     reconnect: ReconnectPolicy,
+    /// Every event to this queue, through the default exchange (see
+    /// [`PublisherBuilder::to_queue`]).
+    to_queue: Option<String>,
 }
 
 /// One live connection with its publishing channel. The connection is dropped first: its
@@ -194,6 +197,18 @@ impl PublisherBuilder {
         self
     }
 
+    /// Publishes every event straight into `queue`, through the default exchange, instead of
+    /// to the exchange by its routing key: for replaying events to one service. Nothing is
+    /// declared; an event that reaches no queue (no queue `queue`) is handled as
+    /// [`unroutable`](Self::unroutable) says. The events keep their routing key in the `type`
+    /// property, and a subscriber of that queue reads the key from the body.
+    pub fn to_queue(mut self, queue: &str) -> Self {
+        self.exchange = String::new();
+        self.settings.declare = None;
+        self.settings.to_queue = Some(queue.to_owned());
+        self
+    }
+
     /// Opens the publishing channel, declares the exchange and turns confirms on.
     ///
     /// # Errors
@@ -236,6 +251,7 @@ impl EventPublisher {
                 confirm_timeout: Duration::from_secs(30),
                 confirm_window: 1000,
                 reconnect: ReconnectPolicy::default().with_max_total(Some(Duration::from_secs(30))),
+                to_queue: None,
             },
         }
     }
@@ -441,7 +457,10 @@ impl EventPublisher {
             let properties = properties(event, &self.settings, options.get(i));
             session.channel.publish(
                 &self.exchange,
-                event.routing_key(),
+                self.settings
+                    .to_queue
+                    .as_deref()
+                    .unwrap_or(event.routing_key()),
                 &self.body,
                 &properties,
                 mandatory,
