@@ -88,6 +88,9 @@ pub enum Error {
     PutBack(pubsub_amqp::Error),
     /// The answer to a prompt could not be read.
     Answer(io::Error),
+    /// The event store failed (a database that is down, a URL it cannot use). Its message is
+    /// the store's.
+    Store(pubsub_store::Error),
     /// Writing the output failed (e.g. a closed pipe, see [`Error::is_broken_pipe`]). Its
     /// message is the I/O error's.
     Io(io::Error),
@@ -172,6 +175,7 @@ impl fmt::Display for Error {
             }
             Error::Answer(_) => f.write_str("cannot read the answer"),
             Error::Io(e) => fmt::Display::fmt(e, f),
+            Error::Store(e) => fmt::Display::fmt(e, f),
         }
     }
 }
@@ -184,6 +188,7 @@ impl std::error::Error for Error {
             Error::Amqp(e) => std::error::Error::source(e),
             Error::Publisher(e) => std::error::Error::source(e),
             Error::Io(e) => std::error::Error::source(e),
+            Error::Store(e) => std::error::Error::source(e),
             Error::CannotPublish { source, .. } => Some(&**source),
             Error::PutBack(e) => Some(e),
             Error::Answer(e) => Some(e),
@@ -273,5 +278,16 @@ mod tests {
         assert!(Error::Answer(pipe()).is_broken_pipe());
         assert!(!Error::Io(io::Error::other("disk full")).is_broken_pipe());
         assert!(!Error::Usage(UsageError::new("bad")).is_broken_pipe());
+    }
+}
+
+impl From<pubsub_store::Error> for Error {
+    fn from(e: pubsub_store::Error) -> Self {
+        match e {
+            pubsub_store::Error::InvalidConfig { message } => {
+                Error::Usage(UsageError::new(message))
+            }
+            other => Error::Store(other),
+        }
     }
 }

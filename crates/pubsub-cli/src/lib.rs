@@ -54,6 +54,7 @@ mod error;
 mod format;
 mod progress;
 pub mod publish;
+pub mod store;
 pub mod tail;
 
 pub use crate::app::run;
