@@ -231,6 +231,17 @@ impl From<io::Error> for Error {
     }
 }
 
+impl From<pubsub_store::Error> for Error {
+    fn from(e: pubsub_store::Error) -> Self {
+        match e {
+            pubsub_store::Error::InvalidConfig { message } => {
+                Error::Usage(UsageError::new(message))
+            }
+            other => Error::Store(other),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,16 +289,5 @@ mod tests {
         assert!(Error::Answer(pipe()).is_broken_pipe());
         assert!(!Error::Io(io::Error::other("disk full")).is_broken_pipe());
         assert!(!Error::Usage(UsageError::new("bad")).is_broken_pipe());
-    }
-}
-
-impl From<pubsub_store::Error> for Error {
-    fn from(e: pubsub_store::Error) -> Self {
-        match e {
-            pubsub_store::Error::InvalidConfig { message } => {
-                Error::Usage(UsageError::new(message))
-            }
-            other => Error::Store(other),
-        }
     }
 }
