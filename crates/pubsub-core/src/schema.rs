@@ -129,6 +129,7 @@ pub fn body_schema(
         json!({
             "type": "string",
             "format": "uuid",
+            "pattern": UUID_PATTERN,
             "description": "The event's unique id (a UUID, hyphenated); also the AMQP `message_id`.",
         }),
     );
@@ -153,7 +154,18 @@ pub fn body_schema(
 }
 
 /// The six fields of the wire body, in the order they are written.
-pub const FIELDS: [&str; 6] = ["domain", "action", "data", "event_id", "timestamp", "version"];
+pub const FIELDS: [&str; 6] = [
+    "domain",
+    "action",
+    "data",
+    "event_id",
+    "timestamp",
+    "version",
+];
+
+/// A UUID as written: hyphenated hex digits.
+const UUID_PATTERN: &str =
+    "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
 
 /// What a `domain` or `action` may be (what [`Event::new`] checks).
 const WORD_PATTERN: &str = "^[A-Za-z0-9_-]+$";
@@ -183,14 +195,44 @@ mod tests {
             let schema = body_schema(domain, action, major, any_object());
             assert_eq!(schema.pointer(pointer).cloned(), expected, "{pointer}");
         };
-        check(Some("shop"), None, None, "/properties/domain/const", Some("shop".into()));
+        check(
+            Some("shop"),
+            None,
+            None,
+            "/properties/domain/const",
+            Some("shop".into()),
+        );
         check(Some("shop"), None, None, "/properties/domain/pattern", None);
-        check(None, None, None, "/properties/action/pattern", Some(WORD_PATTERN.into()));
-        check(None, Some("placed"), None, "/properties/action/const", Some("placed".into()));
-        check(None, None, Some(2), "/properties/version/pattern", Some("^2(\\.|$)".into()));
+        check(
+            None,
+            None,
+            None,
+            "/properties/action/pattern",
+            Some(WORD_PATTERN.into()),
+        );
+        check(
+            None,
+            Some("placed"),
+            None,
+            "/properties/action/const",
+            Some("placed".into()),
+        );
+        check(
+            None,
+            None,
+            Some(2),
+            "/properties/version/pattern",
+            Some("^2(\\.|$)".into()),
+        );
         check(None, None, None, "/properties/version/pattern", None);
         check(None, None, None, "/required", Some(json!(FIELDS)));
-        check(None, None, None, "/properties/event_id/format", Some("uuid".into()));
+        check(
+            None,
+            None,
+            None,
+            "/properties/event_id/format",
+            Some("uuid".into()),
+        );
     }
 
     #[test]
