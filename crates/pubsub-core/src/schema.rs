@@ -146,7 +146,7 @@ pub fn body_schema(
     properties.insert("version".into(), version);
     let schema = json!({
         "type": "object",
-        "description": "An event on the bus: its routing key is `domain.action`.",
+        "description": "An event on the bus, routed by `domain.action` (or `domain.action.vN`).",
         "required": FIELDS,
         "properties": properties,
     });
