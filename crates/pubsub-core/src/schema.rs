@@ -1,7 +1,7 @@
 //! JSON Schemas of the wire body (feature `schema`): what an event looks like on the bus, for
 //! documents such as AsyncAPI and for services in other languages.
 //!
-//! [`Event`](crate::Event) implements [`JsonSchema`]: the six fields with `data` any object.
+//! [`Event`] implements [`JsonSchema`]: the six fields with `data` any object.
 //! [`Body<T>`] is the body of the typed event `T`: the same six fields with `domain` and
 //! `action` fixed, `version` of `T`'s major number, and `data` the schema `T` derives. Both
 //! go through [`body_schema`], the one description of the wire format
