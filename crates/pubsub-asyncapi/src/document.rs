@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use pubsub_core::schema::{any_object, body_schema, Body};
+use pubsub_core::schema::{any_object, body_schema, Body, Headers};
 use pubsub_core::{Event, TypedEvent};
 use pubsub_registry::HandlerRegistry;
 use schemars::generate::SchemaSettings;
@@ -200,9 +200,14 @@ impl AsyncApi {
         } else {
             None
         };
+        let headers = if plan.messages.is_empty() {
+            Value::Null
+        } else {
+            self.generator.subschema_for::<Headers>().to_value()
+        };
         let schemas = self.generator.take_definitions(true);
         Ok(Document {
-            value: self.render(&plan, any_payload, schemas),
+            value: self.render(&plan, any_payload, &headers, schemas),
         })
     }
 
@@ -214,6 +219,7 @@ impl AsyncApi {
         &self,
         plan: &Plan,
         any_payload: Option<Value>,
+        headers: &Value,
         schemas: Map<String, Value>,
     ) -> Value {
         let queue = self.queue_name();
@@ -367,6 +373,7 @@ impl AsyncApi {
                     "title": title,
                     "summary": summary,
                     "contentType": "application/json",
+                    "headers": headers,
                     "payload": payload,
                     "bindings": { "amqp": binding },
                 }),

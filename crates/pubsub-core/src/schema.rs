@@ -5,7 +5,8 @@
 //! [`Body<T>`] is the body of the typed event `T`: the same six fields with `domain` and
 //! `action` fixed, `version` of `T`'s major number, and `data` the schema `T` derives. Both
 //! go through [`body_schema`], the one description of the wire format
-//! (see [`json`](crate::json)).
+//! (see [`json`](crate::json)). [`Headers`] describes the AMQP headers a publisher may set
+//! beside the body (seed 004's metadata).
 //!
 //! ```
 //! use pubsub_core::schema::{schemars, Body};
@@ -36,7 +37,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{json, Map, Value};
 
 use crate::typed::major_version;
-use crate::{Event, TypedEvent};
+use crate::{Event, EventType, TypedEvent, CAUSATION_ID_HEADER, EVENT_TYPE_HEADER};
 
 /// The body of the typed event `T` on the wire, as a [`JsonSchema`]: never built, only
 /// described (its schema is named `<T>Body`).
@@ -75,6 +76,57 @@ impl JsonSchema for Event {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         body_schema(None, None, None, any_object())
     }
+}
+
+/// The AMQP headers beside the body, as a [`JsonSchema`] (named `EventHeaders`): never
+/// built, only described; see [`headers_schema`].
+#[derive(Debug)]
+pub struct Headers;
+
+impl JsonSchema for Headers {
+    fn schema_name() -> Cow<'static, str> {
+        "EventHeaders".into()
+    }
+
+    fn schema_id() -> Cow<'static, str> {
+        "pubsub_core::schema::Headers".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        headers_schema()
+    }
+}
+
+/// The schema of the AMQP headers a publisher sets beside the body, both optional:
+/// [`EVENT_TYPE_HEADER`] (one of [`EventType`]'s names) and [`CAUSATION_ID_HEADER`]. Other
+/// headers may be present.
+pub fn headers_schema() -> Schema {
+    let kinds: Vec<&str> = EventType::ALL.iter().map(|k| k.as_str()).collect();
+    let mut properties = Map::new();
+    properties.insert(
+        EVENT_TYPE_HEADER.into(),
+        json!({
+            "type": "string",
+            "enum": kinds,
+            "description": "What kind of event this is (seed 004's `EventType`).",
+        }),
+    );
+    properties.insert(
+        CAUSATION_ID_HEADER.into(),
+        json!({
+            "type": "string",
+            "description": "The id of the event whose handling caused this one.",
+        }),
+    );
+    let schema = json!({
+        "type": "object",
+        "description": "AMQP headers beside the body. The AMQP properties carry the rest: \
+            `message_id` (the event id), `correlation_id`, `app_id` (the publishing service), \
+            `type` (the routing key), `timestamp`, `content_type` `application/json`, \
+            persistent delivery.",
+        "properties": properties,
+    });
+    Schema::try_from(schema).unwrap_or_default()
 }
 
 /// The schema of `data` when nothing more is known: any JSON object.
@@ -246,6 +298,18 @@ mod tests {
         check("/properties/version/pattern", "^2(\\.|$)".into());
         check("/properties/action/const", "placed".into());
         assert_eq!(<Body<Placed>>::schema_name(), "PlacedBody");
+    }
+
+    #[test]
+    fn headers_name_every_event_type() {
+        let schema = headers_schema();
+        let kinds = schema
+            .pointer("/properties/x-event-type/enum")
+            .and_then(Value::as_array)
+            .unwrap();
+        assert_eq!(kinds.len(), EventType::ALL.len());
+        assert!(schema.pointer("/properties/x-causation-id").is_some());
+        assert_eq!(schema.get("required"), None);
     }
 
     #[test]

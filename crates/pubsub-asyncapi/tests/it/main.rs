@@ -197,6 +197,14 @@ fn the_document_says_what_the_service_does() {
         json!("#/components/schemas/PlacedBody"),
     );
     check(
+        "/components/messages/Placed/headers/$ref",
+        json!("#/components/schemas/EventHeaders"),
+    );
+    check(
+        "/components/schemas/EventHeaders/properties/x-event-type/enum/1",
+        json!("integration"),
+    );
+    check(
         "/components/messages/Placed/bindings/amqp/messageType",
         json!("shop.placed"),
     );
