@@ -59,8 +59,8 @@ pub struct AsyncApi {
     subscriptions: Vec<String>,
     declared: Vec<Declared>,
     published_keys: Vec<String>,
-    /// The schema of each declared type's body, by the type's schema name: a `$ref`.
-    payloads: Vec<(String, Value)>,
+    /// The body schema of each declared type.
+    payloads: Vec<Payload>,
     generator: SchemaGenerator,
 }
 
@@ -160,11 +160,27 @@ impl AsyncApi {
     }
 
     fn declare<T: TypedEvent + JsonSchema>(mut self, action: Action) -> Self {
-        let name = T::schema_name().into_owned();
-        let payload = self.generator.subschema_for::<Body<T>>().to_value();
-        if !self.payloads.iter().any(|(n, _)| *n == name) {
-            self.payloads.push((name.clone(), payload));
-        }
+        // One name per type: another type of the same schema name gets a number.
+        let id = T::schema_id();
+        let name = match self.payloads.iter().find(|p| p.type_id == id) {
+            Some(known) => known.name.clone(),
+            None => {
+                let base = T::schema_name();
+                let mut name = base.to_string();
+                let mut n = 1;
+                while self.payloads.iter().any(|p| p.name == name) {
+                    n += 1;
+                    name = format!("{base}_{n}");
+                }
+                let schema = self.generator.subschema_for::<Body<T>>().to_value();
+                self.payloads.push(Payload {
+                    type_id: id.into_owned(),
+                    name: name.clone(),
+                    schema,
+                });
+                name
+            }
+        };
         let declared = Declared {
             name,
             key: T::routing_key(),
@@ -335,8 +351,8 @@ impl AsyncApi {
                     format!("`{key}`: its `data` is `{name}`."),
                     self.payloads
                         .iter()
-                        .find(|(n, _)| n == name)
-                        .map(|(_, p)| p.clone())
+                        .find(|p| p.name == *name)
+                        .map(|p| p.schema.clone())
                         .unwrap_or_else(|| body_schema(None, None, None, any_object()).to_value()),
                     Some(key),
                 ),
@@ -403,6 +419,17 @@ impl AsyncApi {
         }
         document
     }
+}
+
+/// The body schema of a declared type.
+#[derive(Debug, Clone)]
+struct Payload {
+    /// The type's `JsonSchema::schema_id`: which type.
+    type_id: String,
+    /// Its message's name: its schema name, numbered if another type has it.
+    name: String,
+    /// The schema: a `$ref` into the document's schemas.
+    schema: Value,
 }
 
 /// A `$ref` object.

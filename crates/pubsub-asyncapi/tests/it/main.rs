@@ -359,3 +359,42 @@ fn the_validator_refuses_broken_documents() {
         );
     }
 }
+
+/// Two types of one name, in two modules.
+mod elsewhere {
+    use pubsub_core::schema::schemars::JsonSchema;
+    use pubsub_core::TypedEvent;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Serialize, Deserialize, JsonSchema)]
+    #[schemars(crate = "pubsub_core::schema::schemars")]
+    pub(crate) struct Placed {
+        pub(crate) ticket: u64,
+    }
+
+    impl TypedEvent for Placed {
+        const DOMAIN: &'static str = "bet";
+        const ACTION: &'static str = "placed";
+    }
+}
+
+#[test]
+fn types_of_one_name_stay_apart() {
+    let document = AsyncApi::new("both", "x")
+        .publishes::<Placed>()
+        .publishes::<elsewhere::Placed>()
+        .publishes::<Placed>()
+        .build()
+        .unwrap();
+    check_document(&document);
+    let doc = document.as_value();
+    let payload = |message: &str| doc["components"]["messages"][message]["payload"]["$ref"].clone();
+    assert_eq!(payload("Placed"), "#/components/schemas/PlacedBody");
+    assert_eq!(payload("Placed_2"), "#/components/schemas/PlacedBody2");
+    assert_eq!(
+        doc["operations"]["sendBetPlaced"]["messages"][0]["$ref"],
+        "#/channels/bet.placed/messages/Placed_2"
+    );
+    let ops = doc["operations"].as_object().unwrap();
+    assert_eq!(ops.len(), 2, "{document}");
+}
