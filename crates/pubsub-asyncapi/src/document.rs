@@ -56,6 +56,7 @@ pub struct AsyncApi {
     version: String,
     description: Option<String>,
     mandatory: bool,
+    servers: Vec<(String, String)>,
     subscriptions: Vec<String>,
     declared: Vec<Declared>,
     published_keys: Vec<String>,
@@ -81,6 +82,7 @@ impl AsyncApi {
             version: "1.0.0".to_owned(),
             description: None,
             mandatory: true,
+            servers: Vec::new(),
             subscriptions: Vec::new(),
             declared: Vec::new(),
             published_keys: Vec::new(),
@@ -119,6 +121,14 @@ impl AsyncApi {
     /// unroutable events).
     pub fn mandatory(mut self, mandatory: bool) -> Self {
         self.mandatory = mandatory;
+        self
+    }
+
+    /// Adds a broker the service runs against, e.g. `("production",
+    /// "rabbitmq.internal:5672")`, or an `amqps://` host for TLS. None by default: a document
+    /// names hosts only when asked to. Checked by [`build`](Self::build): no credentials.
+    pub fn server(mut self, name: &str, host: &str) -> Self {
+        self.servers.push((name.to_owned(), host.to_owned()));
         self
     }
 
@@ -199,12 +209,32 @@ impl AsyncApi {
     /// [`Error::EmptyName`] for an empty service or exchange name, [`Error::Pattern`] for a
     /// subscription pattern that does not parse, [`Error::NotSubscribed`] for a type declared
     /// received that no subscription matches, [`Error::InvalidRoutingKey`] for a published
-    /// key that is not `domain.action` or `domain.action.vN`.
+    /// key that is not `domain.action` or `domain.action.vN`, [`Error::InvalidServer`] for a
+    /// server whose name or host will not do.
     pub fn build(mut self) -> Result<Document> {
         for (field, value) in [("service", &self.service), ("exchange", &self.exchange)] {
             if value.is_empty() {
                 return Err(Error::EmptyName { field });
             }
+        }
+        let mut servers = Map::new();
+        for (name, host) in &self.servers {
+            let (protocol, host) = server(name, host)?;
+            if servers.contains_key(name) {
+                return Err(Error::InvalidServer {
+                    name: name.clone(),
+                    reason: "another server has that name",
+                });
+            }
+            servers.insert(
+                name.clone(),
+                json!({
+                    "host": host,
+                    "protocol": protocol,
+                    "protocolVersion": "0.9.1",
+                    "pathname": self.vhost,
+                }),
+            );
         }
         let plan = plan::plan(&Inputs {
             subscriptions: &self.subscriptions,
@@ -222,9 +252,11 @@ impl AsyncApi {
             self.generator.subschema_for::<Headers>().to_value()
         };
         let schemas = self.generator.take_definitions(true);
-        Ok(Document {
-            value: self.render(&plan, any_payload, &headers, schemas),
-        })
+        let mut value = self.render(&plan, any_payload, &headers, schemas);
+        if !servers.is_empty() {
+            value["servers"] = servers.into();
+        }
+        Ok(Document { value })
     }
 
     fn queue_name(&self) -> &str {
@@ -421,6 +453,42 @@ impl AsyncApi {
     }
 }
 
+/// A server's protocol and host (`host[:port]`) from what was given: `host[:port]`, or an
+/// `amqp://` or `amqps://` URL without credentials, path or query.
+fn server<'a>(name: &str, given: &'a str) -> Result<(&'static str, &'a str)> {
+    let invalid = |reason: &'static str| Error::InvalidServer {
+        name: pubsub_core::text::truncate_chars(name, 80),
+        reason,
+    };
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(invalid(
+            "a server's name is letters, digits, '_' and '-' (AsyncAPI's rule)",
+        ));
+    }
+    let (protocol, host) = match given.split_once("://") {
+        Some(("amqp", rest)) => ("amqp", rest),
+        Some(("amqps", rest)) => ("amqps", rest),
+        Some(_) => return Err(invalid("a server's URL scheme is amqp:// or amqps://")),
+        None => ("amqp", given),
+    };
+    if host.contains('@') {
+        // Never a password in a document.
+        return Err(invalid(
+            "a server's host must not carry credentials (user:password@)",
+        ));
+    }
+    if host.is_empty() || host.contains(['/', '?', '#']) || host.contains(char::is_whitespace) {
+        return Err(invalid(
+            "a server's host is host[:port], without a path or query (the vhost is set apart)",
+        ));
+    }
+    Ok((protocol, host))
+}
+
 /// The body schema of a declared type.
 #[derive(Debug, Clone)]
 struct Payload {
@@ -458,5 +526,67 @@ impl Document {
 impl fmt::Display for Document {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:#}", self.value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn servers() {
+        let check = |name: &str, given: &str, expected: std::result::Result<(&str, &str), &str>| {
+            let got = server(name, given).map_err(|e| e.to_string());
+            match expected {
+                Ok(ok) => assert_eq!(got, Ok(ok), "{name} {given}"),
+                Err(needle) => {
+                    let err = got.unwrap_err();
+                    assert!(err.contains(needle), "{name} {given}: {err}");
+                }
+            }
+        };
+        check(
+            "production",
+            "rabbit.internal:5672",
+            Ok(("amqp", "rabbit.internal:5672")),
+        );
+        check("prod-1", "amqp://rabbit", Ok(("amqp", "rabbit")));
+        check(
+            "tls_prod",
+            "amqps://rabbit:5671",
+            Ok(("amqps", "rabbit:5671")),
+        );
+        check(
+            "p",
+            "amqp://guest:secret@rabbit",
+            Err("must not carry credentials"),
+        );
+        check("p", "http://rabbit", Err("amqp:// or amqps://"));
+        check("p", "amqp://rabbit/%2f", Err("without a path"));
+        check("p", "", Err("host[:port]"));
+        check("p q", "rabbit", Err("letters, digits"));
+        check("", "rabbit", Err("letters, digits"));
+    }
+
+    #[test]
+    fn a_document_names_servers_only_when_asked() {
+        let plain = AsyncApi::new("s", "x").build().unwrap();
+        assert_eq!(plain.as_value().get("servers"), None);
+        let doc = AsyncApi::new("s", "x")
+            .vhost("shop")
+            .server("production", "amqps://rabbit:5671")
+            .build()
+            .unwrap();
+        assert_eq!(
+            doc.as_value()["servers"]["production"],
+            json!({"host": "rabbit:5671", "protocol": "amqps", "protocolVersion": "0.9.1",
+                   "pathname": "shop"})
+        );
+        let twice = AsyncApi::new("s", "x")
+            .server("a", "h1")
+            .server("a", "h2")
+            .build()
+            .unwrap_err();
+        assert!(twice.to_string().contains("another server"), "{twice}");
     }
 }

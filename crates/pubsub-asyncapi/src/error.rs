@@ -26,6 +26,13 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A server's name or host will not do.
+    InvalidServer {
+        /// The server's name (at most 80 characters of it, `...` after a cut).
+        name: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// The service name or the exchange name is empty.
     EmptyName {
         /// `service` or `exchange`.
@@ -44,6 +51,7 @@ impl fmt::Display for Error {
             Error::InvalidRoutingKey { key, reason } => {
                 write!(f, "invalid routing key `{key}`: {reason}")
             }
+            Error::InvalidServer { name, reason } => write!(f, "invalid server `{name}`: {reason}"),
             Error::EmptyName { field } => write!(f, "the {field} name must not be empty"),
         }
     }

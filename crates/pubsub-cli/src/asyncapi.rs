@@ -14,6 +14,7 @@ pub(crate) const EXAMPLES: &str = "\
 Examples:
   pubsub asyncapi billing --subscribe 'order.*' --publish invoice.sent
   pubsub asyncapi audit --subscribe '#' --exchange shop > audit.asyncapi.json
+  pubsub asyncapi audit --subscribe '#' --server production=amqps://rabbit.internal:5671
   pubsub asyncapi analytics --queue analytics-v2 --subscribe 'user.#' --subscribe order.paid";
 
 /// Arguments of `pubsub asyncapi`.
@@ -40,6 +41,11 @@ pub struct AsyncApiArgs {
     #[arg(long = "publish", value_name = "KEY")]
     pub publish: Vec<String>,
 
+    /// A broker the service runs against, `NAME=HOST[:PORT]` or `NAME=amqps://HOST[:PORT]`
+    /// (repeatable; no credentials).
+    #[arg(long = "server", value_name = "NAME=HOST")]
+    pub servers: Vec<String>,
+
     /// The virtual host of the exchange.
     #[arg(long, default_value = "/")]
     pub vhost: String,
@@ -62,6 +68,16 @@ pub(crate) fn run(args: AsyncApiArgs, console: &mut Console<'_>) -> Result<()> {
     }
     for key in &args.publish {
         document = document.publishes_key(key);
+    }
+    for server in &args.servers {
+        let Some((name, host)) = server.split_once('=') else {
+            return Err(UsageError::new(format!(
+                "--server `{}`: expected NAME=HOST, e.g. production=rabbit.internal:5672",
+                pubsub_core::text::quote(server)
+            ))
+            .into());
+        };
+        document = document.server(name, host);
     }
     // Everything the builder refuses is in the command line.
     let document = document

@@ -126,6 +126,8 @@ fn full() -> Document {
         .publishes_key("fulfilment.shipped")
         .version("2.3.0")
         .vhost("prod")
+        .server("production", "amqps://rabbit.internal:5671")
+        .server("local", "localhost:5672")
         .build()
         .expect("a document")
 }
@@ -165,6 +167,8 @@ fn the_document_says_what_the_service_does() {
     };
     check("/info/title", json!("fulfilment"));
     check("/info/version", json!("2.3.0"));
+    check("/servers/production/protocol", json!("amqps"));
+    check("/servers/local/host", json!("localhost:5672"));
     check("/channels/shop.placed/address", json!("shop.placed"));
     check("/channels/audit.any/address", json!("audit.*"));
     check("/channels/all/address", json!("#"));
@@ -345,6 +349,12 @@ fn the_validator_refuses_broken_documents() {
         }),
         ("a message that is not an object", &|d| {
             d["components"]["messages"]["Placed"] = "Placed".into()
+        }),
+        ("a server without a protocol", &|d| {
+            d["servers"]["local"]
+                .as_object_mut()
+                .unwrap()
+                .remove("protocol");
         }),
         ("a payload that is not a schema", &|d| {
             d["components"]["schemas"]["PlacedBody"]["type"] = 42.into()

@@ -17,6 +17,8 @@ fn prints_the_document_of_the_flags() {
         "pay*.#",
         "--publish",
         "invoice.sent",
+        "--server",
+        "production=amqps://rabbit.internal:5671",
     ]);
     assert_exit(&output, 0);
     let doc: Value = serde_json::from_str(&stdout(&output)).unwrap();
@@ -29,6 +31,7 @@ fn prints_the_document_of_the_flags() {
     };
     check("/asyncapi", "3.0.0");
     check("/info/title", "billing");
+    check("/servers/production/host", "rabbit.internal:5671");
     check("/channels/order.any/address", "order.*");
     check("/channels/any.all/address", "*.#");
     check("/channels/invoice.sent/bindings/amqp/exchange/name", "shop");
@@ -61,6 +64,14 @@ fn refuses_what_is_not_a_pattern_or_a_key() {
         "invalid routing key `order.*`",
     );
     check(&["asyncapi"], "<SERVICE>");
+    check(
+        &["asyncapi", "x", "--server", "rabbit:5672"],
+        "expected NAME=HOST",
+    );
+    check(
+        &["asyncapi", "x", "--server", "p=amqp://guest:pw@rabbit"],
+        "must not carry credentials",
+    );
 }
 
 #[test]
