@@ -5,7 +5,7 @@ use crossbeam_channel::Receiver;
 use crate::cli::{Cli, Command};
 use crate::console::Console;
 use crate::error::Result;
-use crate::{dlq, publish, store, tail};
+use crate::{asyncapi, dlq, publish, store, tail};
 
 /// Carries out the command line. `stop` ends `tail` and `replay` early (Ctrl-C).
 ///
@@ -20,5 +20,6 @@ pub fn run(cli: Cli, console: &mut Console<'_>, stop: &Receiver<()>) -> Result<(
         Command::Tail(args) => tail::command::run(url, args, console, stop),
         Command::Dlq(command) => dlq::run(url, command, console, stop),
         Command::Store(command) => store::command::run(url, command, console, stop),
+        Command::Asyncapi(args) => asyncapi::run(args, console),
     }
 }

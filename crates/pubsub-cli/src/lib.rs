@@ -17,6 +17,8 @@
 //!   once its copy is confirmed), [`purge`](dlq::Dlq::purge); [`dlq::DeadLetter`] reads the
 //!   headers `pubsub-subscriber` writes (and RabbitMQ's `x-death`) through the subscriber's
 //!   own header contract (`pubsub_subscriber::headers`).
+//! - [`asyncapi`]: the AsyncAPI 3 document of a service described by flags
+//!   (`pubsub-asyncapi`), no broker needed.
 //! - [`Error`]: why a command failed, one variant per kind of failure.
 //!
 //! Each command keeps its arguments, its running and its printing together: `publish`,
@@ -46,6 +48,7 @@
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
 mod app;
+pub mod asyncapi;
 pub mod cli;
 mod connect;
 mod console;
