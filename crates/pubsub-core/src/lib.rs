@@ -17,6 +17,8 @@
 //! - [`envelope`]: the other shapes events take on the bus (seed 002's bare model, seed 004's
 //!   event bus envelope), decoded to the same [`Event`].
 //! - [`text`]: quoting and cutting values that may come from the network, for messages.
+//! - [`trace`]: the W3C trace context headers (`traceparent`, `tracestate`); with the `otel`
+//!   feature, to and from OpenTelemetry contexts.
 //!
 //! This is the bottom crate of the workspace: it depends on no sibling and does no I/O.
 //! `pubsub-registry` dispatches events to handlers; `pubsub-publisher` and `pubsub-subscriber`
@@ -55,6 +57,7 @@ pub mod json;
 mod migration;
 pub mod text;
 mod timestamp;
+pub mod trace;
 mod typed;
 
 pub use crate::error::{Error, Result};

@@ -48,6 +48,10 @@
 
 mod error;
 mod publisher;
+mod stats;
+#[cfg(feature = "otel")]
+pub mod trace;
 
 pub use crate::error::{Error, PublishError, Result};
 pub use crate::publisher::{EventPublisher, PublishOptions, PublisherBuilder, Unroutable};
+pub use crate::stats::{PublisherStats, StatsHandle};

@@ -97,6 +97,7 @@ mod settings;
 mod stats;
 mod subscriber;
 mod topology;
+mod trace;
 
 pub use crate::error::{Error, Result};
 pub use crate::headers::DeadLetterKind;

@@ -54,9 +54,11 @@
 mod bus;
 mod context;
 mod error;
+mod metrics;
 mod names;
 #[path = "publisher.rs"]
 mod publishing;
+mod trace;
 
 pub use crate::bus::{BusStats, EventBus, EventBusBuilder, Teardown};
 pub use crate::error::{Error, PublishError, Result};
