@@ -69,6 +69,7 @@ mod report;
 mod sides;
 mod suite;
 mod targets;
+mod traced;
 mod workload;
 
 use std::process::ExitCode;
@@ -101,6 +102,8 @@ fn run() -> Result<()> {
                 memory::run(&config, &options)
             } else if options.cluster {
                 cluster::run(&options)
+            } else if options.tracing {
+                traced::run(&options)
             } else {
                 suite::run_all(&config, &options)
             }

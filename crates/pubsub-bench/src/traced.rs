@@ -1,0 +1,210 @@
+//! `--tracing`: the library's default configuration with tracing off and on, in one run,
+//! interleaved round by round. Needs a build with `--features otel`; tracing "on" sends every
+//! span through `tracing-opentelemetry` to OpenTelemetry's batch span processor and an exporter
+//! that discards the batches (the instrumentation's cost, without a collector's).
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+
+use crate::admin::{self, Admin};
+use crate::cli::Options;
+use crate::e2e::{run_once_on, Run, Target, CONFIGS, LIB_DEFAULT};
+use crate::report::{self, Stat};
+
+/// Set for the consumer process of a traced run: it installs the tracing pipeline.
+pub(crate) const CHILD_ENV: &str = "PUBSUB_BENCH_TRACING";
+
+/// Runs the comparison and prints its table, its JSON line and the ratio.
+pub(crate) fn run(options: &Options) -> Result<()> {
+    if !cfg!(feature = "otel") {
+        bail!("--tracing needs a build with tracing: cargo run --release -p pubsub-bench --features otel -- --tracing");
+    }
+    install()?;
+    let config = admin::broker_config()?;
+    let mut admin = Admin::open(&config)?;
+    let lib_default = CONFIGS
+        .iter()
+        .find(|c| c.name == LIB_DEFAULT)
+        .context("no lib-default configuration")?;
+    let n = (((if options.quick {
+        lib_default.quick_messages
+    } else {
+        lib_default.messages
+    }) as f64)
+        * options.scale)
+        .round()
+        .max(30.0) as u64;
+    let rounds = options.rounds();
+    println!("# pubsub-bench --tracing: {LIB_DEFAULT}, tracing off and on");
+    let mut offs: Vec<Run> = Vec::new();
+    let mut ons: Vec<Run> = Vec::new();
+    for round in 1..=rounds {
+        for traced in [round % 2 == 0, round % 2 == 1] {
+            let target = Target {
+                tracing: traced,
+                ..Target::default()
+            };
+            let label = if traced { "tracing on" } else { "tracing off" };
+            eprint!("round {round}/{rounds}: {label:<12} {n:>6} events ... ");
+            let run = run_once_on(
+                &mut admin,
+                lib_default,
+                n,
+                &format!("tracing.r{round}"),
+                &target,
+            )?;
+            eprintln!(
+                "end-to-end {:>7} msg/s, consumer CPU us/event {:.1}",
+                report::thousands(run.e2e_rate),
+                run.consumer_cpu_us
+            );
+            if traced {
+                ons.push(run);
+            } else {
+                offs.push(run);
+            }
+        }
+    }
+    admin.close()?;
+
+    let stat = |runs: &[Run], f: fn(&Run) -> f64| Stat::of(&runs.iter().map(f).collect::<Vec<_>>());
+    let (Some(off_rate), Some(on_rate)) = (stat(&offs, |r| r.e2e_rate), stat(&ons, |r| r.e2e_rate))
+    else {
+        bail!("no run finished");
+    };
+    let ratios: Vec<f64> = offs
+        .iter()
+        .zip(&ons)
+        .map(|(off, on)| on.e2e_rate / off.e2e_rate)
+        .collect();
+    let ratio = Stat::of(&ratios).context("no ratio")?;
+    println!(
+        "\n## Tracing off and on ({LIB_DEFAULT}, median [min-max] of {rounds} interleaved rounds)\n"
+    );
+    let row = |what: &str, rate: Stat, runs: &[Run], ratio: String| {
+        vec![
+            what.to_owned(),
+            format!(
+                "{} [{}-{}]",
+                report::thousands(rate.median),
+                report::thousands(rate.min),
+                report::thousands(rate.max)
+            ),
+            ratio,
+            stat(runs, |r| r.publisher_cpu_us)
+                .map_or("-".to_owned(), |c| format!("{:.1}", c.median)),
+            stat(runs, |r| r.consumer_cpu_us)
+                .map_or("-".to_owned(), |c| format!("{:.1}", c.median)),
+        ]
+    };
+    report::print_table(
+        &[
+            "tracing",
+            "e2e msg/s",
+            "ratio to off",
+            "publisher CPU µs/event",
+            "consumer CPU µs/event",
+        ],
+        &[
+            row(
+                "off (feature built in, no span wanted)",
+                off_rate,
+                &offs,
+                "1.00x".to_owned(),
+            ),
+            row(
+                "on (a producer and a consumer span per event, exported in batches)",
+                on_rate,
+                &ons,
+                format!("{:.2}x [{:.2}-{:.2}]", ratio.median, ratio.min, ratio.max),
+            ),
+        ],
+    );
+    println!();
+    println!(
+        "{}",
+        report::bench_line(
+            "tracing_cost",
+            json!({
+                "events": n,
+                "rounds": rounds,
+                "off_msgs_per_s": off_rate.median,
+                "on_msgs_per_s": on_rate.median,
+                "ratio": report::round(ratio.median, 3),
+            })
+        )
+    );
+    let met = ratio.median >= 0.90;
+    println!(
+        "target: tracing on keeps at least 90% of the rate: {} ({:.2}x)",
+        if met { "met" } else { "NOT met" },
+        ratio.median
+    );
+    Ok(())
+}
+
+#[cfg(feature = "otel")]
+mod pipeline {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::OnceLock;
+
+    use anyhow::{Context, Result};
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::error::OTelSdkResult;
+    use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+    use tracing_subscriber::filter::filter_fn;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::Layer;
+
+    /// Whether spans are wanted now (the publishing side turns it on for traced runs only).
+    static ON: AtomicBool = AtomicBool::new(false);
+
+    /// Kept alive for the process's life: dropping it shuts the pipeline down.
+    static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+
+    /// Discards what it is given: the cost measured is the instrumentation's.
+    #[derive(Debug)]
+    struct Discard;
+
+    impl SpanExporter for Discard {
+        fn export(
+            &self,
+            _batch: Vec<SpanData>,
+        ) -> impl std::future::Future<Output = OTelSdkResult> + Send {
+            std::future::ready(Ok(()))
+        }
+    }
+
+    /// Installs the global tracing subscriber: spans, while [`publishing`] says so, go to
+    /// OpenTelemetry's batch span processor.
+    pub(crate) fn install() -> Result<()> {
+        let provider = PROVIDER.get_or_init(|| {
+            SdkTracerProvider::builder()
+                .with_batch_exporter(Discard)
+                .build()
+        });
+        let layer = tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("pubsub-bench"))
+            .with_filter(filter_fn(|_| ON.load(Ordering::Relaxed)));
+        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))
+            .context("a tracing subscriber is installed already")
+    }
+
+    /// Turns spans on or off.
+    pub(crate) fn publishing(on: bool) {
+        ON.store(on, Ordering::Relaxed);
+    }
+}
+
+#[cfg(feature = "otel")]
+pub(crate) use pipeline::{install, publishing};
+
+/// Without the `otel` feature there is nothing to install.
+#[cfg(not(feature = "otel"))]
+pub(crate) fn install() -> Result<()> {
+    bail!("this build has no tracing (build with --features otel)")
+}
+
+/// Without the `otel` feature: nothing to turn on.
+#[cfg(not(feature = "otel"))]
+pub(crate) fn publishing(_on: bool) {}
