@@ -3,7 +3,7 @@
 //! the broker writes them.
 //!
 //! The header names and [`TraceContext`] are always here; turning it into an OpenTelemetry
-//! context and back ([`TraceContext::of`], [`TraceContext::to_context`]) needs the `otel`
+//! context and back (`TraceContext::of`, `TraceContext::to_context`) needs the `otel`
 //! feature.
 
 /// The header that carries the W3C `traceparent` (version, trace id, parent span id, flags).

@@ -16,6 +16,11 @@
 //!   headers, the source as `app_id`, all in the handlers' [`Metadata`]; correlation flows
 //!   from a handled event to the events its handler publishes.
 //! - [`Error`] and [`PublishError`] (which gives the event back).
+//! - Observability: [`EventBusBuilder::metrics`] and [`EventBusBuilder::metrics_endpoint`]
+//!   (counters, a duration histogram per handler, the Prometheus text format at `/metrics`);
+//!   with the `otel` cargo feature (off by default), W3C trace context in the `traceparent`
+//!   and `tracestate` headers, a producer span per publish and a consumer span around each
+//!   delivery's handlers, as `tracing` spans for `tracing-opentelemetry`.
 //!
 //! The building blocks stay usable on their own and are re-exported here:
 //! [`core`] (events, handlers), [`registry`] (pattern dispatch), [`amqp`] (connections),
