@@ -25,10 +25,20 @@ use crate::{admin, library, raw};
 
 /// The `consume` command: runs one consumer and prints its result.
 pub(crate) fn run_child(args: &ConsumeArgs) -> Result<()> {
-    if std::env::var_os(crate::traced::CHILD_ENV).is_some() {
+    let traced = std::env::var_os(crate::traced::CHILD_ENV).is_some();
+    if traced {
         crate::traced::install()?;
         crate::traced::publishing(true);
     }
+    let result = consume(args);
+    if traced {
+        eprint!("(consumer: {} spans exported) ", crate::traced::exported());
+    }
+    result
+}
+
+/// Runs one consumer and prints its result.
+fn consume(args: &ConsumeArgs) -> Result<()> {
     let config = admin::config_from_env()?;
     let sink = Arc::new(Sink::new(args.count, args.latency, args.rss_at.clone()));
     let gate = Gate::new(args.wait_go);

@@ -66,6 +66,11 @@ pub(crate) fn run(options: &Options) -> Result<()> {
         }
     }
     admin.close()?;
+    eprintln!(
+        "the publishing side exported {} spans ({} events traced)",
+        exported(),
+        n * rounds as u64
+    );
 
     let stat = |runs: &[Run], f: fn(&Run) -> f64| Stat::of(&runs.iter().map(f).collect::<Vec<_>>());
     let (Some(off_rate), Some(on_rate)) = (stat(&offs, |r| r.e2e_rate), stat(&ons, |r| r.e2e_rate))
@@ -145,14 +150,14 @@ pub(crate) fn run(options: &Options) -> Result<()> {
 
 #[cfg(feature = "otel")]
 mod pipeline {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::OnceLock;
 
     use anyhow::{Context, Result};
     use opentelemetry::trace::TracerProvider as _;
     use opentelemetry_sdk::error::OTelSdkResult;
     use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
-    use tracing_subscriber::filter::filter_fn;
+    use tracing_subscriber::filter::dynamic_filter_fn;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::Layer;
 
@@ -162,17 +167,31 @@ mod pipeline {
     /// Kept alive for the process's life: dropping it shuts the pipeline down.
     static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
 
-    /// Discards what it is given: the cost measured is the instrumentation's.
+    /// Spans the exporter was given, to show that tracing was on.
+    static EXPORTED: AtomicU64 = AtomicU64::new(0);
+
+    /// Counts and discards what it is given: the cost measured is the instrumentation's.
     #[derive(Debug)]
     struct Discard;
 
     impl SpanExporter for Discard {
         fn export(
             &self,
-            _batch: Vec<SpanData>,
+            batch: Vec<SpanData>,
         ) -> impl std::future::Future<Output = OTelSdkResult> + Send {
+            EXPORTED.fetch_add(batch.len() as u64, Ordering::Relaxed);
             std::future::ready(Ok(()))
         }
+    }
+
+    /// Exports what is pending; the spans exported so far.
+    pub(crate) fn exported() -> u64 {
+        if let Some(provider) = PROVIDER.get() {
+            if let Err(e) = provider.force_flush() {
+                eprintln!("flushing the spans: {e}");
+            }
+        }
+        EXPORTED.load(Ordering::Relaxed)
     }
 
     /// Installs the global tracing subscriber: spans, while [`publishing`] says so, go to
@@ -183,9 +202,17 @@ mod pipeline {
                 .with_batch_exporter(Discard)
                 .build()
         });
+        // What a service that traces every message would configure: no source locations,
+        // thread names or busy/idle times on every span.
         let layer = tracing_opentelemetry::layer()
+            .with_location(false)
+            .with_threads(false)
+            .with_tracked_inactivity(false)
+            .with_level(false)
+            .with_target(false)
             .with_tracer(provider.tracer("pubsub-bench"))
-            .with_filter(filter_fn(|_| ON.load(Ordering::Relaxed)));
+            // Asked span by span (a plain `filter_fn` is asked once per callsite and cached).
+            .with_filter(dynamic_filter_fn(|_, _| ON.load(Ordering::Relaxed)));
         tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))
             .context("a tracing subscriber is installed already")
     }
@@ -197,7 +224,7 @@ mod pipeline {
 }
 
 #[cfg(feature = "otel")]
-pub(crate) use pipeline::{install, publishing};
+pub(crate) use pipeline::{exported, install, publishing};
 
 /// Without the `otel` feature there is nothing to install.
 #[cfg(not(feature = "otel"))]
@@ -208,3 +235,9 @@ pub(crate) fn install() -> Result<()> {
 /// Without the `otel` feature: nothing to turn on.
 #[cfg(not(feature = "otel"))]
 pub(crate) fn publishing(_on: bool) {}
+
+/// Without the `otel` feature: no span.
+#[cfg(not(feature = "otel"))]
+pub(crate) fn exported() -> u64 {
+    0
+}

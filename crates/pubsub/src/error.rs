@@ -184,6 +184,13 @@ mod tests {
                     .to_owned(),
             ),
             (Error::Stopped, "the bus is stopped".to_owned()),
+            (
+                Error::MetricsEndpoint {
+                    address: std::net::SocketAddr::from(([127, 0, 0, 1], 9464)),
+                    source: std::io::Error::new(std::io::ErrorKind::AddrInUse, "address in use"),
+                },
+                "cannot serve metrics on 127.0.0.1:9464: address in use".to_owned(),
+            ),
         ];
         for (error, expected) in cases {
             assert_eq!(chain(&error), expected);
