@@ -38,6 +38,8 @@ OPTIONS:
 
 ENVIRONMENT:
     AMQP_URL              the broker (default amqp://guest:guest@localhost:5672/%2f)
+    PUBSUB_BENCH_TRACE_RATIO
+                          with --tracing: the share of traces sampled, 0 to 1 (default 1)
 
 OUTPUT:
     stdout: the results table, one JSON line per end-to-end configuration

@@ -14,6 +14,22 @@ use crate::report::{self, Stat};
 /// Set for the consumer process of a traced run: it installs the tracing pipeline.
 pub(crate) const CHILD_ENV: &str = "PUBSUB_BENCH_TRACING";
 
+/// The share of traces sampled (a `ParentBased` ratio sampler: the publisher decides, the
+/// consumer follows), 1 by default: every event traced.
+pub(crate) const RATIO_ENV: &str = "PUBSUB_BENCH_TRACE_RATIO";
+
+/// The sampling ratio asked for in [`RATIO_ENV`], else 1.
+fn ratio() -> Result<f64> {
+    match std::env::var(RATIO_ENV) {
+        Ok(text) => text
+            .parse::<f64>()
+            .ok()
+            .filter(|r| (0.0..=1.0).contains(r))
+            .with_context(|| format!("{RATIO_ENV} is a ratio from 0 to 1, not {text:?}")),
+        Err(_) => Ok(1.0),
+    }
+}
+
 /// Runs the comparison and prints its table, its JSON line and the ratio.
 pub(crate) fn run(options: &Options) -> Result<()> {
     if !cfg!(feature = "otel") {
@@ -35,7 +51,8 @@ pub(crate) fn run(options: &Options) -> Result<()> {
         .round()
         .max(30.0) as u64;
     let rounds = options.rounds();
-    println!("# pubsub-bench --tracing: {LIB_DEFAULT}, tracing off and on");
+    let sampled = ratio()?;
+    println!("# pubsub-bench --tracing: {LIB_DEFAULT}, tracing off and on (sampling {sampled})");
     let mut offs: Vec<Run> = Vec::new();
     let mut ons: Vec<Run> = Vec::new();
     for round in 1..=rounds {
@@ -118,7 +135,7 @@ pub(crate) fn run(options: &Options) -> Result<()> {
                 "1.00x".to_owned(),
             ),
             row(
-                "on (a producer and a consumer span per event, exported in batches)",
+                &format!("on (a producer and a consumer span per event, {sampled} of traces sampled, exported in batches)"),
                 on_rate,
                 &ons,
                 format!("{:.2}x [{:.2}-{:.2}]", ratio.median, ratio.min, ratio.max),
@@ -136,6 +153,7 @@ pub(crate) fn run(options: &Options) -> Result<()> {
                 "off_msgs_per_s": off_rate.median,
                 "on_msgs_per_s": on_rate.median,
                 "ratio": report::round(ratio.median, 3),
+                "sampling": sampled,
             })
         )
     );
@@ -156,7 +174,7 @@ mod pipeline {
     use anyhow::{Context, Result};
     use opentelemetry::trace::TracerProvider as _;
     use opentelemetry_sdk::error::OTelSdkResult;
-    use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+    use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter};
     use tracing_subscriber::filter::dynamic_filter_fn;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::Layer;
@@ -197,8 +215,12 @@ mod pipeline {
     /// Installs the global tracing subscriber: spans, while [`publishing`] says so, go to
     /// OpenTelemetry's batch span processor.
     pub(crate) fn install() -> Result<()> {
+        let sampled = super::ratio()?;
         let provider = PROVIDER.get_or_init(|| {
             SdkTracerProvider::builder()
+                .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+                    sampled,
+                ))))
                 .with_batch_exporter(Discard)
                 .build()
         });
