@@ -205,3 +205,38 @@ fn a_publish_outside_any_span_starts_a_trace() {
     assert_eq!(process.parent_span_id, publish.span_context.span_id());
     bus.teardown().unwrap();
 }
+
+#[test]
+fn a_failed_handler_marks_its_span_as_an_error() {
+    exporter();
+    let Some(fixture) = Bus::new("otel-error") else {
+        return;
+    };
+    let mut bus = service(&fixture, "failing");
+    let (tx, rx) = crossbeam_channel::unbounded::<Metadata>();
+    bus.subscribe(
+        "order.created",
+        handler_fn("refuse", move |_, meta| {
+            tx.send(meta.clone()).unwrap();
+            Err(pubsub::Permanent::new("refused").into())
+        }),
+    )
+    .unwrap();
+    bus.start().unwrap();
+    bus.publish(event("order", "created", 1)).unwrap();
+    let meta = rx.recv_timeout(WAIT).unwrap();
+    let traceparent = meta.header("traceparent").and_then(|v| v.as_str()).unwrap();
+    let trace = TraceId::from_hex(traceparent.split('-').nth(1).unwrap()).unwrap();
+    let spans = spans_of(trace, 2);
+    let process = named(&spans, "order.created process");
+    assert!(
+        matches!(process.status, opentelemetry::trace::Status::Error { .. }),
+        "{:?}",
+        process.status
+    );
+    assert_eq!(
+        named(&spans, "order.created publish").status,
+        opentelemetry::trace::Status::Unset
+    );
+    bus.teardown().unwrap();
+}
