@@ -150,3 +150,24 @@ fn metrics_are_off_by_default() {
     assert_eq!(bus.metrics(), None);
     assert_eq!(bus.metrics_address(), None);
 }
+
+#[test]
+fn an_endpoint_that_cannot_listen_fails_the_start() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap();
+    let mut bus = EventBus::builder("busy-port")
+        .in_process()
+        .metrics_endpoint(address)
+        .build()
+        .unwrap();
+    bus.subscribe("order.*", handler_fn("ship", |_, _| Ok(())))
+        .unwrap();
+    match bus.start() {
+        Err(pubsub::Error::MetricsEndpoint { address: a, .. }) => assert_eq!(a, address),
+        other => panic!("{other:?}"),
+    }
+    // Nothing is left running.
+    assert!(!bus.is_running());
+    let refused = bus.publish(event("order", "created", 1)).unwrap_err();
+    assert!(matches!(refused.error(), pubsub::Error::Stopped));
+}
