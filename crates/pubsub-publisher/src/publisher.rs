@@ -352,7 +352,7 @@ impl EventPublisher {
     fn run(&mut self, events: &[Event], options: Options<'_>) -> Vec<Option<Result<()>>> {
         // The producer spans end when the run does: once the broker answered.
         #[cfg(feature = "otel")]
-        let traced = crate::trace::producers(&self.exchange, events, |i| options.get(i).clone());
+        let traced = crate::trace::producers(&self.exchange, events, |i| options.get(i));
         #[cfg(feature = "otel")]
         let options = match &traced {
             Some((_spans, each)) => Options::Each(each),

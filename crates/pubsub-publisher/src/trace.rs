@@ -36,15 +36,19 @@ pub fn context_of(span: &tracing::Span) -> Option<TraceContext> {
 /// The producer spans of the events whose options carry no trace context, and every event's
 /// options with the context to send; `None` when there is nothing to trace (no tracing, or
 /// every event's context set by the caller). The spans end when dropped: after the confirms.
-pub(crate) fn producers(
+pub(crate) fn producers<'a>(
     exchange: &str,
     events: &[Event],
-    options: impl Fn(usize) -> PublishOptions,
+    options: impl Fn(usize) -> &'a PublishOptions,
 ) -> Option<(Vec<tracing::Span>, Vec<PublishOptions>)> {
+    // Options that all carry a context (the bus's requests) need no copy.
+    if (0..events.len()).all(|i| options(i).trace.is_some()) {
+        return None;
+    }
     let mut spans = Vec::new();
     let mut each = Vec::with_capacity(events.len());
     for (i, event) in events.iter().enumerate() {
-        let mut o = options(i);
+        let mut o = options(i).clone();
         if o.trace.is_none() {
             let span = producer_span(exchange, event);
             if span.is_disabled() {
@@ -56,5 +60,5 @@ pub(crate) fn producers(
         }
         each.push(o);
     }
-    (!spans.is_empty()).then_some((spans, each))
+    Some((spans, each))
 }
