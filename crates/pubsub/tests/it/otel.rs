@@ -240,3 +240,44 @@ fn a_failed_handler_marks_its_span_as_an_error() {
     );
     bus.teardown().unwrap();
 }
+
+#[test]
+fn an_event_publisher_on_its_own_traces_under_the_current_span() {
+    exporter();
+    let Some(fixture) = Bus::new("otel-publisher") else {
+        return;
+    };
+    let mut bus = service(&fixture, "direct");
+    let (tx, rx) = crossbeam_channel::unbounded::<Metadata>();
+    bus.subscribe(
+        "order.*",
+        handler_fn("see", move |_, meta| {
+            tx.send(meta.clone()).unwrap();
+            Ok(())
+        }),
+    )
+    .unwrap();
+    bus.start().unwrap();
+    let mut publisher =
+        pubsub::publisher::EventPublisher::new(fixture.connection(), fixture.exchange()).unwrap();
+    let root = tracing::info_span!("batch");
+    let trace = root.context().span().span_context().trace_id();
+    root.in_scope(|| {
+        let outcomes =
+            publisher.publish_all(&[event("order", "created", 1), event("order", "paid", 2)]);
+        assert!(outcomes.iter().all(Result::is_ok));
+    });
+    drop(root);
+    rx.recv_timeout(WAIT).unwrap();
+    rx.recv_timeout(WAIT).unwrap();
+    let spans = spans_of(trace, 5);
+    let batch = named(&spans, "batch");
+    for key in ["order.created", "order.paid"] {
+        let publish = named(&spans, &format!("{key} publish"));
+        let process = named(&spans, &format!("{key} process"));
+        assert_eq!(publish.parent_span_id, batch.span_context.span_id());
+        assert_eq!(process.parent_span_id, publish.span_context.span_id());
+    }
+    publisher.close().unwrap();
+    bus.teardown().unwrap();
+}
