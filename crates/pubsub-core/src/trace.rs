@@ -22,6 +22,16 @@ pub struct TraceContext {
     pub tracestate: Option<String>,
 }
 
+impl TraceContext {
+    /// A trace context read from headers, as received (an empty `tracestate` is none).
+    pub fn from_headers(traceparent: &str, tracestate: Option<&str>) -> TraceContext {
+        TraceContext {
+            traceparent: traceparent.to_owned(),
+            tracestate: tracestate.filter(|s| !s.is_empty()).map(str::to_owned),
+        }
+    }
+}
+
 #[cfg(feature = "otel")]
 mod otel {
     use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
@@ -65,14 +75,6 @@ mod otel {
             let mut headers = TraceContext::default();
             TraceContextPropagator::new().inject_context(cx, &mut headers);
             (!headers.traceparent.is_empty()).then_some(headers)
-        }
-
-        /// A trace context read from headers, as received.
-        pub fn from_headers(traceparent: &str, tracestate: Option<&str>) -> TraceContext {
-            TraceContext {
-                traceparent: traceparent.to_owned(),
-                tracestate: tracestate.filter(|s| !s.is_empty()).map(str::to_owned),
-            }
         }
 
         /// The remote parent this context names, to continue the trace from; `None` when the

@@ -2,7 +2,7 @@
 //! on one thread of its own, one short connection at a time.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -136,7 +136,7 @@ impl Endpoint {
         };
         self.stopping.store(true, Ordering::SeqCst);
         // Wakes the blocking accept; the thread sees `stopping` and ends.
-        if let Err(e) = TcpStream::connect_timeout(&self.address, CLIENT_TIMEOUT) {
+        if let Err(e) = TcpStream::connect_timeout(&wake_address(self.address), CLIENT_TIMEOUT) {
             log::warn!("cannot wake the metrics endpoint on {}: {e}", self.address);
         }
         if thread.join().is_err() {
@@ -149,6 +149,17 @@ impl Drop for Endpoint {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// Where to connect to reach a listener on `address`: its loopback when it listens on every
+/// interface (`0.0.0.0`, `::`).
+pub(crate) fn wake_address(address: SocketAddr) -> SocketAddr {
+    let ip = match address.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, address.port())
 }
 
 fn serve(listener: &TcpListener, stopping: &AtomicBool, render: &dyn Fn() -> String) {

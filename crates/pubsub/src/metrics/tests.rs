@@ -3,7 +3,7 @@ use std::time::Duration;
 use pubsub_publisher::PublisherStats;
 use pubsub_subscriber::SubscriberStats;
 
-use super::endpoint::{response, route, Route};
+use super::endpoint::{response, route, wake_address, Route};
 use super::*;
 
 #[test]
@@ -184,4 +184,16 @@ fn responses_carry_their_length() {
     assert!(text(Route::NotFound).starts_with("HTTP/1.1 404 Not Found\r\n"));
     assert!(text(Route::MethodNotAllowed).starts_with("HTTP/1.1 405 "));
     assert!(text(Route::BadRequest).starts_with("HTTP/1.1 400 "));
+}
+
+#[test]
+fn a_listener_on_every_interface_is_woken_on_its_loopback() {
+    let check = |listening: &str, expected: &str| {
+        let listening: std::net::SocketAddr = listening.parse().unwrap();
+        assert_eq!(wake_address(listening), expected.parse().unwrap());
+    };
+    check("0.0.0.0:9464", "127.0.0.1:9464");
+    check("[::]:9464", "[::1]:9464");
+    check("127.0.0.1:9464", "127.0.0.1:9464");
+    check("10.1.2.3:80", "10.1.2.3:80");
 }
