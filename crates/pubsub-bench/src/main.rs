@@ -70,6 +70,7 @@ mod sides;
 mod store;
 mod suite;
 mod targets;
+mod traced;
 mod workload;
 
 use std::process::ExitCode;
@@ -106,6 +107,8 @@ fn run() -> Result<()> {
                 let mut admin = admin::Admin::open(&config)?;
                 store::run(&mut admin, &options)?;
                 admin.close()
+            } else if options.tracing {
+                traced::run(&options)
             } else {
                 suite::run_all(&config, &options)
             }

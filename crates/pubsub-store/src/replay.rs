@@ -116,7 +116,7 @@ pub fn replay(
             .map(|s| PublishOptions {
                 correlation_id: s.correlation_id.clone(),
                 causation_id: s.causation_id.clone(),
-                event_type: None,
+                ..PublishOptions::default()
             })
             .collect();
         for outcome in publisher.publish_each(&events, &opts) {
