@@ -12,7 +12,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use pubsub_core::{handler_fn, Event, Metadata};
 use pubsub_publisher::EventPublisher;
 use pubsub_registry::HandlerRegistry;
-use pubsub_store::{Database, EventRow, EventStore, Recorder};
+use pubsub_store::{Database, EventRow, EventStore, RecordOptions, Recorder};
 use pubsub_subscriber::EventSubscriber;
 use serde_json::json;
 
@@ -79,8 +79,9 @@ fn run_db(kind: Kind, postgres: Option<&str>) -> Result<Option<RunDb>> {
     }
 }
 
-/// One run: a subscriber (prefetch 200: commit batches of 100) with a trivial handler on
-/// `#`, and with the store as its sink unless `kind` is `None`; `n` events published with
+/// One run: a subscriber with a trivial handler on `#`, at the library's defaults (prefetch
+/// 100) without a store, or with the store as its sink at the store's defaults
+/// ([`RecordOptions`]: prefetch 1,000, commit batches of 500); `n` events published with
 /// `publish_all` in batches of 1,000. Returns events per second from the first publish
 /// until the last event was handled (no store) or committed (a store).
 fn run_once(admin: &mut Admin, kind: Kind, n: u64, postgres: Option<&str>) -> Result<f64> {
@@ -99,13 +100,14 @@ fn run_once(admin: &mut Admin, kind: Kind, n: u64, postgres: Option<&str>) -> Re
         )?;
         let mut builder =
             EventSubscriber::builder(open(admin.config())?, &names.queue, Arc::new(registry))
-                .exchange(&names.exchange)
-                .prefetch(200);
+                .exchange(&names.exchange);
         let mut stored = None;
         if let Some(db) = &db {
             let recorder = Recorder::new(&db.database)?;
             stored = Some(recorder.stored());
-            builder = builder.sink(recorder);
+            builder = builder
+                .sink(recorder)
+                .prefetch(RecordOptions::default().prefetch);
         }
         let mut subscriber = builder.build()?;
         subscriber.setup()?;

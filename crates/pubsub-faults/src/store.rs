@@ -5,7 +5,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
-use pubsub_store::{Database, EventQuery, EventStore, Recorder};
+use pubsub_store::{Database, EventQuery, EventStore, RecordOptions, Recorder};
 
 use crate::harness::{wait_for, wait_progress, Flow, Line};
 use crate::scenarios::{run_with_faults, Ctx};
@@ -60,7 +60,7 @@ pub(crate) fn postgres_restart(ctx: &Ctx) -> Result<Line> {
         &ctx.broker,
         "store",
         |_| {},
-        |b| b.prefetch(200).sink(recorder),
+        |b| b.prefetch(RecordOptions::default().prefetch).sink(recorder),
     )?;
     let outcome = run_with_faults(&mut line, &flow, &ctx.broker, n, 1_000, |progress| {
         wait_progress(progress, n * 3 / 10);

@@ -110,7 +110,8 @@ pub struct RecordOptions {
     pub exchange: String,
     /// What it binds (`#`: everything).
     pub pattern: String,
-    /// Its prefetch; the commit batch is half of it (200: batches of 100).
+    /// Its prefetch; the commit batch is half of it (1,000: batches of up to 500, smaller
+    /// when the queue goes quiet). A commit costs about the same for 50 rows as for 500.
     pub prefetch: u16,
 }
 
@@ -120,7 +121,7 @@ impl Default for RecordOptions {
             queue: DEFAULT_STORE_QUEUE.to_owned(),
             exchange: "events".to_owned(),
             pattern: "#".to_owned(),
-            prefetch: 200,
+            prefetch: 1_000,
         }
     }
 }

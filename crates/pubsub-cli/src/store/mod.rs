@@ -64,7 +64,7 @@ pub struct RunArgs {
     #[arg(long, default_value = "#")]
     pub pattern: String,
     /// How many deliveries the broker sends ahead; commits are batches of half of it.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 1000)]
     pub prefetch: u16,
 }
 
