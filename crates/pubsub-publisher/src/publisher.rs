@@ -1,5 +1,6 @@
 //! [`EventPublisher`]: confirmed publishing with pipelined batches and reconnection.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -43,6 +44,14 @@ pub struct PublishOptions {
     pub causation_id: Option<String>,
     /// The event's type (the [`EVENT_TYPE_HEADER`](pubsub_core::EVENT_TYPE_HEADER) header).
     pub event_type: Option<EventType>,
+    /// The routing key to publish with instead of the event's own (`domain.action`): a key
+    /// of another convention, as seed 003's tasks on a direct exchange
+    /// (`routing.task.<action>.<entity>`). The message's `type` stays the event's key.
+    pub routing_key: Option<String>,
+    /// Headers of string values to add, as a seed's consumers expect them (seed 003's
+    /// `producer_app` and `correlation_id`). They cannot replace the headers the publisher
+    /// writes itself (causation id, event type).
+    pub headers: BTreeMap<String, String>,
 }
 
 impl PublishOptions {
@@ -424,6 +433,7 @@ impl EventPublisher {
         let window = self.settings.confirm_window;
         let mut batch = Batch {
             events,
+            options,
             outcomes,
             exchange: &self.exchange,
             settings: &self.settings,
@@ -438,10 +448,11 @@ impl EventPublisher {
             self.settings
                 .envelope
                 .write_to(event, source, &mut self.body);
-            let properties = properties(event, &self.settings, options.get(i));
+            let options = options.get(i);
+            let properties = properties(event, &self.settings, options);
             session.channel.publish(
                 &self.exchange,
-                event.routing_key(),
+                routing_key(event, options),
                 &self.body,
                 &properties,
                 mandatory,
@@ -497,6 +508,8 @@ impl Options<'_> {
             correlation_id: None,
             causation_id: None,
             event_type: None,
+            routing_key: None,
+            headers: BTreeMap::new(),
         };
         match self {
             Options::Same(options) => options,
@@ -517,6 +530,7 @@ enum Settle {
 /// One attempt's events and their outcomes, as the confirms settle them.
 struct Batch<'a> {
     events: &'a [Event],
+    options: Options<'a>,
     outcomes: &'a mut [Option<Result<()>>],
     exchange: &'a str,
     settings: &'a Settings,
@@ -576,9 +590,12 @@ impl Batch<'_> {
             self.outcomes[settled.token] = Some(match settled.outcome {
                 ConfirmOutcome::Confirmed => Ok(()),
                 ConfirmOutcome::Nacked => Err(Error::Nacked),
-                ConfirmOutcome::Returned { .. } => {
-                    unroutable(event, self.exchange, self.settings.unroutable)
-                }
+                ConfirmOutcome::Returned { .. } => unroutable(
+                    event,
+                    routing_key(event, self.options.get(settled.token)),
+                    self.exchange,
+                    self.settings.unroutable,
+                ),
             });
         }
         Ok(())
@@ -641,9 +658,21 @@ fn properties(event: &Event, settings: &Settings, options: &PublishOptions) -> P
     }
 }
 
-/// The headers `options` ask for: the causation id and the event type, when set.
+/// The routing key `event` is published with: the one `options` give, else its own.
+fn routing_key<'a>(event: &'a Event, options: &'a PublishOptions) -> &'a str {
+    options
+        .routing_key
+        .as_deref()
+        .unwrap_or(event.routing_key())
+}
+
+/// The headers `options` ask for: their string headers, then the causation id and the event
+/// type, when set.
 fn headers(options: &PublishOptions) -> Headers {
     let mut headers = Headers::new();
+    for (name, value) in &options.headers {
+        headers.insert(name.clone(), value.as_str().into());
+    }
     if let Some(causation) = &options.causation_id {
         headers.insert(CAUSATION_ID_HEADER.to_owned(), causation.as_str().into());
     }
@@ -653,16 +682,15 @@ fn headers(options: &PublishOptions) -> Headers {
     headers
 }
 
-fn unroutable(event: &Event, exchange: &str, policy: Unroutable) -> Result<()> {
+fn unroutable(event: &Event, routing_key: &str, exchange: &str, policy: Unroutable) -> Result<()> {
     match policy {
         Unroutable::Error => Err(Error::Unroutable {
             exchange: exchange.to_owned(),
-            routing_key: event.routing_key().to_owned(),
+            routing_key: routing_key.to_owned(),
         }),
         Unroutable::Warn | Unroutable::Ignore => {
             log::warn!(
-                "{event} reached no queue: nothing is bound to exchange `{exchange}` for `{}`",
-                event.routing_key()
+                "{event} reached no queue: nothing is bound to exchange `{exchange}` for `{routing_key}`"
             );
             Ok(())
         }
@@ -691,4 +719,33 @@ fn given_back(
             _ => Ok(()),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use pubsub_core::serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn options_choose_the_routing_key_and_add_headers() {
+        let event = Event::new("task", "send-report", json!({})).unwrap();
+        let plain = PublishOptions::default();
+        assert_eq!(routing_key(&event, &plain), "task.send-report");
+        assert!(headers(&plain).is_empty());
+        let routed = PublishOptions {
+            routing_key: Some("routing.task.send.report".to_owned()),
+            headers: BTreeMap::from([
+                ("producer_app".to_owned(), "billing".to_owned()),
+                (CAUSATION_ID_HEADER.to_owned(), "forged".to_owned()),
+            ]),
+            causation_id: Some("cause".to_owned()),
+            ..PublishOptions::default()
+        };
+        assert_eq!(routing_key(&event, &routed), "routing.task.send.report");
+        let written = headers(&routed);
+        assert_eq!(written["producer_app"].as_str(), Some("billing"));
+        // The publisher's own headers win over the caller's.
+        assert_eq!(written[CAUSATION_ID_HEADER].as_str(), Some("cause"));
+    }
 }
