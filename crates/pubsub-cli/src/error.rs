@@ -88,6 +88,14 @@ pub enum Error {
     PutBack(pubsub_amqp::Error),
     /// The answer to a prompt could not be read.
     Answer(io::Error),
+    /// A task could not be submitted, or the task store failed. Its message is the task
+    /// queue's.
+    Tasks(pubsub_tasks::Error),
+    /// `task status`: the task store has no task with this id.
+    NoSuchTask {
+        /// The id asked for.
+        id: uuid::Uuid,
+    },
     /// Writing the output failed (e.g. a closed pipe, see [`Error::is_broken_pipe`]). Its
     /// message is the I/O error's.
     Io(io::Error),
@@ -171,6 +179,8 @@ impl fmt::Display for Error {
                 f.write_str("putting the messages back (the broker requeues them anyway)")
             }
             Error::Answer(_) => f.write_str("cannot read the answer"),
+            Error::Tasks(e) => fmt::Display::fmt(e, f),
+            Error::NoSuchTask { id } => write!(f, "no task `{id}` in the task store"),
             Error::Io(e) => fmt::Display::fmt(e, f),
         }
     }
@@ -184,6 +194,7 @@ impl std::error::Error for Error {
             Error::Amqp(e) => std::error::Error::source(e),
             Error::Publisher(e) => std::error::Error::source(e),
             Error::Io(e) => std::error::Error::source(e),
+            Error::Tasks(e) => std::error::Error::source(e),
             Error::CannotPublish { source, .. } => Some(&**source),
             Error::PutBack(e) => Some(e),
             Error::Answer(e) => Some(e),
@@ -193,7 +204,8 @@ impl std::error::Error for Error {
             | Error::NoSuchMessage { .. }
             | Error::ReplayIncomplete { .. }
             | Error::PurgeCancelled { .. }
-            | Error::TailCancelled { .. } => None,
+            | Error::TailCancelled { .. }
+            | Error::NoSuchTask { .. } => None,
         }
     }
 }

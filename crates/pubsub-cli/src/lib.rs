@@ -17,6 +17,8 @@
 //!   once its copy is confirmed), [`purge`](dlq::Dlq::purge); [`dlq::DeadLetter`] reads the
 //!   headers `pubsub-subscriber` writes (and RabbitMQ's `x-death`) through the subscriber's
 //!   own header contract (`pubsub_subscriber::headers`).
+//! - [`task`]: `task submit` through `pubsub-tasks`' `TaskQueue`, `task status` and
+//!   `task list` from the task store (`pubsub-store`, `--database` / `DATABASE_URL`).
 //! - [`Error`]: why a command failed, one variant per kind of failure.
 //!
 //! Each command keeps its arguments, its running and its printing together: `publish`,
@@ -55,6 +57,7 @@ mod format;
 mod progress;
 pub mod publish;
 pub mod tail;
+pub mod task;
 
 pub use crate::app::run;
 pub use crate::connect::{amqp_config, connect};
