@@ -89,6 +89,50 @@ pub fn reachable(config: &AmqpConfig) -> bool {
         .unwrap_or(false)
 }
 
+/// The environment variable that names the PostgreSQL database under test.
+pub const TEST_DATABASE_URL_ENV: &str = "PUBSUB_TEST_DATABASE_URL";
+
+/// The PostgreSQL database under test: `PUBSUB_TEST_DATABASE_URL`, or the local server's
+/// `test` database (`postgres://postgres@127.0.0.1:5432/test`, trust auth).
+///
+/// Returns `None` when it does not accept connections and `CI` is not `true`, after printing
+/// why the test is skipped.
+///
+/// # Panics
+///
+/// When the database does not answer and `CI=true`: in CI a database test never skips
+/// silently.
+pub fn postgres_url() -> Option<String> {
+    let url = std::env::var(TEST_DATABASE_URL_ENV)
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    // `scheme://user:password@host:port/db?...`: the host and port, for a TCP check.
+    let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse().unwrap_or(5432)),
+        None => (authority, 5432),
+    };
+    let host = if host.is_empty() { "localhost" } else { host };
+    let up = (host, port)
+        .to_socket_addrs()
+        .map(|mut addrs| {
+            addrs.any(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok())
+        })
+        .unwrap_or(false);
+    if up {
+        return Some(url);
+    }
+    let message = format!(
+        "PostgreSQL is not reachable at {host}:{port} (start it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`)"
+    );
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("{message}; under CI=true database tests fail instead of skipping");
+    }
+    eprintln!("skipping: {message}");
+    None
+}
+
 /// A name for an exchange or queue that no other test (or test run) uses:
 /// `test.<prefix>.<random>`.
 pub fn unique(prefix: &str) -> String {

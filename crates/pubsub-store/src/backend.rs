@@ -1,0 +1,115 @@
+//! [`Backend`]: what a database must do for the stores; SQLite and PostgreSQL implement it.
+
+use uuid::Uuid;
+
+use crate::error::Result;
+use crate::model::{
+    EventQuery, EventRow, NewTask, StoredEvent, TaskChange, TaskFilter, TaskRecord,
+};
+
+/// The version of the store's schema this build creates and reads. Opening a database
+/// migrates an older schema up to it, and refuses a newer one.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// One connection to a store's database: the statements the [`EventStore`](crate::EventStore)
+/// and the [`TaskStore`](crate::TaskStore) need, in one backend's SQL.
+///
+/// A backend creates and migrates its schema when it is opened. It is `Send` but holds one
+/// connection: use it from one thread at a time.
+pub trait Backend: Send {
+    /// The database, for messages (without a password).
+    fn describe(&self) -> String;
+
+    /// Stores `rows` in one transaction; an event id already stored is skipped. Returns how
+    /// many rows were new.
+    ///
+    /// # Errors
+    ///
+    /// The transaction failed: nothing of it is stored.
+    fn append_events(&mut self, rows: &[EventRow]) -> Result<usize>;
+
+    /// Calls `each` with the events the database selects for `query` (every criterion but
+    /// the routing pattern, which the caller checks), in the query's order, until `each`
+    /// returns `false`.
+    ///
+    /// # Errors
+    ///
+    /// The query failed, or a row cannot be read back.
+    fn query_events(
+        &mut self,
+        query: &EventQuery,
+        each: &mut dyn FnMut(StoredEvent) -> bool,
+    ) -> Result<()>;
+
+    /// How many events are stored.
+    ///
+    /// # Errors
+    ///
+    /// The query failed.
+    fn count_events(&mut self) -> Result<u64>;
+
+    /// Inserts a received task as `PENDING` unless its id is stored; returns its record.
+    ///
+    /// # Errors
+    ///
+    /// The statement failed.
+    fn receive_task(&mut self, task: &NewTask<'_>) -> Result<TaskRecord>;
+
+    /// Applies `change` to a task's record; returns the new record, or `None` if the task is
+    /// not stored.
+    ///
+    /// # Errors
+    ///
+    /// The statement failed.
+    fn change_task(&mut self, task_id: Uuid, change: TaskChange<'_>) -> Result<Option<TaskRecord>>;
+
+    /// A task's record.
+    ///
+    /// # Errors
+    ///
+    /// The query failed.
+    fn task(&mut self, task_id: Uuid) -> Result<Option<TaskRecord>>;
+
+    /// The records `filter` selects, newest first.
+    ///
+    /// # Errors
+    ///
+    /// The query failed.
+    fn tasks(&mut self, filter: &TaskFilter) -> Result<Vec<TaskRecord>>;
+}
+
+/// Opens the backend of `database`, its schema created or migrated.
+pub(crate) fn open(database: &crate::Database) -> Result<Box<dyn Backend>> {
+    match &database.kind {
+        crate::database::Kind::Sqlite(target) => {
+            Ok(Box::new(crate::sqlite::Sqlite::open(target, database)?))
+        }
+        crate::database::Kind::Postgres { config, schema } => Ok(Box::new(
+            crate::postgres::Postgres::open(config, schema.as_deref(), database)?,
+        )),
+    }
+}
+
+/// What to do with a database whose schema is at `found`: migrate from it, nothing, or
+/// refuse.
+pub(crate) fn migrations_from(found: i64) -> Result<std::ops::RangeInclusive<i64>> {
+    if found > SCHEMA_VERSION {
+        return Err(crate::Error::SchemaTooNew {
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    Ok(found + 1..=SCHEMA_VERSION)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn which_migrations_run() {
+        assert_eq!(migrations_from(0).unwrap(), 1..=SCHEMA_VERSION);
+        assert!(migrations_from(SCHEMA_VERSION).unwrap().is_empty());
+        assert!(migrations_from(SCHEMA_VERSION + 1).is_err());
+    }
+}

@@ -1,0 +1,158 @@
+//! The error type of this crate.
+
+use std::fmt;
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The boxed error of a database driver, kept as the source of an [`Error`].
+pub type DriverError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What went wrong with a store.
+///
+/// The `Display` of a variant says what the store was doing and where; the driver's own
+/// error (SQLite's, PostgreSQL's) is its [`source`](std::error::Error::source), so an error
+/// chain prints each cause once.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The database URL or a store setting is invalid.
+    InvalidConfig {
+        /// What is wrong.
+        message: String,
+    },
+    /// The database could not be reached or opened (down, wrong host, no such file or
+    /// directory, refused credentials).
+    Connect {
+        /// The database, without its password.
+        database: String,
+        /// The driver's error.
+        source: DriverError,
+    },
+    /// A statement failed, or the connection broke while it ran.
+    Query {
+        /// What the store was doing (`storing 50 events`, `reading task ...`).
+        doing: String,
+        /// The driver's error.
+        source: DriverError,
+    },
+    /// The database's schema is newer than this version of the store knows.
+    SchemaTooNew {
+        /// The schema version found.
+        found: i64,
+        /// The newest this version knows.
+        known: i64,
+    },
+    /// A stored row cannot be read back (written by another program, or edited by hand).
+    CorruptRow {
+        /// The row's key.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A task that is not in the store.
+    UnknownTask {
+        /// Its id.
+        task_id: uuid::Uuid,
+    },
+    /// Publishing a replay failed.
+    Publish(pubsub_publisher::Error),
+    /// The store's subscriber failed.
+    Subscribe(pubsub_subscriber::Error),
+}
+
+impl Error {
+    /// Whether the database itself is unreachable or the connection broke: reopening it later
+    /// may succeed.
+    pub fn is_connection(&self) -> bool {
+        match self {
+            Error::Connect { .. } => true,
+            Error::Query { source, .. } => {
+                if let Some(pg) = source.downcast_ref::<postgres::Error>() {
+                    pg.is_closed() || pg.code().is_none()
+                } else {
+                    false
+                }
+            }
+            _ => false,
+        }
+    }
+
+    pub(crate) fn query(doing: impl Into<String>, source: impl Into<DriverError>) -> Error {
+        Error::Query {
+            doing: doing.into(),
+            source: source.into(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidConfig { message } => write!(f, "invalid store settings: {message}"),
+            Error::Connect { database, .. } => write!(f, "cannot open the database {database}"),
+            Error::Query { doing, .. } => write!(f, "database error while {doing}"),
+            Error::SchemaTooNew { found, known } => write!(
+                f,
+                "the database's store schema is version {found}, newer than this program knows ({known}): upgrade it"
+            ),
+            Error::CorruptRow { key, message } => write!(f, "stored row {key} is unreadable: {message}"),
+            Error::UnknownTask { task_id } => write!(f, "no task {task_id} in the store"),
+            Error::Publish(e) => fmt::Display::fmt(e, f),
+            Error::Subscribe(e) => fmt::Display::fmt(e, f),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Connect { source, .. } | Error::Query { source, .. } => Some(source.as_ref()),
+            // Transparent: shown by Display, the chain goes on from their own source.
+            Error::Publish(e) => std::error::Error::source(e),
+            Error::Subscribe(e) => std::error::Error::source(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<pubsub_publisher::Error> for Error {
+    fn from(e: pubsub_publisher::Error) -> Self {
+        Error::Publish(e)
+    }
+}
+
+impl From<pubsub_subscriber::Error> for Error {
+    fn from(e: pubsub_subscriber::Error) -> Self {
+        Error::Subscribe(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pubsub_core::text::error_chain;
+
+    use super::*;
+
+    #[test]
+    fn no_cause_is_printed_twice() {
+        let e = Error::query("storing 2 events", "disk I/O error");
+        assert_eq!(
+            error_chain(&e),
+            "database error while storing 2 events: disk I/O error"
+        );
+        let e = Error::Connect {
+            database: "postgres://app@db:5432/events".into(),
+            source: "connection refused".into(),
+        };
+        assert_eq!(
+            error_chain(&e),
+            "cannot open the database postgres://app@db:5432/events: connection refused"
+        );
+        assert!(e.is_connection());
+        let e = Error::UnknownTask {
+            task_id: uuid::Uuid::nil(),
+        };
+        assert_eq!(error_chain(&e), e.to_string());
+    }
+}

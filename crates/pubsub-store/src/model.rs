@@ -1,0 +1,487 @@
+//! The rows a store keeps: events ([`EventRow`] in, [`StoredEvent`] out, chosen by an
+//! [`EventQuery`]) and tasks ([`NewTask`] in, [`TaskRecord`] out, chosen by a
+//! [`TaskFilter`]).
+
+use std::fmt;
+use std::str::FromStr;
+
+use pubsub_core::{Event, Headers, Metadata};
+use pubsub_registry::Pattern;
+use serde::Serialize;
+use serde_json::Value;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+
+/// One event as it is written: the event's six fields and what the transport knew of it,
+/// with `data` and `headers` already serialized.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    /// The event id (unique in the store: a redelivered event is stored once).
+    pub event_id: Uuid,
+    /// The routing key it was published with (`order.created`, or versioned
+    /// `order.created.v2`).
+    pub routing_key: String,
+    /// Its domain.
+    pub domain: String,
+    /// Its action.
+    pub action: String,
+    /// Its schema version (`1.0`).
+    pub version: String,
+    /// When it happened (the event's timestamp).
+    pub timestamp: OffsetDateTime,
+    /// Its data, as a JSON object's text.
+    pub data: String,
+    /// The flow it belongs to (AMQP `correlation_id`).
+    pub correlation_id: Option<String>,
+    /// The event whose handling caused it.
+    pub causation_id: Option<String>,
+    /// The service that published it (AMQP `app_id`).
+    pub producer: Option<String>,
+    /// Every header of the message, as a JSON object's text.
+    pub headers: String,
+    /// When the store received it.
+    pub received_at: OffsetDateTime,
+}
+
+impl EventRow {
+    /// The row of `event`, delivered with `meta`, received at `received_at`.
+    pub fn new(event: &Event, meta: &Metadata, received_at: OffsetDateTime) -> EventRow {
+        EventRow {
+            event_id: event.event_id(),
+            routing_key: event.routing_key().to_owned(),
+            domain: event.domain().to_owned(),
+            action: event.action().to_owned(),
+            version: event.version().to_owned(),
+            timestamp: event.timestamp(),
+            data: serde_json::to_string(event.data()).unwrap_or_else(|_| "{}".to_owned()),
+            correlation_id: meta.correlation_id().map(str::to_owned),
+            causation_id: meta.causation_id().map(str::to_owned),
+            producer: meta.app_id().map(str::to_owned),
+            headers: serde_json::to_string(meta.headers()).unwrap_or_else(|_| "{}".to_owned()),
+            received_at,
+        }
+    }
+}
+
+/// An event read back from the store, with what the transport knew of it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredEvent {
+    /// The event, as it was published (its six fields).
+    #[serde(flatten, serialize_with = "event_fields")]
+    pub event: Event,
+    /// The routing key it was published with.
+    pub routing_key: String,
+    /// The flow it belongs to.
+    pub correlation_id: Option<String>,
+    /// The event whose handling caused it.
+    pub causation_id: Option<String>,
+    /// The service that published it.
+    pub producer: Option<String>,
+    /// Every header of the message.
+    pub headers: Headers,
+    /// When the store received it.
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+}
+
+fn event_fields<S: serde::Serializer>(event: &Event, s: S) -> std::result::Result<S::Ok, S::Error> {
+    // The event's own wire form: the six fields, as every service reads them.
+    let value: Value = serde_json::from_slice(&pubsub_core::json::to_vec(event))
+        .map_err(serde::ser::Error::custom)?;
+    value.serialize(s)
+}
+
+impl StoredEvent {
+    /// Rebuilds a stored event from its columns.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CorruptRow`] if the columns do not make a valid event.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn from_columns(
+        event_id: Uuid,
+        routing_key: String,
+        version: &str,
+        timestamp: OffsetDateTime,
+        data: Value,
+        correlation_id: Option<String>,
+        causation_id: Option<String>,
+        producer: Option<String>,
+        headers: Value,
+        received_at: OffsetDateTime,
+    ) -> Result<StoredEvent> {
+        let corrupt = |message: String| Error::CorruptRow {
+            key: format!("event {event_id}"),
+            message,
+        };
+        let event = Event::from_routing_key(&routing_key)
+            .data(data)
+            .event_id(event_id)
+            .timestamp(timestamp)
+            .version(version)
+            .build()
+            .map_err(|e| corrupt(e.to_string()))?;
+        let headers: Headers = match headers {
+            Value::Object(map) => map.into_iter().collect(),
+            Value::Null => Headers::new(),
+            other => {
+                return Err(corrupt(format!(
+                    "headers are {}, not an object",
+                    pubsub_core::text::json_type(&other)
+                )))
+            }
+        };
+        Ok(StoredEvent {
+            event,
+            routing_key,
+            correlation_id,
+            causation_id,
+            producer,
+            headers,
+            received_at,
+        })
+    }
+}
+
+/// In which order a query returns events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Order {
+    /// Oldest first (by the event's timestamp, then its id): the order to replay in.
+    #[default]
+    OldestFirst,
+    /// Newest first: the latest events.
+    NewestFirst,
+}
+
+/// Which stored events a query returns; every criterion set must hold.
+///
+/// ```
+/// use pubsub_store::EventQuery;
+///
+/// let query = EventQuery::new().pattern("order.*")?.limit(20);
+/// assert_eq!(query.describe(), "routing key matches `order.*`, at most 20");
+/// # Ok::<(), pubsub_store::Error>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    /// Routing keys matching this pattern (the handlers' semantics: `*` one word, `#` any
+    /// number, glob words).
+    pub pattern: Option<Pattern>,
+    /// Events at or after this time.
+    pub since: Option<OffsetDateTime>,
+    /// Events before this time.
+    pub until: Option<OffsetDateTime>,
+    /// A whole causal chain: events with this correlation id, and the event with this id
+    /// (the chain's first event, whose id the others carry).
+    pub correlation_id: Option<String>,
+    /// One event.
+    pub event_id: Option<Uuid>,
+    /// At most this many.
+    pub limit: Option<usize>,
+    /// In which order.
+    pub order: Order,
+}
+
+impl EventQuery {
+    /// Every event, oldest first.
+    pub fn new() -> EventQuery {
+        EventQuery::default()
+    }
+
+    /// Only routing keys matching `pattern`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] if `pattern` is not a valid pattern.
+    pub fn pattern(mut self, pattern: &str) -> Result<EventQuery> {
+        self.pattern = Some(Pattern::parse(pattern).map_err(|e| Error::InvalidConfig {
+            message: e.to_string(),
+        })?);
+        Ok(self)
+    }
+
+    /// Only events at or after `since`.
+    pub fn since(mut self, since: OffsetDateTime) -> EventQuery {
+        self.since = Some(since);
+        self
+    }
+
+    /// Only events before `until`.
+    pub fn until(mut self, until: OffsetDateTime) -> EventQuery {
+        self.until = Some(until);
+        self
+    }
+
+    /// Only the causal chain of `correlation_id`.
+    pub fn correlation_id(mut self, correlation_id: &str) -> EventQuery {
+        self.correlation_id = Some(correlation_id.to_owned());
+        self
+    }
+
+    /// Only the event `event_id`.
+    pub fn event_id(mut self, event_id: Uuid) -> EventQuery {
+        self.event_id = Some(event_id);
+        self
+    }
+
+    /// At most `limit` events.
+    pub fn limit(mut self, limit: usize) -> EventQuery {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// In `order`.
+    pub fn order(mut self, order: Order) -> EventQuery {
+        self.order = order;
+        self
+    }
+
+    /// Whether `row` passes the criteria the database does not check (the pattern).
+    pub(crate) fn admits(&self, routing_key: &str) -> bool {
+        self.pattern.as_ref().is_none_or(|p| p.matches(routing_key))
+    }
+
+    /// The domain every key the pattern matches has, when its first word is a plain word: the
+    /// database narrows on it, the pattern does the rest.
+    pub(crate) fn literal_domain(&self) -> Option<String> {
+        let pattern = self.pattern.as_ref()?;
+        let first = pattern.as_str().split('.').next()?;
+        let plain = !first.is_empty()
+            && first
+                .chars()
+                .all(|c| !matches!(c, '*' | '#' | '?' | '[' | ']' | '\\'));
+        plain.then(|| first.to_owned())
+    }
+
+    /// The criteria in words, for logs and progress.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(p) = &self.pattern {
+            parts.push(format!("routing key matches `{p}`"));
+        }
+        if let Some(t) = self.since {
+            parts.push(format!("since {t}"));
+        }
+        if let Some(t) = self.until {
+            parts.push(format!("until {t}"));
+        }
+        if let Some(c) = &self.correlation_id {
+            parts.push(format!("correlation id {c}"));
+        }
+        if let Some(id) = self.event_id {
+            parts.push(format!("event {id}"));
+        }
+        if let Some(n) = self.limit {
+            parts.push(format!("at most {n}"));
+        }
+        if parts.is_empty() {
+            "every event".to_owned()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+/// A task as a worker received it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NewTask<'a> {
+    /// Its id (unique: a task delivered twice is one task).
+    pub task_id: Uuid,
+    /// The name of the task function to run.
+    pub task_name: &'a str,
+    /// Its arguments.
+    pub payload: &'a Value,
+    /// The routing key it was submitted with.
+    pub routing_key: &'a str,
+    /// The flow it belongs to.
+    pub correlation_id: Option<&'a str>,
+    /// The service that submitted it.
+    pub producer: Option<&'a str>,
+}
+
+/// Where a task is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TaskStatus {
+    /// Received, not running (first, or waiting for a retry).
+    Pending,
+    /// A worker runs it.
+    Running,
+    /// Done, with a result.
+    Completed,
+    /// Failed for good, with the error.
+    Failed,
+}
+
+impl TaskStatus {
+    /// Every status.
+    pub const ALL: [TaskStatus; 4] = [
+        TaskStatus::Pending,
+        TaskStatus::Running,
+        TaskStatus::Completed,
+        TaskStatus::Failed,
+    ];
+
+    /// `PENDING`, `RUNNING`, `COMPLETED` or `FAILED`: the stored word (the seed's).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Pending => "PENDING",
+            TaskStatus::Running => "RUNNING",
+            TaskStatus::Completed => "COMPLETED",
+            TaskStatus::Failed => "FAILED",
+        }
+    }
+}
+
+impl fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TaskStatus {
+    type Err = Error;
+
+    /// Any case: `failed`, `FAILED`.
+    fn from_str(s: &str) -> Result<Self> {
+        TaskStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| Error::InvalidConfig {
+                message: format!(
+                    "unknown task status `{}` (pending, running, completed or failed)",
+                    pubsub_core::text::quote(s)
+                ),
+            })
+    }
+}
+
+/// A task's record in the store.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskRecord {
+    /// Its id.
+    pub task_id: Uuid,
+    /// The task function's name.
+    pub task_name: String,
+    /// Its arguments.
+    pub payload: Value,
+    /// Where it is.
+    pub status: TaskStatus,
+    /// What it returned, once completed.
+    pub result: Option<Value>,
+    /// The error of its latest failed attempt.
+    pub error: Option<String>,
+    /// How many times it was started.
+    pub attempts: u32,
+    /// The routing key it was submitted with.
+    pub routing_key: String,
+    /// The flow it belongs to.
+    pub correlation_id: Option<String>,
+    /// The service that submitted it.
+    pub producer: Option<String>,
+    /// When it was first received.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When its record last changed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// Which task records a listing returns, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskFilter {
+    /// Only tasks in this status.
+    pub status: Option<TaskStatus>,
+    /// Only tasks of this name.
+    pub task_name: Option<String>,
+    /// At most this many.
+    pub limit: Option<usize>,
+}
+
+/// A change of a task's record (see [`TaskStore`](crate::TaskStore)).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TaskChange<'a> {
+    /// A worker starts it: `RUNNING`, one more attempt.
+    Start,
+    /// It returned `result`: `COMPLETED`.
+    Complete(&'a Value),
+    /// An attempt failed and it will be retried: back to `PENDING`, the error kept.
+    RetryLater(&'a str),
+    /// It failed for good: `FAILED`, with the error.
+    Fail(&'a str),
+}
+
+impl TaskChange<'_> {
+    /// The status a task has after this change.
+    pub fn status(self) -> TaskStatus {
+        match self {
+            TaskChange::Start => TaskStatus::Running,
+            TaskChange::Complete(_) => TaskStatus::Completed,
+            TaskChange::RetryLater(_) => TaskStatus::Pending,
+            TaskChange::Fail(_) => TaskStatus::Failed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_read_in_any_case() {
+        for status in TaskStatus::ALL {
+            assert_eq!(status.as_str().parse::<TaskStatus>().unwrap(), status);
+            assert_eq!(
+                status
+                    .as_str()
+                    .to_lowercase()
+                    .parse::<TaskStatus>()
+                    .unwrap(),
+                status
+            );
+        }
+        assert!("done".parse::<TaskStatus>().is_err());
+    }
+
+    #[test]
+    fn changes_lead_to_statuses() {
+        let v = Value::Null;
+        let table = [
+            (TaskChange::Start, TaskStatus::Running),
+            (TaskChange::Complete(&v), TaskStatus::Completed),
+            (TaskChange::RetryLater("e"), TaskStatus::Pending),
+            (TaskChange::Fail("e"), TaskStatus::Failed),
+        ];
+        for (change, status) in table {
+            assert_eq!(change.status(), status, "{change:?}");
+        }
+    }
+
+    #[test]
+    fn the_database_narrows_on_a_plain_first_word() {
+        let check = |pattern: &str, domain: Option<&str>| {
+            let q = EventQuery::new().pattern(pattern).unwrap();
+            assert_eq!(q.literal_domain().as_deref(), domain, "{pattern}");
+        };
+        check("order.*", Some("order"));
+        check("order.#", Some("order"));
+        check("order.created", Some("order"));
+        check("#", None);
+        check("*.created", None);
+        check("ord*.created", None);
+        assert_eq!(EventQuery::new().literal_domain(), None);
+    }
+
+    #[test]
+    fn queries_admit_by_pattern() {
+        let q = EventQuery::new().pattern("order.#").unwrap();
+        assert!(q.admits("order.created"));
+        assert!(q.admits("order.created.v2"));
+        assert!(!q.admits("user.registered"));
+        assert!(EventQuery::new().admits("anything.at.all"));
+        assert!(EventQuery::new().pattern("a..b").is_err());
+        assert_eq!(EventQuery::new().describe(), "every event");
+    }
+}

@@ -1,0 +1,510 @@
+//! The SQLite backend: one file (or memory), WAL journal, durable commits.
+
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde_json::Value;
+use time::format_description::FormatItem;
+use time::macros::format_description;
+use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
+use uuid::Uuid;
+
+use crate::backend::{migrations_from, Backend};
+use crate::database::SqliteTarget;
+use crate::error::{Error, Result};
+use crate::model::{
+    EventQuery, EventRow, NewTask, Order, StoredEvent, TaskChange, TaskFilter, TaskRecord,
+    TaskStatus,
+};
+
+/// How long a statement waits for another connection's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Timestamps are stored as UTC text of fixed width, so that text order is time order.
+const TIMESTAMP: &[FormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
+
+/// The schema, by version.
+const MIGRATIONS: &[&str] = &[
+    // 1: events and tasks.
+    "CREATE TABLE pubsub_events (
+        event_id TEXT PRIMARY KEY NOT NULL,
+        routing_key TEXT NOT NULL,
+        domain TEXT NOT NULL,
+        action TEXT NOT NULL,
+        version TEXT NOT NULL,
+        timestamp TEXT NOT NULL,
+        data TEXT NOT NULL,
+        correlation_id TEXT,
+        causation_id TEXT,
+        producer TEXT,
+        headers TEXT NOT NULL,
+        received_at TEXT NOT NULL
+    );
+    CREATE INDEX pubsub_events_timestamp ON pubsub_events (timestamp, event_id);
+    CREATE INDEX pubsub_events_correlation ON pubsub_events (correlation_id);
+    CREATE INDEX pubsub_events_domain ON pubsub_events (domain, timestamp);
+    CREATE TABLE pubsub_tasks (
+        task_id TEXT PRIMARY KEY NOT NULL,
+        task_name TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        status TEXT NOT NULL,
+        result TEXT,
+        error TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        routing_key TEXT NOT NULL,
+        correlation_id TEXT,
+        producer TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX pubsub_tasks_status ON pubsub_tasks (status, updated_at);",
+];
+
+/// A SQLite connection holding the store's tables.
+pub(crate) struct Sqlite {
+    connection: Connection,
+    name: String,
+}
+
+impl Sqlite {
+    pub(crate) fn open(target: &SqliteTarget, database: &crate::Database) -> Result<Sqlite> {
+        let name = database.to_string();
+        let connect = |e: rusqlite::Error| Error::Connect {
+            database: name.clone(),
+            source: Box::new(e),
+        };
+        let connection = match target {
+            SqliteTarget::File(path) => Connection::open(path),
+            SqliteTarget::Memory => Connection::open_in_memory(),
+        }
+        .map_err(connect)?;
+        connection.busy_timeout(BUSY_TIMEOUT).map_err(connect)?;
+        if let SqliteTarget::File(_) = target {
+            // WAL: readers do not block the writer. FULL: a commit is on disk before the
+            // store acks the deliveries it holds.
+            connection
+                .pragma_update(None, "journal_mode", "WAL")
+                .map_err(connect)?;
+        }
+        connection
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(connect)?;
+        let mut sqlite = Sqlite { connection, name };
+        sqlite.migrate()?;
+        Ok(sqlite)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let doing = "creating the store's schema";
+        let tx = self
+            .connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| Error::query(doing, e))?;
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS pubsub_store_schema (version INTEGER NOT NULL)",
+        )
+        .map_err(|e| Error::query(doing, e))?;
+        let found: i64 = tx
+            .query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM pubsub_store_schema",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| Error::query(doing, e))?;
+        for version in migrations_from(found)? {
+            let Some(sql) = usize::try_from(version - 1)
+                .ok()
+                .and_then(|i| MIGRATIONS.get(i))
+            else {
+                continue;
+            };
+            tx.execute_batch(sql).map_err(|e| Error::query(doing, e))?;
+            tx.execute(
+                "INSERT INTO pubsub_store_schema (version) VALUES (?1)",
+                [version],
+            )
+            .map_err(|e| Error::query(doing, e))?;
+            log::info!(
+                "store schema of {} migrated to version {version}",
+                self.name
+            );
+        }
+        tx.commit().map_err(|e| Error::query(doing, e))
+    }
+}
+
+fn ts(t: OffsetDateTime) -> String {
+    t.to_offset(UtcOffset::UTC)
+        .format(TIMESTAMP)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+fn parse_ts(key: &str, text: &str) -> Result<OffsetDateTime> {
+    PrimitiveDateTime::parse(text, TIMESTAMP)
+        .map(PrimitiveDateTime::assume_utc)
+        .map_err(|e| Error::CorruptRow {
+            key: key.to_owned(),
+            message: format!("timestamp `{}`: {e}", pubsub_core::text::quote(text)),
+        })
+}
+
+fn parse_json(key: &str, column: &str, text: &str) -> Result<Value> {
+    serde_json::from_str(text).map_err(|e| Error::CorruptRow {
+        key: key.to_owned(),
+        message: format!("{column} is not JSON: {e}"),
+    })
+}
+
+fn parse_uuid(text: &str) -> Result<Uuid> {
+    Uuid::try_parse(text).map_err(|e| Error::CorruptRow {
+        key: format!("`{}`", pubsub_core::text::quote(text)),
+        message: format!("not a UUID: {e}"),
+    })
+}
+
+/// The raw columns of an event row, read inside rusqlite's row callback.
+type EventColumns = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+);
+
+fn event_columns(r: &Row<'_>) -> rusqlite::Result<EventColumns> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+        r.get(9)?,
+    ))
+}
+
+fn stored_event(c: EventColumns) -> Result<StoredEvent> {
+    let (
+        id,
+        routing_key,
+        version,
+        timestamp,
+        data,
+        correlation,
+        causation,
+        producer,
+        headers,
+        received,
+    ) = c;
+    let event_id = parse_uuid(&id)?;
+    let key = format!("event {event_id}");
+    StoredEvent::from_columns(
+        event_id,
+        routing_key,
+        &version,
+        parse_ts(&key, &timestamp)?,
+        parse_json(&key, "data", &data)?,
+        correlation,
+        causation,
+        producer,
+        parse_json(&key, "headers", &headers)?,
+        parse_ts(&key, &received)?,
+    )
+}
+
+const EVENT_COLUMNS: &str = "event_id, routing_key, version, timestamp, data, correlation_id, \
+                             causation_id, producer, headers, received_at";
+
+const TASK_COLUMNS: &str = "task_id, task_name, payload, status, result, error, attempts, \
+                            routing_key, correlation_id, producer, created_at, updated_at";
+
+type TaskColumns = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+);
+
+fn task_columns(r: &Row<'_>) -> rusqlite::Result<TaskColumns> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+        r.get(9)?,
+        r.get(10)?,
+        r.get(11)?,
+    ))
+}
+
+fn task_record(c: TaskColumns) -> Result<TaskRecord> {
+    let (
+        id,
+        task_name,
+        payload,
+        status,
+        result,
+        error,
+        attempts,
+        routing_key,
+        correlation,
+        producer,
+        created,
+        updated,
+    ) = c;
+    let task_id = parse_uuid(&id)?;
+    let key = format!("task {task_id}");
+    Ok(TaskRecord {
+        task_id,
+        task_name,
+        payload: parse_json(&key, "payload", &payload)?,
+        status: status
+            .parse::<TaskStatus>()
+            .map_err(|e| Error::CorruptRow {
+                key: key.clone(),
+                message: e.to_string(),
+            })?,
+        result: result.map(|r| parse_json(&key, "result", &r)).transpose()?,
+        error,
+        attempts: u32::try_from(attempts).unwrap_or(0),
+        routing_key,
+        correlation_id: correlation,
+        producer,
+        created_at: parse_ts(&key, &created)?,
+        updated_at: parse_ts(&key, &updated)?,
+    })
+}
+
+impl Backend for Sqlite {
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+
+    fn append_events(&mut self, rows: &[EventRow]) -> Result<usize> {
+        let doing = || format!("storing {} event(s) in {}", rows.len(), self.name);
+        let tx = self
+            .connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| Error::query(doing(), e))?;
+        let mut inserted = 0;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO pubsub_events (event_id, routing_key, domain, action, version, \
+                     timestamp, data, correlation_id, causation_id, producer, headers, received_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+                     ON CONFLICT (event_id) DO NOTHING",
+                )
+                .map_err(|e| Error::query(doing(), e))?;
+            for row in rows {
+                inserted += insert
+                    .execute(params![
+                        row.event_id.to_string(),
+                        row.routing_key,
+                        row.domain,
+                        row.action,
+                        row.version,
+                        ts(row.timestamp),
+                        row.data,
+                        row.correlation_id,
+                        row.causation_id,
+                        row.producer,
+                        row.headers,
+                        ts(row.received_at),
+                    ])
+                    .map_err(|e| Error::query(doing(), e))?;
+            }
+        }
+        tx.commit().map_err(|e| Error::query(doing(), e))?;
+        Ok(inserted)
+    }
+
+    fn query_events(
+        &mut self,
+        query: &EventQuery,
+        each: &mut dyn FnMut(StoredEvent) -> bool,
+    ) -> Result<()> {
+        let doing = || format!("querying events in {}", self.name);
+        let mut sql = format!("SELECT {EVENT_COLUMNS} FROM pubsub_events WHERE 1 = 1");
+        let mut args: Vec<String> = Vec::new();
+        let mut arg = |sql: &mut String, clause: &str, value: String| {
+            args.push(value);
+            sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+        };
+        if let Some(since) = query.since {
+            arg(&mut sql, " AND timestamp >= ?", ts(since));
+        }
+        if let Some(until) = query.until {
+            arg(&mut sql, " AND timestamp < ?", ts(until));
+        }
+        if let Some(id) = query.event_id {
+            arg(&mut sql, " AND event_id = ?", id.to_string());
+        }
+        if let Some(correlation) = &query.correlation_id {
+            arg(&mut sql, " AND (correlation_id = ?", correlation.clone());
+            arg(&mut sql, " OR event_id = ?)", correlation.to_lowercase());
+        }
+        if let Some(domain) = query.literal_domain() {
+            arg(&mut sql, " AND domain = ?", domain);
+        }
+        sql.push_str(match query.order {
+            Order::OldestFirst => " ORDER BY timestamp, event_id",
+            Order::NewestFirst => " ORDER BY timestamp DESC, event_id DESC",
+        });
+        let mut statement = self
+            .connection
+            .prepare(&sql)
+            .map_err(|e| Error::query(doing(), e))?;
+        let mut rows = statement
+            .query(rusqlite::params_from_iter(args.iter()))
+            .map_err(|e| Error::query(doing(), e))?;
+        while let Some(row) = rows.next().map_err(|e| Error::query(doing(), e))? {
+            let columns = event_columns(row).map_err(|e| Error::query(doing(), e))?;
+            if !each(stored_event(columns)?) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn count_events(&mut self) -> Result<u64> {
+        let n: i64 = self
+            .connection
+            .query_row("SELECT COUNT(*) FROM pubsub_events", [], |r| r.get(0))
+            .map_err(|e| Error::query(format!("counting events in {}", self.name), e))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    fn receive_task(&mut self, task: &NewTask<'_>) -> Result<TaskRecord> {
+        let doing = || format!("recording task {} in {}", task.task_id, self.name);
+        let now = ts(OffsetDateTime::now_utc());
+        self.connection
+            .execute(
+                "INSERT INTO pubsub_tasks (task_id, task_name, payload, status, attempts, \
+                 routing_key, correlation_id, producer, created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, 'PENDING', 0, ?4, ?5, ?6, ?7, ?7) \
+                 ON CONFLICT (task_id) DO NOTHING",
+                params![
+                    task.task_id.to_string(),
+                    task.task_name,
+                    task.payload.to_string(),
+                    task.routing_key,
+                    task.correlation_id,
+                    task.producer,
+                    now,
+                ],
+            )
+            .map_err(|e| Error::query(doing(), e))?;
+        self.task(task.task_id)?.ok_or(Error::UnknownTask {
+            task_id: task.task_id,
+        })
+    }
+
+    fn change_task(&mut self, task_id: Uuid, change: TaskChange<'_>) -> Result<Option<TaskRecord>> {
+        let doing = || format!("updating task {task_id} in {}", self.name);
+        let now = ts(OffsetDateTime::now_utc());
+        let id = task_id.to_string();
+        let status = change.status().as_str();
+        let changed = match change {
+            TaskChange::Start => self.connection.execute(
+                "UPDATE pubsub_tasks SET status = ?2, attempts = attempts + 1, updated_at = ?3 \
+                 WHERE task_id = ?1",
+                params![id, status, now],
+            ),
+            TaskChange::Complete(result) => self.connection.execute(
+                "UPDATE pubsub_tasks SET status = ?2, result = ?3, error = NULL, updated_at = ?4 \
+                 WHERE task_id = ?1",
+                params![id, status, result.to_string(), now],
+            ),
+            TaskChange::RetryLater(error) | TaskChange::Fail(error) => self.connection.execute(
+                "UPDATE pubsub_tasks SET status = ?2, error = ?3, updated_at = ?4 WHERE task_id = ?1",
+                params![id, status, error, now],
+            ),
+        }
+        .map_err(|e| Error::query(doing(), e))?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        self.task(task_id)
+    }
+
+    fn task(&mut self, task_id: Uuid) -> Result<Option<TaskRecord>> {
+        let columns = self
+            .connection
+            .query_row(
+                &format!("SELECT {TASK_COLUMNS} FROM pubsub_tasks WHERE task_id = ?1"),
+                [task_id.to_string()],
+                task_columns,
+            )
+            .optional()
+            .map_err(|e| Error::query(format!("reading task {task_id} in {}", self.name), e))?;
+        columns.map(task_record).transpose()
+    }
+
+    fn tasks(&mut self, filter: &TaskFilter) -> Result<Vec<TaskRecord>> {
+        let doing = || format!("listing tasks in {}", self.name);
+        let mut sql = format!("SELECT {TASK_COLUMNS} FROM pubsub_tasks WHERE 1 = 1");
+        let mut args: Vec<String> = Vec::new();
+        if let Some(status) = filter.status {
+            args.push(status.as_str().to_owned());
+            sql.push_str(&format!(" AND status = ?{}", args.len()));
+        }
+        if let Some(name) = &filter.task_name {
+            args.push(name.clone());
+            sql.push_str(&format!(" AND task_name = ?{}", args.len()));
+        }
+        sql.push_str(" ORDER BY created_at DESC, task_id DESC");
+        if let Some(limit) = filter.limit {
+            sql.push_str(&format!(" LIMIT {limit}"));
+        }
+        let mut statement = self
+            .connection
+            .prepare(&sql)
+            .map_err(|e| Error::query(doing(), e))?;
+        let rows = statement
+            .query_map(rusqlite::params_from_iter(args.iter()), task_columns)
+            .map_err(|e| Error::query(doing(), e))?;
+        let mut records = Vec::new();
+        for row in rows {
+            records.push(task_record(row.map_err(|e| Error::query(doing(), e))?)?);
+        }
+        Ok(records)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_sort_as_text() {
+        let a = OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_000_001_000).unwrap();
+        let b = a + Duration::from_millis(1);
+        assert!(ts(a) < ts(b));
+        assert_eq!(ts(a), "2023-11-14T22:13:20.000001Z");
+        assert_eq!(parse_ts("k", &ts(a)).unwrap(), a);
+        assert!(parse_ts("k", "yesterday").is_err());
+    }
+}

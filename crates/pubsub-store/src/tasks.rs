@@ -1,0 +1,145 @@
+//! [`TaskStore`]: each task's status, result or error, and attempts.
+
+use std::fmt;
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::backend::{self, Backend};
+use crate::database::Database;
+use crate::error::{Error, Result};
+use crate::model::{NewTask, TaskChange, TaskFilter, TaskRecord};
+
+/// Where each task is: `PENDING` when received, `RUNNING` while a worker runs it, then
+/// `COMPLETED` with its result or `FAILED` with its error; with the number of attempts.
+///
+/// It holds one connection: `Send`, not `Sync`; give each worker thread its own.
+///
+/// ```
+/// use pubsub_store::{Database, NewTask, TaskStatus, TaskStore};
+/// use uuid::Uuid;
+///
+/// let mut tasks = TaskStore::open(&Database::sqlite_in_memory())?;
+/// let payload = serde_json::json!({ "to": "a@example.com" });
+/// let task = NewTask {
+///     task_id: Uuid::new_v4(),
+///     task_name: "send-welcome",
+///     payload: &payload,
+///     routing_key: "routing.task.send.welcome",
+///     correlation_id: None,
+///     producer: Some("signup"),
+/// };
+/// assert_eq!(tasks.receive(&task)?.status, TaskStatus::Pending);
+/// assert_eq!(tasks.start(task.task_id)?.attempts, 1);
+/// tasks.complete(task.task_id, &serde_json::json!({ "sent": true }))?;
+/// assert_eq!(tasks.get(task.task_id)?.unwrap().status, TaskStatus::Completed);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct TaskStore {
+    backend: Box<dyn Backend>,
+    database: Database,
+}
+
+impl TaskStore {
+    /// Opens the task store in `database`, creating or migrating its tables.
+    ///
+    /// # Errors
+    ///
+    /// As [`EventStore::open`](crate::EventStore::open).
+    pub fn open(database: &Database) -> Result<TaskStore> {
+        Ok(TaskStore {
+            backend: backend::open(database)?,
+            database: database.clone(),
+        })
+    }
+
+    /// The database it uses.
+    pub fn database(&self) -> &Database {
+        &self.database
+    }
+
+    /// Records a delivered task as `PENDING` if its id is new; returns its record either way
+    /// (a task delivered again keeps its status, attempts and result).
+    ///
+    /// # Errors
+    ///
+    /// The statement failed.
+    pub fn receive(&mut self, task: &NewTask<'_>) -> Result<TaskRecord> {
+        self.backend.receive_task(task)
+    }
+
+    /// A worker starts the task: `RUNNING`, one more attempt; returns the record.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownTask`] if it was never received, or the statement failed.
+    pub fn start(&mut self, task_id: Uuid) -> Result<TaskRecord> {
+        self.change(task_id, TaskChange::Start)
+    }
+
+    /// The task returned `result`: `COMPLETED`.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start).
+    pub fn complete(&mut self, task_id: Uuid, result: &Value) -> Result<()> {
+        self.change(task_id, TaskChange::Complete(result)).map(drop)
+    }
+
+    /// An attempt failed with `error` and the task will be retried: back to `PENDING`, the
+    /// error kept.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start).
+    pub fn retry_later(&mut self, task_id: Uuid, error: &str) -> Result<()> {
+        self.change(task_id, TaskChange::RetryLater(error))
+            .map(drop)
+    }
+
+    /// The task failed for good with `error`: `FAILED`.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start).
+    pub fn fail(&mut self, task_id: Uuid, error: &str) -> Result<()> {
+        self.change(task_id, TaskChange::Fail(error)).map(drop)
+    }
+
+    /// Applies `change` to the task's record; returns the new record.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start).
+    pub fn change(&mut self, task_id: Uuid, change: TaskChange<'_>) -> Result<TaskRecord> {
+        self.backend
+            .change_task(task_id, change)?
+            .ok_or(Error::UnknownTask { task_id })
+    }
+
+    /// The task's record, if it was received.
+    ///
+    /// # Errors
+    ///
+    /// The query failed.
+    pub fn get(&mut self, task_id: Uuid) -> Result<Option<TaskRecord>> {
+        self.backend.task(task_id)
+    }
+
+    /// The records `filter` selects, newest first.
+    ///
+    /// # Errors
+    ///
+    /// The query failed.
+    pub fn list(&mut self, filter: &TaskFilter) -> Result<Vec<TaskRecord>> {
+        self.backend.tasks(filter)
+    }
+}
+
+impl fmt::Debug for TaskStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskStore")
+            .field("database", &self.database)
+            .finish_non_exhaustive()
+    }
+}

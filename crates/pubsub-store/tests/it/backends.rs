@@ -1,0 +1,204 @@
+//! The same checks on each backend.
+
+use pubsub_core::{Event, Metadata};
+use pubsub_store::{
+    Database, Error, EventQuery, EventRow, EventStore, NewTask, Order, TaskFilter, TaskStatus,
+    TaskStore,
+};
+use serde_json::json;
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::support::TestDb;
+
+fn row(key: &str, at: OffsetDateTime, correlation: Option<&str>) -> (Event, EventRow) {
+    let event = Event::from_routing_key(key)
+        .data(json!({ "n": key }))
+        .timestamp(at)
+        .build()
+        .unwrap();
+    let mut headers = pubsub_core::Headers::new();
+    headers.insert("x-trace".into(), json!("t-1"));
+    let meta = Metadata::default()
+        .with_correlation_id(correlation.map(str::to_owned))
+        .with_app_id(Some("shop".into()))
+        .with_headers(headers);
+    let row = EventRow::new(&event, &meta, OffsetDateTime::now_utc());
+    (event, row)
+}
+
+#[test]
+fn events_are_stored_once_and_read_back_whole() {
+    for db in TestDb::all() {
+        let mut store = EventStore::open(&db.database).unwrap();
+        let t0 = OffsetDateTime::now_utc()
+            .replace_nanosecond(123_456_000)
+            .unwrap();
+        let (event, first) = row("order.created", t0, Some("flow-1"));
+        assert_eq!(
+            store.append(std::slice::from_ref(&first)).unwrap(),
+            1,
+            "{}",
+            db.database
+        );
+        // Redelivered, alone or in a batch: stored once.
+        assert_eq!(store.append(std::slice::from_ref(&first)).unwrap(), 0);
+        let (_, second) = row("order.paid", t0 + Duration::seconds(1), Some("flow-1"));
+        assert_eq!(store.append(&[first, second]).unwrap(), 1);
+        assert_eq!(store.count().unwrap(), 2);
+
+        let stored = store.get(event.event_id()).unwrap().expect("stored");
+        assert_eq!(stored.event, event, "{}", db.database);
+        assert_eq!(stored.routing_key, "order.created");
+        assert_eq!(stored.correlation_id.as_deref(), Some("flow-1"));
+        assert_eq!(stored.producer.as_deref(), Some("shop"));
+        assert_eq!(stored.headers["x-trace"], json!("t-1"));
+        assert!(store.get(Uuid::new_v4()).unwrap().is_none());
+
+        // Opening again finds the schema in place.
+        drop(store);
+        let mut again = EventStore::open(&db.database).unwrap();
+        assert_eq!(again.count().unwrap(), 2);
+    }
+}
+
+#[test]
+fn queries_select_by_pattern_time_chain_and_id() {
+    for db in TestDb::all() {
+        let mut store = EventStore::open(&db.database).unwrap();
+        let t0 = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+        let (root, root_row) = row("order.created", t0, None);
+        let root_id = root.event_id().to_string();
+        let rows = vec![
+            root_row,
+            row("order.paid", t0 + Duration::seconds(1), Some(&root_id)).1,
+            row("order.created.v2", t0 + Duration::seconds(2), None).1,
+            row("user.registered", t0 + Duration::seconds(3), Some(&root_id)).1,
+            row("user.deleted", t0 + Duration::seconds(4), Some("other")).1,
+        ];
+        store.append(&rows).unwrap();
+        let keys = |q: EventQuery, store: &mut EventStore| -> Vec<String> {
+            store
+                .query(&q)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.routing_key)
+                .collect()
+        };
+        let name = db.database.to_string();
+        assert_eq!(
+            keys(EventQuery::new().pattern("order.*").unwrap(), &mut store),
+            ["order.created", "order.paid"],
+            "{name}"
+        );
+        assert_eq!(
+            keys(EventQuery::new().pattern("order.#").unwrap(), &mut store),
+            ["order.created", "order.paid", "order.created.v2"]
+        );
+        assert_eq!(
+            keys(EventQuery::new().pattern("*.created").unwrap(), &mut store),
+            ["order.created"]
+        );
+        assert_eq!(
+            keys(
+                EventQuery::new()
+                    .since(t0 + Duration::seconds(1))
+                    .until(t0 + Duration::seconds(3)),
+                &mut store
+            ),
+            ["order.paid", "order.created.v2"]
+        );
+        // A causal chain: the root event (by id) and every event correlated to it.
+        assert_eq!(
+            keys(EventQuery::new().correlation_id(&root_id), &mut store),
+            ["order.created", "order.paid", "user.registered"]
+        );
+        assert_eq!(
+            keys(EventQuery::new().event_id(root.event_id()), &mut store),
+            ["order.created"]
+        );
+        assert_eq!(
+            keys(
+                EventQuery::new().order(Order::NewestFirst).limit(2),
+                &mut store
+            ),
+            ["user.deleted", "user.registered"]
+        );
+        // The limit counts events the pattern admits.
+        assert_eq!(
+            keys(
+                EventQuery::new().pattern("user.*").unwrap().limit(1),
+                &mut store
+            ),
+            ["user.registered"]
+        );
+        assert!(keys(EventQuery::new().limit(0), &mut store).is_empty());
+    }
+}
+
+#[test]
+fn a_task_goes_from_pending_to_completed_or_failed() {
+    for db in TestDb::all() {
+        let mut tasks = TaskStore::open(&db.database).unwrap();
+        let payload = json!({ "invoice": 7 });
+        let new = |id| NewTask {
+            task_id: id,
+            task_name: "send-report",
+            payload: &payload,
+            routing_key: "routing.task.send.report",
+            correlation_id: Some("flow-9"),
+            producer: Some("billing"),
+        };
+        let (ok, bad) = (Uuid::new_v4(), Uuid::new_v4());
+        let record = tasks.receive(&new(ok)).unwrap();
+        assert_eq!(record.status, TaskStatus::Pending, "{}", db.database);
+        assert_eq!(record.attempts, 0);
+        assert_eq!(record.payload, payload);
+        assert_eq!(tasks.start(ok).unwrap().status, TaskStatus::Running);
+        tasks.complete(ok, &json!({ "sent": 3 })).unwrap();
+        // Delivered again: the record is kept as it is.
+        let again = tasks.receive(&new(ok)).unwrap();
+        assert_eq!(again.status, TaskStatus::Completed);
+        assert_eq!(again.result, Some(json!({ "sent": 3 })));
+        assert_eq!(again.attempts, 1);
+
+        tasks.receive(&new(bad)).unwrap();
+        tasks.start(bad).unwrap();
+        tasks.retry_later(bad, "timeout").unwrap();
+        let pending = tasks.get(bad).unwrap().unwrap();
+        assert_eq!(
+            (pending.status, pending.error.as_deref()),
+            (TaskStatus::Pending, Some("timeout"))
+        );
+        assert_eq!(tasks.start(bad).unwrap().attempts, 2);
+        tasks.fail(bad, "still failing").unwrap();
+        let failed = tasks.get(bad).unwrap().unwrap();
+        assert_eq!(failed.status, TaskStatus::Failed);
+        assert_eq!(failed.attempts, 2);
+        assert_eq!(failed.correlation_id.as_deref(), Some("flow-9"));
+        assert_eq!(failed.producer.as_deref(), Some("billing"));
+
+        let listed = tasks
+            .list(&TaskFilter {
+                status: Some(TaskStatus::Failed),
+                ..TaskFilter::default()
+            })
+            .unwrap();
+        assert_eq!(listed.iter().map(|t| t.task_id).collect::<Vec<_>>(), [bad]);
+        assert_eq!(tasks.list(&TaskFilter::default()).unwrap().len(), 2);
+        let missing = Uuid::new_v4();
+        assert!(
+            matches!(tasks.start(missing), Err(Error::UnknownTask { task_id }) if task_id == missing)
+        );
+    }
+}
+
+#[test]
+fn an_unreachable_database_is_a_clear_error() {
+    let db = Database::parse("postgres://postgres@127.0.0.1:1/test?connect_timeout=2").unwrap();
+    let e = EventStore::open(&db).unwrap_err();
+    assert!(e.is_connection(), "{e}");
+    assert!(e.to_string().contains("127.0.0.1:1"), "{e}");
+    let e = TaskStore::open(&Database::sqlite("/nonexistent-dir/x/events.db")).unwrap_err();
+    assert!(matches!(e, Error::Connect { .. }), "{e}");
+}

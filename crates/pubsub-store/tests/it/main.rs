@@ -1,0 +1,6 @@
+//! The store against real databases: a SQLite file and the local PostgreSQL server.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+mod backends;
+mod support;
