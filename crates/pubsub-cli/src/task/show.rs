@@ -2,7 +2,7 @@
 
 use pubsub_core::text::clip;
 use pubsub_store::TaskRecord;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::format::{plural, table, time_millis};
 
@@ -66,22 +66,9 @@ pub(super) fn list(tasks: &[TaskRecord]) -> String {
     )
 }
 
-/// One task as a JSON object (times in RFC 3339 with milliseconds, UTC).
+/// One task as a JSON object: the store's record, as it serializes.
 pub(super) fn json(task: &TaskRecord) -> Value {
-    json!({
-        "task_id": task.task_id.to_string(),
-        "task_name": task.task_name,
-        "status": task.status.as_str(),
-        "attempts": task.attempts,
-        "payload": task.payload,
-        "result": task.result,
-        "error": task.error,
-        "routing_key": task.routing_key,
-        "correlation_id": task.correlation_id,
-        "producer": task.producer,
-        "created_at": time_millis(task.created_at),
-        "updated_at": time_millis(task.updated_at),
-    })
+    serde_json::to_value(task).unwrap_or(Value::Null)
 }
 
 /// A JSON value on one line, cut to a screen's width.
@@ -92,6 +79,7 @@ fn compact(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use pubsub_store::TaskStatus;
+    use serde_json::json;
     use time::macros::datetime;
     use uuid::Uuid;
 
@@ -143,7 +131,7 @@ mod tests {
         let one = json(&record(TaskStatus::Completed));
         assert_eq!(one["status"], "COMPLETED");
         assert_eq!(one["result"]["sent"], true);
-        assert_eq!(one["created_at"], "2024-05-01T12:30:00.000Z");
+        assert_eq!(one["created_at"], "2024-05-01T12:30:00Z");
         assert_eq!(one["producer"], Value::Null);
     }
 }
