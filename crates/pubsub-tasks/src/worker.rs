@@ -17,7 +17,7 @@ use crate::error::{check_task_name, Error, Result};
 use crate::names::routing_key;
 use crate::queue::{exchange_config, DEFAULT_EXCHANGE};
 use crate::run::RunTask;
-use crate::task::{Registered, TaskFn, Tasks};
+use crate::task::{Registered, Task, TaskFn, TaskResult, Tasks};
 
 /// The queue workers consume unless told otherwise (seed 003's `tasks`).
 pub const DEFAULT_QUEUE: &str = "tasks";
@@ -67,7 +67,10 @@ pub struct TaskWorkerBuilder {
 impl TaskWorkerBuilder {
     /// Registers `function` as the task `name`, served under the routing key
     /// [`routing_key`](crate::routing_key)`(name)`.
-    pub fn task<F: TaskFn>(mut self, name: &str, function: F) -> Self {
+    pub fn task<F>(mut self, name: &str, function: F) -> Self
+    where
+        F: Fn(&Task<'_>) -> TaskResult + Send + Sync + 'static,
+    {
         self.registered
             .push((name.to_owned(), None, Arc::new(function)));
         self
@@ -75,12 +78,23 @@ impl TaskWorkerBuilder {
 
     /// Registers `function` as the task `name`, served under `routing_key` (a producer's own
     /// convention) instead of the default one.
-    pub fn task_routed<F: TaskFn>(mut self, name: &str, routing_key: &str, function: F) -> Self {
+    pub fn task_routed<F>(mut self, name: &str, routing_key: &str, function: F) -> Self
+    where
+        F: Fn(&Task<'_>) -> TaskResult + Send + Sync + 'static,
+    {
         self.registered.push((
             name.to_owned(),
             Some(routing_key.to_owned()),
             Arc::new(function),
         ));
+        self
+    }
+
+    /// Registers a [`TaskFn`] value (a struct with state of its own) as the task `name`,
+    /// served under [`routing_key`](crate::routing_key)`(name)`.
+    pub fn task_fn<T: TaskFn>(mut self, name: &str, function: T) -> Self {
+        self.registered
+            .push((name.to_owned(), None, Arc::new(function)));
         self
     }
 
