@@ -746,10 +746,10 @@ mod tests {
         // The routing key only routes: any key, or none, is fine.
         check(
             T,
-            task(json!("process_order"), json!({})),
+            task(json!("process_upload"), json!({})),
             Some("x"),
             none,
-            Ok(("task.process_order", "1.0", None, Some(NOW))),
+            Ok(("task.process_upload", "1.0", None, Some(NOW))),
         );
         check(
             T,

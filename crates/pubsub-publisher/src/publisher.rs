@@ -736,7 +736,7 @@ mod tests {
         let routed = PublishOptions {
             routing_key: Some("routing.task.send.report".to_owned()),
             headers: BTreeMap::from([
-                ("producer_app".to_owned(), "billing".to_owned()),
+                ("producer_app".to_owned(), "reports".to_owned()),
                 (CAUSATION_ID_HEADER.to_owned(), "forged".to_owned()),
             ]),
             causation_id: Some("cause".to_owned()),
@@ -744,7 +744,7 @@ mod tests {
         };
         assert_eq!(routing_key(&event, &routed), "routing.task.send.report");
         let written = headers(&routed);
-        assert_eq!(written["producer_app"].as_str(), Some("billing"));
+        assert_eq!(written["producer_app"].as_str(), Some("reports"));
         // The publisher's own headers win over the caller's.
         assert_eq!(written[CAUSATION_ID_HEADER].as_str(), Some("cause"));
     }

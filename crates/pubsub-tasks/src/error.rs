@@ -130,6 +130,6 @@ mod tests {
         let bad = check_task_name("pkg.module").unwrap_err();
         assert!(bad.to_string().contains("`pkg.module`"), "{bad}");
         assert!(bad.source().is_none());
-        assert!(check_task_name("send-invoice").is_ok());
+        assert!(check_task_name("send-report").is_ok());
     }
 }

@@ -25,8 +25,8 @@
 //! | | |
 //! | --- | --- |
 //! | exchange | `tasks` (a durable direct exchange; configurable) |
-//! | routing key | `routing.task.<action>.<entity>`: [`routing_key`]`("send-invoice")` is `routing.task.send.invoice` |
-//! | body | `{"task_name": "send-invoice", "payload": {...}}` |
+//! | routing key | `routing.task.<action>.<entity>`: [`routing_key`]`("send-report")` is `routing.task.send.report` |
+//! | body | `{"task_name": "send-report", "payload": {...}}` |
 //! | headers | `producer_app`, `correlation_id` |
 //! | properties | `message_id` (the task id), `app_id`, `correlation_id`, `content_type`, persistent |
 //!

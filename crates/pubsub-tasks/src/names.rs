@@ -36,14 +36,14 @@ pub(crate) fn invalid_task_name(name: &str) -> Option<&'static str> {
 
 /// The routing key a task is submitted with and its worker binds, in seed 003's convention
 /// `routing.task.<action>.<entity>`: the name's first word (up to the first `-` or `_`) is
-/// the action, the rest the entity. `send-invoice` and `send_invoice` become
-/// `routing.task.send.invoice`; `send-monthly-report` becomes
+/// the action, the rest the entity. `send-report` and `send_report` become
+/// `routing.task.send.report`; `send-monthly-report` becomes
 /// `routing.task.send.monthly-report`; a name of one word, `cleanup`, becomes
 /// `routing.task.cleanup`.
 ///
 /// ```
-/// assert_eq!(pubsub_tasks::routing_key("send-invoice"), "routing.task.send.invoice");
-/// assert_eq!(pubsub_tasks::routing_key("process_order"), "routing.task.process.order");
+/// assert_eq!(pubsub_tasks::routing_key("send-report"), "routing.task.send.report");
+/// assert_eq!(pubsub_tasks::routing_key("process_upload"), "routing.task.process.upload");
 /// ```
 pub fn routing_key(task_name: &str) -> String {
     match task_name.find(['-', '_']) {
@@ -93,9 +93,9 @@ mod tests {
     #[test]
     fn routing_keys() {
         let check = |name: &str, key: &str| assert_eq!(routing_key(name), key, "{name}");
-        check("send-invoice", "routing.task.send.invoice");
-        check("send_invoice", "routing.task.send.invoice");
-        check("process_order", "routing.task.process.order");
+        check("send-report", "routing.task.send.report");
+        check("send_report", "routing.task.send.report");
+        check("process_upload", "routing.task.process.upload");
         check("send-monthly-report", "routing.task.send.monthly-report");
         check("send_monthly-report", "routing.task.send.monthly-report");
         check("cleanup", "routing.task.cleanup");
@@ -107,14 +107,14 @@ mod tests {
     fn task_names() {
         let check =
             |name: &str, ok: bool| assert_eq!(invalid_task_name(name).is_none(), ok, "{name}");
-        check("send-invoice", true);
-        check("process_order", true);
+        check("send-report", true);
+        check("process_upload", true);
         check("A1", true);
         check(&"a".repeat(200), true);
         check(&"a".repeat(201), false);
         check("", false);
         check("pkg.module", false);
-        check("send invoice", false);
+        check("send report", false);
         check("séance", false);
         check("a*", false);
     }
@@ -139,13 +139,13 @@ mod tests {
         );
         let seeded = meta.clone().with_headers(headers(&[
             (CORRELATION_ID_HEADER, json!("c-1")),
-            (PRODUCER_APP_HEADER, json!("billing")),
+            (PRODUCER_APP_HEADER, json!("reports")),
         ]));
         assert_eq!(
             Origin::of(&seeded),
             Origin {
                 correlation_id: Some("c-1".into()),
-                producer: Some("billing".into())
+                producer: Some("reports".into())
             }
         );
         // Not a string, or empty: the property instead.

@@ -233,17 +233,17 @@ mod tests {
     fn options_carry_the_seed_headers() {
         let task = task_event("send-report", json!({})).unwrap();
         let id = task.event_id().to_string();
-        let plain = publish_options(&task, "billing", &SubmitOptions::default());
+        let plain = publish_options(&task, "reports", &SubmitOptions::default());
         assert_eq!(
             plain.routing_key.as_deref(),
             Some("routing.task.send.report")
         );
         assert_eq!(plain.correlation_id.as_deref(), Some(id.as_str()));
-        assert_eq!(plain.headers[PRODUCER_APP_HEADER], "billing");
+        assert_eq!(plain.headers[PRODUCER_APP_HEADER], "reports");
         assert_eq!(plain.headers[CORRELATION_ID_HEADER], id);
         let chosen = publish_options(
             &task,
-            "billing",
+            "reports",
             &SubmitOptions {
                 correlation_id: Some("flow-1".into()),
                 routing_key: Some("jobs.reports".into()),

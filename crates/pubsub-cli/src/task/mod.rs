@@ -21,8 +21,8 @@ pub(crate) const ABOUT: &str = "\
 Submit tasks to the task queue and read their status from the task store.
 
 Tasks travel in seed 003's format: the body {\"task_name\": ..., \"payload\": {...}} on the direct
-exchange `tasks`, routing key routing.task.<action>.<entity> (send-invoice:
-routing.task.send.invoice). Workers (pubsub_tasks::TaskWorker) record each task in the task
+exchange `tasks`, routing key routing.task.<action>.<entity> (send-report:
+routing.task.send.report). Workers (pubsub_tasks::TaskWorker) record each task in the task
 store: PENDING, RUNNING, COMPLETED with its result or FAILED with its error.";
 
 /// The examples under `pubsub task --help`.

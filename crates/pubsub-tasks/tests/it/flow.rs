@@ -174,7 +174,7 @@ fn an_unknown_task_is_failed_at_once_and_dead_lettered_as_poison() {
         ..SubmitOptions::default()
     };
     let id = queue
-        .submit_with("send-invoice", json!({ "n": 1 }), &options)
+        .submit_with("resize-image", json!({ "n": 1 }), &options)
         .unwrap()
         .to_string();
 
@@ -184,7 +184,7 @@ fn an_unknown_task_is_failed_at_once_and_dead_lettered_as_poison() {
         panic!("not dead-lettered: {reports:#?}")
     };
     assert_eq!(*kind, DeadLetterKind::Poison);
-    assert!(reason.contains("unknown task `send-invoice`"), "{reason}");
+    assert!(reason.contains("unknown task `resize-image`"), "{reason}");
     let task = setup.record(&id);
     assert_eq!(task.status, TaskStatus::Failed);
     assert_eq!(task.attempts, 0);
@@ -195,7 +195,7 @@ fn an_unknown_task_is_failed_at_once_and_dead_lettered_as_poison() {
     );
 
     // A task nobody serves is refused at submit, not lost.
-    let unroutable = queue.submit("send-invoice", json!({})).unwrap_err();
+    let unroutable = queue.submit("resize-image", json!({})).unwrap_err();
     assert!(matches!(
         unroutable,
         pubsub_tasks::Error::Publish(pubsub_publisher::Error::Unroutable { .. })

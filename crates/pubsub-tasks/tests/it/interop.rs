@@ -28,7 +28,7 @@ channel.basic_publish(
     exchange=exchange, routing_key=key, body=body,
     properties=pika.BasicProperties(
         delivery_mode=2, content_type="application/json",
-        headers={"producer_app": "py-billing", "correlation_id": "corr-17"}),
+        headers={"producer_app": "py-reports", "correlation_id": "corr-17"}),
     mandatory=True)
 connection.close()
 print(body)
@@ -85,8 +85,8 @@ fn a_pika_producer_submits_a_task_a_rust_worker_runs() {
     assert_eq!(reports[0].disposition, Disposition::Acked);
     let task = setup.record(&id);
     assert_eq!(task.status, TaskStatus::Completed);
-    assert_eq!(task.result, Some(json!({ "pages": 3, "by": "py-billing" })));
-    assert_eq!(task.producer.as_deref(), Some("py-billing"));
+    assert_eq!(task.result, Some(json!({ "pages": 3, "by": "py-reports" })));
+    assert_eq!(task.producer.as_deref(), Some("py-reports"));
     assert_eq!(task.correlation_id.as_deref(), Some("corr-17"));
     assert_eq!(task.payload, json!({ "to": "ops", "pages": 3 }));
     worker.stop().unwrap();
@@ -104,14 +104,18 @@ fn a_pika_consumer_reads_a_submitted_task_in_the_seed_format() {
         .declare_queue(&python_queue, &pubsub_amqp::QueueConfig::default())
         .unwrap();
     admin
-        .bind_queue(&python_queue, &setup.exchange, "routing.task.process.order")
+        .bind_queue(
+            &python_queue,
+            &setup.exchange,
+            "routing.task.process.upload",
+        )
         .unwrap();
     let options = pubsub_tasks::SubmitOptions {
         correlation_id: Some("flow-9".into()),
         ..Default::default()
     };
     let id = queue
-        .submit_with("process_order", json!({ "order": 9 }), &options)
+        .submit_with("process_upload", json!({ "upload": 9 }), &options)
         .unwrap();
 
     let Some(out) = pika(setup.bus.config(), PY_CONSUMER, &[&python_queue]) else {
@@ -120,9 +124,9 @@ fn a_pika_consumer_reads_a_submitted_task_in_the_seed_format() {
     let seen: Value = serde_json::from_str(out.trim()).expect("the consumer printed a message");
     assert_eq!(
         seen["body"],
-        json!({ "task_name": "process_order", "payload": { "order": 9 } })
+        json!({ "task_name": "process_upload", "payload": { "upload": 9 } })
     );
-    assert_eq!(seen["routing_key"], "routing.task.process.order");
+    assert_eq!(seen["routing_key"], "routing.task.process.upload");
     assert_eq!(
         seen["headers"],
         json!({ "producer_app": "tests", "correlation_id": "flow-9" })
