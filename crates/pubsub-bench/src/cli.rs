@@ -25,6 +25,12 @@ OPTIONS:
                           queues, beside one node (AMQP_URL) with classic queues, interleaved
     --skip-bus            skip the EventBus rows (shared publisher handle, workers, idle
                           memory; the bus's latency row goes with --skip-latency)
+    --tasks               instead of the benchmark: the task queue's rate (pubsub-tasks), tasks
+                          per second with a trivial task function through a TaskWorker on
+                          SQLite and on PostgreSQL (PUBSUB_TEST_DATABASE_URL, else the local
+                          `test` database), beside the same messages through an
+                          EventSubscriber with a trivial handler and no store; and
+                          TaskQueue::submit against EventPublisher::publish, one confirm each
     --memory              run the memory check instead of the benchmark: --memory-events
                           events through one consumer (RSS sampled along the way), then a
                           consumer started on a queue pre-filled --deep messages deep
@@ -92,6 +98,8 @@ pub(crate) struct Options {
     /// Compare the 3-node cluster with quorum queues against one node with classic queues,
     /// instead of the benchmark.
     pub(crate) cluster: bool,
+    /// Measure the task queue instead.
+    pub(crate) tasks: bool,
     /// Run the memory check instead.
     pub(crate) memory: bool,
     /// Events for the memory check.
@@ -234,6 +242,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
         skip_publish: false,
         skip_bus: false,
         cluster: false,
+        tasks: false,
         memory: false,
         memory_events: None,
         deep: None,
@@ -269,6 +278,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
             "--skip-bus" => options.skip_bus = true,
             "--cluster" => options.cluster = true,
             "--memory" => options.memory = true,
+            "--tasks" => options.tasks = true,
             "--memory-events" => {
                 options.memory_events = Some(number(&value("--memory-events")?, "--memory-events")?)
             }
