@@ -61,7 +61,7 @@
 //!
 //! ```no_run
 //! use pubsub_amqp::{AmqpConfig, Connection};
-//! use pubsub_store::{Database, TaskStatus, TaskStore};
+//! use pubsub_store::{Database, TaskStore};
 //! use pubsub_tasks::{TaskQueue, TaskWorker};
 //! use serde_json::json;
 //!
