@@ -79,7 +79,7 @@ pub struct SubmitArgs {
     #[arg(long, value_name = "ID")]
     pub correlation_id: Option<String>,
 
-    /// The routing key instead of routing.task.<action>.<entity>.
+    /// The routing key instead of `routing.task.<action>.<entity>`.
     #[arg(long, value_name = "KEY")]
     pub routing_key: Option<String>,
 
