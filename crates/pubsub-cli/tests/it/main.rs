@@ -10,5 +10,6 @@ mod publish;
 mod replay;
 mod support;
 mod tail;
+mod task;
 mod usage;
 mod versioned;
