@@ -52,6 +52,8 @@ pub struct TaskWorker {
     prefetch: u16,
     retry: RetryPolicy,
     declare_exchange: bool,
+    existing_queue: bool,
+    quorum: bool,
     tasks: Arc<Tasks>,
     bindings: Vec<String>,
     observer: Option<Sender<DeliveryReport>>,
@@ -122,6 +124,22 @@ impl TaskWorkerBuilder {
     /// live `<queue>.dlq` and `<queue>.retry.<delay>`.
     pub fn queue(mut self, queue: &str) -> Self {
         queue.clone_into(&mut self.worker.queue);
+        self
+    }
+
+    /// Consumes a task queue another service declared (seed 003's Python service, with its
+    /// own arguments) as it is, instead of declaring it (off by default); see
+    /// [`SubscriberBuilder::existing_queue`](pubsub_subscriber::SubscriberBuilder::existing_queue).
+    /// The bindings are still added.
+    pub fn existing_queue(mut self, existing: bool) -> Self {
+        self.worker.existing_queue = existing;
+        self
+    }
+
+    /// Makes the queue, its delay queues and its dead-letter queue quorum queues (off by
+    /// default); see [`SubscriberBuilder::quorum`](pubsub_subscriber::SubscriberBuilder::quorum).
+    pub fn quorum(mut self, quorum: bool) -> Self {
+        self.worker.quorum = quorum;
         self
     }
 
@@ -216,6 +234,8 @@ impl TaskWorker {
                 prefetch: 10,
                 retry: RetryPolicy::default(),
                 declare_exchange: true,
+                existing_queue: false,
+                quorum: false,
                 tasks: Arc::default(),
                 bindings: Vec::new(),
                 observer: None,
@@ -319,7 +339,9 @@ impl TaskWorker {
             .envelope(Envelope::Task)
             .bindings(self.bindings())
             .prefetch(self.prefetch)
-            .retry(self.retry.clone());
+            .retry(self.retry.clone())
+            .existing_queue(self.existing_queue)
+            .quorum(self.quorum);
         if let Some(observer) = &self.observer {
             builder = builder.observer(observer.clone());
         }

@@ -339,3 +339,32 @@ fn settings_are_checked() {
     let dotted = TaskWorker::builder(config, db).task("a.b", |_t| Ok(json!(null)));
     assert!(build(dotted).contains("invalid task name `a.b`"));
 }
+
+#[test]
+fn a_queue_declared_elsewhere_is_consumed_as_it_is() {
+    let Some(setup) = Setup::new("existing", TestDb::sqlite()) else {
+        return;
+    };
+    // As a Python service declares it: durable, no arguments of ours.
+    setup
+        .bus
+        .admin()
+        .declare_queue(&setup.queue, &pubsub_amqp::QueueConfig::default())
+        .unwrap();
+    let worker = setup
+        .worker()
+        .task("send-report", |_task| Ok(json!("sent")))
+        .existing_queue(true)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let id = setup
+        .task_queue()
+        .submit("send-report", json!({}))
+        .unwrap()
+        .to_string();
+    assert_eq!(setup.settled(&id)[0].disposition, Disposition::Acked);
+    assert_eq!(setup.record(&id).result, Some(json!("sent")));
+    worker.stop().unwrap();
+}
