@@ -5,7 +5,7 @@ use crossbeam_channel::Receiver;
 use crate::cli::{Cli, Command};
 use crate::console::Console;
 use crate::error::Result;
-use crate::{dlq, publish, tail, task};
+use crate::{dlq, publish, store, tail, task};
 
 /// Carries out the command line. `stop` ends `tail` and `replay` early (Ctrl-C).
 ///
@@ -20,5 +20,6 @@ pub fn run(cli: Cli, console: &mut Console<'_>, stop: &Receiver<()>) -> Result<(
         Command::Tail(args) => tail::command::run(url, args, console, stop),
         Command::Dlq(command) => dlq::run(url, command, console, stop),
         Command::Task(command) => task::run(url, command, console),
+        Command::Store(command) => store::command::run(url, command, console, stop),
     }
 }

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 pub use crate::dlq::{DlqCommand, ListArgs, PurgeArgs, ReplayArgs, ShowArgs};
 pub use crate::publish::command::PublishArgs;
+pub use crate::store::StoreCommand;
 pub use crate::tail::command::TailArgs;
 pub use crate::task::TaskCommand;
 
@@ -14,6 +15,8 @@ Examples:
   pubsub tail 'order.*'
   pubsub dlq list orders
   pubsub dlq replay orders --all
+  pubsub store run --database postgres://app@db/events
+  pubsub store query 'order.*' --since 1h
   AMQP_URL=amqp://ops:secret@rabbit:5672/%2f pubsub dlq list orders
 
 Exit codes: 0 success, 1 failure (broker unreachable, queue not found, messages left behind),
@@ -71,13 +74,26 @@ pub enum Command {
         after_help = crate::task::EXAMPLES
     )]
     Task(TaskCommand),
+    /// Keep every event in a database, query it, replay from it.
+    #[command(
+        subcommand,
+        about = "Keep every event in a database (SQLite or PostgreSQL), query it, replay from it",
+        long_about = crate::store::ABOUT,
+        after_help = crate::store::EXAMPLES
+    )]
+    Store(StoreCommand),
 }
 
 impl Command {
     /// Whether the command stops cleanly on Ctrl-C (and so wants the signal handled) rather
     /// than being killed by it.
     pub fn stops_on_interrupt(&self) -> bool {
-        matches!(self, Command::Tail(_) | Command::Dlq(DlqCommand::Replay(_)))
+        matches!(
+            self,
+            Command::Tail(_)
+                | Command::Dlq(DlqCommand::Replay(_))
+                | Command::Store(StoreCommand::Run(_) | StoreCommand::Replay(_))
+        )
     }
 }
 

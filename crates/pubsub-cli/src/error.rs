@@ -88,14 +88,16 @@ pub enum Error {
     PutBack(pubsub_amqp::Error),
     /// The answer to a prompt could not be read.
     Answer(io::Error),
-    /// A task could not be submitted, or the task store failed. Its message is the task
-    /// queue's.
+    /// A task could not be submitted. Its message is the task queue's.
     Tasks(pubsub_tasks::Error),
     /// `task status`: the task store has no task with this id.
     NoSuchTask {
         /// The id asked for.
         id: uuid::Uuid,
     },
+    /// The event store failed (a database that is down, a URL it cannot use). Its message is
+    /// the store's.
+    Store(pubsub_store::Error),
     /// Writing the output failed (e.g. a closed pipe, see [`Error::is_broken_pipe`]). Its
     /// message is the I/O error's.
     Io(io::Error),
@@ -182,6 +184,7 @@ impl fmt::Display for Error {
             Error::Tasks(e) => fmt::Display::fmt(e, f),
             Error::NoSuchTask { id } => write!(f, "no task `{id}` in the task store"),
             Error::Io(e) => fmt::Display::fmt(e, f),
+            Error::Store(e) => fmt::Display::fmt(e, f),
         }
     }
 }
@@ -195,6 +198,7 @@ impl std::error::Error for Error {
             Error::Publisher(e) => std::error::Error::source(e),
             Error::Io(e) => std::error::Error::source(e),
             Error::Tasks(e) => std::error::Error::source(e),
+            Error::Store(e) => std::error::Error::source(e),
             Error::CannotPublish { source, .. } => Some(&**source),
             Error::PutBack(e) => Some(e),
             Error::Answer(e) => Some(e),
@@ -235,6 +239,17 @@ impl From<pubsub_publisher::Error> for Error {
 impl From<io::Error> for Error {
     fn from(e: io::Error) -> Self {
         Error::Io(e)
+    }
+}
+
+impl From<pubsub_store::Error> for Error {
+    fn from(e: pubsub_store::Error) -> Self {
+        match e {
+            pubsub_store::Error::InvalidConfig { message } => {
+                Error::Usage(UsageError::new(message))
+            }
+            other => Error::Store(other),
+        }
     }
 }
 

@@ -56,6 +56,7 @@ mod error;
 mod format;
 mod progress;
 pub mod publish;
+pub mod store;
 pub mod tail;
 pub mod task;
 

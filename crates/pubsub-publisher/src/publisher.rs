@@ -103,6 +103,9 @@ struct Settings {
     confirm_timeout: Duration,
     confirm_window: usize,
     reconnect: ReconnectPolicy,
+    /// Every event to this queue, through the default exchange (see
+    /// [`PublisherBuilder::to_queue`]).
+    to_queue: Option<String>,
 }
 
 /// One live connection with its publishing channel. The connection is dropped first: its
@@ -203,6 +206,18 @@ impl PublisherBuilder {
         self
     }
 
+    /// Publishes every event straight into `queue`, through the default exchange, instead of
+    /// to the exchange by its routing key: for replaying events to one service. Nothing is
+    /// declared; an event that reaches no queue (no queue `queue`) is handled as
+    /// [`unroutable`](Self::unroutable) says. The events keep their routing key in the `type`
+    /// property, and a subscriber of that queue reads the key from the body.
+    pub fn to_queue(mut self, queue: &str) -> Self {
+        self.exchange = String::new();
+        self.settings.declare = None;
+        self.settings.to_queue = Some(queue.to_owned());
+        self
+    }
+
     /// Opens the publishing channel, declares the exchange and turns confirms on.
     ///
     /// # Errors
@@ -236,16 +251,7 @@ impl EventPublisher {
         PublisherBuilder {
             connection,
             exchange: exchange.to_owned(),
-            settings: Settings {
-                app_id: None,
-                envelope: Envelope::Standard,
-                confirms: true,
-                unroutable: Unroutable::default(),
-                declare: Some(ExchangeConfig::default()),
-                confirm_timeout: Duration::from_secs(30),
-                confirm_window: 1000,
-                reconnect: ReconnectPolicy::default().with_max_total(Some(Duration::from_secs(30))),
-            },
+            settings: default_settings(),
         }
     }
 
@@ -452,7 +458,7 @@ impl EventPublisher {
             let properties = properties(event, &self.settings, options);
             session.channel.publish(
                 &self.exchange,
-                routing_key(event, options),
+                publish_key(&self.settings, event, options),
                 &self.body,
                 &properties,
                 mandatory,
@@ -592,7 +598,7 @@ impl Batch<'_> {
                 ConfirmOutcome::Nacked => Err(Error::Nacked),
                 ConfirmOutcome::Returned { .. } => unroutable(
                     event,
-                    routing_key(event, self.options.get(settled.token)),
+                    publish_key(self.settings, event, self.options.get(settled.token)),
                     self.exchange,
                     self.settings.unroutable,
                 ),
@@ -658,11 +664,32 @@ fn properties(event: &Event, settings: &Settings, options: &PublishOptions) -> P
     }
 }
 
-/// The routing key `event` is published with: the one `options` give, else its own.
-fn routing_key<'a>(event: &'a Event, options: &'a PublishOptions) -> &'a str {
-    options
-        .routing_key
+/// The settings a new builder starts from.
+fn default_settings() -> Settings {
+    Settings {
+        app_id: None,
+        envelope: Envelope::Standard,
+        confirms: true,
+        unroutable: Unroutable::default(),
+        declare: Some(ExchangeConfig::default()),
+        confirm_timeout: Duration::from_secs(30),
+        confirm_window: 1000,
+        reconnect: ReconnectPolicy::default().with_max_total(Some(Duration::from_secs(30))),
+        to_queue: None,
+    }
+}
+
+/// The routing key `event` is published with: the queue's name when publishing to a queue,
+/// else the one `options` give, else its own.
+fn publish_key<'a>(
+    settings: &'a Settings,
+    event: &'a Event,
+    options: &'a PublishOptions,
+) -> &'a str {
+    settings
+        .to_queue
         .as_deref()
+        .or(options.routing_key.as_deref())
         .unwrap_or(event.routing_key())
 }
 
@@ -731,7 +758,8 @@ mod tests {
     fn options_choose_the_routing_key_and_add_headers() {
         let event = Event::new("task", "send-report", json!({})).unwrap();
         let plain = PublishOptions::default();
-        assert_eq!(routing_key(&event, &plain), "task.send-report");
+        let settings = default_settings();
+        assert_eq!(publish_key(&settings, &event, &plain), "task.send-report");
         assert!(headers(&plain).is_empty());
         let routed = PublishOptions {
             routing_key: Some("routing.task.send.report".to_owned()),
@@ -742,7 +770,15 @@ mod tests {
             causation_id: Some("cause".to_owned()),
             ..PublishOptions::default()
         };
-        assert_eq!(routing_key(&event, &routed), "routing.task.send.report");
+        assert_eq!(
+            publish_key(&settings, &event, &routed),
+            "routing.task.send.report"
+        );
+        let to_queue = Settings {
+            to_queue: Some("audit".to_owned()),
+            ..settings.clone()
+        };
+        assert_eq!(publish_key(&to_queue, &event, &routed), "audit");
         let written = headers(&routed);
         assert_eq!(written["producer_app"].as_str(), Some("reports"));
         // The publisher's own headers win over the caller's.

@@ -11,6 +11,11 @@
 //! - [`EventStore`]: [`append`](EventStore::append) rows in one transaction (an event id is
 //!   stored once), [`query`](EventStore::query) by routing pattern (the handlers' semantics),
 //!   time range, correlation id (a whole causal chain) or event id.
+//! - [`Recorder`] and [`record`]: the store as a service: a subscriber bound to every event
+//!   of the exchange (`#`) that keeps each one, committed in batches that match its ack
+//!   batches, acked only after commit (a [`Sink`](pubsub_subscriber::Sink)).
+//! - [`replay`]: a selection published again, to the exchange or into one service's queue,
+//!   with confirms, a rate limit and progress.
 //! - [`TaskStore`]: `PENDING`, `RUNNING`, `COMPLETED` (with a JSON result) or `FAILED` (with
 //!   the error), with the number of attempts.
 //!
@@ -40,6 +45,8 @@ mod error;
 mod events;
 mod model;
 mod postgres;
+mod recorder;
+mod replay;
 mod sqlite;
 mod tasks;
 
@@ -51,4 +58,6 @@ pub use crate::model::{
     EventQuery, EventRow, NewTask, Order, StoredEvent, TaskChange, TaskFilter, TaskRecord,
     TaskStatus,
 };
+pub use crate::recorder::{record, RecordOptions, Recorder, DEFAULT_STORE_QUEUE};
+pub use crate::replay::{replay, ReplayOptions, ReplayProgress, ReplayTarget};
 pub use crate::tasks::TaskStore;

@@ -37,6 +37,12 @@ pub enum Error {
     },
     /// The consumer thread panicked (a bug in this crate: handler panics are caught).
     Panicked,
+    /// The subscriber's [`Sink`](crate::Sink) failed, and reconnecting took longer than the
+    /// reconnect policy allows.
+    Sink {
+        /// The sink's error and its causes, as text (a boxed error is not `Clone`).
+        message: String,
+    },
 }
 
 impl fmt::Display for Error {
@@ -49,6 +55,7 @@ impl fmt::Display for Error {
             }
             Error::InvalidHeader { name, message } => write!(f, "header `{name}`: {message}"),
             Error::Panicked => f.write_str("the subscriber thread panicked"),
+            Error::Sink { message } => write!(f, "the subscriber's sink failed: {message}"),
         }
     }
 }
@@ -60,6 +67,17 @@ impl std::error::Error for Error {
             // from its own source.
             Error::Amqp(e) => std::error::Error::source(e),
             _ => None,
+        }
+    }
+}
+
+impl From<crate::sink::Failure> for Error {
+    fn from(failure: crate::sink::Failure) -> Self {
+        match failure {
+            crate::sink::Failure::Amqp(e) => Error::Amqp(e),
+            crate::sink::Failure::Sink(e) => Error::Sink {
+                message: chain(e.as_ref()),
+            },
         }
     }
 }

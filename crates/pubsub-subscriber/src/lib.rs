@@ -14,6 +14,8 @@
 //!   ([`SubscriberBuilder::existing_queue`]).
 //! - [`StopHandle`]: graceful stop from another thread; [`StatsHandle`] /
 //!   [`SubscriberStats`]: counters readable from any thread.
+//! - [`Sink`]: keeps the events the subscriber acks (an event store), committed before each
+//!   ack ([`SubscriberBuilder::sink`]).
 //! - [`DeliveryReport`]: what became of each delivery, for observers (demos, tests,
 //!   monitoring).
 //! - [`headers`]: the header contract: the retry state and dead-letter record written on
@@ -94,6 +96,7 @@ mod report;
 mod republisher;
 mod session;
 mod settings;
+mod sink;
 mod stats;
 mod subscriber;
 mod topology;
@@ -102,5 +105,6 @@ pub use crate::error::{Error, Result};
 pub use crate::headers::DeadLetterKind;
 pub use crate::report::{DeliveryReport, Disposition, HandlerRun};
 pub use crate::settings::{dead_letter_queue_name, queue_names, retry_queue_name, RetryPolicy};
+pub use crate::sink::{Sink, SinkError};
 pub use crate::stats::{StatsHandle, SubscriberStats};
 pub use crate::subscriber::{EventSubscriber, RunningSubscriber, StopHandle, SubscriberBuilder};

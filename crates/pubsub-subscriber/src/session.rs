@@ -7,7 +7,7 @@ use pubsub_amqp::{
     Channel, Connection, Consumer, ConsumerEvent, Delivery, HeaderValue, Headers, Properties,
 };
 use pubsub_core::envelope::Received;
-use pubsub_core::Event;
+use pubsub_core::{Event, Metadata};
 use pubsub_registry::InvocationResult;
 use time::OffsetDateTime;
 
@@ -21,9 +21,10 @@ use crate::headers::{
 use crate::report::{DeliveryReport, Disposition, HandlerRun};
 use crate::republisher::Republisher;
 use crate::settings::{dead_letter_queue_name, retry_queue_name};
+use crate::sink::{Failure, Sink};
 use crate::stats::Counters;
 
-type AmqpResult<T> = pubsub_amqp::Result<T>;
+type SessionResult<T> = Result<T, Failure>;
 
 /// How long the loop waits for a delivery before it checks for a stop request.
 const STOP_POLL: Duration = Duration::from_millis(50);
@@ -34,7 +35,7 @@ pub(crate) enum SessionEnd {
     Stopped,
     /// Failed.
     Failed {
-        error: pubsub_amqp::Error,
+        error: Failure,
         /// How far it got: see [`SessionRun`](crate::recovery::SessionRun).
         run: crate::recovery::SessionRun,
     },
@@ -52,6 +53,8 @@ pub(crate) struct Session<'a> {
     consuming_since: Option<Instant>,
     /// Deliveries settled (acked or rejected) so far.
     settled: u64,
+    /// Keeps the events acked, committed before each ack.
+    sink: Option<&'a mut dyn Sink>,
 }
 
 /// What the handling of a delivery had found when its decision was carried out.
@@ -60,20 +63,30 @@ struct Handled<'e> {
     trust: Trust,
     attempt: u32,
     event: Option<&'e Event>,
+    meta: Option<&'e Metadata>,
     result: Option<&'e InvocationResult>,
 }
 
 impl<'a> Session<'a> {
-    pub(crate) fn run(cx: Context<'a>, mut connection: Connection) -> SessionEnd {
+    pub(crate) fn run(
+        cx: Context<'a>,
+        mut connection: Connection,
+        sink: Option<&'a mut dyn Sink>,
+    ) -> SessionEnd {
         let mut session = Session {
             cx,
             batch: Batch::new(usize::from(cx.settings().prefetch / 2).max(1)),
             republisher: None,
             consuming_since: None,
             settled: 0,
+            sink,
         };
         let result = session.consume(&mut connection);
         drop(session.republisher.take());
+        if let Some(sink) = session.sink.as_mut() {
+            // What is not committed was not acked either: the broker delivers it again.
+            sink.discard();
+        }
         let closed = connection.close();
         match result {
             Ok(()) => {
@@ -85,7 +98,12 @@ impl<'a> Session<'a> {
             Err(error) => SessionEnd::Failed {
                 // When amiquip's I/O thread died, the session saw only that; closing the
                 // connection tells why (socket closed, missed heartbeats, ...).
-                error: pubsub_amqp::Error::more_precise(error, closed.err()),
+                error: match error {
+                    Failure::Amqp(error) => {
+                        Failure::Amqp(pubsub_amqp::Error::more_precise(error, closed.err()))
+                    }
+                    sink => sink,
+                },
                 run: crate::recovery::SessionRun {
                     consumed_for: session.consuming_since.map(|t| t.elapsed()),
                     settled: session.settled,
@@ -94,7 +112,7 @@ impl<'a> Session<'a> {
         }
     }
 
-    fn consume(&mut self, connection: &mut Connection) -> AmqpResult<()> {
+    fn consume(&mut self, connection: &mut Connection) -> SessionResult<()> {
         let cx = self.cx;
         let channel = connection.open_channel()?;
         cx.topology.declare(&channel)?;
@@ -114,16 +132,16 @@ impl<'a> Session<'a> {
         result?;
         // Stopped: the rest is best effort. An error here must not turn a stop into a
         // reconnect; the broker requeues whatever stays unacknowledged.
-        let cancelled = flushed.and_then(|()| consumer.cancel());
+        let cancelled = flushed.and_then(|()| consumer.cancel().map_err(Failure::from));
         drop(consumer);
-        if let Err(e) = cancelled.and_then(|()| channel.close()) {
+        if let Err(e) = cancelled.and_then(|()| channel.close().map_err(Failure::from)) {
             log::warn!("closing the consumer of `{}` after stop: {e}", cx.queue());
         }
         Ok(())
     }
 
     /// Takes deliveries until stopped or until the channel or connection fails.
-    fn deliveries(&mut self, channel: &Channel, consumer: &Consumer<'_>) -> AmqpResult<()> {
+    fn deliveries(&mut self, channel: &Channel, consumer: &Consumer<'_>) -> SessionResult<()> {
         loop {
             if self.cx.stop.try_recv().is_ok() {
                 return Ok(());
@@ -144,21 +162,21 @@ impl<'a> Session<'a> {
             match event {
                 ConsumerEvent::Delivery(delivery) => self.handle(channel, delivery)?,
                 ConsumerEvent::Cancelled { by_server: true } => {
-                    return Err(pubsub_amqp::Error::ConnectionLost {
+                    return Err(Failure::Amqp(pubsub_amqp::Error::ConnectionLost {
                         reason: format!(
                             "the broker cancelled the consumer of `{}` (queue deleted, or a node failed over)",
                             self.cx.queue()
                         ),
-                    })
+                    }))
                 }
                 ConsumerEvent::Cancelled { by_server: false } => return Ok(()),
-                ConsumerEvent::Closed(e) => return Err(e),
+                ConsumerEvent::Closed(e) => return Err(e.into()),
             }
         }
     }
 
     /// Decides what becomes of one delivery (see [`decision`]) and carries it out.
-    fn handle(&mut self, channel: &Channel, mut delivery: Delivery) -> AmqpResult<()> {
+    fn handle(&mut self, channel: &Channel, mut delivery: Delivery) -> SessionResult<()> {
         let cx = self.cx;
         Counters::add(&cx.counters.received, 1);
         if delivery.redelivered() {
@@ -179,6 +197,7 @@ impl<'a> Session<'a> {
             trust,
             attempt: facts.retry.attempt,
             event: None,
+            meta: None,
             result: None,
         };
         if let Some(decision) = decision::admit(&facts, cx.settings().max_redeliveries) {
@@ -223,6 +242,7 @@ impl<'a> Session<'a> {
             now_rfc3339,
         );
         handled.event = Some(&event);
+        handled.meta = Some(&meta);
         handled.result = Some(&result);
         self.carry_out(channel, delivery, &body, handled, decision)
     }
@@ -234,9 +254,10 @@ impl<'a> Session<'a> {
         body: &[u8],
         handled: Handled<'_>,
         decision: Decision,
-    ) -> AmqpResult<()> {
+    ) -> SessionResult<()> {
         match decision {
             Decision::Ack => {
+                self.stage(handled)?;
                 let report = self.report(&delivery, handled, Disposition::Acked);
                 self.ready(channel, delivery, Outcome::Acked, report)
             }
@@ -244,6 +265,7 @@ impl<'a> Session<'a> {
                 if let Some(event) = handled.event {
                     log::debug!("no handler for {event} in `{}`", self.cx.queue());
                 }
+                self.stage(handled)?;
                 let report = self.report(&delivery, handled, Disposition::Unhandled);
                 self.ready(channel, delivery, Outcome::Unhandled, report)
             }
@@ -294,7 +316,7 @@ impl<'a> Session<'a> {
         kind: DeadLetterKind,
         reason: String,
         state: Option<RetryState>,
-    ) -> AmqpResult<()> {
+    ) -> SessionResult<()> {
         let queue = self.cx.queue();
         match kind {
             DeadLetterKind::Exhausted => log::error!(
@@ -352,10 +374,11 @@ impl<'a> Session<'a> {
         delivery: Delivery,
         handled: Handled<'_>,
         reason: &str,
-    ) -> AmqpResult<()> {
+    ) -> SessionResult<()> {
         let handled = Handled {
             attempt: 0,
             event: None,
+            meta: None,
             result: None,
             ..handled
         };
@@ -383,7 +406,7 @@ impl<'a> Session<'a> {
         delivery: Delivery,
         outcome: Outcome,
         report: Option<DeliveryReport>,
-    ) -> AmqpResult<()> {
+    ) -> SessionResult<()> {
         if self.republisher.is_none() {
             self.republisher = Some(Republisher::open(self.cx.config)?);
         }
@@ -395,7 +418,7 @@ impl<'a> Session<'a> {
             Ok(tag) => tag,
             Err(e) => {
                 self.republisher = None;
-                return Err(e);
+                return Err(e.into());
             }
         };
         self.batch.awaiting.push(Awaiting {
@@ -411,6 +434,16 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
+    /// Hands the event about to be acked to the sink, if there is one.
+    fn stage(&mut self, handled: Handled<'_>) -> SessionResult<()> {
+        if let (Some(sink), Some(event), Some(meta)) =
+            (self.sink.as_mut(), handled.event, handled.meta)
+        {
+            sink.stage(event, meta).map_err(Failure::Sink)?;
+        }
+        Ok(())
+    }
+
     /// Adds a delivery whose handling is finished to the batch; flushes a full batch.
     fn ready(
         &mut self,
@@ -418,7 +451,7 @@ impl<'a> Session<'a> {
         delivery: Delivery,
         outcome: Outcome,
         report: Option<DeliveryReport>,
-    ) -> AmqpResult<()> {
+    ) -> SessionResult<()> {
         self.batch.ready(delivery, outcome, report);
         if self.batch.is_full() {
             self.flush(channel)?;
@@ -429,7 +462,7 @@ impl<'a> Session<'a> {
     /// Settles the batch: waits for the confirms of the republished copies, rejects the
     /// deliveries whose copy the broker refused, then acks everything else with one
     /// `multiple` ack. Counters and reports follow the ack.
-    fn flush(&mut self, channel: &Channel) -> AmqpResult<()> {
+    fn flush(&mut self, channel: &Channel) -> SessionResult<()> {
         if !self.batch.awaiting.is_empty() {
             let refused = match self.republisher.as_mut() {
                 Some(republisher) => republisher.confirm_all(),
@@ -442,7 +475,7 @@ impl<'a> Session<'a> {
                 Err(e) => {
                     // Nothing of the batch is acked: the broker delivers it all again.
                     self.republisher = None;
-                    return Err(e);
+                    return Err(e.into());
                 }
             };
             for awaiting in std::mem::take(&mut self.batch.awaiting) {
@@ -461,6 +494,10 @@ impl<'a> Session<'a> {
                 }
             }
         }
+        if let Some(sink) = self.sink.as_mut() {
+            // The events of the batch are durable before their deliveries are acked.
+            sink.commit().map_err(Failure::Sink)?;
+        }
         self.settled += self.batch.ack(channel, &self.cx)?;
         Ok(())
     }
@@ -473,7 +510,7 @@ impl<'a> Session<'a> {
         trust: Trust,
         reason: &str,
         report: Option<DeliveryReport>,
-    ) -> AmqpResult<()> {
+    ) -> SessionResult<()> {
         log::error!(
             "rejecting a message from `{}` ({}) without requeue: {reason}",
             self.cx.queue(),

@@ -17,6 +17,7 @@ use crate::recovery::{self, SessionRun};
 use crate::report::DeliveryReport;
 use crate::session::{Session, SessionEnd};
 use crate::settings::{dead_letter_queue_name, RetryPolicy, Settings};
+use crate::sink::{BoxedSink, Failure, Sink};
 use crate::stats::{Counters, StatsHandle, SubscriberStats};
 use crate::topology::Topology;
 
@@ -82,6 +83,7 @@ pub struct EventSubscriber {
     stop_tx: Sender<()>,
     stop_rx: Receiver<()>,
     counters: Arc<Counters>,
+    sink: Option<BoxedSink>,
 }
 
 /// Builds an [`EventSubscriber`]; see [`EventSubscriber::builder`].
@@ -95,9 +97,17 @@ pub struct SubscriberBuilder {
     settings: Settings,
     envelope_patterns: Vec<(String, Envelope)>,
     bindings: Option<Vec<String>>,
+    sink: Option<BoxedSink>,
 }
 
 impl SubscriberBuilder {
+    /// Keeps the events the subscriber acks in `sink`, committed before each ack (see
+    /// [`Sink`]): an event store, an inbox table.
+    pub fn sink(mut self, sink: impl Sink) -> Self {
+        self.sink = Some(BoxedSink(Box::new(sink)));
+        self
+    }
+
     /// The exchange to bind the queue to (`events` by default).
     pub fn exchange(mut self, exchange: &str) -> Self {
         self.exchange = exchange.to_owned();
@@ -298,6 +308,7 @@ impl SubscriberBuilder {
             stop_tx,
             stop_rx,
             counters: Arc::default(),
+            sink: self.sink,
         })
     }
 }
@@ -360,6 +371,7 @@ impl EventSubscriber {
             envelope_patterns: Vec::new(),
             settings: default_settings(),
             bindings: None,
+            sink: None,
         }
     }
 
@@ -517,18 +529,22 @@ impl EventSubscriber {
         let mut last_failure: Option<String> = None;
         loop {
             let end = match self.connection.take() {
-                Some(connection) => Session::run(cx, connection),
+                Some(connection) => Session::run(
+                    cx,
+                    connection,
+                    self.sink.as_mut().map(|s| &mut *s.0 as &mut dyn Sink),
+                ),
                 None => SessionEnd::Failed {
-                    error: pubsub_amqp::Error::ConnectionLost {
+                    error: Failure::Amqp(pubsub_amqp::Error::ConnectionLost {
                         reason: "no connection".to_owned(),
-                    },
+                    }),
                     run: SessionRun::default(),
                 },
             };
             let error = match end {
                 SessionEnd::Stopped => return Ok(()),
                 SessionEnd::Failed { error, .. } if error.is_permanent() => {
-                    return Err(Error::Amqp(error))
+                    return Err(error.into())
                 }
                 SessionEnd::Failed { error, run } => {
                     let failure = chain(&error);
@@ -553,7 +569,7 @@ impl EventSubscriber {
                     self.queue,
                     backoff.elapsed().as_secs_f64()
                 );
-                return Err(Error::Amqp(error));
+                return Err(error.into());
             };
             log::warn!(
                 "subscriber of `{}`: {}; reconnecting in {:.1}s",

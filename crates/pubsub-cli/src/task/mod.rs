@@ -184,7 +184,7 @@ fn open_store(args: &StoreArgs) -> Result<TaskStore> {
 }
 
 fn store_error(e: pubsub_store::Error) -> Error {
-    Error::Tasks(pubsub_tasks::Error::Store(e))
+    Error::from(e)
 }
 
 fn status(args: StatusArgs, console: &mut Console<'_>) -> Result<()> {

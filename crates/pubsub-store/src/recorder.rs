@@ -1,0 +1,152 @@
+//! [`Recorder`]: the event store as a subscriber's [`Sink`], and [`record`]: the store's
+//! subscriber, bound to every event of an exchange.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use pubsub_amqp::Connection;
+use pubsub_core::{Event, Metadata};
+use pubsub_registry::HandlerRegistry;
+use pubsub_subscriber::{EventSubscriber, Sink, SinkError};
+use time::OffsetDateTime;
+
+use crate::database::Database;
+use crate::error::Result;
+use crate::events::EventStore;
+use crate::model::EventRow;
+
+/// The queue the store consumes unless told otherwise (the seed's name).
+pub const DEFAULT_STORE_QUEUE: &str = "event.store";
+
+/// Keeps every event a subscriber acks in an [`EventStore`], one transaction per ack batch
+/// (see [`Sink`]): a delivery is acked only after its row is committed.
+///
+/// When a commit fails because the database went away, the recorder drops its connection and
+/// opens a new one at the next commit; meanwhile nothing is acked, and the broker delivers the
+/// batch again. An event delivered again is stored once (its id is unique).
+pub struct Recorder {
+    database: Database,
+    store: Option<EventStore>,
+    staged: Vec<EventRow>,
+    stored: Arc<AtomicU64>,
+}
+
+impl Recorder {
+    /// A recorder into `database`, opened now (so that a wrong URL or a database that is down
+    /// is an error at start, not a reconnect loop).
+    ///
+    /// # Errors
+    ///
+    /// As [`EventStore::open`].
+    pub fn new(database: &Database) -> Result<Recorder> {
+        Ok(Recorder {
+            database: database.clone(),
+            store: Some(EventStore::open(database)?),
+            staged: Vec::new(),
+            stored: Arc::default(),
+        })
+    }
+
+    /// A counter of the new rows it committed, readable from any thread.
+    pub fn stored(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.stored)
+    }
+}
+
+impl Sink for Recorder {
+    fn stage(&mut self, event: &Event, meta: &Metadata) -> Result<(), SinkError> {
+        self.staged
+            .push(EventRow::new(event, meta, OffsetDateTime::now_utc()));
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<(), SinkError> {
+        if self.staged.is_empty() {
+            return Ok(());
+        }
+        let store = match &mut self.store {
+            Some(store) => store,
+            None => {
+                let store = EventStore::open(&self.database)?;
+                log::info!("event store reconnected to {}", self.database);
+                self.store.insert(store)
+            }
+        };
+        match store.append(&self.staged) {
+            Ok(new) => {
+                self.stored.fetch_add(new as u64, Ordering::Relaxed);
+                self.staged.clear();
+                Ok(())
+            }
+            Err(e) => {
+                // The connection's state is unknown: the next commit opens a new one.
+                self.store = None;
+                Err(Box::new(e))
+            }
+        }
+    }
+
+    fn discard(&mut self) {
+        self.staged.clear();
+    }
+}
+
+impl fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Recorder")
+            .field("database", &self.database)
+            .field("staged", &self.staged.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where and how the store's subscriber consumes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordOptions {
+    /// Its queue ([`DEFAULT_STORE_QUEUE`]).
+    pub queue: String,
+    /// The exchange whose every event it keeps (`events`).
+    pub exchange: String,
+    /// What it binds (`#`: everything).
+    pub pattern: String,
+    /// Its prefetch; the commit batch is half of it (200: batches of 100).
+    pub prefetch: u16,
+}
+
+impl Default for RecordOptions {
+    fn default() -> Self {
+        RecordOptions {
+            queue: DEFAULT_STORE_QUEUE.to_owned(),
+            exchange: "events".to_owned(),
+            pattern: "#".to_owned(),
+            prefetch: 200,
+        }
+    }
+}
+
+/// The store's subscriber: consumes `options.queue`, bound to `options.pattern` on the
+/// exchange, and keeps every event it takes in `recorder`'s database, acked after commit.
+/// Its topology is declared; start it with [`EventSubscriber::spawn`] or
+/// [`start_consuming`](EventSubscriber::start_consuming).
+///
+/// A message that is not an event (poison) is dead-lettered to `<queue>.dlq`, not stored.
+///
+/// # Errors
+///
+/// [`Error::Subscribe`](crate::Error::Subscribe): invalid options, or declaring the topology
+/// failed.
+pub fn record(
+    connection: Connection,
+    recorder: Recorder,
+    options: &RecordOptions,
+) -> Result<EventSubscriber> {
+    let mut subscriber =
+        EventSubscriber::builder(connection, &options.queue, Arc::new(HandlerRegistry::new()))
+            .exchange(&options.exchange)
+            .prefetch(options.prefetch)
+            .sink(recorder)
+            .build()?;
+    subscriber.setup_queue(&options.pattern)?;
+    Ok(subscriber)
+}
