@@ -88,6 +88,29 @@ fn submit_then_status_and_list_from_the_store() {
     let table = stdout(&failed);
     assert!(table.contains(&fail) && !table.contains(&echo), "{table}");
 
+    // Replayed from the dead-letter queue, a failed task runs again (and fails again).
+    let replay = pubsub(&["dlq", "replay", &queue, "--all"]);
+    assert_exit(&replay, 0);
+    loop {
+        let report = reports.recv_timeout(Duration::from_secs(20)).unwrap();
+        if !matches!(report.disposition, Disposition::Retried { .. }) {
+            break;
+        }
+    }
+    let again = pubsub(&[
+        "task",
+        "status",
+        &fail,
+        "--json",
+        "--database",
+        &database_url,
+    ]);
+    let record: Value = serde_json::from_str(stdout(&again).trim()).unwrap();
+    assert_eq!(
+        (record["status"].as_str(), record["attempts"].as_u64()),
+        (Some("FAILED"), Some(4))
+    );
+
     let missing = pubsub(&[
         "task",
         "status",
