@@ -152,8 +152,7 @@ pub(crate) fn run(
 
 fn submit(url: Option<&str>, args: SubmitArgs, console: &mut Console<'_>) -> Result<()> {
     let payload = DataSource::from_arg(args.payload.as_deref(), console.stdin_is_terminal)
-        .read(console.input)
-        .map_err(|e| UsageError::new(e.to_string().replacen("the data", "the payload", 1)))?;
+        .read_named(console.input, "payload", "--payload")?;
     let connection = connect(url, "task submit")?;
     let mut queue = TaskQueue::builder(connection)
         .exchange(&args.exchange)
