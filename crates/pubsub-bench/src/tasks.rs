@@ -2,7 +2,8 @@
 //! trivial task function, its store on SQLite (a file) and on PostgreSQL, beside the same
 //! messages drained by an `EventSubscriber` with a trivial handler and no store (the
 //! baseline: what the store and the task bookkeeping cost); and `TaskQueue::submit` against
-//! `EventPublisher::publish`, one confirm each.
+//! `EventPublisher::publish`, one confirm each, and `TaskQueue::submit_all` (the queue's
+//! filling) beside them.
 //!
 //! Each run fills the queue first, then starts the consumer and times it until every task is
 //! settled (the observer channel's reports). Configurations are interleaved round by round.
@@ -16,7 +17,7 @@ use crossbeam_channel::Receiver;
 use pubsub_amqp::AmqpConfig;
 use pubsub_core::envelope::{Envelope, TASK_DOMAIN};
 use pubsub_core::{handler_fn, Event};
-use pubsub_publisher::{EventPublisher, PublishOptions};
+use pubsub_publisher::EventPublisher;
 use pubsub_registry::HandlerRegistry;
 use pubsub_store::Database;
 use pubsub_subscriber::{DeliveryReport, Disposition, EventSubscriber};
@@ -126,11 +127,13 @@ pub(crate) fn run(config: &AmqpConfig, options: &Options) -> Result<()> {
     );
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); rows.len()];
     let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); rows.len()];
+    let mut fills = Vec::new();
     for round in 1..=rounds {
         let mut baseline = None;
         for (i, &row) in rows.iter().enumerate() {
             eprintln!("tasks: round {round}/{rounds}, {}...", row.name());
-            let rate = drain(&mut admin, row, count, postgres.as_deref())?;
+            let (rate, filled) = drain(&mut admin, row, count, postgres.as_deref())?;
+            fills.push(filled);
             let base = *baseline.get_or_insert(rate);
             rates[i].push(rate);
             ratios[i].push(rate / base);
@@ -163,6 +166,7 @@ pub(crate) fn run(config: &AmqpConfig, options: &Options) -> Result<()> {
     let submits = if options.quick { 300 } else { 2_000 };
     eprintln!("tasks: TaskQueue::submit against EventPublisher::publish, {submits} each...");
     let (submit, publish) = submit_rates(&mut admin, submits)?;
+    let submit_all = Stat::of(&fills).map_or(f64::NAN, |s| s.median);
     println!(
         "{}",
         report::bench_line(
@@ -171,11 +175,12 @@ pub(crate) fn run(config: &AmqpConfig, options: &Options) -> Result<()> {
                 "submit_per_s": report::round(submit, 0),
                 "publish_per_s": report::round(publish, 0),
                 "ratio": report::round(submit / publish, 3),
+                "submit_all_per_s": report::round(submit_all, 0),
             }),
         )
     );
     report::print_table(
-        &["one confirm each", "per second", "ratio"],
+        &["submitting", "per second", "ratio"],
         &[
             vec![
                 "EventPublisher::publish".to_owned(),
@@ -187,14 +192,19 @@ pub(crate) fn run(config: &AmqpConfig, options: &Options) -> Result<()> {
                 report::thousands(submit),
                 format!("{:.2}x", submit / publish),
             ],
+            vec![
+                format!("TaskQueue::submit_all, 1,000 a batch ({count} tasks)"),
+                report::thousands(submit_all),
+                format!("{:.2}x", submit_all / publish),
+            ],
         ],
     );
     admin.close()
 }
 
 /// Fills a new queue with `count` tasks, then drains it with `row`'s consumer: tasks per
-/// second.
-fn drain(admin: &mut Admin, row: Row, count: u64, postgres: Option<&str>) -> Result<f64> {
+/// second drained, and submitted.
+fn drain(admin: &mut Admin, row: Row, count: u64, postgres: Option<&str>) -> Result<(f64, f64)> {
     let names = admin.names("tasks")?;
     let (database, store) = Store::new(row, postgres)?;
     let result = drain_in(admin.config(), &names, row, count, database);
@@ -209,11 +219,11 @@ fn drain_in(
     row: Row,
     count: u64,
     database: Database,
-) -> Result<f64> {
+) -> Result<(f64, f64)> {
     let (tx, reports) = crossbeam_channel::unbounded();
     let key = routing_key(TASK);
     // Each branch declares the topology, fills the queue, then times the drain.
-    let (elapsed, stats) = match row {
+    let (elapsed, stats, filled) = match row {
         Row::Events => {
             let mut registry = HandlerRegistry::new();
             registry.subscribe(
@@ -225,17 +235,17 @@ fn drain_in(
                     .exchange(&names.exchange)
                     .declare_exchange(Some(exchange_config()))
                     .envelope(Envelope::Task)
-                    .bindings([key.clone()])
+                    .bindings([key])
                     .prefetch(10)
                     .observer(tx)
                     .build()?;
             subscriber.setup()?;
-            fill(config, names, &key, count)?;
+            let filled = fill(config, names, count)?;
             let started = Instant::now();
             let running = subscriber.spawn()?;
             wait(&reports, count)?;
             let elapsed = started.elapsed();
-            (elapsed, running.stop()?)
+            (elapsed, running.stop()?, filled)
         }
         Row::Sqlite(workers) | Row::Postgres(workers) => {
             let worker = TaskWorker::builder(config.clone(), database)
@@ -246,46 +256,39 @@ fn drain_in(
                 .observer(tx)
                 .build()?;
             worker.setup()?;
-            fill(config, names, &key, count)?;
+            let filled = fill(config, names, count)?;
             let started = Instant::now();
             let running = worker.start()?;
             wait(&reports, count)?;
             let elapsed = started.elapsed();
-            (elapsed, running.stop()?)
+            (elapsed, running.stop()?, filled)
         }
     };
     if stats.acked != count {
         bail!("{}: {count} tasks, but {stats}", row.name());
     }
-    Ok(count as f64 / elapsed.as_secs_f64())
+    Ok((count as f64 / elapsed.as_secs_f64(), filled))
 }
 
-/// Publishes `count` distinct tasks, in confirmed batches.
-fn fill(config: &AmqpConfig, names: &Names, key: &str, count: u64) -> Result<()> {
-    let mut publisher = EventPublisher::builder(open(config)?, &names.exchange)
-        .envelope(Envelope::Task)
-        .declare_exchange(None)
+/// Submits `count` distinct tasks with `TaskQueue::submit_all`, 1,000 at a time: tasks per
+/// second.
+fn fill(config: &AmqpConfig, names: &Names, count: u64) -> Result<f64> {
+    let mut queue = TaskQueue::builder(open(config)?)
+        .exchange(&names.exchange)
+        .declare_exchange(false)
         .build()?;
-    let options = PublishOptions {
-        routing_key: Some(key.to_owned()),
-        ..PublishOptions::default()
-    };
+    let started = Instant::now();
     let mut sent = 0;
     while sent < count {
-        let batch: Vec<Event> = (sent..count.min(sent + 1_000))
-            .map(|i| {
-                Event::builder(TASK_DOMAIN, TASK)
-                    .data(json!({ "i": i }))
-                    .build()
-            })
-            .collect::<Result<_, _>>()?;
-        for outcome in publisher.publish_all_with(&batch, &options) {
-            outcome.map_err(|e| anyhow::anyhow!("filling the task queue: {e}"))?;
+        let batch = (sent..count.min(sent + 1_000)).map(|i| (TASK, json!({ "i": i })));
+        for outcome in queue.submit_all(batch) {
+            outcome.context("filling the task queue")?;
+            sent += 1;
         }
-        sent += batch.len() as u64;
     }
-    publisher.close()?;
-    Ok(())
+    let rate = count as f64 / started.elapsed().as_secs_f64();
+    queue.close()?;
+    Ok(rate)
 }
 
 /// Waits for `count` settled deliveries (retries do not count; none are expected).

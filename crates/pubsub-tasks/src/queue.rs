@@ -158,6 +158,50 @@ impl TaskQueue {
         Ok(id)
     }
 
+    /// Submits several tasks as one pipelined batch (the confirms are collected after the
+    /// whole batch is sent: about one round trip instead of one per task) and returns one
+    /// outcome per task, in order: its id, or why it was not submitted.
+    pub fn submit_all<'a, I>(&mut self, tasks: I) -> Vec<Result<Uuid>>
+    where
+        I: IntoIterator<Item = (&'a str, Value)>,
+    {
+        let mut outcomes: Vec<Option<Result<Uuid>>> = Vec::new();
+        let mut events = Vec::new();
+        let mut options = Vec::new();
+        for (name, payload) in tasks {
+            match task_event(name, payload) {
+                Ok(task) => {
+                    options.push(publish_options(
+                        &task,
+                        &self.producer,
+                        &SubmitOptions::default(),
+                    ));
+                    events.push(task);
+                    outcomes.push(None);
+                }
+                Err(e) => outcomes.push(Some(Err(e))),
+            }
+        }
+        let mut published = self
+            .publisher
+            .publish_each(&events, &options)
+            .into_iter()
+            .zip(&events);
+        outcomes
+            .into_iter()
+            .map(|outcome| match outcome {
+                Some(invalid) => invalid,
+                None => match published.next() {
+                    Some((Ok(()), task)) => Ok(task.event_id()),
+                    Some((Err(e), _)) => Err(Error::Publish(e.error().clone())),
+                    None => Err(Error::InvalidConfig {
+                        message: "a task without an outcome".to_owned(),
+                    }),
+                },
+            })
+            .collect()
+    }
+
     /// Closes the connection.
     ///
     /// # Errors

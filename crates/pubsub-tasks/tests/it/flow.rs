@@ -307,8 +307,17 @@ fn several_workers_share_the_queue() {
     assert_eq!(worker.bindings(), ["routing.task.add"]);
     let worker = worker.start().unwrap();
     let mut queue = setup.task_queue();
-    let ids: Vec<String> = (0..60)
-        .map(|n| queue.submit("add", json!({ "n": n })).unwrap().to_string())
+    let mut outcomes = queue.submit_all((0..61).map(|n| match n {
+        60 => ("not.a.name", json!({})),
+        n => ("add", json!({ "n": n })),
+    }));
+    assert!(matches!(
+        outcomes.pop(),
+        Some(Err(pubsub_tasks::Error::InvalidTaskName { .. }))
+    ));
+    let ids: Vec<String> = outcomes
+        .into_iter()
+        .map(|id| id.unwrap().to_string())
         .collect();
     let settled = setup.settle_all(ids.len());
     assert!(settled.iter().all(|r| r.disposition == Disposition::Acked));
