@@ -223,6 +223,10 @@ impl TaskWorkerBuilder {
 impl TaskWorker {
     /// Starts configuring a worker that connects with `config` and records tasks in
     /// `database`.
+    ///
+    /// Each worker thread opens its own connection to `database`: an in-memory SQLite
+    /// database (`sqlite::memory:`) is then a database of its own per worker, which no one
+    /// else can read. Use a file (`sqlite:tasks.db`) or PostgreSQL.
     pub fn builder(config: AmqpConfig, database: Database) -> TaskWorkerBuilder {
         TaskWorkerBuilder {
             worker: TaskWorker {
