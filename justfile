@@ -18,7 +18,7 @@ demo *ARGS:
     # a broker `just broker` cannot start (the demo then says itself what it could not reach).
     needs_broker=true
     for arg in {{ARGS}}; do
-        case "$arg" in --in-process|--help|-h|--version|-V) needs_broker=false;; esac
+        case "$arg" in --in-process|--asyncapi|--help|-h|--version|-V) needs_broker=false;; esac
     done
     hostport="${AMQP_URL#*://}"; hostport="${hostport##*@}"; hostport="${hostport%%/*}"; hostport="${hostport%%\?*}"
     if $needs_broker && ! just _broker-answers 2>/dev/null; then

@@ -14,6 +14,9 @@
 //!   publishing thread on another); [`Transport::InProcess`]: the same handlers on an
 //!   in-process bus, no broker.
 //!
+//! - [`asyncapi()`]: the service's AsyncAPI 3 document (`demo --asyncapi`): its exchange,
+//!   the routing keys it subscribes to and publishes, the events' JSON Schemas.
+//!
 //! It sits at the top of the workspace: on `demo-domain` (the events and handlers) and the
 //! `pubsub` facade (the bus). The README's code blocks are compiled as this crate's doctests.
 //!
@@ -34,10 +37,12 @@
 #![deny(missing_docs)]
 #![warn(clippy::print_stdout)]
 
+mod asyncapi;
 mod flow;
 mod report;
 mod run;
 
+pub use crate::asyncapi::asyncapi;
 pub use crate::flow::Workload;
 pub use crate::report::{Attempt, Handled, HandlerTally, Outcome, Progress, RunReport};
 pub use crate::run::{run, Settings, Transport, MAX_ATTEMPTS, RETRY_DELAYS};

@@ -64,6 +64,11 @@ struct Args {
           value_parser = clap::value_parser!(u64).range(1..))]
     timeout: u64,
 
+    /// Print the demo service's AsyncAPI 3 document (JSON: its exchange, the routing keys it
+    /// subscribes to and publishes, the events' schemas) and exit; needs no broker.
+    #[arg(long)]
+    asyncapi: bool,
+
     /// Leave the queue and its retry and dead-letter queues on the broker at the end, to
     /// look at them in the management UI (http://localhost:15672).
     #[arg(long)]
@@ -73,6 +78,10 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     init_logging();
+
+    if args.asyncapi {
+        return print_asyncapi(&args);
+    }
 
     let workload = match args.count {
         Some(n) => Workload::Orders(n),
@@ -127,6 +136,25 @@ fn main() -> ExitCode {
     match result {
         Ok(report) => summary(&report),
         Err(e) => failure(&e, &transport),
+    }
+}
+
+/// Prints the AsyncAPI document of the service the other flags describe.
+fn print_asyncapi(args: &Args) -> ExitCode {
+    let settings = Settings {
+        exchange: args.exchange.clone(),
+        queue: args.queue.clone(),
+        ..Settings::default()
+    };
+    match demo::asyncapi(&settings) {
+        Ok(document) => {
+            println!("{document}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -1,5 +1,7 @@
 //! The demo's typed events, with the field names of the original design's Python services.
 
+#[cfg(feature = "schema")]
+use pubsub_core::schema::schemars;
 use pubsub_core::TypedEvent;
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +14,8 @@ use serde::{Deserialize, Serialize};
 ///  "items": [{"product_id": "PROD-001", "quantity": 2}], "total_amount": 99.99}
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(crate = "pubsub_core::schema::schemars"))]
 pub struct OrderCreated {
     /// The order's identifier, e.g. `ORD-123`.
     pub order_id: String,
@@ -30,6 +34,8 @@ impl TypedEvent for OrderCreated {
 
 /// One line of an order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(crate = "pubsub_core::schema::schemars"))]
 pub struct OrderItem {
     /// The product's identifier, e.g. `PROD-001`.
     pub product_id: String,
@@ -39,6 +45,8 @@ pub struct OrderItem {
 
 /// `order.paid`: the payment of an order went through.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(crate = "pubsub_core::schema::schemars"))]
 pub struct OrderPaid {
     /// The order that was paid.
     pub order_id: String,
@@ -55,6 +63,8 @@ impl TypedEvent for OrderPaid {
 
 /// `user.registered`: someone created an account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(crate = "pubsub_core::schema::schemars"))]
 pub struct UserRegistered {
     /// The user's identifier.
     pub user_id: String,

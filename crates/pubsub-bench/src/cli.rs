@@ -25,6 +25,11 @@ OPTIONS:
                           queues, beside one node (AMQP_URL) with classic queues, interleaved
     --skip-bus            skip the EventBus rows (shared publisher handle, workers, idle
                           memory; the bus's latency row goes with --skip-latency)
+    --store               only the event store rows: events stored per second through the
+                          bus into SQLite and PostgreSQL (PUBSUB_TEST_DATABASE_URL, default the
+                          local `test` database), each against the same run without a store,
+                          and plain batched INSERTs of the same rows
+    --skip-store          skip the event store rows
     --tasks               instead of the benchmark: the task queue's rate (pubsub-tasks), tasks
                           per second with a trivial task function through a TaskWorker on
                           SQLite and on PostgreSQL (PUBSUB_TEST_DATABASE_URL, else the local
@@ -95,6 +100,10 @@ pub(crate) struct Options {
     pub(crate) skip_publish: bool,
     /// Skip the EventBus rows.
     pub(crate) skip_bus: bool,
+    /// Skip the event store rows.
+    pub(crate) skip_store: bool,
+    /// Run only the event store rows.
+    pub(crate) store: bool,
     /// Compare the 3-node cluster with quorum queues against one node with classic queues,
     /// instead of the benchmark.
     pub(crate) cluster: bool,
@@ -241,6 +250,8 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
         skip_latency: false,
         skip_publish: false,
         skip_bus: false,
+        skip_store: false,
+        store: false,
         cluster: false,
         tasks: false,
         memory: false,
@@ -276,6 +287,8 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
             "--skip-latency" => options.skip_latency = true,
             "--skip-publish" => options.skip_publish = true,
             "--skip-bus" => options.skip_bus = true,
+            "--skip-store" => options.skip_store = true,
+            "--store" => options.store = true,
             "--cluster" => options.cluster = true,
             "--memory" => options.memory = true,
             "--tasks" => options.tasks = true,

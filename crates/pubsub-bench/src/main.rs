@@ -71,6 +71,7 @@ mod micro;
 mod raw;
 mod report;
 mod sides;
+mod store;
 mod suite;
 mod targets;
 mod tasks;
@@ -108,6 +109,10 @@ fn run() -> Result<()> {
                 tasks::run(&config, &options)
             } else if options.cluster {
                 cluster::run(&options)
+            } else if options.store {
+                let mut admin = admin::Admin::open(&config)?;
+                store::run(&mut admin, &options)?;
+                admin.close()
             } else {
                 suite::run_all(&config, &options)
             }

@@ -5,7 +5,7 @@ use crossbeam_channel::Receiver;
 use crate::cli::{Cli, Command};
 use crate::console::Console;
 use crate::error::Result;
-use crate::{dlq, publish, store, tail, task};
+use crate::{asyncapi, dlq, publish, store, tail, task};
 
 /// Carries out the command line. `stop` ends `tail` and `replay` early (Ctrl-C).
 ///
@@ -21,5 +21,6 @@ pub fn run(cli: Cli, console: &mut Console<'_>, stop: &Receiver<()>) -> Result<(
         Command::Dlq(command) => dlq::run(url, command, console, stop),
         Command::Task(command) => task::run(url, command, console),
         Command::Store(command) => store::command::run(url, command, console, stop),
+        Command::Asyncapi(args) => asyncapi::run(args, console),
     }
 }

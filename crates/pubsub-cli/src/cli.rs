@@ -82,6 +82,9 @@ pub enum Command {
         after_help = crate::store::EXAMPLES
     )]
     Store(StoreCommand),
+    /// Print the AsyncAPI 3 document of a service described by flags (no broker needed).
+    #[command(after_help = crate::asyncapi::EXAMPLES)]
+    Asyncapi(crate::asyncapi::AsyncApiArgs),
 }
 
 impl Command {

@@ -17,6 +17,8 @@
 //!   once its copy is confirmed), [`purge`](dlq::Dlq::purge); [`dlq::DeadLetter`] reads the
 //!   headers `pubsub-subscriber` writes (and RabbitMQ's `x-death`) through the subscriber's
 //!   own header contract (`pubsub_subscriber::headers`).
+//! - [`asyncapi`]: the AsyncAPI 3 document of a service described by flags
+//!   (`pubsub-asyncapi`), no broker needed.
 //! - [`task`]: `task submit` through `pubsub-tasks`' `TaskQueue`, `task status` and
 //!   `task list` from the task store (`pubsub-store`, `--database` / `DATABASE_URL`).
 //! - [`Error`]: why a command failed, one variant per kind of failure.
@@ -48,6 +50,7 @@
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
 mod app;
+pub mod asyncapi;
 pub mod cli;
 mod connect;
 mod console;

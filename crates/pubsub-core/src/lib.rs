@@ -16,6 +16,8 @@
 //!   while consumers migrate to a versioned routing key.
 //! - [`envelope`]: the other shapes events take on the bus (seed 002's bare model, seed 004's
 //!   event bus envelope), decoded to the same [`Event`].
+//! - `schema` (feature `schema`): JSON Schemas of the wire body and of typed events, with
+//!   `schemars`.
 //! - [`text`]: quoting and cutting values that may come from the network, for messages.
 //!
 //! This is the bottom crate of the workspace: it depends on no sibling and does no I/O.
@@ -53,6 +55,8 @@ mod event;
 mod handler;
 pub mod json;
 mod migration;
+#[cfg(feature = "schema")]
+pub mod schema;
 pub mod text;
 mod timestamp;
 mod typed;

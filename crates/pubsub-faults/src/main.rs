@@ -11,6 +11,7 @@
 mod cluster;
 mod harness;
 mod scenarios;
+mod store;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::process::ExitCode;
@@ -112,6 +113,7 @@ fn run(args: &Args) -> Result<bool> {
         let t = Instant::now();
         let outcome = catch_unwind(AssertUnwindSafe(|| (scenario.run)(&ctx)));
         ctx.guard.restore();
+        store::restore();
         if args.cluster {
             cluster::restore();
         }

@@ -13,7 +13,7 @@ use pubsub_testkit::raw::{hostile::every_class, RawPublisher};
 use pubsub_testkit::FaultProxy;
 
 use crate::harness::{
-    events, publish, wait_for, wait_progress, BrokerGuard, Flow, Line, CONSUMER, PUBLISHER,
+    events, publish, wait_for, wait_progress, BrokerGuard, Flow, Line, Tally, CONSUMER, PUBLISHER,
 };
 
 /// Everything a scenario gets.
@@ -88,6 +88,11 @@ pub(crate) const ALL: &[Scenario] = &[
         about: "the queue is deleted under the consumer (server-cancelled consumer): it declares it again",
         run: queue_deleted,
     },
+    Scenario {
+        name: "postgres-restart",
+        about: "the event store on PostgreSQL, PostgreSQL stopped for 3 s mid-stream: nothing acked before its commit, every event stored once",
+        run: crate::store::postgres_restart,
+    },
 ];
 
 /// Publishes `n` events at `rate` on `publisher_config` while `faults` runs on another
@@ -100,7 +105,7 @@ pub(crate) fn run_with_faults(
     n: usize,
     rate: u32,
     faults: impl FnOnce(&AtomicUsize) -> Result<Vec<Instant>> + Send,
-) -> Result<()> {
+) -> Result<Tally> {
     let progress = AtomicUsize::new(0);
     let (tally, fault_times) = thread::scope(|scope| {
         let faulter = scope.spawn(|| faults(&progress));
@@ -136,7 +141,7 @@ pub(crate) fn run_with_faults(
             tally.confirmed.len()
         ),
     );
-    Ok(())
+    Ok(tally)
 }
 
 /// Injects `count` faults spread evenly over the publishing of `n` events; returns when each

@@ -68,8 +68,8 @@ impl EventRow {
 /// An event read back from the store, with what the transport knew of it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StoredEvent {
-    /// The event, as it was published (its six fields).
-    #[serde(flatten, serialize_with = "event_fields")]
+    /// The event, as it was published (its six fields, in the wire format's order).
+    #[serde(flatten)]
     pub event: Event,
     /// The routing key it was published with.
     pub routing_key: String,
@@ -84,13 +84,6 @@ pub struct StoredEvent {
     /// When the store received it.
     #[serde(with = "time::serde::rfc3339")]
     pub received_at: OffsetDateTime,
-}
-
-fn event_fields<S: serde::Serializer>(event: &Event, s: S) -> std::result::Result<S::Ok, S::Error> {
-    // The event's own wire form: the six fields, as every service reads them.
-    let value: Value = serde_json::from_slice(&pubsub_core::json::to_vec(event))
-        .map_err(serde::ser::Error::custom)?;
-    value.serialize(s)
 }
 
 impl StoredEvent {
@@ -428,6 +421,31 @@ impl TaskChange<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stored_event_prints_the_wire_fields_first() {
+        let event = Event::new("order", "created", serde_json::json!({ "id": 1 })).unwrap();
+        let meta = Metadata::default().with_correlation_id(Some("c-1".into()));
+        let row = EventRow::new(&event, &meta, OffsetDateTime::UNIX_EPOCH);
+        let stored = StoredEvent::from_columns(
+            row.event_id,
+            row.routing_key,
+            &row.version,
+            row.timestamp,
+            serde_json::from_str(&row.data).unwrap(),
+            row.correlation_id,
+            None,
+            None,
+            Value::Null,
+            row.received_at,
+        )
+        .unwrap();
+        assert_eq!(stored.event, event);
+        let line = serde_json::to_string(&stored).unwrap();
+        let wire = String::from_utf8(pubsub_core::json::to_vec(&event)).unwrap();
+        assert!(line.starts_with(wire.trim_end_matches('}')), "{line}");
+        assert!(line.ends_with(r#""correlation_id":"c-1","causation_id":null,"producer":null,"headers":{},"received_at":"1970-01-01T00:00:00Z"}"#), "{line}");
+    }
 
     #[test]
     fn statuses_read_in_any_case() {

@@ -20,6 +20,10 @@ use crate::error::{Error, PublishError, Result};
 use crate::names::{validate_exchange, validate_service_name};
 use crate::publishing::{self as publisher, Command, Publisher, Target};
 
+#[cfg(feature = "asyncapi")]
+#[path = "asyncapi.rs"]
+mod asyncapi;
+
 /// Starts configuring an [`EventBus`]; see [`EventBus::builder`].
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `build` is called"]

@@ -15,6 +15,9 @@
 //! - Seed 004's metadata beside the six-field body: [`EventType`] and the causation id as
 //!   headers, the source as `app_id`, all in the handlers' [`Metadata`]; correlation flows
 //!   from a handled event to the events its handler publishes.
+//! - With the feature `asyncapi`, `EventBus::asyncapi`: the service's AsyncAPI 3 document
+//!   (its exchange, the routing keys it subscribes to and publishes, its events' JSON
+//!   Schemas).
 //! - [`Error`] and [`PublishError`] (which gives the event back).
 //!
 //! The building blocks stay usable on their own and are re-exported here:
@@ -91,6 +94,13 @@ pub mod amqp {
 /// Confirmed publishing on a connection of one's own: `EventPublisher` (`pubsub-publisher`).
 pub mod publisher {
     pub use pubsub_publisher::*;
+}
+
+/// AsyncAPI 3 documents of a service (`pubsub-asyncapi`, feature `asyncapi`); see
+/// [`EventBus::asyncapi`].
+#[cfg(feature = "asyncapi")]
+pub mod asyncapi {
+    pub use pubsub_asyncapi::*;
 }
 
 /// Consuming one queue on its own thread: `EventSubscriber` (`pubsub-subscriber`).

@@ -140,3 +140,21 @@ fn refused_credentials_are_explained_and_the_password_never_logged() {
     );
     assert!(!stdout.contains("wrong-s3cret") && !stderr.contains("wrong-s3cret"));
 }
+
+#[test]
+fn asyncapi_prints_the_document_without_a_broker() {
+    let (output, _) = demo(
+        &["--asyncapi", "--exchange", "shop", "--queue", "orders"],
+        Some("amqp://guest:guest@127.0.0.1:1/%2f"),
+    );
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc["asyncapi"], "3.0.0");
+    assert_eq!(doc["info"]["title"], "orders");
+    assert_eq!(
+        doc["channels"]["order.created"]["bindings"]["amqp"]["exchange"]["name"],
+        "shop"
+    );
+    assert_eq!(doc["operations"]["sendOrderPaid"]["action"], "send");
+}
