@@ -69,6 +69,16 @@ struct Args {
     #[arg(long)]
     asyncapi: bool,
 
+    /// Keep every event of the run in this database too: `sqlite:PATH`, or
+    /// `postgres://user:password@host/db` [default: DATABASE_URL, else
+    /// sqlite:target/pubsub-demo.db, for the order flow; none with --count unless given].
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
+
+    /// Do not start the event store.
+    #[arg(long, conflicts_with = "database")]
+    no_store: bool,
+
     /// Leave the queue and its retry and dead-letter queues on the broker at the end, to
     /// look at them in the management UI (http://localhost:15672).
     #[arg(long)]
@@ -105,7 +115,15 @@ fn main() -> ExitCode {
             }
         }
     };
+    let store = match store_database(&args, workload) {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("error: --database / DATABASE_URL: {e}");
+            return ExitCode::from(EXIT_NO_BROKER);
+        }
+    };
     let settings = Settings {
+        store,
         exchange: args.exchange,
         queue: args.queue,
         prefetch: args.prefetch,
@@ -155,6 +173,26 @@ fn print_asyncapi(args: &Args) -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The event store's database: `--database`, else (for the order flow) `DATABASE_URL`, else
+/// the demo's SQLite file; none with `--no-store`, in process, or with `--count` unless
+/// `--database` is given.
+fn store_database(
+    args: &Args,
+    workload: Workload,
+) -> Result<Option<pubsub_store::Database>, pubsub_store::Error> {
+    if args.no_store || args.in_process {
+        return Ok(None);
+    }
+    match (&args.database, workload) {
+        (Some(url), _) => pubsub_store::Database::parse(url).map(Some),
+        (None, Workload::OrderFlow) => match std::env::var(pubsub_store::DATABASE_URL_ENV) {
+            Ok(url) if !url.trim().is_empty() => pubsub_store::Database::parse(&url).map(Some),
+            _ => pubsub_store::Database::parse(demo::DEMO_DATABASE).map(Some),
+        },
+        (None, Workload::Orders(_)) => Ok(None),
     }
 }
 

@@ -139,6 +139,8 @@ pub struct RunReport {
     pub cleanup: Option<String>,
     /// The handlers, whose effects the summary shows.
     pub handlers: Handlers,
+    /// What the event store kept (over the broker, with a store).
+    pub stored: Option<crate::StoredRows>,
 }
 
 impl RunReport {
@@ -273,6 +275,27 @@ impl fmt::Display for RunReport {
                 "  also drained {} delivery(ies) left in the queue by an earlier run",
                 self.leftovers
             )?;
+        }
+        if let Some(stored) = &self.stored {
+            writeln!(
+                f,
+                "  event store:  {} new row(s) in {} (queue `{}`)",
+                stored.stored, stored.database, stored.queue
+            )?;
+            for row in &stored.rows {
+                writeln!(
+                    f,
+                    "    {}  {:<16} {}  from {}",
+                    row.event
+                        .timestamp()
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default(),
+                    row.routing_key,
+                    row.event.event_id(),
+                    row.producer.as_deref().unwrap_or("-")
+                )?;
+            }
+            writeln!(f, "    (pubsub store query --database {})", stored.database)?;
         }
         if let Some(cleanup) = &self.cleanup {
             writeln!(f, "{cleanup}")?;

@@ -34,7 +34,7 @@ pub enum Transport {
 }
 
 /// Names and limits of a run over the broker.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// The exchange to publish to and bind the queue to.
     pub exchange: String,
@@ -48,6 +48,9 @@ pub struct Settings {
     pub timeout: Duration,
     /// Leave the queue, its retry queues and its dead-letter queue on the broker.
     pub keep_queue: bool,
+    /// Keep every event of the run in this database too (over the broker): the store's
+    /// subscriber on queue `<queue>.store`.
+    pub store: Option<pubsub_store::Database>,
 }
 
 impl Default for Settings {
@@ -61,6 +64,7 @@ impl Default for Settings {
             batch: 500,
             timeout: Duration::from_secs(30),
             keep_queue: false,
+            store: None,
         }
     }
 }
@@ -174,6 +178,16 @@ fn broker(
     bus.start()
         .with_context(|| format!("cannot set up queue `{}`", settings.queue))?;
     let publisher = bus.publisher();
+    let store = match &settings.store {
+        Some(database) => Some(crate::store::start(
+            config,
+            &settings.exchange,
+            &settings.queue,
+            database,
+        )?),
+        None => None,
+    };
+    let mut stored_ids = Vec::new();
 
     let mut tracker = Tracker::new(workload);
     progress(tracker.progress()); // connected and set up: nothing published yet
@@ -186,6 +200,9 @@ fn broker(
             .iter()
             .map(|l| {
                 tracker.expect(l);
+                if stored_ids.len() < 10 {
+                    stored_ids.push(l.event.event_id());
+                }
                 l.event.clone()
             })
             .collect();
@@ -231,6 +248,15 @@ fn broker(
         }
     }
     let end_to_end = tracker.last_final.unwrap_or_else(Instant::now) - started;
+    let stored = match store {
+        Some(store) => Some(store.finish(
+            workload.len(),
+            &stored_ids,
+            settings.keep_queue,
+            settings.timeout,
+        )?),
+        None => None,
+    };
 
     let (stats, cleanup) = if settings.keep_queue {
         let stats = bus.stop()?;
@@ -253,13 +279,15 @@ fn broker(
         };
         (teardown.stats, note)
     };
-    Ok(tracker.finish(
+    let mut report = tracker.finish(
         handlers,
         Some(stats.subscriber),
         Some(cleanup),
         publish_time,
         end_to_end,
-    ))
+    );
+    report.stored = stored;
+    Ok(report)
 }
 
 /// Collects what happened to each event sent.
@@ -401,6 +429,7 @@ impl Tracker {
             end_to_end_time,
             cleanup,
             handlers: handlers.clone(),
+            stored: None,
         }
     }
 }

@@ -74,6 +74,15 @@ impl Sqlite {
             database: name.clone(),
             source: Box::new(e),
         };
+        if let SqliteTarget::File(path) = target {
+            // Like the schema, the file's directory is the store's to create.
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| Error::Connect {
+                    database: name.clone(),
+                    source: Box::new(e),
+                })?;
+            }
+        }
         let connection = match target {
             SqliteTarget::File(path) => Connection::open(path),
             SqliteTarget::Memory => Connection::open_in_memory(),

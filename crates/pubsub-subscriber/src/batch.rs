@@ -53,6 +53,11 @@ impl Batch {
         }
     }
 
+    /// Whether some delivery is ready to ack.
+    pub(crate) fn has_ready(&self) -> bool {
+        self.last.is_some()
+    }
+
     /// Whether it should be flushed now.
     pub(crate) fn is_full(&self) -> bool {
         self.ready.len() + self.awaiting.len() >= self.max

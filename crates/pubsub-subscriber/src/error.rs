@@ -119,6 +119,9 @@ mod tests {
                 message: "m".into(),
             },
             Error::Panicked,
+            Error::Sink {
+                message: "the database is down".into(),
+            },
         ] {
             assert!(e.source().is_none(), "{e}");
             assert_eq!(chain(&e), e.to_string());

@@ -494,7 +494,7 @@ impl<'a> Session<'a> {
                 }
             }
         }
-        if let Some(sink) = self.sink.as_mut() {
+        if let Some(sink) = self.sink.as_mut().filter(|_| self.batch.has_ready()) {
             // The events of the batch are durable before their deliveries are acked.
             sink.commit().map_err(Failure::Sink)?;
         }

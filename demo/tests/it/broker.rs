@@ -215,3 +215,28 @@ fn a_kept_queue_is_reused_and_what_was_left_in_it_drained() {
     assert_eq!(names.ready(&queue), None);
     assert_eq!(names.ready(&dead_letter_queue_name(&queue)), Some(1));
 }
+
+#[test]
+fn the_order_flow_is_kept_in_the_event_store() {
+    let Some(mut names) = Names::new() else {
+        return;
+    };
+    let path = std::env::temp_dir().join(format!("{}.db", pubsub_testkit::unique("demo-store")));
+    names.settings.store = Some(pubsub_store::Database::sqlite(&path));
+    let workload = Workload::OrderFlow;
+    let report = names.run(workload, &workload.handlers());
+    assert!(report.is_success(), "{report}");
+    let stored = report.stored.as_ref().expect("the store ran");
+    assert_eq!(stored.stored, 3, "{report}");
+    let keys: Vec<&str> = stored.rows.iter().map(|r| r.routing_key.as_str()).collect();
+    assert_eq!(keys, ["order.created", "order.paid", "user.registered"]);
+    let shown = report.to_string();
+    assert!(shown.contains("event store:  3 new row(s)"), "{shown}");
+    // The store's queues are deleted with the demo's.
+    assert_eq!(names.ready(&stored.queue), None);
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.clone().into_os_string();
+        file.push(suffix);
+        let _ = std::fs::remove_file(file);
+    }
+}

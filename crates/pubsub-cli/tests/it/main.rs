@@ -9,6 +9,7 @@ mod dlq;
 mod incident;
 mod publish;
 mod replay;
+mod store;
 mod support;
 mod tail;
 mod task;

@@ -13,6 +13,7 @@ fn help_everywhere_has_examples() {
         &["dlq", "show", "--help"],
         &["dlq", "replay", "--help"],
         &["dlq", "purge", "--help"],
+        &["store", "--help"],
     ] {
         let output = pubsub(args);
         assert_exit(&output, 0);

@@ -199,6 +199,6 @@ fn an_unreachable_database_is_a_clear_error() {
     let e = EventStore::open(&db).unwrap_err();
     assert!(e.is_connection(), "{e}");
     assert!(e.to_string().contains("127.0.0.1:1"), "{e}");
-    let e = TaskStore::open(&Database::sqlite("/nonexistent-dir/x/events.db")).unwrap_err();
+    let e = TaskStore::open(&Database::sqlite("/proc/no-such-dir/events.db")).unwrap_err();
     assert!(matches!(e, Error::Connect { .. }), "{e}");
 }

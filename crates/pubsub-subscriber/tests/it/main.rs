@@ -8,5 +8,6 @@ mod hostile;
 mod interop;
 mod quorum;
 mod retry;
+mod sink;
 mod support;
 mod trust;
