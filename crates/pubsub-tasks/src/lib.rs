@@ -8,7 +8,8 @@
 //!
 //! - [`TaskQueue`]: [`submit`](TaskQueue::submit)`(task_name, payload)` returns the task id
 //!   once the broker has confirmed the task; [`SubmitOptions`] sets a correlation id or
-//!   another routing key.
+//!   another routing key; [`submit_all`](TaskQueue::submit_all) sends a batch with pipelined
+//!   confirms.
 //! - [`TaskWorker`]: [`TaskWorkerBuilder::task`] registers a [`TaskFn`] (any
 //!   `Fn(&Task) -> TaskResult`) by name; [`workers`](TaskWorkerBuilder::workers),
 //!   [`retry`](TaskWorkerBuilder::retry), [`start`](TaskWorker::start), and
