@@ -36,6 +36,9 @@ test:
     cargo clippy --workspace --all-targets -- -D warnings
     RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
     cargo test --workspace
+    # The optional trace context (`otel`): its lints, and the trace test with an in-memory exporter.
+    cargo clippy -p pubsub --all-targets --features otel -- -D warnings
+    cargo test -p pubsub --features otel --test it otel
 
 # The fault suite: broker restarts, killed connections, a fault proxy, memory alarm (needs RabbitMQ and rabbitmqctl).
 test-faults *ARGS:

@@ -23,6 +23,9 @@ OPTIONS:
     --cluster             instead of the benchmark: the library's default configuration on the
                           3-node cluster of `just cluster` (PUBSUB_CLUSTER_URL) with quorum
                           queues, beside one node (AMQP_URL) with classic queues, interleaved
+    --tracing             instead of the benchmark: the library's default configuration with
+                          tracing off and on (a build with `--features otel`: spans through
+                          OpenTelemetry to a batch exporter that discards them), interleaved
     --skip-bus            skip the EventBus rows (shared publisher handle, workers, idle
                           memory; the bus's latency row goes with --skip-latency)
     --store               only the event store rows: events stored per second through the
@@ -46,6 +49,8 @@ OPTIONS:
 
 ENVIRONMENT:
     AMQP_URL              the broker (default amqp://guest:guest@localhost:5672/%2f)
+    PUBSUB_BENCH_TRACE_RATIO
+                          with --tracing: the share of traces sampled, 0 to 1 (default 1)
 
 OUTPUT:
     stdout: the results table, one JSON line per end-to-end configuration
@@ -109,6 +114,9 @@ pub(crate) struct Options {
     pub(crate) cluster: bool,
     /// Measure the task queue instead.
     pub(crate) tasks: bool,
+    /// Compare the default configuration with tracing on against tracing off, instead of
+    /// the benchmark.
+    pub(crate) tracing: bool,
     /// Run the memory check instead.
     pub(crate) memory: bool,
     /// Events for the memory check.
@@ -254,6 +262,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
         store: false,
         cluster: false,
         tasks: false,
+        tracing: false,
         memory: false,
         memory_events: None,
         deep: None,
@@ -290,6 +299,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
             "--skip-store" => options.skip_store = true,
             "--store" => options.store = true,
             "--cluster" => options.cluster = true,
+            "--tracing" => options.tracing = true,
             "--memory" => options.memory = true,
             "--tasks" => options.tasks = true,
             "--memory-events" => {

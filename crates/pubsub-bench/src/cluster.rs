@@ -40,6 +40,7 @@ pub(crate) fn run(options: &Options) -> Result<()> {
     let on_cluster = Target {
         url: Some(url.clone()),
         quorum: true,
+        tracing: false,
     };
     println!(
         "# pubsub-bench --cluster: {} against {}",

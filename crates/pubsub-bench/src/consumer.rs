@@ -18,12 +18,27 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use serde_json::{json, Value};
 
 use crate::cli::{ConsumeArgs, Side};
+use crate::e2e::Target;
 use crate::sides::{say, Gate};
 use crate::workload::{status_kb, Sink, ACK_FRAME_BYTES, TICKS_PER_SECOND};
 use crate::{admin, library, raw};
 
 /// The `consume` command: runs one consumer and prints its result.
 pub(crate) fn run_child(args: &ConsumeArgs) -> Result<()> {
+    let traced = std::env::var_os(crate::traced::CHILD_ENV).is_some();
+    if traced {
+        crate::traced::install()?;
+        crate::traced::publishing(true);
+    }
+    let result = consume(args);
+    if traced {
+        eprint!("(consumer: {} spans exported) ", crate::traced::exported());
+    }
+    result
+}
+
+/// Runs one consumer and prints its result.
+fn consume(args: &ConsumeArgs) -> Result<()> {
     let config = admin::config_from_env()?;
     let sink = Arc::new(Sink::new(args.count, args.latency, args.rss_at.clone()));
     let gate = Gate::new(args.wait_go);
@@ -190,15 +205,19 @@ pub(crate) struct ConsumerProcess {
 impl ConsumerProcess {
     /// Starts a consumer process and waits for its `READY`.
     pub(crate) fn start(args: &ConsumeArgs) -> Result<ConsumerProcess> {
-        Self::start_on(args, None)
+        Self::start_on(args, &Target::default())
     }
 
-    /// [`start`](Self::start), on the broker at `url` instead of `AMQP_URL`'s.
-    pub(crate) fn start_on(args: &ConsumeArgs, url: Option<&str>) -> Result<ConsumerProcess> {
+    /// [`start`](Self::start), on the broker at the target's URL instead of `AMQP_URL`'s,
+    /// tracing if it says so.
+    pub(crate) fn start_on(args: &ConsumeArgs, target: &Target) -> Result<ConsumerProcess> {
         let exe = std::env::current_exe().context("cannot find the benchmark's executable")?;
         let mut command = Command::new(exe);
-        if let Some(url) = url {
+        if let Some(url) = &target.url {
             command.env("AMQP_URL", url);
+        }
+        if target.tracing {
+            command.env(crate::traced::CHILD_ENV, "1");
         }
         let mut child = command
             .args(args.to_args())

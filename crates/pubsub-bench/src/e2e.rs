@@ -202,7 +202,7 @@ pub(crate) struct Run {
     pub(crate) e2e_rate: f64,
     hwm_kb: u64,
     /// CPU time of the publishing process per event, microseconds.
-    publisher_cpu_us: f64,
+    pub(crate) publisher_cpu_us: f64,
     /// CPU time of the consumer process per event, microseconds.
     pub(crate) consumer_cpu_us: f64,
     /// Ack frames the consumer sent per event (from the bytes it sent), NaN if unknown.
@@ -325,11 +325,12 @@ fn run_once(admin: &mut Admin, c: &Config, n: u64, tag: &str) -> Result<Run> {
 }
 
 /// Where a run goes besides its broker: the consumer's broker URL when it is not `AMQP_URL`,
-/// and whether its queues are quorum queues.
+/// whether its queues are quorum queues, and whether both sides trace (`--tracing`).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Target {
     pub(crate) url: Option<String>,
     pub(crate) quorum: bool,
+    pub(crate) tracing: bool,
 }
 
 /// One run of `c` on the broker of `admin`, with its queues deleted afterwards.
@@ -365,9 +366,12 @@ fn run_with(
         wait_go: false,
         quorum: target.quorum,
     };
-    let consumer = ConsumerProcess::start_on(&args, target.url.as_deref())?;
+    let consumer = ConsumerProcess::start_on(&args, target)?;
     let cpu_before = workload::cpu_ticks().unwrap_or(0);
-    let published = c.publisher.publish(config, &names.exchange, n)?;
+    crate::traced::publishing(target.tracing);
+    let published = c.publisher.publish(config, &names.exchange, n);
+    crate::traced::publishing(false);
+    let published = published?;
     let publisher_ticks = workload::cpu_ticks()
         .unwrap_or(0)
         .saturating_sub(cpu_before);

@@ -75,6 +75,7 @@ mod store;
 mod suite;
 mod targets;
 mod tasks;
+mod traced;
 mod workload;
 
 use std::process::ExitCode;
@@ -113,6 +114,8 @@ fn run() -> Result<()> {
                 let mut admin = admin::Admin::open(&config)?;
                 store::run(&mut admin, &options)?;
                 admin.close()
+            } else if options.tracing {
+                traced::run(&options)
             } else {
                 suite::run_all(&config, &options)
             }

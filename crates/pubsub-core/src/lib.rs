@@ -19,6 +19,8 @@
 //! - `schema` (feature `schema`): JSON Schemas of the wire body and of typed events, with
 //!   `schemars`.
 //! - [`text`]: quoting and cutting values that may come from the network, for messages.
+//! - [`trace`]: the W3C trace context headers (`traceparent`, `tracestate`); with the `otel`
+//!   feature, to and from OpenTelemetry contexts.
 //!
 //! This is the bottom crate of the workspace: it depends on no sibling and does no I/O.
 //! `pubsub-registry` dispatches events to handlers; `pubsub-publisher` and `pubsub-subscriber`
@@ -59,6 +61,7 @@ mod migration;
 pub mod schema;
 pub mod text;
 mod timestamp;
+pub mod trace;
 mod typed;
 
 pub use crate::error::{Error, Result};

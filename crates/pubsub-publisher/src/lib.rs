@@ -8,6 +8,9 @@
 //! - [`PublisherBuilder`]: the publishing service's name (`app_id`), confirms, what to do with
 //!   unroutable events ([`Unroutable`]), the exchange to declare, timeouts, reconnection.
 //! - [`PublishError`]: the event that was not published, given back with the reason.
+//! - [`PublisherStats`] through a [`StatsHandle`]: published, confirmed, nacked, returned,
+//!   reconnects, readable from any thread. With the `otel` feature, `trace`: a producer span
+//!   per event, its context sent in the W3C `traceparent` header.
 //! - [`EventPublisher::publish_migration`]: the old and the new version of one fact
 //!   ([`pubsub_core::Migration`]) in one confirmed batch; [`PublisherBuilder::envelope`]
 //!   writes events in another envelope ([`pubsub_core::envelope`]) for consumers that need
@@ -48,6 +51,10 @@
 
 mod error;
 mod publisher;
+mod stats;
+#[cfg(feature = "otel")]
+pub mod trace;
 
 pub use crate::error::{Error, PublishError, Result};
 pub use crate::publisher::{EventPublisher, PublishOptions, PublisherBuilder, Unroutable};
+pub use crate::stats::{PublisherStats, StatsHandle};

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -11,10 +12,12 @@ use pubsub_amqp::{
     Settled,
 };
 use pubsub_core::envelope::Envelope;
+use pubsub_core::trace::{TraceContext, TRACEPARENT_HEADER, TRACESTATE_HEADER};
 use pubsub_core::{json, Event, EventType, Migration, CAUSATION_ID_HEADER, EVENT_TYPE_HEADER};
 use uuid::Uuid;
 
 use crate::error::{Error, PublishError, Result};
+use crate::stats::{Counters, StatsHandle};
 
 /// How often a publisher waiting for a blocked connection to be unblocked checks it.
 const POLL: Duration = Duration::from_millis(50);
@@ -52,6 +55,10 @@ pub struct PublishOptions {
     /// `producer_app` and `correlation_id`). They cannot replace the headers the publisher
     /// writes itself (causation id, event type).
     pub headers: BTreeMap<String, String>,
+    /// The trace context to send (the `traceparent` and `tracestate` headers). With the
+    /// `otel` feature, an event without one gets a producer span of its own, a child of the
+    /// publishing thread's current span, and carries its context.
+    pub trace: Option<TraceContext>,
 }
 
 impl PublishOptions {
@@ -91,6 +98,7 @@ pub struct EventPublisher {
     settings: Settings,
     session: Option<Session>,
     body: Vec<u8>,
+    counters: Arc<Counters>,
 }
 
 #[derive(Debug, Clone)]
@@ -231,6 +239,7 @@ impl PublisherBuilder {
             settings: self.settings,
             session: Some(session),
             body: Vec::with_capacity(512),
+            counters: Arc::default(),
         })
     }
 }
@@ -258,6 +267,13 @@ impl EventPublisher {
     /// The exchange this publisher publishes to.
     pub fn exchange(&self) -> &str {
         &self.exchange
+    }
+
+    /// A handle that reads this publisher's counters from any thread.
+    pub fn stats_handle(&self) -> StatsHandle {
+        StatsHandle {
+            counters: self.counters.clone(),
+        }
     }
 
     /// Publishes one event and waits for the broker's confirm.
@@ -349,6 +365,14 @@ impl EventPublisher {
     /// Publishes `events`, reconnecting and republishing the unconfirmed ones while the
     /// reconnect policy allows. `None` outcomes are successes (never left after the loop).
     fn run(&mut self, events: &[Event], options: Options<'_>) -> Vec<Option<Result<()>>> {
+        // The producer spans end when the run does: once the broker answered.
+        #[cfg(feature = "otel")]
+        let traced = crate::trace::producers(&self.exchange, events, |i| options.get(i));
+        #[cfg(feature = "otel")]
+        let options = match &traced {
+            Some((_spans, each)) => Options::Each(each),
+            None => options,
+        };
         let mut outcomes: Vec<Option<Result<()>>> = (0..events.len()).map(|_| None).collect();
         let mut backoff: Option<Backoff> = None;
         loop {
@@ -427,6 +451,7 @@ impl EventPublisher {
             let connection = Connection::open(&self.config.clone().with_connection_attempts(1))?;
             let session = open_session(connection, &self.exchange, &self.settings)?;
             log::info!("publisher reconnected to `{}`", self.exchange);
+            Counters::add(&self.counters.reconnects, 1);
             self.session = Some(session);
         }
         let Some(session) = self.session.as_mut() else {
@@ -443,6 +468,7 @@ impl EventPublisher {
             outcomes,
             exchange: &self.exchange,
             settings: &self.settings,
+            counters: &self.counters,
             deadline: Instant::now() + self.settings.confirm_timeout,
             settled: Vec::new(),
         };
@@ -463,6 +489,7 @@ impl EventPublisher {
                 &properties,
                 mandatory,
             )?;
+            Counters::add(&self.counters.published, 1);
             if session.confirms.is_none() {
                 batch.outcomes[i] = Some(Ok(()));
                 continue;
@@ -516,6 +543,7 @@ impl Options<'_> {
             event_type: None,
             routing_key: None,
             headers: BTreeMap::new(),
+            trace: None,
         };
         match self {
             Options::Same(options) => options,
@@ -540,6 +568,7 @@ struct Batch<'a> {
     outcomes: &'a mut [Option<Result<()>>],
     exchange: &'a str,
     settings: &'a Settings,
+    counters: &'a Counters,
     /// When waiting for a confirm gives up, unless one arrives.
     deadline: Instant,
     /// Scratch space for the tracker's settled events.
@@ -594,14 +623,24 @@ impl Batch<'_> {
         for settled in self.settled.drain(..) {
             let event = &events[settled.token];
             self.outcomes[settled.token] = Some(match settled.outcome {
-                ConfirmOutcome::Confirmed => Ok(()),
-                ConfirmOutcome::Nacked => Err(Error::Nacked),
-                ConfirmOutcome::Returned { .. } => unroutable(
-                    event,
-                    publish_key(self.settings, event, self.options.get(settled.token)),
-                    self.exchange,
-                    self.settings.unroutable,
-                ),
+                ConfirmOutcome::Confirmed => {
+                    Counters::add(&self.counters.confirmed, 1);
+                    Ok(())
+                }
+                ConfirmOutcome::Nacked => {
+                    Counters::add(&self.counters.nacked, 1);
+                    Err(Error::Nacked)
+                }
+                ConfirmOutcome::Returned { .. } => {
+                    Counters::add(&self.counters.returned, 1);
+                    Counters::add(&self.counters.confirmed, 1);
+                    unroutable(
+                        event,
+                        publish_key(self.settings, event, self.options.get(settled.token)),
+                        self.exchange,
+                        self.settings.unroutable,
+                    )
+                }
             });
         }
         Ok(())
@@ -693,12 +732,21 @@ fn publish_key<'a>(
         .unwrap_or(event.routing_key())
 }
 
-/// The headers `options` ask for: their string headers, then the causation id and the event
-/// type, when set.
+/// The headers `options` ask for: their string headers, then the causation id, the event
+/// type and the trace context, when set.
 fn headers(options: &PublishOptions) -> Headers {
     let mut headers = Headers::new();
     for (name, value) in &options.headers {
         headers.insert(name.clone(), value.as_str().into());
+    }
+    if let Some(trace) = &options.trace {
+        headers.insert(
+            TRACEPARENT_HEADER.to_owned(),
+            trace.traceparent.as_str().into(),
+        );
+        if let Some(state) = &trace.tracestate {
+            headers.insert(TRACESTATE_HEADER.to_owned(), state.as_str().into());
+        }
     }
     if let Some(causation) = &options.causation_id {
         headers.insert(CAUSATION_ID_HEADER.to_owned(), causation.as_str().into());

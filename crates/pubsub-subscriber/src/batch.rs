@@ -15,6 +15,7 @@ pub(crate) enum Outcome {
     Retried,
     DeadPoison,
     DeadExhausted,
+    DeadRedeliveryLimit,
 }
 
 /// A delivery whose copy was republished, waiting for the broker's confirm of the copy.
@@ -109,6 +110,7 @@ impl Batch {
                 Outcome::Retried => Counters::add(&c.retried, 1),
                 Outcome::DeadPoison => Counters::add(&c.dead_lettered_poison, 1),
                 Outcome::DeadExhausted => Counters::add(&c.dead_lettered_exhausted, 1),
+                Outcome::DeadRedeliveryLimit => Counters::add(&c.dead_lettered_redelivery_limit, 1),
             }
             cx.send_report(report);
         }

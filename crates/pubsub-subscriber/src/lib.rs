@@ -18,6 +18,8 @@
 //!   ack ([`SubscriberBuilder::sink`]).
 //! - [`DeliveryReport`]: what became of each delivery, for observers (demos, tests,
 //!   monitoring).
+//! - With the `otel` feature, each delivery's handlers run inside a consumer span continued
+//!   from the trace context in its `traceparent` and `tracestate` headers.
 //! - [`headers`]: the header contract: the retry state and dead-letter record written on
 //!   republished messages ([`headers::RetryState`], [`headers::DeadLetterRecord`]), read back
 //!   by tools ([`headers::DeadLetterHeaders`]), and what a replay strips.
@@ -100,6 +102,7 @@ mod sink;
 mod stats;
 mod subscriber;
 mod topology;
+mod trace;
 
 pub use crate::error::{Error, Result};
 pub use crate::headers::DeadLetterKind;

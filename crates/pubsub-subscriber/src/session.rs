@@ -82,6 +82,10 @@ impl<'a> Session<'a> {
             sink,
         };
         let result = session.consume(&mut connection);
+        // What this session did not settle goes back to the broker with the connection.
+        cx.counters
+            .in_flight
+            .store(0, std::sync::atomic::Ordering::Relaxed);
         drop(session.republisher.take());
         if let Some(sink) = session.sink.as_mut() {
             // What is not committed was not acked either: the broker delivers it again.
@@ -179,6 +183,7 @@ impl<'a> Session<'a> {
     fn handle(&mut self, channel: &Channel, mut delivery: Delivery) -> SessionResult<()> {
         let cx = self.cx;
         Counters::add(&cx.counters.received, 1);
+        Counters::add(&cx.counters.in_flight, 1);
         if delivery.redelivered() {
             Counters::add(&cx.counters.redelivered, 1);
         }
@@ -231,9 +236,10 @@ impl<'a> Session<'a> {
             }
         };
         let meta = crate::meta::metadata(&delivery, retry.attempt);
-        let result = cx
-            .registry
-            .invoke_where(&event, &meta, |s| !retry.done.iter().any(|d| d == s.id()));
+        let result = crate::trace::process(cx.queue(), &delivery, &event, || {
+            cx.registry
+                .invoke_where(&event, &meta, |s| !retry.done.iter().any(|d| d == s.id()))
+        });
         Counters::add(&cx.counters.handler_failures, result.failed() as u64);
         let decision = decision::after_run(
             &retry,
@@ -346,7 +352,8 @@ impl<'a> Session<'a> {
         });
         let outcome = match kind {
             DeadLetterKind::Exhausted => Outcome::DeadExhausted,
-            _ => Outcome::DeadPoison,
+            DeadLetterKind::RedeliveryLimit => Outcome::DeadRedeliveryLimit,
+            DeadLetterKind::Poison => Outcome::DeadPoison,
         };
         let disposition = Disposition::DeadLettered {
             kind,
@@ -498,7 +505,8 @@ impl<'a> Session<'a> {
             // The events of the batch are durable before their deliveries are acked.
             sink.commit().map_err(Failure::Sink)?;
         }
-        self.settled += self.batch.ack(channel, &self.cx)?;
+        let acked = self.batch.ack(channel, &self.cx)?;
+        self.count_settled(acked);
         Ok(())
     }
 
@@ -517,10 +525,15 @@ impl<'a> Session<'a> {
             original_routing_key(&delivery, trust)
         );
         channel.reject(delivery, false)?;
-        self.settled += 1;
+        self.count_settled(1);
         Counters::add(&self.cx.counters.dropped, 1);
         self.cx.send_report(report);
         Ok(())
+    }
+
+    fn count_settled(&mut self, n: u64) {
+        self.settled += n;
+        Counters::sub(&self.cx.counters.in_flight, n);
     }
 
     fn report(

@@ -4,11 +4,14 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::headers::DeadLetterKind;
+
 /// A point-in-time copy of a subscriber's counters.
 ///
 /// Every delivery received ends in exactly one of `acked`, `retried`, `dead_lettered_poison`,
-/// `dead_lettered_exhausted` or `dropped`, or is still in flight (or was handed back to the
-/// broker on a lost connection, in which case it is received again: see `redelivered`).
+/// `dead_lettered_exhausted`, `dead_lettered_redelivery_limit` or `dropped`, or is still in
+/// flight (or was handed back to the broker on a lost connection, in which case it is
+/// received again: see `redelivered`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SubscriberStats {
     /// Deliveries taken from the queue.
@@ -25,6 +28,9 @@ pub struct SubscriberStats {
     pub dead_lettered_poison: u64,
     /// Deliveries dead-lettered because handlers still failed on the last attempt.
     pub dead_lettered_exhausted: u64,
+    /// Deliveries dead-lettered because the broker had delivered them too often (a quorum
+    /// queue's delivery count over `max_redeliveries`).
+    pub dead_lettered_redelivery_limit: u64,
     /// Deliveries the dead-letter queue refused (full), rejected without requeue; each is
     /// logged as an error.
     pub dropped: u64,
@@ -32,12 +38,26 @@ pub struct SubscriberStats {
     pub handler_failures: u64,
     /// Times the subscriber reconnected after losing its connection.
     pub reconnects: u64,
+    /// Deliveries taken from the queue and not settled yet (being handled, or decided and
+    /// waiting for their ack): a gauge, not a count.
+    pub in_flight: u64,
 }
 
 impl SubscriberStats {
     /// Deliveries that reached the dead-letter queue, for any reason.
     pub fn dead_lettered(&self) -> u64 {
-        self.dead_lettered_poison + self.dead_lettered_exhausted
+        self.dead_lettered_poison
+            + self.dead_lettered_exhausted
+            + self.dead_lettered_redelivery_limit
+    }
+
+    /// Deliveries dead-lettered as `kind`.
+    pub fn dead_lettered_as(&self, kind: DeadLetterKind) -> u64 {
+        match kind {
+            DeadLetterKind::Poison => self.dead_lettered_poison,
+            DeadLetterKind::Exhausted => self.dead_lettered_exhausted,
+            DeadLetterKind::RedeliveryLimit => self.dead_lettered_redelivery_limit,
+        }
     }
 
     /// Deliveries fully settled (acked, retried, dead-lettered or dropped).
@@ -66,7 +86,7 @@ impl fmt::Display for SubscriberStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "received {}, acked {} ({} unhandled), retried {}, dead-lettered {} ({} poison, {} exhausted), dropped {}, handler failures {}, reconnects {}",
+            "received {}, acked {} ({} unhandled), retried {}, dead-lettered {} ({} poison, {} exhausted, {} over the redelivery limit), dropped {}, handler failures {}, reconnects {}, in flight {}",
             self.received,
             self.acked,
             self.unhandled,
@@ -74,9 +94,11 @@ impl fmt::Display for SubscriberStats {
             self.dead_lettered(),
             self.dead_lettered_poison,
             self.dead_lettered_exhausted,
+            self.dead_lettered_redelivery_limit,
             self.dropped,
             self.handler_failures,
-            self.reconnects
+            self.reconnects,
+            self.in_flight
         )
     }
 }
@@ -90,14 +112,23 @@ pub(crate) struct Counters {
     pub(crate) retried: AtomicU64,
     pub(crate) dead_lettered_poison: AtomicU64,
     pub(crate) dead_lettered_exhausted: AtomicU64,
+    pub(crate) dead_lettered_redelivery_limit: AtomicU64,
     pub(crate) dropped: AtomicU64,
     pub(crate) handler_failures: AtomicU64,
     pub(crate) reconnects: AtomicU64,
+    pub(crate) in_flight: AtomicU64,
 }
 
 impl Counters {
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Lowers a gauge (never below zero).
+    pub(crate) fn sub(counter: &AtomicU64, n: u64) {
+        let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            Some(v.saturating_sub(n))
+        });
     }
 
     pub(crate) fn snapshot(&self) -> SubscriberStats {
@@ -110,9 +141,11 @@ impl Counters {
             retried: get(&self.retried),
             dead_lettered_poison: get(&self.dead_lettered_poison),
             dead_lettered_exhausted: get(&self.dead_lettered_exhausted),
+            dead_lettered_redelivery_limit: get(&self.dead_lettered_redelivery_limit),
             dropped: get(&self.dropped),
             handler_failures: get(&self.handler_failures),
             reconnects: get(&self.reconnects),
+            in_flight: get(&self.in_flight),
         }
     }
 }

@@ -662,6 +662,11 @@ impl RunningSubscriber {
         self.stats.snapshot()
     }
 
+    /// A handle that reads its counters from any thread.
+    pub fn stats_handle(&self) -> StatsHandle {
+        self.stats.clone()
+    }
+
     /// Whether its thread has ended (stopped, or failed).
     pub fn is_finished(&self) -> bool {
         self.join.as_ref().is_none_or(JoinHandle::is_finished)

@@ -2,6 +2,7 @@
 //! started together.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -17,6 +18,7 @@ use pubsub_subscriber::{
 
 use crate::context::{self, Contextual};
 use crate::error::{Error, PublishError, Result};
+use crate::metrics::{endpoint::Endpoint, Metrics};
 use crate::names::{validate_exchange, validate_service_name};
 use crate::publishing::{self as publisher, Command, Publisher, Target};
 
@@ -40,6 +42,8 @@ pub struct EventBusBuilder {
     supported_major_versions: Option<Vec<u64>>,
     observer: Option<Sender<DeliveryReport>>,
     publish_queue: usize,
+    metrics: bool,
+    metrics_endpoint: Option<SocketAddr>,
 }
 
 impl EventBusBuilder {
@@ -119,6 +123,22 @@ impl EventBusBuilder {
         self
     }
 
+    /// Keeps metrics ([`EventBus::metrics`]): the publisher's and the workers' counters, and
+    /// how long each handler runs (timed only with metrics on). Off by default.
+    pub fn metrics(mut self, on: bool) -> Self {
+        self.metrics = on;
+        self
+    }
+
+    /// Keeps metrics and serves them in the Prometheus text format at
+    /// `http://<address>/metrics` while the bus runs (port 0: any free port, see
+    /// [`EventBus::metrics_address`]). Off by default.
+    pub fn metrics_endpoint(mut self, address: SocketAddr) -> Self {
+        self.metrics = true;
+        self.metrics_endpoint = Some(address);
+        self
+    }
+
     /// Checks the names and reads the environment; connects to nothing yet (see
     /// [`EventBus::start`]).
     ///
@@ -138,8 +158,9 @@ impl EventBusBuilder {
             (None, false) => Some(AmqpConfig::from_env()?),
             (None, true) => None,
         };
-        let publisher = Publisher::new(&self.service, self.event_type);
+        let publisher = Publisher::new(&self.service, &exchange, self.event_type);
         Ok(EventBus {
+            metrics: self.metrics.then(Arc::default),
             amqp,
             exchange,
             publisher,
@@ -189,6 +210,8 @@ pub struct EventBus {
     /// The handlers, until `start` shares them with the workers.
     registry: Option<HandlerRegistry>,
     state: State,
+    /// What is measured, when metrics are on.
+    metrics: Option<Arc<Metrics>>,
 }
 
 enum State {
@@ -202,6 +225,8 @@ struct Running {
     workers: Vec<RunningSubscriber>,
     publisher_thread: Option<JoinHandle<()>>,
     registry: Arc<HandlerRegistry>,
+    /// The metrics endpoint, when asked for.
+    endpoint: Option<Endpoint>,
 }
 
 /// What a stopped bus did.
@@ -242,6 +267,8 @@ impl EventBus {
             supported_major_versions: None,
             observer: None,
             publish_queue: 8192,
+            metrics: false,
+            metrics_endpoint: None,
         }
     }
 
@@ -303,7 +330,8 @@ impl EventBus {
         let Some(registry) = self.registry.as_mut() else {
             return Err(Error::AlreadyStarted);
         };
-        registry.subscribe(pattern, Contextual(handler))?;
+        let durations = self.metrics.as_ref().map(|m| m.handler(handler.name()));
+        registry.subscribe(pattern, Contextual { handler, durations })?;
         Ok(self)
     }
 
@@ -419,6 +447,7 @@ impl EventBus {
                     workers: Vec::new(),
                     publisher_thread: None,
                     registry,
+                    endpoint: None,
                 }
             }
             Some(config) => match self.start_broker(config, registry.clone()) {
@@ -431,6 +460,13 @@ impl EventBus {
                 }
             },
         };
+        let mut running = running;
+        if let Err(e) = self.serve_metrics(&mut running) {
+            self.state = State::Running(running);
+            // Nothing is left running on an error.
+            let _ = self.stop();
+            return Err(e);
+        }
         log::info!(
             "bus of `{}` started ({}, {} worker(s), {} subscription(s))",
             self.settings.service,
@@ -479,6 +515,13 @@ impl EventBus {
             .app_id(&s.service)
             .unroutable(s.unroutable)
             .build()?;
+        if let Some(metrics) = &self.metrics {
+            let workers = workers
+                .iter()
+                .map(RunningSubscriber::stats_handle)
+                .collect();
+            metrics.attach(Some(event_publisher.stats_handle()), workers);
+        }
         let (tx, rx) = crossbeam_channel::bounded(s.publish_queue);
         let thread = publisher::spawn(event_publisher, rx, &s.service)?;
         self.publisher.retarget(Target::Broker(tx));
@@ -486,7 +529,40 @@ impl EventBus {
             workers,
             publisher_thread: Some(thread),
             registry,
+            endpoint: None,
         })
+    }
+
+    /// Starts the metrics endpoint, when asked for.
+    fn serve_metrics(&self, running: &mut Running) -> Result<()> {
+        let (Some(metrics), Some(address)) = (&self.metrics, self.settings.metrics_endpoint) else {
+            return Ok(());
+        };
+        let metrics = metrics.clone();
+        let service = self.settings.service.clone();
+        let exchange = self.exchange.clone();
+        let endpoint = Endpoint::start(address, &service.clone(), move || {
+            metrics.render(&service, &exchange)
+        })
+        .map_err(|source| Error::MetricsEndpoint { address, source })?;
+        running.endpoint = Some(endpoint);
+        Ok(())
+    }
+
+    /// The metrics now, in the Prometheus text format (what the endpoint serves); `None`
+    /// unless metrics are on ([`EventBusBuilder::metrics`]).
+    pub fn metrics(&self) -> Option<String> {
+        let metrics = self.metrics.as_ref()?;
+        Some(metrics.render(&self.settings.service, &self.exchange))
+    }
+
+    /// The address the metrics endpoint listens on while the bus runs (with the port chosen
+    /// when port 0 was asked for).
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        match &self.state {
+            State::Running(running) => running.endpoint.as_ref().map(Endpoint::address),
+            State::Built | State::Stopped => None,
+        }
     }
 
     /// Whether the bus is started and every worker still consumes. A worker ends by itself
@@ -516,7 +592,11 @@ impl EventBus {
             workers,
             publisher_thread,
             registry: _,
+            endpoint,
         } = running;
+        if let Some(endpoint) = endpoint {
+            endpoint.stop();
+        }
         // Publishes first, so that handlers that publish while the workers finish get an
         // answer (their events are published, or refused as stopped).
         if let Target::Broker(tx) = self.publisher.retarget(Target::Stopped) {
@@ -645,7 +725,7 @@ impl fmt::Debug for EventBus {
 }
 
 /// Adds `more` to `total`, counter by counter.
-fn add(total: &mut SubscriberStats, more: &SubscriberStats) {
+pub(crate) fn add(total: &mut SubscriberStats, more: &SubscriberStats) {
     total.received += more.received;
     total.redelivered += more.redelivered;
     total.acked += more.acked;
@@ -653,9 +733,11 @@ fn add(total: &mut SubscriberStats, more: &SubscriberStats) {
     total.retried += more.retried;
     total.dead_lettered_poison += more.dead_lettered_poison;
     total.dead_lettered_exhausted += more.dead_lettered_exhausted;
+    total.dead_lettered_redelivery_limit += more.dead_lettered_redelivery_limit;
     total.dropped += more.dropped;
     total.handler_failures += more.handler_failures;
     total.reconnects += more.reconnects;
+    total.in_flight += more.in_flight;
 }
 
 /// `my_crate::events::OrderPaid` becomes `OrderPaid`.

@@ -3,9 +3,12 @@
 
 use std::cell::RefCell;
 use std::sync::Arc;
+use std::time::Instant;
 
 use pubsub_core::{Event, EventHandler, HandlerResult, Metadata};
 use uuid::Uuid;
+
+use crate::metrics::Histogram;
 
 /// The event being handled on this thread: its id and its correlation id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,8 +68,12 @@ pub(crate) fn correlate(
     (correlation, causation)
 }
 
-/// A handler that runs with its event as the thread's current one.
-pub(crate) struct Contextual(pub(crate) Arc<dyn EventHandler>);
+/// A handler that runs with its event as the thread's current one, timed into its
+/// histogram when metrics are on.
+pub(crate) struct Contextual {
+    pub(crate) handler: Arc<dyn EventHandler>,
+    pub(crate) durations: Option<Arc<Histogram>>,
+}
 
 impl EventHandler for Contextual {
     fn handle(&self, event: &Event, meta: &Metadata) -> HandlerResult {
@@ -74,11 +81,26 @@ impl EventHandler for Contextual {
             event_id: event.event_id(),
             correlation_id: meta.correlation_id().map(str::to_owned),
         };
-        with_incoming(incoming, || self.0.handle(event, meta))
+        let Some(durations) = &self.durations else {
+            return with_incoming(incoming, || self.handler.handle(event, meta));
+        };
+        let started = Instant::now();
+        // Observed on return and on panic alike.
+        let _timer = Timer(durations, started);
+        with_incoming(incoming, || self.handler.handle(event, meta))
     }
 
     fn name(&self) -> &str {
-        self.0.name()
+        self.handler.name()
+    }
+}
+
+/// Observes the time since it was made when dropped.
+struct Timer<'a>(&'a Histogram, Instant);
+
+impl Drop for Timer<'_> {
+    fn drop(&mut self) {
+        self.0.observe(self.1.elapsed());
     }
 }
 

@@ -1,6 +1,7 @@
 //! The error types of this crate.
 
 use std::fmt;
+use std::net::SocketAddr;
 
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -54,6 +55,13 @@ pub enum Error {
     },
     /// The bus's publishing thread ended without answering (it panicked).
     PublisherGone,
+    /// The metrics endpoint cannot listen on its address (in use, or not this host's).
+    MetricsEndpoint {
+        /// The address asked for.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 impl fmt::Display for Error {
@@ -84,6 +92,9 @@ impl fmt::Display for Error {
             Error::PublisherGone => {
                 f.write_str("the bus's publishing thread ended without answering")
             }
+            Error::MetricsEndpoint { address, .. } => {
+                write!(f, "cannot serve metrics on {address}")
+            }
         }
     }
 }
@@ -97,6 +108,7 @@ impl std::error::Error for Error {
             Error::Amqp(e) => std::error::Error::source(e),
             Error::Publish(e) => std::error::Error::source(e),
             Error::Subscriber(e) => std::error::Error::source(e),
+            Error::MetricsEndpoint { source, .. } => Some(source),
             _ => None,
         }
     }
@@ -172,6 +184,13 @@ mod tests {
                     .to_owned(),
             ),
             (Error::Stopped, "the bus is stopped".to_owned()),
+            (
+                Error::MetricsEndpoint {
+                    address: std::net::SocketAddr::from(([127, 0, 0, 1], 9464)),
+                    source: std::io::Error::new(std::io::ErrorKind::AddrInUse, "address in use"),
+                },
+                "cannot serve metrics on 127.0.0.1:9464: address in use".to_owned(),
+            ),
         ];
         for (error, expected) in cases {
             assert_eq!(chain(&error), expected);

@@ -19,6 +19,11 @@
 //!   (its exchange, the routing keys it subscribes to and publishes, its events' JSON
 //!   Schemas).
 //! - [`Error`] and [`PublishError`] (which gives the event back).
+//! - Observability: [`EventBusBuilder::metrics`] and [`EventBusBuilder::metrics_endpoint`]
+//!   (counters, a duration histogram per handler, the Prometheus text format at `/metrics`);
+//!   with the `otel` cargo feature (off by default), W3C trace context in the `traceparent`
+//!   and `tracestate` headers, a producer span per publish and a consumer span around each
+//!   delivery's handlers, as `tracing` spans for `tracing-opentelemetry`.
 //!
 //! The building blocks stay usable on their own and are re-exported here:
 //! [`core`] (events, handlers), [`registry`] (pattern dispatch), [`amqp`] (connections),
@@ -57,9 +62,11 @@
 mod bus;
 mod context;
 mod error;
+mod metrics;
 mod names;
 #[path = "publisher.rs"]
 mod publishing;
+mod trace;
 
 pub use crate::bus::{BusStats, EventBus, EventBusBuilder, Teardown};
 pub use crate::error::{Error, PublishError, Result};

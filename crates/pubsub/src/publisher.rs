@@ -14,6 +14,7 @@ use pubsub_registry::{HandlerRegistry, InvocationResult};
 
 use crate::context;
 use crate::error::{Error, PublishError, Result};
+use crate::trace;
 
 /// The most events the publishing thread takes from its queue for one pipelined batch.
 const MAX_BATCH: usize = 4096;
@@ -48,6 +49,7 @@ pub struct Publisher {
 /// What every handle of one bus shares.
 pub(crate) struct Shared {
     service: String,
+    exchange: String,
     event_type: Option<EventType>,
     target: RwLock<Target>,
 }
@@ -65,6 +67,9 @@ pub(crate) enum Target {
 }
 
 /// A request to the publishing thread.
+// `One` is nearly every request: boxing it would allocate on each publish to spare the rare
+// `Many` and `Stop` some bytes of their channel slot.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Command {
     One {
         event: Event,
@@ -123,10 +128,11 @@ impl Receipt {
 }
 
 impl Publisher {
-    pub(crate) fn new(service: &str, event_type: Option<EventType>) -> Self {
+    pub(crate) fn new(service: &str, exchange: &str, event_type: Option<EventType>) -> Self {
         Publisher {
             shared: Arc::new(Shared {
                 service: service.to_owned(),
+                exchange: exchange.to_owned(),
                 event_type,
                 target: RwLock::new(Target::NotStarted),
             }),
@@ -146,7 +152,7 @@ impl Publisher {
     /// [`Error::Stopped`], [`Error::Publish`] (not confirmed), or in process
     /// [`Error::Handlers`].
     pub fn publish(&self, event: Event) -> Result<(), PublishError> {
-        self.send_with(event, PublishOptions::default())?.wait()
+        self.publish_with(event, PublishOptions::default())
     }
 
     /// [`publish`](Self::publish) with options: correlation id, causation id, event type.
@@ -155,15 +161,22 @@ impl Publisher {
     ///
     /// As [`publish`](Self::publish).
     pub fn publish_with(&self, event: Event, options: PublishOptions) -> Result<(), PublishError> {
-        self.send_with(event, options)?.wait()
+        // The producer span lasts until the broker answered.
+        let (receipt, _producing) = self.send_traced(event, options);
+        receipt?.wait()
     }
 
     /// Publishes many events as one pipelined batch and waits for all of them; one outcome
     /// per event, in order.
     pub fn publish_all(&self, events: Vec<Event>) -> Vec<Result<(), PublishError>> {
+        let mut producing = Vec::new();
         let options: Vec<PublishOptions> = events
             .iter()
-            .map(|_| self.prepare(PublishOptions::default()))
+            .map(|event| {
+                let mut options = self.prepare(PublishOptions::default());
+                producing.push(trace::produce(&self.shared.exchange, event, &mut options));
+                options
+            })
             .collect();
         let target = self
             .shared
@@ -223,7 +236,23 @@ impl Publisher {
         event: Event,
         options: PublishOptions,
     ) -> Result<Receipt, PublishError> {
-        let options = self.prepare(options);
+        self.send_traced(event, options).0
+    }
+
+    /// [`send_with`](Self::send_with), and the producer span of the request.
+    fn send_traced(
+        &self,
+        event: Event,
+        options: PublishOptions,
+    ) -> (Result<Receipt, PublishError>, trace::Producing) {
+        let mut options = self.prepare(options);
+        let producing = trace::produce(&self.shared.exchange, &event, &mut options);
+        (self.queue(event, options), producing)
+    }
+
+    /// Queues `event` with its finished `options` for the publishing thread (in process:
+    /// runs the handlers now).
+    fn queue(&self, event: Event, options: PublishOptions) -> Result<Receipt, PublishError> {
         let target = self
             .shared
             .target

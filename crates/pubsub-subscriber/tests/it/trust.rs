@@ -223,6 +223,16 @@ fn a_quorum_queue_redelivery_limit_still_dead_letters() {
         other => panic!("{other:?}"),
     }
     assert_eq!(runs.load(Ordering::SeqCst), 0);
-    running.stop().unwrap();
+    let stats = running.stop().unwrap();
+    // Counted by its own kind, not as poison.
+    assert_eq!(
+        (
+            stats.dead_lettered_redelivery_limit,
+            stats.dead_lettered_poison,
+            stats.in_flight
+        ),
+        (1, 0, 0),
+        "{stats}"
+    );
     assert_eq!(bus.drain(&subscriber_dlq(&queue)).len(), 1);
 }

@@ -4,6 +4,9 @@
 
 mod broker;
 mod in_process;
+mod metrics;
+#[cfg(feature = "otel")]
+mod otel;
 
 use std::time::Duration;
 
