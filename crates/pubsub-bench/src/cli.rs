@@ -33,6 +33,12 @@ OPTIONS:
                           local `test` database), each against the same run without a store,
                           and plain batched INSERTs of the same rows
     --skip-store          skip the event store rows
+    --tasks               instead of the benchmark: the task queue's rate (pubsub-tasks), tasks
+                          per second with a trivial task function through a TaskWorker on
+                          SQLite and on PostgreSQL (PUBSUB_TEST_DATABASE_URL, else the local
+                          `test` database), beside the same messages through an
+                          EventSubscriber with a trivial handler and no store; and
+                          TaskQueue::submit against EventPublisher::publish, one confirm each
     --memory              run the memory check instead of the benchmark: --memory-events
                           events through one consumer (RSS sampled along the way), then a
                           consumer started on a queue pre-filled --deep messages deep
@@ -106,6 +112,8 @@ pub(crate) struct Options {
     /// Compare the 3-node cluster with quorum queues against one node with classic queues,
     /// instead of the benchmark.
     pub(crate) cluster: bool,
+    /// Measure the task queue instead.
+    pub(crate) tasks: bool,
     /// Compare the default configuration with tracing on against tracing off, instead of
     /// the benchmark.
     pub(crate) tracing: bool,
@@ -253,6 +261,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
         skip_store: false,
         store: false,
         cluster: false,
+        tasks: false,
         tracing: false,
         memory: false,
         memory_events: None,
@@ -292,6 +301,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
             "--cluster" => options.cluster = true,
             "--tracing" => options.tracing = true,
             "--memory" => options.memory = true,
+            "--tasks" => options.tasks = true,
             "--memory-events" => {
                 options.memory_events = Some(number(&value("--memory-events")?, "--memory-events")?)
             }

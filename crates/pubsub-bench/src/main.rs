@@ -25,6 +25,10 @@
 //! spent: CPU time per event of the publishing and of the consuming process, and acks sent per
 //! event (the consumer's bytes sent to the broker, from the kernel's TCP counters).
 //!
+//! `just bench --tasks` measures the task queue instead (`tasks`): tasks per second through a
+//! `TaskWorker` with a trivial task function, on SQLite and on PostgreSQL, beside the same
+//! messages through an `EventSubscriber` without a store.
+//!
 //! `just bench --memory` runs the memory check instead (`memory`): a million events through
 //! one consumer, and a consumer started on a deep queue.
 //!
@@ -70,6 +74,7 @@ mod sides;
 mod store;
 mod suite;
 mod targets;
+mod tasks;
 mod traced;
 mod workload;
 
@@ -101,6 +106,8 @@ fn run() -> Result<()> {
             let config = admin::broker_config()?;
             if options.memory {
                 memory::run(&config, &options)
+            } else if options.tasks {
+                tasks::run(&config, &options)
             } else if options.cluster {
                 cluster::run(&options)
             } else if options.store {

@@ -7,6 +7,7 @@ pub use crate::dlq::{DlqCommand, ListArgs, PurgeArgs, ReplayArgs, ShowArgs};
 pub use crate::publish::command::PublishArgs;
 pub use crate::store::StoreCommand;
 pub use crate::tail::command::TailArgs;
+pub use crate::task::TaskCommand;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -65,6 +66,14 @@ pub enum Command {
         after_help = crate::dlq::EXAMPLES
     )]
     Dlq(DlqCommand),
+    /// Submit tasks and read their status from the task store.
+    #[command(
+        subcommand,
+        about = "Submit tasks and read their status from the task store",
+        long_about = crate::task::ABOUT,
+        after_help = crate::task::EXAMPLES
+    )]
+    Task(TaskCommand),
     /// Keep every event in a database, query it, replay from it.
     #[command(
         subcommand,

@@ -88,6 +88,13 @@ pub enum Error {
     PutBack(pubsub_amqp::Error),
     /// The answer to a prompt could not be read.
     Answer(io::Error),
+    /// A task could not be submitted. Its message is the task queue's.
+    Tasks(pubsub_tasks::Error),
+    /// `task status`: the task store has no task with this id.
+    NoSuchTask {
+        /// The id asked for.
+        id: uuid::Uuid,
+    },
     /// The event store failed (a database that is down, a URL it cannot use). Its message is
     /// the store's.
     Store(pubsub_store::Error),
@@ -174,6 +181,8 @@ impl fmt::Display for Error {
                 f.write_str("putting the messages back (the broker requeues them anyway)")
             }
             Error::Answer(_) => f.write_str("cannot read the answer"),
+            Error::Tasks(e) => fmt::Display::fmt(e, f),
+            Error::NoSuchTask { id } => write!(f, "no task `{id}` in the task store"),
             Error::Io(e) => fmt::Display::fmt(e, f),
             Error::Store(e) => fmt::Display::fmt(e, f),
         }
@@ -188,6 +197,7 @@ impl std::error::Error for Error {
             Error::Amqp(e) => std::error::Error::source(e),
             Error::Publisher(e) => std::error::Error::source(e),
             Error::Io(e) => std::error::Error::source(e),
+            Error::Tasks(e) => std::error::Error::source(e),
             Error::Store(e) => std::error::Error::source(e),
             Error::CannotPublish { source, .. } => Some(&**source),
             Error::PutBack(e) => Some(e),
@@ -198,7 +208,8 @@ impl std::error::Error for Error {
             | Error::NoSuchMessage { .. }
             | Error::ReplayIncomplete { .. }
             | Error::PurgeCancelled { .. }
-            | Error::TailCancelled { .. } => None,
+            | Error::TailCancelled { .. }
+            | Error::NoSuchTask { .. } => None,
         }
     }
 }

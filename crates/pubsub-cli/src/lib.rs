@@ -19,6 +19,8 @@
 //!   own header contract (`pubsub_subscriber::headers`).
 //! - [`asyncapi`]: the AsyncAPI 3 document of a service described by flags
 //!   (`pubsub-asyncapi`), no broker needed.
+//! - [`task`]: `task submit` through `pubsub-tasks`' `TaskQueue`, `task status` and
+//!   `task list` from the task store (`pubsub-store`, `--database` / `DATABASE_URL`).
 //! - [`Error`]: why a command failed, one variant per kind of failure.
 //!
 //! Each command keeps its arguments, its running and its printing together: `publish`,
@@ -59,6 +61,7 @@ mod progress;
 pub mod publish;
 pub mod store;
 pub mod tail;
+pub mod task;
 
 pub use crate::app::run;
 pub use crate::connect::{amqp_config, connect};

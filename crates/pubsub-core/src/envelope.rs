@@ -7,6 +7,7 @@
 //! | [`Standard`](Envelope::Standard) (default) | seed 000's six fields ([`json`]) | the body |
 //! | [`Bare`](Envelope::Bare) | seed 002's bare model: the `data` object alone | routing key, `message_id`, timestamp property |
 //! | [`EventBus`](Envelope::EventBus) | seed 004's `name`, `source`, `event_type`, `id`, `timestamp`, `data` | the body |
+//! | [`Task`](Envelope::Task) | seed 003's task message: `task_name`, `payload` | `message_id`, timestamp property |
 //!
 //! Whichever the envelope, decoding gives the same [`Event`], so handlers do not know how it
 //! travelled. The standard envelope also accepts an `action` ending in a version word
@@ -17,7 +18,14 @@
 //! (`order.created` arriving as `order.created.v2`), is that event, with the key's version;
 //! any other key is an [`Error::KeyMismatch`], never silently ignored.
 //!
-//! A bare body has no event id: the message's `message_id` is used when it is a UUID; any
+//! A task message names a task, not an event: it becomes the event
+//! `task.<task_name>` ([`TASK_DOMAIN`]) whose data is the `payload` (an absent or `null`
+//! payload is an empty object). Its routing key (seed 003's `routing.task.<action>.<entity>`
+//! on a direct exchange) only routes it: it is not compared with the body, and the event's
+//! routing key is `task.<task_name>` whatever the key it arrived with. A `task_name` must be
+//! a word of a routing key (letters, digits, `_`, `-`), as a Python module name is.
+//!
+//! A bare body and a task message have no event id: the message's `message_id` is used when it is a UUID; any
 //! other `message_id` is turned into one deterministically, and without a `message_id` the id
 //! is derived from the routing key and the body, so that a redelivered message gets the same
 //! id (for deduplication). Both derivations are UUID v5 in [`BARE_ID_NAMESPACE`]: of the
@@ -46,7 +54,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::event::{parse_routing_key, Event, DEFAULT_VERSION};
+use crate::event::{check_word, parse_routing_key, Event, DEFAULT_VERSION};
 use crate::json;
 use crate::text::{json_type, quote};
 use crate::timestamp::{format_rfc3339_micros, parse_iso8601};
@@ -54,6 +62,9 @@ use crate::timestamp::{format_rfc3339_micros, parse_iso8601};
 /// The namespace of the UUID v5 event ids derived for bare bodies:
 /// `uuid5(NAMESPACE_URL, "https://github.com/pubsub-rs/pubsub/bare-event")`.
 pub const BARE_ID_NAMESPACE: Uuid = Uuid::from_u128(0x7496_f2b7_5279_591d_9abe_7c54_f109_70c3);
+
+/// The domain of the events a task message becomes: `task.<task_name>`.
+pub const TASK_DOMAIN: &str = "task";
 
 /// `event_type` written in seed 004's envelope when encoding (its `EventType.DOMAIN`).
 pub const EVENT_BUS_DEFAULT_TYPE: &str = "domain";
@@ -71,6 +82,10 @@ pub enum Envelope {
     /// Seed 004's event bus envelope: `name` (the routing key), `source`, `event_type`, `id`,
     /// `timestamp`, `data` (plus an optional `version`).
     EventBus,
+    /// Seed 003's task message: `task_name` and `payload`, decoded as the event
+    /// `task.<task_name>` ([`TASK_DOMAIN`]) with the payload as its data; the routing key only
+    /// routes it.
+    Task,
 }
 
 /// What the transport knows about a message besides its body: what decoding takes from
@@ -102,12 +117,14 @@ impl<'a> Received<'a> {
 }
 
 impl Envelope {
-    /// The envelope's name: `standard`, `bare` or `event-bus` (what [`FromStr`] reads).
+    /// The envelope's name: `standard`, `bare`, `event-bus` or `task` (what [`FromStr`]
+    /// reads).
     pub fn name(self) -> &'static str {
         match self {
             Envelope::Standard => "standard",
             Envelope::Bare => "bare",
             Envelope::EventBus => "event-bus",
+            Envelope::Task => "task",
         }
     }
 
@@ -118,13 +135,14 @@ impl Envelope {
     /// The errors of [`json::from_slice`] for a body that is not a JSON object or lacks a
     /// field; [`Error::MissingField`] `routing_key` for a bare body without one;
     /// [`Error::InvalidField`] for a routing key that is not `domain.action[.vN]` or a
-    /// seed 004 `id` or `timestamp` that is not one; [`Error::KeyMismatch`] when the routing
-    /// key names another event than the body.
+    /// seed 004 `id` or `timestamp` that is not one, or a `task_name` that is not a word;
+    /// [`Error::KeyMismatch`] when the routing key names another event than the body.
     pub fn decode(self, body: &[u8], received: &Received<'_>) -> Result<Event> {
         let event = match self {
             Envelope::Standard => json::from_slice_versioned(body)?,
             Envelope::Bare => return decode_bare(body, received),
             Envelope::EventBus => decode_event_bus(body)?,
+            Envelope::Task => return decode_task(body, received),
         };
         match received.routing_key {
             Some(key) => event.with_arrival_key(key),
@@ -133,7 +151,8 @@ impl Envelope {
     }
 
     /// Encodes `event` in this envelope; `source` is seed 004's `source` (the publishing
-    /// service), unused by the other envelopes.
+    /// service), unused by the other envelopes. A task message is
+    /// `{"task_name": <action>, "payload": <data>}`.
     pub fn encode(self, event: &Event, source: &str) -> Vec<u8> {
         let mut out = Vec::with_capacity(192 + event.data().len() * 32);
         self.write_to(event, source, &mut out);
@@ -162,6 +181,13 @@ impl Envelope {
                 map.insert("data".into(), Value::Object(event.data().clone()));
                 let _ = serde_json::to_writer(out, &map);
             }
+            Envelope::Task => {
+                let body = TaskBody {
+                    task_name: event.action(),
+                    payload: event.data(),
+                };
+                let _ = serde_json::to_writer(out, &body);
+            }
         }
     }
 }
@@ -172,7 +198,8 @@ impl fmt::Display for Envelope {
     }
 }
 
-/// Reads `standard`, `bare` or `event-bus` (also `seed-000`, `seed-002`, `seed-004`).
+/// Reads `standard`, `bare`, `event-bus` or `task` (also `seed-000`, `seed-002`, `seed-004`,
+/// `seed-003`).
 impl FromStr for Envelope {
     type Err = Error;
 
@@ -181,10 +208,11 @@ impl FromStr for Envelope {
             "standard" | "seed-000" | "six-field" => Ok(Envelope::Standard),
             "bare" | "seed-002" => Ok(Envelope::Bare),
             "event-bus" | "eventbus" | "seed-004" => Ok(Envelope::EventBus),
+            "task" | "seed-003" => Ok(Envelope::Task),
             _ => Err(Error::invalid(
                 "envelope",
                 s,
-                "known envelopes: standard, bare, event-bus",
+                "known envelopes: standard, bare, event-bus, task",
             )),
         }
     }
@@ -212,7 +240,24 @@ fn decode_bare(body: &[u8], received: &Received<'_>) -> Result<Event> {
     })?;
     let data = object(body)?;
     let (domain, action, key_version) = parse_routing_key(key)?;
-    let event_id = match received.message_id {
+    let event_id = derived_id(received.message_id, key, body);
+    let timestamp = property_timestamp(received);
+    let version = default_version(key_version);
+    Event::from_key_parts(
+        domain,
+        action,
+        key_version,
+        data,
+        event_id,
+        timestamp,
+        &version,
+    )
+}
+
+/// The id of a message whose body has none: its `message_id` if a UUID, else a UUID v5 of
+/// the `message_id`, or without one of the routing key, a zero byte and the body.
+fn derived_id(message_id: Option<&str>, key: &str, body: &[u8]) -> Uuid {
+    match message_id {
         Some(id) => {
             Uuid::try_parse(id).unwrap_or_else(|_| Uuid::new_v5(&BARE_ID_NAMESPACE, id.as_bytes()))
         }
@@ -223,21 +268,58 @@ fn decode_bare(body: &[u8], received: &Received<'_>) -> Result<Event> {
             name.extend_from_slice(body);
             Uuid::new_v5(&BARE_ID_NAMESPACE, &name)
         }
-    };
-    let timestamp = received
+    }
+}
+
+/// The AMQP timestamp property, else the receive time.
+fn property_timestamp(received: &Received<'_>) -> OffsetDateTime {
+    received
         .timestamp
         .and_then(|s| i64::try_from(s).ok())
         .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
-        .unwrap_or(received.received_at);
-    let version = default_version(key_version);
+        .unwrap_or(received.received_at)
+}
+
+/// Seed 003's task message as it is written, its fields in the seed's order.
+#[derive(serde::Serialize)]
+struct TaskBody<'a> {
+    task_name: &'a str,
+    payload: &'a Map<String, Value>,
+}
+
+fn decode_task(body: &[u8], received: &Received<'_>) -> Result<Event> {
+    let mut map = object(body)?;
+    let name = match map.remove("task_name") {
+        Some(Value::String(name)) => name,
+        Some(other) => return Err(wrong_type("task_name", "a string", &other)),
+        None => return Err(Error::MissingField { field: "task_name" }),
+    };
+    check_word("task_name", &name)?;
+    let data = match map.remove("payload") {
+        Some(Value::Object(data)) => data,
+        Some(Value::Null) | None => Map::new(),
+        Some(other) => {
+            return Err(Error::invalid(
+                "payload",
+                json_type(&other),
+                "a task's payload must be a JSON object",
+            ))
+        }
+    };
+    let event_id = derived_id(
+        received.message_id,
+        received.routing_key.unwrap_or_default(),
+        body,
+    );
+    let timestamp = property_timestamp(received);
     Event::from_key_parts(
-        domain,
-        action,
-        key_version,
+        TASK_DOMAIN,
+        &name,
+        None,
         data,
         event_id,
         timestamp,
-        &version,
+        DEFAULT_VERSION,
     )
 }
 
@@ -630,11 +712,112 @@ mod tests {
             b"{\"timestamp\":1e999}",
         ];
         for body in bodies {
-            for envelope in [Envelope::Standard, Envelope::Bare, Envelope::EventBus] {
+            for envelope in [
+                Envelope::Standard,
+                Envelope::Bare,
+                Envelope::EventBus,
+                Envelope::Task,
+            ] {
                 let result = envelope.decode(body, &received(Some("a.b")));
                 // Only a bare body may be any JSON object.
                 assert!(result.is_err() || envelope == Envelope::Bare, "{body:?}");
             }
         }
+    }
+
+    #[test]
+    fn task_envelope() {
+        use Envelope::Task as T;
+        let key = Some("routing.task.send.report");
+        let none = (None, None);
+        let task = |name: Value, payload: Value| json!({"task_name": name, "payload": payload});
+        check(
+            T,
+            task(json!("send-report"), json!({"n": 1})),
+            key,
+            (Some(ID), Some(1_714_566_600)),
+            Ok((
+                "task.send-report",
+                "1.0",
+                Some(ID),
+                Some(datetime!(2024-05-01 12:30 UTC)),
+            )),
+        );
+        // The routing key only routes: any key, or none, is fine.
+        check(
+            T,
+            task(json!("process_upload"), json!({})),
+            Some("x"),
+            none,
+            Ok(("task.process_upload", "1.0", None, Some(NOW))),
+        );
+        check(
+            T,
+            task(json!("a"), json!({})),
+            None,
+            none,
+            Ok(("task.a", "1.0", None, None)),
+        );
+        check(
+            T,
+            json!({"task_name": "a"}),
+            key,
+            none,
+            Ok(("task.a", "1.0", None, None)),
+        );
+        check(
+            T,
+            task(json!("a"), json!(null)),
+            key,
+            none,
+            Ok(("task.a", "1.0", None, None)),
+        );
+        check(T, json!({"payload": {}}), key, none, Err("`task_name`"));
+        check(T, task(json!(7), json!({})), key, none, Err("task_name"));
+        check(T, task(json!(""), json!({})), key, none, Err("task_name"));
+        check(
+            T,
+            task(json!("pkg.module"), json!({})),
+            key,
+            none,
+            Err("task_name"),
+        );
+        check(T, task(json!("a"), json!([1])), key, none, Err("payload"));
+        check(T, json!([]), key, none, Err("array"));
+        let body = serde_json::to_vec(&task(json!("a"), json!({"x": 1}))).unwrap();
+        let event = T.decode(&body, &received(key)).unwrap();
+        assert_eq!(event.data()["x"], 1);
+        // Without a message id, the id is the bare rule's: a redelivery gets the same one.
+        let mut name = b"routing.task.send.report".to_vec();
+        name.push(0);
+        name.extend_from_slice(&body);
+        assert_eq!(event.event_id(), Uuid::new_v5(&BARE_ID_NAMESPACE, &name));
+        assert_eq!(
+            T.decode(&body, &received(key)).unwrap().event_id(),
+            event.event_id()
+        );
+        assert_eq!("seed-003".parse::<Envelope>().unwrap(), T);
+    }
+
+    #[test]
+    fn task_envelope_round_trips() {
+        let event = Event::builder(TASK_DOMAIN, "send-report")
+            .data(json!({"to": "ops"}))
+            .event_id(Uuid::parse_str(ID).unwrap())
+            .timestamp(datetime!(2024-05-01 12:30 UTC))
+            .build()
+            .unwrap();
+        let bytes = Envelope::Task.encode(&event, "unused");
+        assert_eq!(
+            bytes,
+            br#"{"task_name":"send-report","payload":{"to":"ops"}}"#
+        );
+        let received = Received {
+            message_id: Some(ID),
+            timestamp: Some(1_714_566_600),
+            routing_key: Some("routing.task.send.report"),
+            received_at: NOW,
+        };
+        assert_eq!(Envelope::Task.decode(&bytes, &received).unwrap(), event);
     }
 }

@@ -542,7 +542,7 @@ pub(crate) fn parse_key_version(word: &str) -> Option<u32> {
 }
 
 /// Checks a `domain` or `action`: non-empty, `[A-Za-z0-9_-]` only.
-fn check_word(field: &'static str, value: &str) -> Result<()> {
+pub(crate) fn check_word(field: &'static str, value: &str) -> Result<()> {
     if value.is_empty() {
         return Err(Error::invalid(field, value, "must not be empty"));
     }

@@ -1,5 +1,6 @@
 //! [`EventPublisher`]: confirmed publishing with pipelined batches and reconnection.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::thread;
@@ -46,6 +47,14 @@ pub struct PublishOptions {
     pub causation_id: Option<String>,
     /// The event's type (the [`EVENT_TYPE_HEADER`](pubsub_core::EVENT_TYPE_HEADER) header).
     pub event_type: Option<EventType>,
+    /// The routing key to publish with instead of the event's own (`domain.action`): a key
+    /// of another convention, as seed 003's tasks on a direct exchange
+    /// (`routing.task.<action>.<entity>`). The message's `type` stays the event's key.
+    pub routing_key: Option<String>,
+    /// Headers of string values to add, as a seed's consumers expect them (seed 003's
+    /// `producer_app` and `correlation_id`). They cannot replace the headers the publisher
+    /// writes itself (causation id, event type).
+    pub headers: BTreeMap<String, String>,
     /// The trace context to send (the `traceparent` and `tracestate` headers). With the
     /// `otel` feature, an event without one gets a producer span of its own, a child of the
     /// publishing thread's current span, and carries its context.
@@ -251,17 +260,7 @@ impl EventPublisher {
         PublisherBuilder {
             connection,
             exchange: exchange.to_owned(),
-            settings: Settings {
-                app_id: None,
-                envelope: Envelope::Standard,
-                confirms: true,
-                unroutable: Unroutable::default(),
-                declare: Some(ExchangeConfig::default()),
-                confirm_timeout: Duration::from_secs(30),
-                confirm_window: 1000,
-                reconnect: ReconnectPolicy::default().with_max_total(Some(Duration::from_secs(30))),
-                to_queue: None,
-            },
+            settings: default_settings(),
         }
     }
 
@@ -465,6 +464,7 @@ impl EventPublisher {
         let window = self.settings.confirm_window;
         let mut batch = Batch {
             events,
+            options,
             outcomes,
             exchange: &self.exchange,
             settings: &self.settings,
@@ -480,13 +480,11 @@ impl EventPublisher {
             self.settings
                 .envelope
                 .write_to(event, source, &mut self.body);
-            let properties = properties(event, &self.settings, options.get(i));
+            let options = options.get(i);
+            let properties = properties(event, &self.settings, options);
             session.channel.publish(
                 &self.exchange,
-                self.settings
-                    .to_queue
-                    .as_deref()
-                    .unwrap_or(event.routing_key()),
+                publish_key(&self.settings, event, options),
                 &self.body,
                 &properties,
                 mandatory,
@@ -543,6 +541,8 @@ impl Options<'_> {
             correlation_id: None,
             causation_id: None,
             event_type: None,
+            routing_key: None,
+            headers: BTreeMap::new(),
             trace: None,
         };
         match self {
@@ -564,6 +564,7 @@ enum Settle {
 /// One attempt's events and their outcomes, as the confirms settle them.
 struct Batch<'a> {
     events: &'a [Event],
+    options: Options<'a>,
     outcomes: &'a mut [Option<Result<()>>],
     exchange: &'a str,
     settings: &'a Settings,
@@ -633,7 +634,12 @@ impl Batch<'_> {
                 ConfirmOutcome::Returned { .. } => {
                     Counters::add(&self.counters.returned, 1);
                     Counters::add(&self.counters.confirmed, 1);
-                    unroutable(event, self.exchange, self.settings.unroutable)
+                    unroutable(
+                        event,
+                        publish_key(self.settings, event, self.options.get(settled.token)),
+                        self.exchange,
+                        self.settings.unroutable,
+                    )
                 }
             });
         }
@@ -697,10 +703,42 @@ fn properties(event: &Event, settings: &Settings, options: &PublishOptions) -> P
     }
 }
 
-/// The headers `options` ask for: the causation id, the event type and the trace context,
-/// when set.
+/// The settings a new builder starts from.
+fn default_settings() -> Settings {
+    Settings {
+        app_id: None,
+        envelope: Envelope::Standard,
+        confirms: true,
+        unroutable: Unroutable::default(),
+        declare: Some(ExchangeConfig::default()),
+        confirm_timeout: Duration::from_secs(30),
+        confirm_window: 1000,
+        reconnect: ReconnectPolicy::default().with_max_total(Some(Duration::from_secs(30))),
+        to_queue: None,
+    }
+}
+
+/// The routing key `event` is published with: the queue's name when publishing to a queue,
+/// else the one `options` give, else its own.
+fn publish_key<'a>(
+    settings: &'a Settings,
+    event: &'a Event,
+    options: &'a PublishOptions,
+) -> &'a str {
+    settings
+        .to_queue
+        .as_deref()
+        .or(options.routing_key.as_deref())
+        .unwrap_or(event.routing_key())
+}
+
+/// The headers `options` ask for: their string headers, then the causation id, the event
+/// type and the trace context, when set.
 fn headers(options: &PublishOptions) -> Headers {
     let mut headers = Headers::new();
+    for (name, value) in &options.headers {
+        headers.insert(name.clone(), value.as_str().into());
+    }
     if let Some(trace) = &options.trace {
         headers.insert(
             TRACEPARENT_HEADER.to_owned(),
@@ -719,16 +757,15 @@ fn headers(options: &PublishOptions) -> Headers {
     headers
 }
 
-fn unroutable(event: &Event, exchange: &str, policy: Unroutable) -> Result<()> {
+fn unroutable(event: &Event, routing_key: &str, exchange: &str, policy: Unroutable) -> Result<()> {
     match policy {
         Unroutable::Error => Err(Error::Unroutable {
             exchange: exchange.to_owned(),
-            routing_key: event.routing_key().to_owned(),
+            routing_key: routing_key.to_owned(),
         }),
         Unroutable::Warn | Unroutable::Ignore => {
             log::warn!(
-                "{event} reached no queue: nothing is bound to exchange `{exchange}` for `{}`",
-                event.routing_key()
+                "{event} reached no queue: nothing is bound to exchange `{exchange}` for `{routing_key}`"
             );
             Ok(())
         }
@@ -757,4 +794,42 @@ fn given_back(
             _ => Ok(()),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use pubsub_core::serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn options_choose_the_routing_key_and_add_headers() {
+        let event = Event::new("task", "send-report", json!({})).unwrap();
+        let plain = PublishOptions::default();
+        let settings = default_settings();
+        assert_eq!(publish_key(&settings, &event, &plain), "task.send-report");
+        assert!(headers(&plain).is_empty());
+        let routed = PublishOptions {
+            routing_key: Some("routing.task.send.report".to_owned()),
+            headers: BTreeMap::from([
+                ("producer_app".to_owned(), "reports".to_owned()),
+                (CAUSATION_ID_HEADER.to_owned(), "forged".to_owned()),
+            ]),
+            causation_id: Some("cause".to_owned()),
+            ..PublishOptions::default()
+        };
+        assert_eq!(
+            publish_key(&settings, &event, &routed),
+            "routing.task.send.report"
+        );
+        let to_queue = Settings {
+            to_queue: Some("audit".to_owned()),
+            ..settings.clone()
+        };
+        assert_eq!(publish_key(&to_queue, &event, &routed), "audit");
+        let written = headers(&routed);
+        assert_eq!(written["producer_app"].as_str(), Some("reports"));
+        // The publisher's own headers win over the caller's.
+        assert_eq!(written[CAUSATION_ID_HEADER].as_str(), Some("cause"));
+    }
 }

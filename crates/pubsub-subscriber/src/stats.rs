@@ -66,6 +66,22 @@ impl SubscriberStats {
     }
 }
 
+/// Adds counter by counter: the totals of several workers.
+impl std::ops::AddAssign<&SubscriberStats> for SubscriberStats {
+    fn add_assign(&mut self, more: &SubscriberStats) {
+        self.received += more.received;
+        self.redelivered += more.redelivered;
+        self.acked += more.acked;
+        self.unhandled += more.unhandled;
+        self.retried += more.retried;
+        self.dead_lettered_poison += more.dead_lettered_poison;
+        self.dead_lettered_exhausted += more.dead_lettered_exhausted;
+        self.dropped += more.dropped;
+        self.handler_failures += more.handler_failures;
+        self.reconnects += more.reconnects;
+    }
+}
+
 impl fmt::Display for SubscriberStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -144,5 +160,27 @@ impl StatsHandle {
     /// The counters now.
     pub fn snapshot(&self) -> SubscriberStats {
         self.counters.snapshot()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_add_up() {
+        let one = SubscriberStats {
+            received: 3,
+            acked: 2,
+            dead_lettered_poison: 1,
+            reconnects: 1,
+            ..SubscriberStats::default()
+        };
+        let mut total = SubscriberStats::default();
+        total += &one;
+        total += &one;
+        assert_eq!(total.received, 6);
+        assert_eq!(total.settled(), 6);
+        assert_eq!(total.reconnects, 2);
     }
 }

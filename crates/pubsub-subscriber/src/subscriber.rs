@@ -77,6 +77,8 @@ pub struct EventSubscriber {
     exchange: String,
     registry: Arc<HandlerRegistry>,
     settings: Settings,
+    /// The keys to bind instead of the registry's, when given.
+    bindings: Option<Vec<String>>,
     extra_bindings: Vec<String>,
     stop_tx: Sender<()>,
     stop_rx: Receiver<()>,
@@ -94,6 +96,7 @@ pub struct SubscriberBuilder {
     registry: Arc<HandlerRegistry>,
     settings: Settings,
     envelope_patterns: Vec<(String, Envelope)>,
+    bindings: Option<Vec<String>>,
     sink: Option<BoxedSink>,
 }
 
@@ -115,6 +118,20 @@ impl SubscriberBuilder {
     /// `None` to use an existing one as is.
     pub fn declare_exchange(mut self, config: Option<ExchangeConfig>) -> Self {
         self.settings.declare_exchange = config;
+        self
+    }
+
+    /// Binds the queue to exactly these keys instead of what the registry's patterns need:
+    /// for a direct exchange, where a key is matched literally and a registry pattern such
+    /// as `task.*` means nothing (seed 003's task queue binds one key per task). Dispatch
+    /// still goes by the registry's patterns. [`setup_queue`](EventSubscriber::setup_queue)
+    /// adds more keys.
+    pub fn bindings<I, K>(mut self, keys: I) -> Self
+    where
+        I: IntoIterator<Item = K>,
+        K: Into<String>,
+    {
+        self.bindings = Some(keys.into_iter().map(Into::into).collect());
         self
     }
 
@@ -260,6 +277,14 @@ impl SubscriberBuilder {
                 &self.queue.chars().take(40).collect::<String>()
             ));
         }
+        if let Some(key) = self
+            .bindings
+            .iter()
+            .flatten()
+            .find(|k| k.is_empty() || k.len() > 255)
+        {
+            return invalid(format!("invalid binding key {key:?}"));
+        }
         if self.exchange.is_empty() {
             return invalid(
                 "the exchange name must not be empty (the default exchange cannot be bound)"
@@ -278,6 +303,7 @@ impl SubscriberBuilder {
             exchange: self.exchange,
             registry: self.registry,
             settings: self.settings,
+            bindings: self.bindings,
             extra_bindings: Vec::new(),
             stop_tx,
             stop_rx,
@@ -344,6 +370,7 @@ impl EventSubscriber {
             registry,
             envelope_patterns: Vec::new(),
             settings: default_settings(),
+            bindings: None,
             sink: None,
         }
     }
@@ -358,9 +385,13 @@ impl EventSubscriber {
         dead_letter_queue_name(&self.queue)
     }
 
-    /// The binding keys the queue gets: the registry's, then the extra ones.
+    /// The binding keys the queue gets: the registry's (or those given to
+    /// [`SubscriberBuilder::bindings`]), then the extra ones.
     pub fn bindings(&self) -> Vec<String> {
-        let mut keys = self.registry.bindings();
+        let mut keys = match &self.bindings {
+            Some(keys) => keys.clone(),
+            None => self.registry.bindings(),
+        };
         for key in &self.extra_bindings {
             if !keys.contains(key) {
                 keys.push(key.clone());

@@ -411,7 +411,7 @@ impl EventBus {
                     correlation_id,
                     causation_id,
                     event_type: options.event_type.or(self.settings.event_type),
-                    trace: options.trace,
+                    ..options
                 };
                 Ok(publisher::invoke(
                     &running.registry,

@@ -53,18 +53,33 @@ impl DataSource {
     /// A [`UsageError`] when the file or stdin cannot be read, or the text is not a JSON
     /// object.
     pub fn read(&self, stdin: &mut dyn Read) -> Result<Map<String, Value>, UsageError> {
+        self.read_named(stdin, "data", "--data")
+    }
+
+    /// [`read`](Self::read) for an argument of another name: `noun` and `flag` word the
+    /// errors (`task submit`'s payload and `--payload`).
+    ///
+    /// # Errors
+    ///
+    /// As [`read`](Self::read).
+    pub fn read_named(
+        &self,
+        stdin: &mut dyn Read,
+        noun: &str,
+        flag: &str,
+    ) -> Result<Map<String, Value>, UsageError> {
         let (text, origin) = match self {
-            DataSource::Inline(text) => (text.clone(), "--data".to_owned()),
+            DataSource::Inline(text) => (text.clone(), flag.to_owned()),
             DataSource::File(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
-                    UsageError::new(format!("cannot read --data file `{}`: {e}", path.display()))
+                    UsageError::new(format!("cannot read {flag} file `{}`: {e}", path.display()))
                 })?;
                 (text, format!("file `{}`", path.display()))
             }
             DataSource::Stdin | DataSource::StdinOrEmpty => {
                 let mut text = String::new();
                 stdin.read_to_string(&mut text).map_err(|e| {
-                    UsageError::new(format!("cannot read the data from stdin: {e}"))
+                    UsageError::new(format!("cannot read the {noun} from stdin: {e}"))
                 })?;
                 if text.trim().is_empty() && *self == DataSource::StdinOrEmpty {
                     return Ok(Map::new());
@@ -76,11 +91,11 @@ impl DataSource {
         match serde_json::from_str::<Value>(&text) {
             Ok(Value::Object(map)) => Ok(map),
             Ok(other) => Err(UsageError::new(format!(
-                "the data ({origin}) must be a JSON object, not {}",
+                "the {noun} ({origin}) must be a JSON object, not {}",
                 text::json_type(&other)
             ))),
             Err(e) => Err(UsageError::new(format!(
-                "the data ({origin}) is not valid JSON: {e}"
+                "the {noun} ({origin}) is not valid JSON: {e}"
             ))),
         }
     }

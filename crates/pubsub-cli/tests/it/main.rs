@@ -12,5 +12,6 @@ mod replay;
 mod store;
 mod support;
 mod tail;
+mod task;
 mod usage;
 mod versioned;

@@ -1,0 +1,354 @@
+//! The task queue's rows (`--tasks`): how many tasks per second a `TaskWorker` runs with a
+//! trivial task function, its store on SQLite (a file) and on PostgreSQL, beside the same
+//! messages drained by an `EventSubscriber` with a trivial handler and no store (the
+//! baseline: what the store and the task bookkeeping cost); and `TaskQueue::submit` against
+//! `EventPublisher::publish`, one confirm each, and `TaskQueue::submit_all` (the queue's
+//! filling) beside them.
+//!
+//! Each run fills the queue first, then starts the consumer and times it until every task is
+//! settled (the observer channel's reports). Configurations are interleaved round by round.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use crossbeam_channel::Receiver;
+use pubsub_amqp::AmqpConfig;
+use pubsub_core::envelope::{Envelope, TASK_DOMAIN};
+use pubsub_core::{handler_fn, Event};
+use pubsub_publisher::EventPublisher;
+use pubsub_registry::HandlerRegistry;
+use pubsub_store::Database;
+use pubsub_subscriber::{DeliveryReport, Disposition, EventSubscriber};
+use pubsub_tasks::{exchange_config, routing_key, TaskQueue, TaskWorker};
+use pubsub_testkit::Names;
+use serde_json::json;
+
+use crate::admin::{open, Admin};
+use crate::cli::Options;
+use crate::report::{self, Stat};
+
+/// The task every row runs.
+const TASK: &str = "noop";
+
+/// How long a run may go without a settled task before it is abandoned.
+const STALL: Duration = Duration::from_secs(60);
+
+/// Where a row's tasks go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Row {
+    /// An `EventSubscriber` with a trivial handler, no store.
+    Events,
+    /// A `TaskWorker` on SQLite with this many workers.
+    Sqlite(usize),
+    /// A `TaskWorker` on PostgreSQL with this many workers.
+    Postgres(usize),
+}
+
+impl Row {
+    fn name(self) -> String {
+        match self {
+            Row::Events => "events, no store (baseline)".to_owned(),
+            Row::Sqlite(n) => format!("tasks, SQLite, {n} worker(s)"),
+            Row::Postgres(n) => format!("tasks, PostgreSQL, {n} worker(s)"),
+        }
+    }
+}
+
+/// A store a run owns, removed afterwards.
+enum Store {
+    File(PathBuf),
+    Schema { url: String, schema: String },
+}
+
+impl Store {
+    fn new(row: Row, postgres: Option<&str>) -> Result<(Database, Option<Store>)> {
+        let tag = uuid::Uuid::new_v4().simple().to_string();
+        Ok(match row {
+            Row::Events => (Database::sqlite_in_memory(), None),
+            Row::Sqlite(_) => {
+                let path = std::env::temp_dir().join(format!("pubsub-bench-tasks-{tag}.db"));
+                (Database::sqlite(&path), Some(Store::File(path)))
+            }
+            Row::Postgres(_) => {
+                let url = postgres.context("no PostgreSQL")?;
+                let schema = format!("pubsub_bench_{}", &tag[..12]);
+                let database = Database::parse(url)?.with_schema(&schema)?;
+                (
+                    database,
+                    Some(Store::Schema {
+                        url: url.to_owned(),
+                        schema,
+                    }),
+                )
+            }
+        })
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        match self {
+            Store::File(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut p = path.clone().into_os_string();
+                    p.push(suffix);
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+            Store::Schema { url, schema } => {
+                if let Ok(mut client) = postgres::Client::connect(url, postgres::NoTls) {
+                    let _ =
+                        client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+                }
+            }
+        }
+    }
+}
+
+/// Runs the task rows and prints their table and JSON lines.
+pub(crate) fn run(config: &AmqpConfig, options: &Options) -> Result<()> {
+    let mut admin = Admin::open(config)?;
+    let count = ((if options.quick { 2_000.0 } else { 10_000.0 }) * options.scale) as u64;
+    let count = count.max(100);
+    let rounds = options.rounds.unwrap_or(if options.quick { 1 } else { 3 });
+    let postgres = pubsub_testkit::postgres_url();
+    let mut rows = vec![Row::Events, Row::Sqlite(1), Row::Sqlite(4)];
+    if postgres.is_some() {
+        rows.extend([Row::Postgres(1), Row::Postgres(4)]);
+    } else {
+        eprintln!("tasks: no PostgreSQL, its rows are left out");
+    }
+    println!(
+        "# pubsub-bench --tasks{}: {count} tasks per run, {rounds} round(s), against {}",
+        if options.quick { " --quick" } else { "" },
+        config.address()
+    );
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); rows.len()];
+    let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); rows.len()];
+    let mut fills = Vec::new();
+    for round in 1..=rounds {
+        let mut baseline = None;
+        for (i, &row) in rows.iter().enumerate() {
+            eprintln!("tasks: round {round}/{rounds}, {}...", row.name());
+            let (rate, filled) = drain(&mut admin, row, count, postgres.as_deref())?;
+            fills.push(filled);
+            let base = *baseline.get_or_insert(rate);
+            rates[i].push(rate);
+            ratios[i].push(rate / base);
+        }
+    }
+    let mut table = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
+        let (Some(rate), Some(ratio)) = (Stat::of(&rates[i]), Stat::of(&ratios[i])) else {
+            continue;
+        };
+        table.push(vec![
+            row.name(),
+            report::rate_range(&rate),
+            report::ratio_range(&ratio),
+        ]);
+        println!(
+            "{}",
+            report::bench_line(
+                "tasks",
+                json!({
+                    "config": row.name(),
+                    "tasks_per_s": report::round(rate.median, 0),
+                    "ratio_vs_events": report::round(ratio.median, 3),
+                }),
+            )
+        );
+    }
+    report::print_table(&["configuration", "tasks/s", "vs events"], &table);
+
+    let submits = if options.quick { 300 } else { 2_000 };
+    eprintln!("tasks: TaskQueue::submit against EventPublisher::publish, {submits} each...");
+    let (submit, publish) = submit_rates(&mut admin, submits)?;
+    let submit_all = Stat::of(&fills).map_or(f64::NAN, |s| s.median);
+    println!(
+        "{}",
+        report::bench_line(
+            "task_submit",
+            json!({
+                "submit_per_s": report::round(submit, 0),
+                "publish_per_s": report::round(publish, 0),
+                "ratio": report::round(submit / publish, 3),
+                "submit_all_per_s": report::round(submit_all, 0),
+            }),
+        )
+    );
+    report::print_table(
+        &["submitting", "per second", "ratio"],
+        &[
+            vec![
+                "EventPublisher::publish".to_owned(),
+                report::thousands(publish),
+                "1.00x".to_owned(),
+            ],
+            vec![
+                "TaskQueue::submit".to_owned(),
+                report::thousands(submit),
+                format!("{:.2}x", submit / publish),
+            ],
+            vec![
+                format!("TaskQueue::submit_all, 1,000 a batch ({count} tasks)"),
+                report::thousands(submit_all),
+                format!("{:.2}x", submit_all / publish),
+            ],
+        ],
+    );
+    admin.close()
+}
+
+/// Fills a new queue with `count` tasks, then drains it with `row`'s consumer: tasks per
+/// second drained, and submitted.
+fn drain(admin: &mut Admin, row: Row, count: u64, postgres: Option<&str>) -> Result<(f64, f64)> {
+    let names = admin.names("tasks")?;
+    let (database, store) = Store::new(row, postgres)?;
+    let result = drain_in(admin.config(), &names, row, count, database);
+    admin.delete(&names);
+    drop(store);
+    result
+}
+
+fn drain_in(
+    config: &AmqpConfig,
+    names: &Names,
+    row: Row,
+    count: u64,
+    database: Database,
+) -> Result<(f64, f64)> {
+    let (tx, reports) = crossbeam_channel::unbounded();
+    let key = routing_key(TASK);
+    // Each branch declares the topology, fills the queue, then times the drain.
+    let (elapsed, stats, filled) = match row {
+        Row::Events => {
+            let mut registry = HandlerRegistry::new();
+            registry.subscribe(
+                &format!("{TASK_DOMAIN}.*"),
+                handler_fn("noop", |_, _| Ok(())),
+            )?;
+            let mut subscriber =
+                EventSubscriber::builder(open(config)?, &names.queue, Arc::new(registry))
+                    .exchange(&names.exchange)
+                    .declare_exchange(Some(exchange_config()))
+                    .envelope(Envelope::Task)
+                    .bindings([key])
+                    .prefetch(10)
+                    .observer(tx)
+                    .build()?;
+            subscriber.setup()?;
+            let filled = fill(config, names, count)?;
+            let started = Instant::now();
+            let running = subscriber.spawn()?;
+            wait(&reports, count)?;
+            let elapsed = started.elapsed();
+            (elapsed, running.stop()?, filled)
+        }
+        Row::Sqlite(workers) | Row::Postgres(workers) => {
+            let worker = TaskWorker::builder(config.clone(), database)
+                .exchange(&names.exchange)
+                .queue(&names.queue)
+                .task(TASK, |_task| Ok(serde_json::Value::Null))
+                .workers(workers)
+                .observer(tx)
+                .build()?;
+            worker.setup()?;
+            let filled = fill(config, names, count)?;
+            let started = Instant::now();
+            let running = worker.start()?;
+            wait(&reports, count)?;
+            let elapsed = started.elapsed();
+            (elapsed, running.stop()?, filled)
+        }
+    };
+    if stats.acked != count {
+        bail!("{}: {count} tasks, but {stats}", row.name());
+    }
+    Ok((count as f64 / elapsed.as_secs_f64(), filled))
+}
+
+/// Submits `count` distinct tasks with `TaskQueue::submit_all`, 1,000 at a time: tasks per
+/// second.
+fn fill(config: &AmqpConfig, names: &Names, count: u64) -> Result<f64> {
+    let mut queue = TaskQueue::builder(open(config)?)
+        .exchange(&names.exchange)
+        .declare_exchange(false)
+        .build()?;
+    let started = Instant::now();
+    let mut sent = 0;
+    while sent < count {
+        let batch = (sent..count.min(sent + 1_000)).map(|i| (TASK, json!({ "i": i })));
+        for outcome in queue.submit_all(batch) {
+            outcome.context("filling the task queue")?;
+            sent += 1;
+        }
+    }
+    let rate = count as f64 / started.elapsed().as_secs_f64();
+    queue.close()?;
+    Ok(rate)
+}
+
+/// Waits for `count` settled deliveries (retries do not count; none are expected).
+fn wait(reports: &Receiver<DeliveryReport>, count: u64) -> Result<()> {
+    let mut settled = 0;
+    while settled < count {
+        let report = reports
+            .recv_timeout(STALL)
+            .with_context(|| format!("only {settled} of {count} tasks settled"))?;
+        if !matches!(report.disposition, Disposition::Retried { .. }) {
+            settled += 1;
+        }
+    }
+    Ok(())
+}
+
+/// `TaskQueue::submit` and `EventPublisher::publish` rates, one confirm each, `count` each.
+fn submit_rates(admin: &mut Admin, count: u32) -> Result<(f64, f64)> {
+    let names = admin.names("submit")?;
+    let result = submit_rates_in(admin, &names, count);
+    admin.delete(&names);
+    result
+}
+
+fn submit_rates_in(admin: &mut Admin, names: &Names, count: u32) -> Result<(f64, f64)> {
+    let config = admin.config().clone();
+    let mut queue = TaskQueue::builder(open(&config)?)
+        .exchange(&names.exchange)
+        .build()?;
+    // A queue bound for the task's key, so that submit succeeds.
+    let mut connection = open(&config)?;
+    let channel = connection.open_channel()?;
+    channel.declare_queue(&names.queue, &pubsub_amqp::QueueConfig::default())?;
+    channel.bind_queue(&names.queue, &names.exchange, &routing_key(TASK))?;
+    let started = Instant::now();
+    for i in 0..count {
+        queue.submit(TASK, json!({ "i": i }))?;
+    }
+    let submit = f64::from(count) / started.elapsed().as_secs_f64();
+    queue.close()?;
+    channel.bind_queue(
+        &names.queue,
+        &names.exchange,
+        &format!("{TASK_DOMAIN}.{TASK}"),
+    )?;
+    let mut publisher = EventPublisher::builder(open(&config)?, &names.exchange)
+        .declare_exchange(None)
+        .build()?;
+    let started = Instant::now();
+    for i in 0..count {
+        let event = Event::builder(TASK_DOMAIN, TASK)
+            .data(json!({ "i": i }))
+            .build()?;
+        publisher
+            .publish(&event)
+            .map_err(|e| anyhow::anyhow!("publishing: {e}"))?;
+    }
+    let publish = f64::from(count) / started.elapsed().as_secs_f64();
+    publisher.close()?;
+    let _ = channel.close();
+    connection.close()?;
+    Ok((submit, publish))
+}

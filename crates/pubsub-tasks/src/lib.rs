@@ -1,0 +1,108 @@
+//! This crate provides a task queue on RabbitMQ: [`TaskQueue`] submits named tasks with
+//! publisher confirms, [`TaskWorker`] runs the functions registered under those names on
+//! worker threads, and records every task in a task store ([`pubsub_store::TaskStore`],
+//! SQLite or PostgreSQL): PENDING, RUNNING, then COMPLETED with its JSON result or FAILED
+//! with its error, with the number of attempts.
+//!
+//! # Overview
+//!
+//! - [`TaskQueue`]: [`submit`](TaskQueue::submit)`(task_name, payload)` returns the task id
+//!   once the broker has confirmed the task; [`SubmitOptions`] sets a correlation id or
+//!   another routing key; [`submit_all`](TaskQueue::submit_all) sends a batch with pipelined
+//!   confirms.
+//! - [`TaskWorker`]: [`TaskWorkerBuilder::task`] registers a [`TaskFn`] (any
+//!   `Fn(&Task) -> TaskResult`) by name; [`workers`](TaskWorkerBuilder::workers),
+//!   [`retry`](TaskWorkerBuilder::retry), [`start`](TaskWorker::start), and
+//!   [`RunningWorker::stop`].
+//! - [`routing_key`]: the routing key a task name maps to.
+//!
+//! The crate is wiring: a worker is an `EventSubscriber` (`pubsub-subscriber`) with one
+//! handler, so retries through delay queues, dead letters, ack batching and reconnection are
+//! the subscriber's; a queue is an `EventPublisher` (`pubsub-publisher`). Both speak seed
+//! 003's task message through [`Envelope::Task`](pubsub_core::envelope::Envelope::Task).
+//!
+//! # Wire format (seed 003)
+//!
+//! | | |
+//! | --- | --- |
+//! | exchange | `tasks` (a durable direct exchange; configurable) |
+//! | routing key | `routing.task.<action>.<entity>`: [`routing_key`]`("send-report")` is `routing.task.send.report` |
+//! | body | `{"task_name": "send-report", "payload": {...}}` |
+//! | headers | `producer_app`, `correlation_id` |
+//! | properties | `message_id` (the task id), `app_id`, `correlation_id`, `content_type`, persistent |
+//!
+//! A worker runs the task its body names; the routing key only routes it to the queue. The
+//! queue is bound with each registered task's key, so a producer of the seed's convention
+//! reaches the worker that registered the matching name; [`TaskWorkerBuilder::task_routed`]
+//! and [`TaskWorkerBuilder::bind`] serve other keys.
+//!
+//! # Task ids
+//!
+//! The task id is the message's `message_id`: a new UUID v4 for a task [`TaskQueue`]
+//! submits. A producer that sets none (seed 003's pika producer sets none) gets an id derived
+//! from the message, a UUID v5 of its routing key and its body (the bare envelope's rule,
+//! [`pubsub_core::envelope`]), so a redelivery of that message maps to the same task. The
+//! consequence: two such submissions of the same task with the same payload are one task;
+//! once it has completed, the second is acked without running. A producer that wants two
+//! runs sets a `message_id` of its own, or varies the payload.
+//!
+//! # Idempotency and failures
+//!
+//! A task whose stored status is COMPLETED is acked without running again (a duplicate
+//! delivery, a lost ack). Any other status runs it: a RUNNING task was being run by a worker
+//! that died, or by another worker given a duplicate at the same moment (delivery is at
+//! least once). A task name no function is registered under is FAILED at once and
+//! dead-lettered as poison; a message that is not a task (not JSON, no `task_name`, a name
+//! that cannot name a task, a payload that is not an object) is dead-lettered as poison
+//! without a record. A failed run is retried after the retry policy's delays and, after the
+//! last attempt, FAILED and dead-lettered; replaying it from the dead-letter queue
+//! (`pubsub dlq replay`) runs it again.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use pubsub_amqp::{AmqpConfig, Connection};
+//! use pubsub_store::{Database, TaskStore};
+//! use pubsub_tasks::{TaskQueue, TaskWorker};
+//! use serde_json::json;
+//!
+//! let config = AmqpConfig::from_env()?;
+//! let database = Database::from_env()?; // DATABASE_URL, default sqlite:pubsub.db
+//! let worker = TaskWorker::builder(config.clone(), database.clone())
+//!     .task("resize-image", |task| {
+//!         let width = task.payload()["width"].as_u64().unwrap_or(100);
+//!         Ok(json!({ "resized_to": width }))
+//!     })
+//!     .workers(2)
+//!     .build()?
+//!     .start()?; // queue `tasks` bound to `routing.task.resize.image` on exchange `tasks`
+//!
+//! let mut queue = TaskQueue::builder(Connection::open(&config)?).producer("gallery").build()?;
+//! let id = queue.submit("resize-image", json!({ "width": 640 }))?; // confirmed
+//!
+//! let mut store = TaskStore::open(&database)?;
+//! if let Some(task) = store.get(id)? {
+//!     println!("{} {}", task.task_name, task.status.as_str()); // PENDING, RUNNING or COMPLETED
+//! }
+//! worker.stop()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(missing_docs)]
+#![warn(clippy::print_stdout)]
+
+mod error;
+mod names;
+mod queue;
+mod run;
+mod task;
+mod worker;
+
+pub use crate::error::{Error, Result};
+pub use crate::names::{
+    routing_key, CORRELATION_ID_HEADER, MAX_TASK_NAME_LEN, PRODUCER_APP_HEADER, ROUTING_KEY_PREFIX,
+};
+pub use crate::queue::{
+    exchange_config, SubmitOptions, TaskQueue, TaskQueueBuilder, DEFAULT_EXCHANGE, DEFAULT_PRODUCER,
+};
+pub use crate::task::{Task, TaskFn, TaskResult};
+pub use crate::worker::{RunningWorker, TaskWorker, TaskWorkerBuilder, DEFAULT_QUEUE};

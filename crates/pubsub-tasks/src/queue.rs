@@ -1,0 +1,300 @@
+//! [`TaskQueue`]: submitting tasks with publisher confirms.
+
+use std::collections::BTreeMap;
+
+use pubsub_amqp::{Connection, ExchangeConfig, ExchangeKind};
+use pubsub_core::envelope::{Envelope, TASK_DOMAIN};
+use pubsub_core::serde_json::Value;
+use pubsub_core::text::json_type;
+use pubsub_core::Event;
+use pubsub_publisher::{EventPublisher, PublishOptions, Unroutable};
+use uuid::Uuid;
+
+use crate::error::{check_task_name, Error, Result};
+use crate::names::{routing_key, CORRELATION_ID_HEADER, PRODUCER_APP_HEADER};
+
+/// The exchange tasks go to unless told otherwise (seed 003 calls it `task.exchange`; its
+/// queue is `tasks`).
+pub const DEFAULT_EXCHANGE: &str = "tasks";
+
+/// The producer named in `producer_app` and `app_id` unless told otherwise.
+pub const DEFAULT_PRODUCER: &str = "pubsub";
+
+/// The exchange tasks travel through: a durable direct exchange.
+pub fn exchange_config() -> ExchangeConfig {
+    ExchangeConfig {
+        kind: ExchangeKind::Direct,
+        ..ExchangeConfig::default()
+    }
+}
+
+/// Submits tasks to a direct exchange in seed 003's wire format and waits for the broker's
+/// confirm.
+///
+/// A task travels as the body `{"task_name": ..., "payload": {...}}`, persistent, with the
+/// routing key [`routing_key`](crate::routing_key)`(task_name)`
+/// (`routing.task.<action>.<entity>`), the headers `producer_app` and `correlation_id`, the
+/// AMQP properties `app_id` (the producer), `correlation_id`, and `message_id`, the task id:
+/// a new UUID v4, which [`submit`](Self::submit) returns and workers record the task under.
+///
+/// A task no worker's queue is bound for is an error ([`Error::Publish`] with
+/// [`pubsub_publisher::Error::Unroutable`]), not a silent loss: start a worker (or declare
+/// its queue, [`TaskWorker::setup`](crate::TaskWorker::setup)) first.
+///
+/// Like the publisher it sits on, a queue owns its connection and reconnects it; it is
+/// `Send` but not `Sync`.
+#[derive(Debug)]
+pub struct TaskQueue {
+    publisher: EventPublisher,
+    producer: String,
+}
+
+/// Per-submit options.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubmitOptions {
+    /// The flow the task belongs to (the `correlation_id` header and property); the task id
+    /// when unset, as seed 003's consumers expect one.
+    pub correlation_id: Option<String>,
+    /// The routing key instead of [`routing_key`](crate::routing_key)`(task_name)`: a key a
+    /// worker binds with [`TaskWorkerBuilder::bind`](crate::TaskWorkerBuilder::bind).
+    pub routing_key: Option<String>,
+}
+
+/// Builds a [`TaskQueue`]; see [`TaskQueue::builder`].
+#[derive(Debug)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct TaskQueueBuilder {
+    connection: Connection,
+    exchange: String,
+    producer: String,
+    declare: bool,
+}
+
+impl TaskQueueBuilder {
+    /// The exchange to submit to ([`DEFAULT_EXCHANGE`], `tasks`, by default).
+    pub fn exchange(mut self, exchange: &str) -> Self {
+        exchange.clone_into(&mut self.exchange);
+        self
+    }
+
+    /// The submitting service's name: the `producer_app` header and the `app_id` property
+    /// ([`DEFAULT_PRODUCER`] by default).
+    pub fn producer(mut self, producer: &str) -> Self {
+        producer.clone_into(&mut self.producer);
+        self
+    }
+
+    /// Whether to declare the exchange (a durable direct exchange) before submitting (on by
+    /// default); off, it must exist.
+    pub fn declare_exchange(mut self, declare: bool) -> Self {
+        self.declare = declare;
+        self
+    }
+
+    /// Opens the publishing channel and declares the exchange.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Publish`]: the connection is gone, or the exchange exists with another kind.
+    pub fn build(self) -> Result<TaskQueue> {
+        let publisher = EventPublisher::builder(self.connection, &self.exchange)
+            .app_id(&self.producer)
+            .envelope(Envelope::Task)
+            .unroutable(Unroutable::Error)
+            .declare_exchange(self.declare.then(exchange_config))
+            .build()?;
+        Ok(TaskQueue {
+            publisher,
+            producer: self.producer,
+        })
+    }
+}
+
+impl TaskQueue {
+    /// Starts configuring a queue that owns `connection`.
+    pub fn builder(connection: Connection) -> TaskQueueBuilder {
+        TaskQueueBuilder {
+            connection,
+            exchange: DEFAULT_EXCHANGE.to_owned(),
+            producer: DEFAULT_PRODUCER.to_owned(),
+            declare: true,
+        }
+    }
+
+    /// The exchange tasks are submitted to.
+    pub fn exchange(&self) -> &str {
+        self.publisher.exchange()
+    }
+
+    /// Submits the task `task_name` with `payload` (a JSON object) and returns its id once the
+    /// broker has confirmed it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidTaskName`], [`Error::InvalidPayload`]; [`Error::Publish`] when the
+    /// broker did not confirm it, or no queue is bound for its routing key.
+    pub fn submit(&mut self, task_name: &str, payload: Value) -> Result<Uuid> {
+        self.submit_with(task_name, payload, &SubmitOptions::default())
+    }
+
+    /// [`submit`](Self::submit) with options: a correlation id, another routing key.
+    ///
+    /// # Errors
+    ///
+    /// As [`submit`](Self::submit).
+    pub fn submit_with(
+        &mut self,
+        task_name: &str,
+        payload: Value,
+        options: &SubmitOptions,
+    ) -> Result<Uuid> {
+        let task = task_event(task_name, payload)?;
+        let id = task.event_id();
+        let publish = publish_options(&task, &self.producer, options);
+        self.publisher
+            .publish_with(&task, &publish)
+            .map_err(|e| Error::Publish(e.error().clone()))?;
+        log::debug!("submitted task `{task_name}` {id}");
+        Ok(id)
+    }
+
+    /// Submits several tasks as one pipelined batch (the confirms are collected after the
+    /// whole batch is sent: about one round trip instead of one per task) and returns one
+    /// outcome per task, in order: its id, or why it was not submitted.
+    pub fn submit_all<'a, I>(&mut self, tasks: I) -> Vec<Result<Uuid>>
+    where
+        I: IntoIterator<Item = (&'a str, Value)>,
+    {
+        let mut outcomes: Vec<Option<Result<Uuid>>> = Vec::new();
+        let mut events = Vec::new();
+        let mut options = Vec::new();
+        for (name, payload) in tasks {
+            match task_event(name, payload) {
+                Ok(task) => {
+                    options.push(publish_options(
+                        &task,
+                        &self.producer,
+                        &SubmitOptions::default(),
+                    ));
+                    events.push(task);
+                    outcomes.push(None);
+                }
+                Err(e) => outcomes.push(Some(Err(e))),
+            }
+        }
+        let mut published = self
+            .publisher
+            .publish_each(&events, &options)
+            .into_iter()
+            .zip(&events);
+        outcomes
+            .into_iter()
+            .map(|outcome| match outcome {
+                Some(invalid) => invalid,
+                None => match published.next() {
+                    Some((Ok(()), task)) => Ok(task.event_id()),
+                    Some((Err(e), _)) => Err(Error::Publish(e.error().clone())),
+                    None => Err(Error::InvalidConfig {
+                        message: "a task without an outcome".to_owned(),
+                    }),
+                },
+            })
+            .collect()
+    }
+
+    /// Closes the connection.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Publish`] if the connection was already broken.
+    pub fn close(self) -> Result<()> {
+        Ok(self.publisher.close()?)
+    }
+}
+
+/// The event a task travels as: `task.<task_name>`, its payload as data, a new id.
+fn task_event(task_name: &str, payload: Value) -> Result<Event> {
+    check_task_name(task_name)?;
+    if !payload.is_object() {
+        return Err(Error::InvalidPayload {
+            found: json_type(&payload),
+        });
+    }
+    Event::builder(TASK_DOMAIN, task_name)
+        .data(payload)
+        .build()
+        .map_err(|e| Error::InvalidConfig {
+            // Unreachable: the name is a word and the payload an object.
+            message: e.to_string(),
+        })
+}
+
+/// The routing key, headers and properties a task is published with.
+fn publish_options(task: &Event, producer: &str, options: &SubmitOptions) -> PublishOptions {
+    let correlation_id = options
+        .correlation_id
+        .clone()
+        .unwrap_or_else(|| task.event_id().to_string());
+    PublishOptions {
+        routing_key: Some(
+            options
+                .routing_key
+                .clone()
+                .unwrap_or_else(|| routing_key(task.action())),
+        ),
+        headers: BTreeMap::from([
+            (PRODUCER_APP_HEADER.to_owned(), producer.to_owned()),
+            (CORRELATION_ID_HEADER.to_owned(), correlation_id.clone()),
+        ]),
+        correlation_id: Some(correlation_id),
+        ..PublishOptions::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pubsub_core::serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_task_is_an_event_of_the_task_domain() {
+        let task = task_event("send-report", json!({"to": "ops"})).unwrap();
+        assert_eq!(task.routing_key(), "task.send-report");
+        assert_eq!(task.data()["to"], "ops");
+        assert_eq!(task.event_id().get_version_num(), 4);
+        assert!(matches!(
+            task_event("send-report", json!([1])),
+            Err(Error::InvalidPayload { found: "an array" })
+        ));
+        assert!(matches!(
+            task_event("a.b", json!({})),
+            Err(Error::InvalidTaskName { .. })
+        ));
+    }
+
+    #[test]
+    fn options_carry_the_seed_headers() {
+        let task = task_event("send-report", json!({})).unwrap();
+        let id = task.event_id().to_string();
+        let plain = publish_options(&task, "reports", &SubmitOptions::default());
+        assert_eq!(
+            plain.routing_key.as_deref(),
+            Some("routing.task.send.report")
+        );
+        assert_eq!(plain.correlation_id.as_deref(), Some(id.as_str()));
+        assert_eq!(plain.headers[PRODUCER_APP_HEADER], "reports");
+        assert_eq!(plain.headers[CORRELATION_ID_HEADER], id);
+        let chosen = publish_options(
+            &task,
+            "reports",
+            &SubmitOptions {
+                correlation_id: Some("flow-1".into()),
+                routing_key: Some("jobs.reports".into()),
+            },
+        );
+        assert_eq!(chosen.routing_key.as_deref(), Some("jobs.reports"));
+        assert_eq!(chosen.correlation_id.as_deref(), Some("flow-1"));
+        assert_eq!(chosen.headers[CORRELATION_ID_HEADER], "flow-1");
+    }
+}

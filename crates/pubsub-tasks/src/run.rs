@@ -1,0 +1,195 @@
+//! Running one delivered task: what its stored status and the outcome decide (pure), and the
+//! handler that records each step in the task store and runs the function.
+
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use pubsub_core::serde_json::Value;
+use pubsub_core::text::{error_chain, truncate_chars};
+use pubsub_core::{Event, EventHandler, HandlerError, HandlerResult, Metadata, Permanent};
+use pubsub_store::{NewTask, TaskStatus, TaskStore};
+use pubsub_subscriber::RetryPolicy;
+
+use crate::names::{routing_key, Origin};
+use crate::task::{Task, Tasks};
+
+/// The handler's name in the subscriber's retry state; keep it stable.
+pub(crate) const HANDLER_NAME: &str = "run-task";
+
+/// The longest error text stored with a task.
+const MAX_ERROR_CHARS: usize = 2_000;
+
+/// What to do with a delivered task, by its stored status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admit {
+    /// It completed before (a duplicate delivery): ack without running it again.
+    AlreadyCompleted,
+    /// No function is registered under its name: FAILED, dead-lettered as poison.
+    Unknown,
+    /// Run it: new, waiting for a retry, failed before (replayed from the dead-letter queue),
+    /// or RUNNING (a worker that died while running it, or a duplicate running elsewhere).
+    Run,
+}
+
+/// What becomes of a delivered task whose stored status is `status`.
+pub(crate) fn admit(status: TaskStatus, known: bool) -> Admit {
+    match status {
+        TaskStatus::Completed => Admit::AlreadyCompleted,
+        _ if !known => Admit::Unknown,
+        _ => Admit::Run,
+    }
+}
+
+/// What a failed attempt leaves in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AfterFailure {
+    /// PENDING again, with the error: the subscriber retries it after a delay.
+    RetryLater,
+    /// FAILED for good: the subscriber dead-letters it.
+    Fail,
+}
+
+/// What attempt `attempt` failing leaves: the subscriber retries unless the error is
+/// permanent or the retry policy has no delay after this attempt (it was the last), and the
+/// store must say the same.
+pub(crate) fn after_failure(permanent: bool, attempt: u32, policy: &RetryPolicy) -> AfterFailure {
+    if permanent || policy.delay_after(attempt).is_none() {
+        AfterFailure::Fail
+    } else {
+        AfterFailure::RetryLater
+    }
+}
+
+/// The one handler of a worker thread: it decodes nothing (the subscriber's task envelope
+/// did), records the task, runs its function and records the outcome. Its store is this
+/// thread's own connection.
+pub(crate) struct RunTask {
+    pub(crate) tasks: Arc<Tasks>,
+    pub(crate) store: Mutex<TaskStore>,
+    pub(crate) retry: RetryPolicy,
+}
+
+impl EventHandler for RunTask {
+    fn handle(&self, event: &Event, meta: &Metadata) -> HandlerResult {
+        let name = event.action();
+        let id = event.event_id();
+        let payload = Value::Object(event.data().clone());
+        let origin = Origin::of(meta);
+        let registered = self.tasks.get(name);
+        let key = registered.map_or_else(|| routing_key(name), |r| r.routing_key.clone());
+        let mut store = self.store.lock().unwrap_or_else(PoisonError::into_inner);
+        let record = store.receive(&NewTask {
+            task_id: id,
+            task_name: name,
+            payload: &payload,
+            routing_key: &key,
+            correlation_id: origin.correlation_id.as_deref(),
+            producer: origin.producer.as_deref(),
+        })?;
+        let registered = match (admit(record.status, registered.is_some()), registered) {
+            (Admit::AlreadyCompleted, _) => {
+                log::info!("task `{name}` {id} has completed already: not run again");
+                return Ok(());
+            }
+            (Admit::Run, Some(registered)) => registered,
+            (Admit::Unknown | Admit::Run, _) => {
+                let reason = format!(
+                    "unknown task `{name}`: this worker runs {}",
+                    self.tasks.names().join(", ")
+                );
+                store.fail(id, &reason)?;
+                return Err(Permanent::new(reason).into());
+            }
+        };
+        store.start(id)?;
+        let task = Task {
+            id,
+            name,
+            payload: &payload,
+            attempt: meta.attempt(),
+            correlation_id: origin.correlation_id.as_deref(),
+            producer: origin.producer.as_deref(),
+        };
+        let ran = panic::catch_unwind(AssertUnwindSafe(|| registered.function.run(&task)));
+        let error: HandlerError = match ran {
+            Ok(Ok(result)) => {
+                store.complete(id, &result)?;
+                log::debug!("task `{name}` {id} completed on attempt {}", task.attempt);
+                return Ok(());
+            }
+            Ok(Err(error)) => error,
+            Err(panic) => format!("the task panicked: {}", panic_message(&*panic)).into(),
+        };
+        let text = truncate_chars(&error_chain(&*error), MAX_ERROR_CHARS);
+        match after_failure(Permanent::is_permanent(&*error), task.attempt, &self.retry) {
+            AfterFailure::RetryLater => store.retry_later(id, &text)?,
+            AfterFailure::Fail => store.fail(id, &text)?,
+        }
+        Err(error)
+    }
+
+    fn name(&self) -> &str {
+        HANDLER_NAME
+    }
+}
+
+/// A panic's message, when it is text.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(not a text message)")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn admission_by_stored_status() {
+        use Admit::*;
+        use TaskStatus::*;
+        let check = |status, known, expected| {
+            assert_eq!(admit(status, known), expected, "{status:?} known={known}");
+        };
+        check(Pending, true, Run);
+        check(Running, true, Run);
+        check(Failed, true, Run);
+        check(Completed, true, AlreadyCompleted);
+        check(Completed, false, AlreadyCompleted);
+        check(Pending, false, Unknown);
+        check(Failed, false, Unknown);
+    }
+
+    #[test]
+    fn the_store_agrees_with_the_retry_policy() {
+        use AfterFailure::*;
+        let policy = RetryPolicy::new(3, vec![Duration::from_secs(1)]);
+        let check = |permanent, attempt, expected| {
+            assert_eq!(
+                after_failure(permanent, attempt, &policy),
+                expected,
+                "{permanent} {attempt}"
+            );
+        };
+        check(false, 1, RetryLater);
+        check(false, 2, RetryLater);
+        check(false, 3, Fail);
+        check(false, 7, Fail);
+        check(true, 1, Fail);
+        assert_eq!(after_failure(false, 1, &RetryPolicy::none()), Fail);
+    }
+
+    #[test]
+    fn panic_messages() {
+        let text: Box<dyn std::any::Any + Send> = Box::new("boom");
+        assert_eq!(panic_message(&*text), "boom");
+        let owned: Box<dyn std::any::Any + Send> = Box::new(String::from("bang"));
+        assert_eq!(panic_message(&*owned), "bang");
+        let other: Box<dyn std::any::Any + Send> = Box::new(7);
+        assert_eq!(panic_message(&*other), "(not a text message)");
+    }
+}

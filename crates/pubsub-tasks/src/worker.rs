@@ -1,0 +1,434 @@
+//! [`TaskWorker`]: task functions by name, run on worker threads that each own an
+//! `EventSubscriber` on the task queue and a task store connection.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use crossbeam_channel::Sender;
+use pubsub_amqp::{AmqpConfig, Connection};
+use pubsub_core::envelope::{Envelope, TASK_DOMAIN};
+use pubsub_registry::HandlerRegistry;
+use pubsub_store::{Database, TaskStore};
+use pubsub_subscriber::{
+    queue_names, DeliveryReport, EventSubscriber, RetryPolicy, RunningSubscriber, SubscriberStats,
+};
+
+use crate::error::{check_task_name, Error, Result};
+use crate::names::routing_key;
+use crate::queue::{exchange_config, DEFAULT_EXCHANGE};
+use crate::run::RunTask;
+use crate::task::{Registered, Task, TaskFn, TaskResult, Tasks};
+
+/// The queue workers consume unless told otherwise (seed 003's `tasks`).
+pub const DEFAULT_QUEUE: &str = "tasks";
+
+/// Runs task functions registered by name, on worker threads, and records each task in a
+/// task store.
+///
+/// Each worker is an [`EventSubscriber`] on the task queue, on its own thread with its own
+/// AMQP connection and its own [`TaskStore`] connection, decoding seed 003's task message
+/// ([`Envelope::Task`]). Retries, dead letters, ack batching and reconnection are the
+/// subscriber's. For each delivered task a worker:
+///
+/// 1. records it as PENDING if its id is new ([`TaskStore::receive`]);
+/// 2. acks it without running it if it has COMPLETED before (a duplicate delivery);
+/// 3. FAILS it and dead-letters it as poison if no function is registered under its name;
+/// 4. marks it RUNNING (one attempt more) and runs the function, panics caught;
+/// 5. records COMPLETED with the function's JSON result, or the error: back to PENDING when
+///    the subscriber will retry it through its delay queues, FAILED on the last attempt (or on
+///    a [`Permanent`](pubsub_core::Permanent) error), when the subscriber dead-letters it.
+///
+/// The queue (`tasks` by default) is bound to the direct exchange (`tasks`) with one key per
+/// task, [`routing_key`](crate::routing_key)`(name)` or the key given to
+/// [`TaskWorkerBuilder::task_routed`], plus [`TaskWorkerBuilder::bind`]'s keys. Workers that
+/// share a queue must register the same tasks: a task a worker does not know is FAILED, not
+/// passed on. Tasks of different sets of workers go to different queues.
+pub struct TaskWorker {
+    config: AmqpConfig,
+    database: Database,
+    exchange: String,
+    queue: String,
+    workers: usize,
+    prefetch: u16,
+    retry: RetryPolicy,
+    declare_exchange: bool,
+    existing_queue: bool,
+    quorum: bool,
+    tasks: Arc<Tasks>,
+    bindings: Vec<String>,
+    observer: Option<Sender<DeliveryReport>>,
+}
+
+/// Builds a [`TaskWorker`]; see [`TaskWorker::builder`].
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct TaskWorkerBuilder {
+    worker: TaskWorker,
+    registered: Vec<(String, Option<String>, Arc<dyn TaskFn>)>,
+}
+
+impl TaskWorkerBuilder {
+    /// Registers `function` as the task `name`, served under the routing key
+    /// [`routing_key`](crate::routing_key)`(name)`.
+    pub fn task<F>(mut self, name: &str, function: F) -> Self
+    where
+        F: Fn(&Task<'_>) -> TaskResult + Send + Sync + 'static,
+    {
+        self.registered
+            .push((name.to_owned(), None, Arc::new(function)));
+        self
+    }
+
+    /// Registers `function` as the task `name`, served under `routing_key` (a producer's own
+    /// convention) instead of the default one.
+    pub fn task_routed<F>(mut self, name: &str, routing_key: &str, function: F) -> Self
+    where
+        F: Fn(&Task<'_>) -> TaskResult + Send + Sync + 'static,
+    {
+        self.registered.push((
+            name.to_owned(),
+            Some(routing_key.to_owned()),
+            Arc::new(function),
+        ));
+        self
+    }
+
+    /// Registers a [`TaskFn`] value (a struct with state of its own) as the task `name`,
+    /// served under [`routing_key`](crate::routing_key)`(name)`.
+    pub fn task_fn<T: TaskFn>(mut self, name: &str, function: T) -> Self {
+        self.registered
+            .push((name.to_owned(), None, Arc::new(function)));
+        self
+    }
+
+    /// Also binds the queue with `key`: tasks published with it are run by the name in their
+    /// body.
+    pub fn bind(mut self, key: &str) -> Self {
+        self.worker.bindings.push(key.to_owned());
+        self
+    }
+
+    /// The exchange tasks come from ([`DEFAULT_EXCHANGE`], `tasks`, by default), declared as
+    /// a durable direct exchange unless [`declare_exchange`](Self::declare_exchange) is off.
+    pub fn exchange(mut self, exchange: &str) -> Self {
+        exchange.clone_into(&mut self.worker.exchange);
+        self
+    }
+
+    /// Whether to declare the exchange (on by default); off, it must exist.
+    pub fn declare_exchange(mut self, declare: bool) -> Self {
+        self.worker.declare_exchange = declare;
+        self
+    }
+
+    /// The queue the workers consume ([`DEFAULT_QUEUE`], `tasks`, by default); beside it
+    /// live `<queue>.dlq` and `<queue>.retry.<delay>`.
+    pub fn queue(mut self, queue: &str) -> Self {
+        queue.clone_into(&mut self.worker.queue);
+        self
+    }
+
+    /// Consumes a task queue another service declared (seed 003's Python service, with its
+    /// own arguments) as it is, instead of declaring it (off by default); see
+    /// [`SubscriberBuilder::existing_queue`](pubsub_subscriber::SubscriberBuilder::existing_queue).
+    /// The bindings are still added.
+    pub fn existing_queue(mut self, existing: bool) -> Self {
+        self.worker.existing_queue = existing;
+        self
+    }
+
+    /// Makes the queue, its delay queues and its dead-letter queue quorum queues (off by
+    /// default); see [`SubscriberBuilder::quorum`](pubsub_subscriber::SubscriberBuilder::quorum).
+    pub fn quorum(mut self, quorum: bool) -> Self {
+        self.worker.quorum = quorum;
+        self
+    }
+
+    /// How many worker threads run tasks (1 by default): each with its own AMQP connection
+    /// and its own task store connection. Tasks run in no particular order across workers.
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.worker.workers = workers.max(1);
+        self
+    }
+
+    /// How many tasks the broker may send each worker ahead (10 by default). Higher is
+    /// faster for short tasks; lower spreads long tasks more evenly over workers.
+    pub fn prefetch(mut self, prefetch: u16) -> Self {
+        self.worker.prefetch = prefetch.max(1);
+        self
+    }
+
+    /// How failed tasks are retried (the subscriber's default: 3 attempts, 1 s and 5 s
+    /// apart).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.worker.retry = policy;
+        self
+    }
+
+    /// Sends a [`DeliveryReport`] for every delivery once it is settled (see
+    /// [`SubscriberBuilder::observer`](pubsub_subscriber::SubscriberBuilder::observer)).
+    pub fn observer(mut self, reports: Sender<DeliveryReport>) -> Self {
+        self.worker.observer = Some(reports);
+        self
+    }
+
+    /// Checks the settings and the task names. Nothing is connected yet.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidTaskName`], [`Error::DuplicateTask`]; [`Error::InvalidConfig`] when no
+    /// task is registered, or for an empty queue or exchange name or binding key.
+    pub fn build(mut self) -> Result<TaskWorker> {
+        let invalid = |message: &str| {
+            Err(Error::InvalidConfig {
+                message: message.to_owned(),
+            })
+        };
+        if self.registered.is_empty() {
+            return invalid("no task is registered");
+        }
+        if self.worker.queue.is_empty() || self.worker.exchange.is_empty() {
+            return invalid("the queue and the exchange need names");
+        }
+        let mut tasks = Tasks::default();
+        for (name, key, function) in self.registered {
+            check_task_name(&name)?;
+            let routing_key = key.unwrap_or_else(|| routing_key(&name));
+            if routing_key.is_empty() || routing_key.len() > 255 {
+                return invalid("a routing key is 1 to 255 bytes long");
+            }
+            if tasks.by_name.contains_key(&name) {
+                return Err(Error::DuplicateTask { name });
+            }
+            tasks.by_name.insert(
+                name,
+                Registered {
+                    function,
+                    routing_key,
+                },
+            );
+        }
+        if self
+            .worker
+            .bindings
+            .iter()
+            .any(|k| k.is_empty() || k.len() > 255)
+        {
+            return invalid("a binding key is 1 to 255 bytes long");
+        }
+        self.worker.tasks = Arc::new(tasks);
+        Ok(self.worker)
+    }
+}
+
+impl TaskWorker {
+    /// Starts configuring a worker that connects with `config` and records tasks in
+    /// `database`.
+    ///
+    /// Each worker thread opens its own connection to `database`: an in-memory SQLite
+    /// database (`sqlite::memory:`) is then a database of its own per worker, which no one
+    /// else can read. Use a file (`sqlite:tasks.db`) or PostgreSQL.
+    pub fn builder(config: AmqpConfig, database: Database) -> TaskWorkerBuilder {
+        TaskWorkerBuilder {
+            worker: TaskWorker {
+                config,
+                database,
+                exchange: DEFAULT_EXCHANGE.to_owned(),
+                queue: DEFAULT_QUEUE.to_owned(),
+                workers: 1,
+                prefetch: 10,
+                retry: RetryPolicy::default(),
+                declare_exchange: true,
+                existing_queue: false,
+                quorum: false,
+                tasks: Arc::default(),
+                bindings: Vec::new(),
+                observer: None,
+            },
+            registered: Vec::new(),
+        }
+    }
+
+    /// The queue the workers consume.
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    /// Every queue the workers declare: the queue, its delay queues, its dead-letter queue
+    /// (what to delete when the service goes away).
+    pub fn queues(&self) -> Vec<String> {
+        queue_names(&self.queue, &self.retry)
+    }
+
+    /// The keys the queue is bound with: each task's, then [`TaskWorkerBuilder::bind`]'s.
+    pub fn bindings(&self) -> Vec<String> {
+        let mut keys: Vec<String> = Vec::new();
+        let tasks = self
+            .tasks
+            .names()
+            .into_iter()
+            .filter_map(|n| self.tasks.get(n));
+        for key in tasks.map(|r| &r.routing_key).chain(&self.bindings) {
+            if !keys.contains(key) {
+                keys.push(key.clone());
+            }
+        }
+        keys
+    }
+
+    /// The names of the registered tasks, sorted.
+    pub fn task_names(&self) -> Vec<&str> {
+        self.tasks.names()
+    }
+
+    /// Declares the exchange, the queue, its retry and dead-letter queues and its bindings,
+    /// without consuming: tasks submitted from now on wait in the queue.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the task store cannot be opened; [`Error::Amqp`] and
+    /// [`Error::Subscribe`] when the broker cannot be reached or the topology declared.
+    pub fn setup(&self) -> Result<()> {
+        let mut subscriber = self.subscriber()?;
+        subscriber.setup()?;
+        Ok(())
+    }
+
+    /// Declares the topology, then starts the workers, each on its own thread.
+    ///
+    /// # Errors
+    ///
+    /// As [`setup`](Self::setup); the workers started so far are stopped.
+    pub fn start(self) -> Result<RunningWorker> {
+        let mut running = RunningWorker {
+            workers: Vec::with_capacity(self.workers),
+            queue: self.queue.clone(),
+            queues: self.queues(),
+        };
+        for i in 0..self.workers {
+            let mut subscriber = self.subscriber()?;
+            if i == 0 {
+                subscriber.setup()?;
+            }
+            running.workers.push(subscriber.spawn()?);
+        }
+        log::info!(
+            "{} task worker(s) on `{}` run {}",
+            self.workers,
+            self.queue,
+            self.tasks.names().join(", ")
+        );
+        Ok(running)
+    }
+
+    /// One worker: its store connection, its registry with the one handler, its subscriber.
+    fn subscriber(&self) -> Result<EventSubscriber> {
+        let store = TaskStore::open(&self.database)?;
+        let mut registry = HandlerRegistry::new();
+        registry
+            .subscribe(
+                &format!("{TASK_DOMAIN}.*"),
+                RunTask {
+                    tasks: self.tasks.clone(),
+                    store: Mutex::new(store),
+                    retry: self.retry.clone(),
+                },
+            )
+            .map_err(|e| Error::InvalidConfig {
+                message: e.to_string(),
+            })?;
+        let connection = Connection::open(&self.config)?;
+        let mut builder = EventSubscriber::builder(connection, &self.queue, Arc::new(registry))
+            .exchange(&self.exchange)
+            .declare_exchange(self.declare_exchange.then(exchange_config))
+            .envelope(Envelope::Task)
+            .bindings(self.bindings())
+            .prefetch(self.prefetch)
+            .retry(self.retry.clone())
+            .existing_queue(self.existing_queue)
+            .quorum(self.quorum);
+        if let Some(observer) = &self.observer {
+            builder = builder.observer(observer.clone());
+        }
+        Ok(builder.build()?)
+    }
+}
+
+impl fmt::Debug for TaskWorker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskWorker")
+            .field("broker", &self.config.redacted_url())
+            .field("database", &self.database)
+            .field("exchange", &self.exchange)
+            .field("queue", &self.queue)
+            .field("workers", &self.workers)
+            .field("tasks", &self.tasks)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for TaskWorkerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.registered.iter().map(|(n, _, _)| n.as_str()).collect();
+        f.debug_struct("TaskWorkerBuilder")
+            .field("worker", &self.worker)
+            .field("registered", &names)
+            .finish()
+    }
+}
+
+/// Task workers running on their threads; see [`TaskWorker::start`]. Dropping it stops and
+/// joins them.
+#[derive(Debug)]
+pub struct RunningWorker {
+    workers: Vec<RunningSubscriber>,
+    queue: String,
+    queues: Vec<String>,
+}
+
+impl RunningWorker {
+    /// The queue the workers consume.
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    /// Every queue the workers declared (see [`TaskWorker::queues`]).
+    pub fn queues(&self) -> &[String] {
+        &self.queues
+    }
+
+    /// The workers' counters now, added up.
+    pub fn stats(&self) -> SubscriberStats {
+        let mut total = SubscriberStats::default();
+        for worker in &self.workers {
+            total += &worker.stats();
+        }
+        total
+    }
+
+    /// Stops every worker (each finishes and acks the task it is running) and joins its
+    /// thread; returns the counters added up.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Subscribe`]: the first error a worker had stopped on (all are stopped).
+    pub fn stop(mut self) -> Result<SubscriberStats> {
+        for worker in &self.workers {
+            worker.stop_handle().stop();
+        }
+        let mut total = SubscriberStats::default();
+        let mut first_error = None;
+        for worker in self.workers.drain(..) {
+            match worker.stop() {
+                Ok(stats) => total += &stats,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(Error::Subscribe(e)),
+            None => Ok(total),
+        }
+    }
+}
