@@ -42,12 +42,14 @@ mod flow;
 mod report;
 mod run;
 mod store;
+mod tasks;
 
 pub use crate::asyncapi::asyncapi;
 pub use crate::flow::Workload;
 pub use crate::report::{Attempt, Handled, HandlerTally, Outcome, Progress, RunReport};
 pub use crate::run::{run, Settings, Transport, MAX_ATTEMPTS, RETRY_DELAYS};
 pub use crate::store::{StoredRows, DEMO_DATABASE};
+pub use crate::tasks::TaskDone;
 
 /// The README's code blocks, compiled and run as doctests: this crate depends on every crate
 /// the README shows.

@@ -141,6 +141,8 @@ pub struct RunReport {
     pub handlers: Handlers,
     /// What the event store kept (over the broker, with a store).
     pub stored: Option<crate::StoredRows>,
+    /// The order flow's task, as the task store recorded it (over the broker, with a store).
+    pub task: Option<crate::TaskDone>,
 }
 
 impl RunReport {
@@ -296,6 +298,28 @@ impl fmt::Display for RunReport {
                 )?;
             }
             writeln!(f, "    (pubsub store query --database {})", stored.database)?;
+        }
+        if let Some(task) = &self.task {
+            let r = &task.record;
+            writeln!(
+                f,
+                "  task:         {} {} -> {} after {} attempt(s): {} (queue `{}`)",
+                r.task_name,
+                r.task_id,
+                r.status,
+                r.attempts,
+                r.result
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .or_else(|| r.error.clone())
+                    .unwrap_or_default(),
+                task.queue
+            )?;
+            writeln!(
+                f,
+                "    (pubsub task status {} --database {})",
+                r.task_id, task.database
+            )?;
         }
         if let Some(cleanup) = &self.cleanup {
             writeln!(f, "{cleanup}")?;

@@ -257,6 +257,18 @@ fn broker(
         )?),
         None => None,
     };
+    // The order flow ends with a task: the order's invoice, through the task queue, its
+    // status kept in the same database.
+    let task = match (&settings.store, workload) {
+        (Some(database), Workload::OrderFlow) => Some(crate::tasks::send_invoice_task(
+            config,
+            &settings.queue,
+            database,
+            settings.keep_queue,
+            settings.timeout,
+        )?),
+        _ => None,
+    };
 
     let (stats, cleanup) = if settings.keep_queue {
         let stats = bus.stop()?;
@@ -287,6 +299,7 @@ fn broker(
         end_to_end,
     );
     report.stored = stored;
+    report.task = task;
     Ok(report)
 }
 
@@ -430,6 +443,7 @@ impl Tracker {
             cleanup,
             handlers: handlers.clone(),
             stored: None,
+            task: None,
         }
     }
 }

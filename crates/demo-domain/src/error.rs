@@ -38,6 +38,13 @@ pub enum Error {
         /// The event's routing key (truncated).
         routing_key: String,
     },
+    /// A task's payload is not what the task needs.
+    InvalidTask {
+        /// The task's name.
+        task: &'static str,
+        /// What is wrong.
+        message: &'static str,
+    },
     /// A subscription of the demo's registry was refused.
     Registry(pubsub_registry::Error),
 }
@@ -49,6 +56,10 @@ impl Error {
             requested,
             available,
         }
+    }
+
+    pub(crate) fn invalid_task(task: &'static str, message: &'static str) -> Self {
+        Error::InvalidTask { task, message }
     }
 
     pub(crate) fn unknown_product(product_id: &str) -> Self {
@@ -93,6 +104,7 @@ impl fmt::Display for Error {
                 handler,
                 routing_key,
             } => write!(f, "handler `{handler}` does not handle `{routing_key}` events"),
+            Error::InvalidTask { task, message } => write!(f, "task `{task}`: {message}"),
             // The registry's error is the source: `{:#}` prints it after this.
             Error::Registry(_) => write!(f, "cannot build the demo registry"),
         }

@@ -53,6 +53,7 @@ mod events;
 #[cfg(test)]
 mod fixtures;
 mod inventory;
+mod invoice;
 
 use std::sync::Arc;
 
@@ -64,6 +65,7 @@ pub use crate::email::{Email, SendEmailHandler, DEFAULT_OUTBOX_CAPACITY};
 pub use crate::error::{Error, Result};
 pub use crate::events::{OrderCreated, OrderItem, OrderPaid, UserRegistered};
 pub use crate::inventory::UpdateInventoryHandler;
+pub use crate::invoice::{send_invoice, SEND_INVOICE};
 
 /// Which handler listens to which pattern in the demo, in registration order (the order in
 /// which they run): `(pattern, handler name)`.

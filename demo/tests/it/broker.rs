@@ -232,6 +232,21 @@ fn the_order_flow_is_kept_in_the_event_store() {
     assert_eq!(keys, ["order.created", "order.paid", "user.registered"]);
     let shown = report.to_string();
     assert!(shown.contains("event store:  3 new row(s)"), "{shown}");
+    // The flow's task: submitted, run by the worker, COMPLETED in the same database.
+    let task = report.task.as_ref().expect("the task ran");
+    assert_eq!(task.record.task_name, "send-invoice");
+    assert_eq!(
+        task.record.status,
+        pubsub_store::TaskStatus::Completed,
+        "{shown}"
+    );
+    assert_eq!(task.record.attempts, 1);
+    assert_eq!(
+        task.record.result.as_ref().map(|r| r["invoice_id"].clone()),
+        Some("INV-ORD-123".into())
+    );
+    assert!(shown.contains("-> COMPLETED after 1 attempt(s)"), "{shown}");
+    assert_eq!(names.ready(&task.queue), None);
     // The store's queues are deleted with the demo's.
     assert_eq!(names.ready(&stored.queue), None);
     for suffix in ["", "-wal", "-shm"] {

@@ -160,6 +160,7 @@ fn query(args: QueryArgs, console: &mut Console<'_>) -> Result<()> {
         &rows,
     );
     console.out.write_all(text.as_bytes()).map_err(Error::Io)?;
+    console.out.flush().map_err(Error::Io)?;
     writeln!(console.err, "{}", plural(rows.len() as u64, "event")).map_err(Error::Io)
 }
 
