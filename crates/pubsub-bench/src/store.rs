@@ -20,6 +20,7 @@ use crate::admin::{open, Admin};
 use crate::cli::Options;
 use crate::report::Stat;
 use crate::workload;
+use pubsub_testkit::TestDatabase;
 
 /// Where a run keeps its events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,44 +40,24 @@ impl Kind {
     }
 }
 
-/// A database for one run, removed afterwards.
+/// A database for one run (removed when dropped), parsed for the store.
 struct RunDb {
     database: Database,
-    cleanup: Box<dyn FnOnce()>,
+    _owned: TestDatabase,
 }
 
-fn run_db(kind: Kind, postgres: Option<&str>) -> Result<Option<RunDb>> {
-    let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
-    match kind {
-        Kind::None => Ok(None),
-        Kind::Sqlite => {
-            let path = std::env::temp_dir().join(format!("pubsub-bench-{tag}.db"));
-            let p = path.clone();
-            Ok(Some(RunDb {
-                database: Database::sqlite(&path),
-                cleanup: Box::new(move || {
-                    for suffix in ["", "-wal", "-shm"] {
-                        let mut f = p.clone().into_os_string();
-                        f.push(suffix);
-                        let _ = std::fs::remove_file(f);
-                    }
-                }),
-            }))
-        }
+fn run_db(kind: Kind) -> Result<Option<RunDb>> {
+    let owned = match kind {
+        Kind::None => return Ok(None),
+        Kind::Sqlite => TestDatabase::sqlite("bench"),
         Kind::Postgres => {
-            let url = postgres.ok_or_else(|| anyhow!("no PostgreSQL"))?.to_owned();
-            let schema = format!("pubsub_bench_{tag}");
-            let database = Database::parse(&url)?.with_schema(&schema)?;
-            Ok(Some(RunDb {
-                database,
-                cleanup: Box::new(move || {
-                    if let Ok(mut c) = postgres::Client::connect(&url, postgres::NoTls) {
-                        let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
-                    }
-                }),
-            }))
+            TestDatabase::postgres("bench").ok_or_else(|| anyhow!("PostgreSQL is not reachable"))?
         }
-    }
+    };
+    Ok(Some(RunDb {
+        database: Database::parse(owned.url())?,
+        _owned: owned,
+    }))
 }
 
 /// One run: a subscriber with a trivial handler on `#`, at the library's defaults (prefetch
@@ -84,9 +65,9 @@ fn run_db(kind: Kind, postgres: Option<&str>) -> Result<Option<RunDb>> {
 /// ([`RecordOptions`]: prefetch 1,000, commit batches of 500); `n` events published with
 /// `publish_all` in batches of 1,000. Returns events per second from the first publish
 /// until the last event was handled (no store) or committed (a store).
-fn run_once(admin: &mut Admin, kind: Kind, n: u64, postgres: Option<&str>) -> Result<f64> {
+fn run_once(admin: &mut Admin, kind: Kind, n: u64) -> Result<f64> {
     let names = admin.names("store")?;
-    let db = run_db(kind, postgres)?;
+    let db = run_db(kind)?;
     let result = (|| {
         let handled = Arc::new(AtomicU64::new(0));
         let mut registry = HandlerRegistry::new();
@@ -145,16 +126,14 @@ fn run_once(admin: &mut Admin, kind: Kind, n: u64, postgres: Option<&str>) -> Re
         Ok(n as f64 / seconds)
     })();
     admin.delete(&names);
-    if let Some(db) = db {
-        (db.cleanup)();
-    }
+    drop(db);
     result
 }
 
 /// Rows per second of plain batched INSERTs (`EventStore::append`, 100 rows a transaction)
 /// of the same events, without the broker.
-fn inserts_only(kind: Kind, n: u64, postgres: Option<&str>) -> Result<f64> {
-    let db = run_db(kind, postgres)?.context("a store")?;
+fn inserts_only(kind: Kind, n: u64) -> Result<f64> {
+    let db = run_db(kind)?.context("a store")?;
     let result = (|| {
         let mut store = EventStore::open(&db.database)?;
         let meta = Metadata::default();
@@ -168,7 +147,7 @@ fn inserts_only(kind: Kind, n: u64, postgres: Option<&str>) -> Result<f64> {
         }
         Ok(n as f64 / start.elapsed().as_secs_f64())
     })();
-    (db.cleanup)();
+    drop(db);
     result
 }
 
@@ -176,9 +155,8 @@ fn inserts_only(kind: Kind, n: u64, postgres: Option<&str>) -> Result<f64> {
 pub(crate) fn run(admin: &mut Admin, options: &Options) -> Result<()> {
     let n: u64 = if options.quick { 4_000 } else { 20_000 };
     let rounds = if options.quick { 2 } else { 3 };
-    let postgres = pubsub_testkit::postgres_url();
     let mut kinds = vec![Kind::None, Kind::Sqlite];
-    if postgres.is_some() {
+    if pubsub_testkit::postgres_url().is_some() {
         kinds.push(Kind::Postgres);
     }
     eprintln!("event store: {rounds} round(s) of {n} events...");
@@ -188,12 +166,12 @@ pub(crate) fn run(admin: &mut Admin, options: &Options) -> Result<()> {
     for _ in 0..rounds {
         let mut plain = f64::NAN;
         for (i, &kind) in kinds.iter().enumerate() {
-            let rate = run_once(admin, kind, n, postgres.as_deref())?;
+            let rate = run_once(admin, kind, n)?;
             if kind == Kind::None {
                 plain = rate;
             } else {
                 ratios[i].push(rate / plain);
-                inserts[i].push(inserts_only(kind, n, postgres.as_deref())?);
+                inserts[i].push(inserts_only(kind, n)?);
             }
             rates[i].push(rate);
         }

@@ -8,7 +8,6 @@
 //! Each run fills the queue first, then starts the consumer and times it until every task is
 //! settled (the observer channel's reports). Configurations are interleaved round by round.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,6 +27,7 @@ use serde_json::json;
 use crate::admin::{open, Admin};
 use crate::cli::Options;
 use crate::report::{self, Stat};
+use pubsub_testkit::TestDatabase;
 
 /// The task every row runs.
 const TASK: &str = "noop";
@@ -56,55 +56,15 @@ impl Row {
     }
 }
 
-/// A store a run owns, removed afterwards.
-enum Store {
-    File(PathBuf),
-    Schema { url: String, schema: String },
-}
-
-impl Store {
-    fn new(row: Row, postgres: Option<&str>) -> Result<(Database, Option<Store>)> {
-        let tag = uuid::Uuid::new_v4().simple().to_string();
-        Ok(match row {
-            Row::Events => (Database::sqlite_in_memory(), None),
-            Row::Sqlite(_) => {
-                let path = std::env::temp_dir().join(format!("pubsub-bench-tasks-{tag}.db"));
-                (Database::sqlite(&path), Some(Store::File(path)))
-            }
-            Row::Postgres(_) => {
-                let url = postgres.context("no PostgreSQL")?;
-                let schema = format!("pubsub_bench_{}", &tag[..12]);
-                let database = Database::parse(url)?.with_schema(&schema)?;
-                (
-                    database,
-                    Some(Store::Schema {
-                        url: url.to_owned(),
-                        schema,
-                    }),
-                )
-            }
-        })
-    }
-}
-
-impl Drop for Store {
-    fn drop(&mut self) {
-        match self {
-            Store::File(path) => {
-                for suffix in ["", "-wal", "-shm"] {
-                    let mut p = path.clone().into_os_string();
-                    p.push(suffix);
-                    let _ = std::fs::remove_file(p);
-                }
-            }
-            Store::Schema { url, schema } => {
-                if let Ok(mut client) = postgres::Client::connect(url, postgres::NoTls) {
-                    let _ =
-                        client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
-                }
-            }
-        }
-    }
+/// A run's task store, and what removes it when dropped (nothing for the events row's
+/// in-memory one).
+fn store_for(row: Row) -> Result<(Database, Option<TestDatabase>)> {
+    let owned = match row {
+        Row::Events => return Ok((Database::sqlite_in_memory(), None)),
+        Row::Sqlite(_) => TestDatabase::sqlite("bench-tasks"),
+        Row::Postgres(_) => TestDatabase::postgres("bench-tasks").context("no PostgreSQL")?,
+    };
+    Ok((Database::parse(owned.url())?, Some(owned)))
 }
 
 /// Runs the task rows and prints their table and JSON lines.
@@ -132,7 +92,7 @@ pub(crate) fn run(config: &AmqpConfig, options: &Options) -> Result<()> {
         let mut baseline = None;
         for (i, &row) in rows.iter().enumerate() {
             eprintln!("tasks: round {round}/{rounds}, {}...", row.name());
-            let (rate, filled) = drain(&mut admin, row, count, postgres.as_deref())?;
+            let (rate, filled) = drain(&mut admin, row, count)?;
             fills.push(filled);
             let base = *baseline.get_or_insert(rate);
             rates[i].push(rate);
@@ -204,9 +164,9 @@ pub(crate) fn run(config: &AmqpConfig, options: &Options) -> Result<()> {
 
 /// Fills a new queue with `count` tasks, then drains it with `row`'s consumer: tasks per
 /// second drained, and submitted.
-fn drain(admin: &mut Admin, row: Row, count: u64, postgres: Option<&str>) -> Result<(f64, f64)> {
+fn drain(admin: &mut Admin, row: Row, count: u64) -> Result<(f64, f64)> {
     let names = admin.names("tasks")?;
-    let (database, store) = Store::new(row, postgres)?;
+    let (database, store) = store_for(row)?;
     let result = drain_in(admin.config(), &names, row, count, database);
     admin.delete(&names);
     drop(store);

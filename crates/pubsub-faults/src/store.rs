@@ -49,10 +49,10 @@ pub(crate) fn restore() {
 /// again. Every confirmed event must be stored, once.
 pub(crate) fn postgres_restart(ctx: &Ctx) -> Result<Line> {
     let mut line = Line::new("postgres-restart");
-    let url =
-        pubsub_testkit::postgres_url().ok_or_else(|| anyhow!("PostgreSQL is not reachable"))?;
-    let schema = pubsub_testkit::unique("faults").replace('.', "_");
-    let database = Database::parse(&url)?.with_schema(&schema)?;
+    // A schema of the scenario's own, dropped at the end.
+    let owned = pubsub_testkit::TestDatabase::postgres("faults")
+        .ok_or_else(|| anyhow!("PostgreSQL is not reachable"))?;
+    let database = Database::parse(owned.url())?;
     let recorder = Recorder::new(&database)?;
     let n = 5_000;
     let flow = Flow::start(
@@ -100,7 +100,7 @@ pub(crate) fn postgres_restart(ctx: &Ctx) -> Result<Line> {
         1,
         "the store never noticed the outage (no reconnect)",
     );
-    drop_schema(&url, &schema);
+    drop(owned);
     verdict?;
     Ok(line)
 }
@@ -116,10 +116,4 @@ fn stored_ids(database: &Database) -> pubsub_store::Result<(HashSet<u128>, u64)>
         true
     })?;
     Ok((ids, rows))
-}
-
-fn drop_schema(url: &str, schema: &str) {
-    if let Ok(mut client) = postgres::Client::connect(url, postgres::NoTls) {
-        let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
-    }
 }

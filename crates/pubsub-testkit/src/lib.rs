@@ -14,6 +14,8 @@
 //!   force-closes the connections of one client. They fail with this crate's [`Error`].
 //! - [`python::pika`]: run a Python script with pika against the broker, for interop tests
 //!   with the seeds' Python services (fails instead of skipping under `CI=true`).
+//! - [`postgres_url`]: the PostgreSQL database under test (failing under `CI=true` when it
+//!   is down); [`TestDatabase`]: a SQLite file or PostgreSQL schema of a test's own.
 //! - [`FaultProxy`]: a TCP proxy between a client and the broker that can cut every
 //!   connection or black-hole the traffic, for the fault suite.
 //!
@@ -31,6 +33,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod database;
 pub mod python;
 pub mod tls;
 
@@ -40,6 +43,7 @@ use std::time::Duration;
 
 use pubsub_amqp::AmqpConfig;
 
+pub use crate::database::TestDatabase;
 pub use crate::error::{Error, Result};
 
 /// The broker under test: `AMQP_URL`, or RabbitMQ on localhost.

@@ -1,68 +1,32 @@
 //! The databases under test, each removed at the end of its test.
 
-use std::path::PathBuf;
-
 use pubsub_store::Database;
+use pubsub_testkit::TestDatabase;
 
-/// A database a test owns: a SQLite file, or a PostgreSQL schema of its own; deleted on drop.
+/// A database a test owns (see [`TestDatabase`]), parsed for the store.
 pub(crate) struct TestDb {
     pub(crate) database: Database,
-    cleanup: Cleanup,
-}
-
-enum Cleanup {
-    File(PathBuf),
-    Schema { url: String, schema: String },
+    _owned: TestDatabase,
 }
 
 impl TestDb {
+    fn of(owned: TestDatabase) -> TestDb {
+        TestDb {
+            database: Database::parse(owned.url()).expect("the test database URL"),
+            _owned: owned,
+        }
+    }
+
     /// A new SQLite file in the temporary directory.
     pub(crate) fn sqlite() -> TestDb {
-        let path = std::env::temp_dir().join(format!("{}.db", pubsub_testkit::unique("store")));
-        TestDb {
-            database: Database::sqlite(&path),
-            cleanup: Cleanup::File(path),
-        }
+        TestDb::of(TestDatabase::sqlite("store"))
     }
 
-    /// A new schema in the PostgreSQL database under test, or `None` (skip) outside CI when
-    /// it is unreachable.
-    pub(crate) fn postgres() -> Option<TestDb> {
-        let url = pubsub_testkit::postgres_url()?;
-        let schema = pubsub_testkit::unique("store").replace('.', "_");
-        let database = Database::parse(&url)
-            .and_then(|db| db.with_schema(&schema))
-            .expect("the test database URL");
-        Some(TestDb {
-            database,
-            cleanup: Cleanup::Schema { url, schema },
-        })
-    }
-
-    /// Both kinds, SQLite first.
+    /// Both kinds, SQLite first (PostgreSQL when it answers, or under `CI=true`).
     pub(crate) fn all() -> Vec<TestDb> {
-        let mut all = vec![TestDb::sqlite()];
-        all.extend(TestDb::postgres());
-        all
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        match &self.cleanup {
-            Cleanup::File(path) => {
-                for suffix in ["", "-wal", "-shm"] {
-                    let mut p = path.clone().into_os_string();
-                    p.push(suffix);
-                    let _ = std::fs::remove_file(p);
-                }
-            }
-            Cleanup::Schema { url, schema } => {
-                if let Ok(mut client) = postgres::Client::connect(url, postgres::NoTls) {
-                    let _ =
-                        client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
-                }
-            }
-        }
+        TestDatabase::all("store")
+            .into_iter()
+            .map(TestDb::of)
+            .collect()
     }
 }

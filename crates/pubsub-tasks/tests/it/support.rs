@@ -1,71 +1,40 @@
 //! A test's task queue on the broker and its task store, deleted at the end; waiting for
 //! the workers through their observer channel.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use pubsub_store::{Database, TaskRecord, TaskStore};
 use pubsub_subscriber::{queue_names, DeliveryReport, Disposition, RetryPolicy};
 use pubsub_tasks::{TaskQueue, TaskWorker, TaskWorkerBuilder};
-use pubsub_testkit::Bus;
+use pubsub_testkit::{Bus, TestDatabase};
 
 /// How long a test waits for a task to settle.
 pub(crate) const WAIT: Duration = Duration::from_secs(20);
 
-/// A database a test owns: a SQLite file, or a PostgreSQL schema of its own; deleted on drop.
+/// A database a test owns (see [`TestDatabase`]), parsed for the task store.
 pub(crate) struct TestDb {
     pub(crate) database: Database,
-    cleanup: Cleanup,
-}
-
-enum Cleanup {
-    File(PathBuf),
-    Schema { url: String, schema: String },
+    _owned: TestDatabase,
 }
 
 impl TestDb {
+    fn of(owned: TestDatabase) -> TestDb {
+        TestDb {
+            database: Database::parse(owned.url()).expect("the test database URL"),
+            _owned: owned,
+        }
+    }
+
     /// A new SQLite file in the temporary directory.
     pub(crate) fn sqlite() -> TestDb {
-        let path = std::env::temp_dir().join(format!("{}.db", pubsub_testkit::unique("tasks")));
-        TestDb {
-            database: Database::sqlite(&path),
-            cleanup: Cleanup::File(path),
-        }
+        TestDb::of(TestDatabase::sqlite("tasks"))
     }
 
     /// A new schema in the PostgreSQL database under test, or `None` (skip) outside CI when
     /// it is unreachable.
     pub(crate) fn postgres() -> Option<TestDb> {
-        let url = pubsub_testkit::postgres_url()?;
-        let schema = pubsub_testkit::unique("tasks").replace(['.', '-'], "_");
-        let database = Database::parse(&url)
-            .and_then(|db| db.with_schema(&schema))
-            .expect("the test database URL");
-        Some(TestDb {
-            database,
-            cleanup: Cleanup::Schema { url, schema },
-        })
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        match &self.cleanup {
-            Cleanup::File(path) => {
-                for suffix in ["", "-wal", "-shm"] {
-                    let mut p = path.clone().into_os_string();
-                    p.push(suffix);
-                    let _ = std::fs::remove_file(p);
-                }
-            }
-            Cleanup::Schema { url, schema } => {
-                if let Ok(mut client) = postgres::Client::connect(url, postgres::NoTls) {
-                    let _ =
-                        client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
-                }
-            }
-        }
+        TestDatabase::postgres("tasks").map(TestDb::of)
     }
 }
 
