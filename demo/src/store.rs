@@ -48,8 +48,7 @@ pub(crate) fn start(
     queue: &str,
     database: &Database,
 ) -> anyhow::Result<StoreRun> {
-    let recorder = Recorder::new(database)
-        .with_context(|| format!("cannot open the event store in {database}"))?;
+    let recorder = Recorder::new(database).context("cannot start the event store")?;
     let stored = recorder.stored();
     let options = RecordOptions {
         queue: format!("{queue}.store"),
