@@ -49,12 +49,16 @@
 #![deny(missing_docs)]
 #![warn(clippy::print_stdout)]
 
+mod builder;
 mod error;
+mod message;
 mod publisher;
 mod stats;
 #[cfg(feature = "otel")]
 pub mod trace;
 
+pub use crate::builder::PublisherBuilder;
 pub use crate::error::{Error, PublishError, Result};
-pub use crate::publisher::{EventPublisher, PublishOptions, PublisherBuilder, Unroutable};
+pub use crate::message::{PublishOptions, Unroutable};
+pub use crate::publisher::EventPublisher;
 pub use crate::stats::{PublisherStats, StatsHandle};

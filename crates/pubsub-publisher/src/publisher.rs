@@ -8,15 +8,14 @@ use std::time::{Duration, Instant};
 
 use pubsub_amqp::{
     check_blocked, AmqpConfig, Backoff, Channel, ConfirmOutcome, ConfirmStreams, ConfirmTracker,
-    Confirms, Connection, ExchangeConfig, Headers, Properties, ReconnectPolicy, Returned, Returns,
-    Settled,
+    Confirms, Connection, Returned, Returns, Settled,
 };
-use pubsub_core::envelope::Envelope;
-use pubsub_core::trace::{TraceContext, TRACEPARENT_HEADER, TRACESTATE_HEADER};
-use pubsub_core::{json, Event, EventType, Migration, CAUSATION_ID_HEADER, EVENT_TYPE_HEADER};
+use pubsub_core::{Event, Migration};
 use uuid::Uuid;
 
+use crate::builder::{PublisherBuilder, Settings};
 use crate::error::{Error, PublishError, Result};
+use crate::message::{properties, publish_key, PublishOptions, Unroutable};
 use crate::stats::{Counters, StatsHandle};
 
 /// How often a publisher waiting for a blocked connection to be unblocked checks it.
@@ -24,52 +23,6 @@ const POLL: Duration = Duration::from_millis(50);
 
 /// Seed 004's `source` when the publisher has no `app_id`.
 const DEFAULT_SOURCE: &str = "pubsub";
-
-/// What to do with an event the broker can route to no queue (no service subscribes to it).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Unroutable {
-    /// Log a warning and report success: the broker took the event, nobody wanted it.
-    #[default]
-    Warn,
-    /// Report it as an [`Error::Unroutable`].
-    Error,
-    /// Do not ask (publish without `mandatory`).
-    Ignore,
-}
-
-/// Per-publish options.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PublishOptions {
-    /// Ties this event to others of one flow (the AMQP `correlation_id`).
-    pub correlation_id: Option<String>,
-    /// The id of the event whose handling caused this one (the
-    /// [`CAUSATION_ID_HEADER`](pubsub_core::CAUSATION_ID_HEADER) header).
-    pub causation_id: Option<String>,
-    /// The event's type (the [`EVENT_TYPE_HEADER`](pubsub_core::EVENT_TYPE_HEADER) header).
-    pub event_type: Option<EventType>,
-    /// The routing key to publish with instead of the event's own (`domain.action`): a key
-    /// of another convention, as seed 003's tasks on a direct exchange
-    /// (`routing.task.<action>.<entity>`). The message's `type` stays the event's key.
-    pub routing_key: Option<String>,
-    /// Headers of string values to add, as a seed's consumers expect them (seed 003's
-    /// `producer_app` and `correlation_id`). They cannot replace the headers the publisher
-    /// writes itself (causation id, event type).
-    pub headers: BTreeMap<String, String>,
-    /// The trace context to send (the `traceparent` and `tracestate` headers). With the
-    /// `otel` feature, an event without one gets a producer span of its own, a child of the
-    /// publishing thread's current span, and carries its context.
-    pub trace: Option<TraceContext>,
-}
-
-impl PublishOptions {
-    /// Options with a correlation id.
-    pub fn correlated(correlation_id: &str) -> Self {
-        PublishOptions {
-            correlation_id: Some(correlation_id.to_owned()),
-            ..PublishOptions::default()
-        }
-    }
-}
 
 /// Publishes events to an exchange, routed by their routing key, and waits for the broker to
 /// confirm them.
@@ -101,21 +54,6 @@ pub struct EventPublisher {
     counters: Arc<Counters>,
 }
 
-#[derive(Debug, Clone)]
-struct Settings {
-    app_id: Option<String>,
-    envelope: Envelope,
-    confirms: bool,
-    unroutable: Unroutable,
-    declare: Option<ExchangeConfig>,
-    confirm_timeout: Duration,
-    confirm_window: usize,
-    reconnect: ReconnectPolicy,
-    /// Every event to this queue, through the default exchange (see
-    /// [`PublisherBuilder::to_queue`]).
-    to_queue: Option<String>,
-}
-
 /// One live connection with its publishing channel. The connection is dropped first: its
 /// bounded close cuts the socket if the broker does not answer, which then lets the
 /// channel's own close return.
@@ -144,107 +82,25 @@ impl Session {
     }
 }
 
-/// Builds an [`EventPublisher`]; see [`EventPublisher::builder`].
-#[derive(Debug)]
-#[must_use = "a builder does nothing until `build` is called"]
-pub struct PublisherBuilder {
-    connection: Connection,
-    exchange: String,
-    settings: Settings,
-}
-
-impl PublisherBuilder {
-    /// Names the publishing service; sent as `app_id` with every event.
-    pub fn app_id(mut self, app_id: &str) -> Self {
-        self.settings.app_id = Some(app_id.to_owned());
-        self
-    }
-
-    /// The envelope events are written in ([`Envelope::Standard`], seed 000's six fields, by
-    /// default), for consumers that expect another: [`Envelope::Bare`] writes the `data`
-    /// object alone (seed 002's services read the bare model; the routing key, `message_id`
-    /// and `timestamp` properties carry the rest), [`Envelope::EventBus`] seed 004's envelope,
-    /// with the `app_id` as its `source`.
-    pub fn envelope(mut self, envelope: Envelope) -> Self {
-        self.settings.envelope = envelope;
-        self
-    }
-
-    /// Turns publisher confirms on (the default) or off. Without confirms a publish returns
-    /// as soon as the event is handed to the client library, and events in flight are lost
-    /// if the connection fails.
-    pub fn confirms(mut self, confirms: bool) -> Self {
-        self.settings.confirms = confirms;
-        self
-    }
-
-    /// What to do with events no queue receives; [`Unroutable::Warn`] by default.
-    pub fn unroutable(mut self, unroutable: Unroutable) -> Self {
-        self.settings.unroutable = unroutable;
-        self
-    }
-
-    /// The exchange to declare before publishing (a durable topic exchange by default), or
-    /// `None` to use an existing one as is.
-    pub fn declare_exchange(mut self, config: Option<ExchangeConfig>) -> Self {
-        self.settings.declare = config;
-        self
-    }
-
-    /// How long to wait without any confirm from the broker, while some are due, before
-    /// treating the connection as dead (30 s by default).
-    pub fn confirm_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.confirm_timeout = timeout;
-        self
-    }
-
-    /// How many events [`publish_all`](EventPublisher::publish_all) keeps in flight, published
-    /// but not yet confirmed (1,000 by default; at least 1). Publishing and confirming
-    /// overlap within this window; a larger one rides out slower confirms at the price of
-    /// more events to publish again after a lost connection.
-    pub fn confirm_window(mut self, window: usize) -> Self {
-        self.settings.confirm_window = window.max(1);
-        self
-    }
-
-    /// How to reconnect when the connection dies, and for how long a publish may keep
-    /// trying (30 s by default).
-    pub fn reconnect(mut self, policy: ReconnectPolicy) -> Self {
-        self.settings.reconnect = policy;
-        self
-    }
-
-    /// Publishes every event straight into `queue`, through the default exchange, instead of
-    /// to the exchange by its routing key: for replaying events to one service. Nothing is
-    /// declared; an event that reaches no queue (no queue `queue`) is handled as
-    /// [`unroutable`](Self::unroutable) says. The events keep their routing key in the `type`
-    /// property, and a subscriber of that queue reads the key from the body.
-    pub fn to_queue(mut self, queue: &str) -> Self {
-        self.exchange = String::new();
-        self.settings.declare = None;
-        self.settings.to_queue = Some(queue.to_owned());
-        self
-    }
-
-    /// Opens the publishing channel, declares the exchange and turns confirms on.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Amqp`]: the connection is gone, or the exchange exists with another kind.
-    pub fn build(self) -> Result<EventPublisher> {
-        let session = open_session(self.connection, &self.exchange, &self.settings)?;
+impl EventPublisher {
+    /// Opens the publishing channel on `connection`, declares the exchange and turns
+    /// confirms on ([`PublisherBuilder::build`]).
+    pub(crate) fn open(
+        connection: Connection,
+        exchange: String,
+        settings: Settings,
+    ) -> Result<EventPublisher> {
+        let session = open_session(connection, &exchange, &settings)?;
         Ok(EventPublisher {
             config: session.connection.config().clone(),
-            exchange: self.exchange,
-            settings: self.settings,
+            exchange,
+            settings,
             session: Some(session),
             body: Vec::with_capacity(512),
             counters: Arc::default(),
         })
     }
-}
 
-impl EventPublisher {
     /// A publisher with the default settings: confirms on, durable topic exchange declared,
     /// unroutable events logged as warnings.
     ///
@@ -257,11 +113,7 @@ impl EventPublisher {
 
     /// Starts configuring a publisher that owns `connection` and publishes to `exchange`.
     pub fn builder(connection: Connection, exchange: &str) -> PublisherBuilder {
-        PublisherBuilder {
-            connection,
-            exchange: exchange.to_owned(),
-            settings: default_settings(),
-        }
+        PublisherBuilder::new(connection, exchange)
     }
 
     /// The exchange this publisher publishes to.
@@ -690,73 +542,6 @@ fn open_channel(
     Ok((channel, confirms, returns))
 }
 
-fn properties(event: &Event, settings: &Settings, options: &PublishOptions) -> Properties {
-    Properties {
-        content_type: Some(json::CONTENT_TYPE.to_owned()),
-        persistent: true,
-        message_id: Some(event.event_id().to_string()),
-        timestamp: u64::try_from(event.timestamp().unix_timestamp()).ok(),
-        kind: Some(event.routing_key().to_owned()),
-        app_id: settings.app_id.clone(),
-        correlation_id: options.correlation_id.clone(),
-        headers: headers(options),
-    }
-}
-
-/// The settings a new builder starts from.
-fn default_settings() -> Settings {
-    Settings {
-        app_id: None,
-        envelope: Envelope::Standard,
-        confirms: true,
-        unroutable: Unroutable::default(),
-        declare: Some(ExchangeConfig::default()),
-        confirm_timeout: Duration::from_secs(30),
-        confirm_window: 1000,
-        reconnect: ReconnectPolicy::default().with_max_total(Some(Duration::from_secs(30))),
-        to_queue: None,
-    }
-}
-
-/// The routing key `event` is published with: the queue's name when publishing to a queue,
-/// else the one `options` give, else its own.
-fn publish_key<'a>(
-    settings: &'a Settings,
-    event: &'a Event,
-    options: &'a PublishOptions,
-) -> &'a str {
-    settings
-        .to_queue
-        .as_deref()
-        .or(options.routing_key.as_deref())
-        .unwrap_or(event.routing_key())
-}
-
-/// The headers `options` ask for: their string headers, then the causation id, the event
-/// type and the trace context, when set.
-fn headers(options: &PublishOptions) -> Headers {
-    let mut headers = Headers::new();
-    for (name, value) in &options.headers {
-        headers.insert(name.clone(), value.as_str().into());
-    }
-    if let Some(trace) = &options.trace {
-        headers.insert(
-            TRACEPARENT_HEADER.to_owned(),
-            trace.traceparent.as_str().into(),
-        );
-        if let Some(state) = &trace.tracestate {
-            headers.insert(TRACESTATE_HEADER.to_owned(), state.as_str().into());
-        }
-    }
-    if let Some(causation) = &options.causation_id {
-        headers.insert(CAUSATION_ID_HEADER.to_owned(), causation.as_str().into());
-    }
-    if let Some(kind) = options.event_type {
-        headers.insert(EVENT_TYPE_HEADER.to_owned(), kind.as_str().into());
-    }
-    headers
-}
-
 fn unroutable(event: &Event, routing_key: &str, exchange: &str, policy: Unroutable) -> Result<()> {
     match policy {
         Unroutable::Error => Err(Error::Unroutable {
@@ -794,42 +579,4 @@ fn given_back(
             _ => Ok(()),
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use pubsub_core::serde_json::json;
-
-    use super::*;
-
-    #[test]
-    fn options_choose_the_routing_key_and_add_headers() {
-        let event = Event::new("task", "send-report", json!({})).unwrap();
-        let plain = PublishOptions::default();
-        let settings = default_settings();
-        assert_eq!(publish_key(&settings, &event, &plain), "task.send-report");
-        assert!(headers(&plain).is_empty());
-        let routed = PublishOptions {
-            routing_key: Some("routing.task.send.report".to_owned()),
-            headers: BTreeMap::from([
-                ("producer_app".to_owned(), "reports".to_owned()),
-                (CAUSATION_ID_HEADER.to_owned(), "forged".to_owned()),
-            ]),
-            causation_id: Some("cause".to_owned()),
-            ..PublishOptions::default()
-        };
-        assert_eq!(
-            publish_key(&settings, &event, &routed),
-            "routing.task.send.report"
-        );
-        let to_queue = Settings {
-            to_queue: Some("audit".to_owned()),
-            ..settings.clone()
-        };
-        assert_eq!(publish_key(&to_queue, &event, &routed), "audit");
-        let written = headers(&routed);
-        assert_eq!(written["producer_app"].as_str(), Some("reports"));
-        // The publisher's own headers win over the caller's.
-        assert_eq!(written[CAUSATION_ID_HEADER].as_str(), Some("cause"));
-    }
 }

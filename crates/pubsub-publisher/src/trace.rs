@@ -5,7 +5,7 @@ use pubsub_core::trace::TraceContext;
 use pubsub_core::Event;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::publisher::PublishOptions;
+use crate::message::PublishOptions;
 
 /// A producer span for `event` published to `exchange` ("`<routing key>` publish", with the
 /// OpenTelemetry messaging attributes), a child of the current span. Disabled, and free, when

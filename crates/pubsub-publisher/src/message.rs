@@ -1,0 +1,152 @@
+//! What each event is sent with: the per-publish [`PublishOptions`], the policy for events no
+//! queue receives ([`Unroutable`]), and, decided from them (pure), the routing key, the
+//! properties and the headers of the message.
+
+use std::collections::BTreeMap;
+
+use pubsub_amqp::{Headers, Properties};
+use pubsub_core::trace::{TraceContext, TRACEPARENT_HEADER, TRACESTATE_HEADER};
+use pubsub_core::{json, Event, EventType, CAUSATION_ID_HEADER, EVENT_TYPE_HEADER};
+
+use crate::builder::Settings;
+
+/// What to do with an event the broker can route to no queue (no service subscribes to it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Unroutable {
+    /// Log a warning and report success: the broker took the event, nobody wanted it.
+    #[default]
+    Warn,
+    /// Report it as an [`Error::Unroutable`](crate::Error::Unroutable).
+    Error,
+    /// Do not ask (publish without `mandatory`).
+    Ignore,
+}
+
+/// Per-publish options.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PublishOptions {
+    /// Ties this event to others of one flow (the AMQP `correlation_id`).
+    pub correlation_id: Option<String>,
+    /// The id of the event whose handling caused this one (the
+    /// [`CAUSATION_ID_HEADER`](pubsub_core::CAUSATION_ID_HEADER) header).
+    pub causation_id: Option<String>,
+    /// The event's type (the [`EVENT_TYPE_HEADER`](pubsub_core::EVENT_TYPE_HEADER) header).
+    pub event_type: Option<EventType>,
+    /// The routing key to publish with instead of the event's own (`domain.action`): a key
+    /// of another convention, as seed 003's tasks on a direct exchange
+    /// (`routing.task.<action>.<entity>`). The message's `type` stays the event's key.
+    pub routing_key: Option<String>,
+    /// Headers of string values to add, as a seed's consumers expect them (seed 003's
+    /// `producer_app` and `correlation_id`). They cannot replace the headers the publisher
+    /// writes itself (causation id, event type).
+    pub headers: BTreeMap<String, String>,
+    /// The trace context to send (the `traceparent` and `tracestate` headers). With the
+    /// `otel` feature, an event without one gets a producer span of its own, a child of the
+    /// publishing thread's current span, and carries its context.
+    pub trace: Option<TraceContext>,
+}
+
+impl PublishOptions {
+    /// Options with a correlation id.
+    pub fn correlated(correlation_id: &str) -> Self {
+        PublishOptions {
+            correlation_id: Some(correlation_id.to_owned()),
+            ..PublishOptions::default()
+        }
+    }
+}
+
+pub(crate) fn properties(
+    event: &Event,
+    settings: &Settings,
+    options: &PublishOptions,
+) -> Properties {
+    Properties {
+        content_type: Some(json::CONTENT_TYPE.to_owned()),
+        persistent: true,
+        message_id: Some(event.event_id().to_string()),
+        timestamp: u64::try_from(event.timestamp().unix_timestamp()).ok(),
+        kind: Some(event.routing_key().to_owned()),
+        app_id: settings.app_id.clone(),
+        correlation_id: options.correlation_id.clone(),
+        headers: headers(options),
+    }
+}
+
+/// The routing key `event` is published with: the queue's name when publishing to a queue,
+/// else the one `options` give, else its own.
+pub(crate) fn publish_key<'a>(
+    settings: &'a Settings,
+    event: &'a Event,
+    options: &'a PublishOptions,
+) -> &'a str {
+    settings
+        .to_queue
+        .as_deref()
+        .or(options.routing_key.as_deref())
+        .unwrap_or(event.routing_key())
+}
+
+/// The headers `options` ask for: their string headers, then the causation id, the event
+/// type and the trace context, when set.
+fn headers(options: &PublishOptions) -> Headers {
+    let mut headers = Headers::new();
+    for (name, value) in &options.headers {
+        headers.insert(name.clone(), value.as_str().into());
+    }
+    if let Some(trace) = &options.trace {
+        headers.insert(
+            TRACEPARENT_HEADER.to_owned(),
+            trace.traceparent.as_str().into(),
+        );
+        if let Some(state) = &trace.tracestate {
+            headers.insert(TRACESTATE_HEADER.to_owned(), state.as_str().into());
+        }
+    }
+    if let Some(causation) = &options.causation_id {
+        headers.insert(CAUSATION_ID_HEADER.to_owned(), causation.as_str().into());
+    }
+    if let Some(kind) = options.event_type {
+        headers.insert(EVENT_TYPE_HEADER.to_owned(), kind.as_str().into());
+    }
+    headers
+}
+
+#[cfg(test)]
+mod tests {
+    use pubsub_core::serde_json::json;
+
+    use super::*;
+    use crate::builder::default_settings;
+
+    #[test]
+    fn options_choose_the_routing_key_and_add_headers() {
+        let event = Event::new("task", "send-report", json!({})).unwrap();
+        let plain = PublishOptions::default();
+        let settings = default_settings();
+        assert_eq!(publish_key(&settings, &event, &plain), "task.send-report");
+        assert!(headers(&plain).is_empty());
+        let routed = PublishOptions {
+            routing_key: Some("routing.task.send.report".to_owned()),
+            headers: BTreeMap::from([
+                ("producer_app".to_owned(), "reports".to_owned()),
+                (CAUSATION_ID_HEADER.to_owned(), "forged".to_owned()),
+            ]),
+            causation_id: Some("cause".to_owned()),
+            ..PublishOptions::default()
+        };
+        assert_eq!(
+            publish_key(&settings, &event, &routed),
+            "routing.task.send.report"
+        );
+        let to_queue = Settings {
+            to_queue: Some("audit".to_owned()),
+            ..settings.clone()
+        };
+        assert_eq!(publish_key(&to_queue, &event, &routed), "audit");
+        let written = headers(&routed);
+        assert_eq!(written["producer_app"].as_str(), Some("reports"));
+        // The publisher's own headers win over the caller's.
+        assert_eq!(written[CAUSATION_ID_HEADER].as_str(), Some("cause"));
+    }
+}
