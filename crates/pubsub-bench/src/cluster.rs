@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::admin::{self, Admin};
 use crate::cli::Options;
-use crate::e2e::{run_once_on, Run, Target, CONFIGS, LIB_DEFAULT};
+use crate::e2e::{run_once_on, Config, Run, Target, LIB_DEFAULT};
 use crate::report::{self, Stat};
 
 /// The cluster `scripts/cluster.sh` starts, unless `PUBSUB_CLUSTER_URL` names another.
@@ -24,18 +24,8 @@ pub(crate) fn run(options: &Options) -> Result<()> {
     let mut single_admin = Admin::open(&single)?;
     let mut cluster_admin = Admin::open(&cluster)
         .context("the cluster does not answer: start it with `just cluster`")?;
-    let config = CONFIGS
-        .iter()
-        .find(|c| c.name == LIB_DEFAULT)
-        .context("no lib-default configuration")?;
-    let n = (((if options.quick {
-        config.quick_messages
-    } else {
-        config.messages
-    }) as f64)
-        * options.scale)
-        .round()
-        .max(30.0) as u64;
+    let config = Config::lib_default()?;
+    let n = config.events(options);
     let rounds = options.rounds();
     let on_cluster = Target {
         url: Some(url.clone()),

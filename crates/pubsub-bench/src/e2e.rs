@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use pubsub_amqp::AmqpConfig;
 use pubsub_testkit::Names;
 use serde_json::json;
@@ -96,6 +96,25 @@ pub(crate) struct Config {
 impl Config {
     pub(crate) fn side(&self) -> Side {
         self.publisher.side()
+    }
+
+    /// Events per run under `options`: the full or `--quick` count, times `--scale`, at
+    /// least 30.
+    pub(crate) fn events(&self, options: &Options) -> u64 {
+        let n = if options.quick {
+            self.quick_messages
+        } else {
+            self.messages
+        };
+        ((n as f64 * options.scale).round() as u64).max(30)
+    }
+
+    /// The library's default configuration ([`LIB_DEFAULT`]).
+    pub(crate) fn lib_default() -> Result<&'static Config> {
+        CONFIGS
+            .iter()
+            .find(|c| c.name == LIB_DEFAULT)
+            .context("no lib-default configuration")
     }
 
     fn prefetch_label(&self) -> String {
@@ -238,14 +257,7 @@ pub(crate) fn matrix(admin: &mut Admin, options: &Options) -> Result<Vec<Summary
     if configs.is_empty() {
         bail!("--only matches no configuration");
     }
-    let count = |c: &Config| {
-        let n = if options.quick {
-            c.quick_messages
-        } else {
-            c.messages
-        };
-        ((n as f64 * options.scale).round() as u64).max(30)
-    };
+    let count = |c: &Config| c.events(options);
 
     // A short unrecorded run first: connections, the broker's queue processes and the page
     // cache warm up on it rather than on the first configuration measured.

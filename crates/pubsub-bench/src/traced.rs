@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::admin::{self, Admin};
 use crate::cli::Options;
-use crate::e2e::{run_once_on, Run, Target, CONFIGS, LIB_DEFAULT};
+use crate::e2e::{run_once_on, Config, Run, Target, LIB_DEFAULT};
 use crate::report::{self, Stat};
 
 /// Set for the consumer process of a traced run: it installs the tracing pipeline.
@@ -38,18 +38,8 @@ pub(crate) fn run(options: &Options) -> Result<()> {
     install()?;
     let config = admin::broker_config()?;
     let mut admin = Admin::open(&config)?;
-    let lib_default = CONFIGS
-        .iter()
-        .find(|c| c.name == LIB_DEFAULT)
-        .context("no lib-default configuration")?;
-    let n = (((if options.quick {
-        lib_default.quick_messages
-    } else {
-        lib_default.messages
-    }) as f64)
-        * options.scale)
-        .round()
-        .max(30.0) as u64;
+    let lib_default = Config::lib_default()?;
+    let n = lib_default.events(options);
     let rounds = options.rounds();
     let sampled = ratio()?;
     println!("# pubsub-bench --tracing: {LIB_DEFAULT}, tracing off and on (sampling {sampled})");
