@@ -328,6 +328,20 @@ impl TaskStatus {
     }
 }
 
+impl TaskStatus {
+    /// The status stored in task `task_id`'s row.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CorruptRow`] for a word that is not a status.
+    pub(crate) fn stored(task_id: Uuid, text: &str) -> Result<TaskStatus> {
+        text.parse().map_err(|e: Error| Error::CorruptRow {
+            key: format!("task {task_id}"),
+            message: e.to_string(),
+        })
+    }
+}
+
 impl fmt::Display for TaskStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

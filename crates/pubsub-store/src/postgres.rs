@@ -167,12 +167,7 @@ fn task_record(row: &Row, doing: &str) -> Result<TaskRecord> {
         task_id,
         task_name: row.try_get(1).map_err(get)?,
         payload,
-        status: status
-            .parse::<TaskStatus>()
-            .map_err(|e| Error::CorruptRow {
-                key: format!("task {task_id}"),
-                message: e.to_string(),
-            })?,
+        status: TaskStatus::stored(task_id, status)?,
         result: result.map(|Json(v)| v),
         error: row.try_get(5).map_err(get)?,
         attempts: u32::try_from(attempts).unwrap_or(0),

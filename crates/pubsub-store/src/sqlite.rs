@@ -172,62 +172,29 @@ fn parse_uuid(text: &str) -> Result<Uuid> {
     })
 }
 
-/// The raw columns of an event row, read inside rusqlite's row callback.
-type EventColumns = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    String,
-    String,
-);
-
-fn event_columns(r: &Row<'_>) -> rusqlite::Result<EventColumns> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-        r.get(8)?,
-        r.get(9)?,
-    ))
-}
-
-fn stored_event(c: EventColumns) -> Result<StoredEvent> {
-    let (
-        id,
-        routing_key,
-        version,
-        timestamp,
-        data,
-        correlation,
-        causation,
-        producer,
-        headers,
-        received,
-    ) = c;
-    let event_id = parse_uuid(&id)?;
-    let key = format!("event {event_id}");
-    StoredEvent::from_columns(
-        event_id,
-        routing_key,
-        &version,
-        parse_ts(&key, &timestamp)?,
-        parse_json(&key, "data", &data)?,
-        correlation,
-        causation,
-        producer,
-        parse_json(&key, "headers", &headers)?,
-        parse_ts(&key, &received)?,
-    )
+/// An event row: read inside rusqlite's row callback (the outer error: the driver's), then
+/// checked (the inner one: a row that does not make an event).
+fn stored_event(r: &Row<'_>) -> rusqlite::Result<Result<StoredEvent>> {
+    let id: String = r.get(0)?;
+    let (timestamp, data): (String, String) = (r.get(3)?, r.get(4)?);
+    let (headers, received): (String, String) = (r.get(8)?, r.get(9)?);
+    let (routing_key, version): (String, String) = (r.get(1)?, r.get(2)?);
+    let (correlation, causation, producer) = (r.get(5)?, r.get(6)?, r.get(7)?);
+    Ok(parse_uuid(&id).and_then(|event_id| {
+        let key = format!("event {event_id}");
+        StoredEvent::from_columns(
+            event_id,
+            routing_key,
+            &version,
+            parse_ts(&key, &timestamp)?,
+            parse_json(&key, "data", &data)?,
+            correlation,
+            causation,
+            producer,
+            parse_json(&key, "headers", &headers)?,
+            parse_ts(&key, &received)?,
+        )
+    }))
 }
 
 const EVENT_COLUMNS: &str = "event_id, routing_key, version, timestamp, data, correlation_id, \
@@ -236,74 +203,31 @@ const EVENT_COLUMNS: &str = "event_id, routing_key, version, timestamp, data, co
 const TASK_COLUMNS: &str = "task_id, task_name, payload, status, result, error, attempts, \
                             routing_key, correlation_id, producer, created_at, updated_at";
 
-type TaskColumns = (
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    i64,
-    String,
-    Option<String>,
-    Option<String>,
-    String,
-    String,
-);
-
-fn task_columns(r: &Row<'_>) -> rusqlite::Result<TaskColumns> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-        r.get(8)?,
-        r.get(9)?,
-        r.get(10)?,
-        r.get(11)?,
-    ))
-}
-
-fn task_record(c: TaskColumns) -> Result<TaskRecord> {
-    let (
-        id,
-        task_name,
-        payload,
-        status,
-        result,
-        error,
-        attempts,
-        routing_key,
-        correlation,
-        producer,
-        created,
-        updated,
-    ) = c;
-    let task_id = parse_uuid(&id)?;
-    let key = format!("task {task_id}");
-    Ok(TaskRecord {
-        task_id,
-        task_name,
-        payload: parse_json(&key, "payload", &payload)?,
-        status: status
-            .parse::<TaskStatus>()
-            .map_err(|e| Error::CorruptRow {
-                key: key.clone(),
-                message: e.to_string(),
-            })?,
-        result: result.map(|r| parse_json(&key, "result", &r)).transpose()?,
-        error,
-        attempts: u32::try_from(attempts).unwrap_or(0),
-        routing_key,
-        correlation_id: correlation,
-        producer,
-        created_at: parse_ts(&key, &created)?,
-        updated_at: parse_ts(&key, &updated)?,
-    })
+/// A task row, read and checked as [`stored_event`] reads an event row.
+fn task_record(r: &Row<'_>) -> rusqlite::Result<Result<TaskRecord>> {
+    let id: String = r.get(0)?;
+    let (task_name, payload, status): (String, String, String) = (r.get(1)?, r.get(2)?, r.get(3)?);
+    let (result, error): (Option<String>, Option<String>) = (r.get(4)?, r.get(5)?);
+    let attempts: i64 = r.get(6)?;
+    let (routing_key, correlation, producer) = (r.get(7)?, r.get(8)?, r.get(9)?);
+    let (created, updated): (String, String) = (r.get(10)?, r.get(11)?);
+    Ok(parse_uuid(&id).and_then(|task_id| {
+        let key = format!("task {task_id}");
+        Ok(TaskRecord {
+            task_id,
+            task_name,
+            payload: parse_json(&key, "payload", &payload)?,
+            status: TaskStatus::stored(task_id, &status)?,
+            result: result.map(|r| parse_json(&key, "result", &r)).transpose()?,
+            error,
+            attempts: u32::try_from(attempts).unwrap_or(0),
+            routing_key,
+            correlation_id: correlation,
+            producer,
+            created_at: parse_ts(&key, &created)?,
+            updated_at: parse_ts(&key, &updated)?,
+        })
+    }))
 }
 
 impl Backend for Sqlite {
@@ -390,8 +314,8 @@ impl Backend for Sqlite {
             .query(rusqlite::params_from_iter(args.iter()))
             .map_err(|e| Error::query(doing(), e))?;
         while let Some(row) = rows.next().map_err(|e| Error::query(doing(), e))? {
-            let columns = event_columns(row).map_err(|e| Error::query(doing(), e))?;
-            if !each(stored_event(columns)?) {
+            let event = stored_event(row).map_err(|e| Error::query(doing(), e))??;
+            if !each(event) {
                 break;
             }
         }
@@ -460,16 +384,15 @@ impl Backend for Sqlite {
     }
 
     fn task(&mut self, task_id: Uuid) -> Result<Option<TaskRecord>> {
-        let columns = self
-            .connection
+        self.connection
             .query_row(
                 &format!("SELECT {TASK_COLUMNS} FROM pubsub_tasks WHERE task_id = ?1"),
                 [task_id.to_string()],
-                task_columns,
+                task_record,
             )
             .optional()
-            .map_err(|e| Error::query(format!("reading task {task_id} in {}", self.name), e))?;
-        columns.map(task_record).transpose()
+            .map_err(|e| Error::query(format!("reading task {task_id} in {}", self.name), e))?
+            .transpose()
     }
 
     fn tasks(&mut self, filter: &TaskFilter) -> Result<Vec<TaskRecord>> {
@@ -493,11 +416,11 @@ impl Backend for Sqlite {
             .prepare(&sql)
             .map_err(|e| Error::query(doing(), e))?;
         let rows = statement
-            .query_map(rusqlite::params_from_iter(args.iter()), task_columns)
+            .query_map(rusqlite::params_from_iter(args.iter()), task_record)
             .map_err(|e| Error::query(doing(), e))?;
         let mut records = Vec::new();
         for row in rows {
-            records.push(task_record(row.map_err(|e| Error::query(doing(), e))?)?);
+            records.push(row.map_err(|e| Error::query(doing(), e))??);
         }
         Ok(records)
     }
