@@ -2,13 +2,13 @@
 //! with quorum queues (replicated on three nodes), beside one node with classic queues, in
 //! one run, interleaved round by round.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use pubsub_amqp::AmqpConfig;
 use serde_json::json;
 
 use crate::admin::{self, Admin};
 use crate::cli::Options;
-use crate::e2e::{run_once_on, Config, Run, Target, LIB_DEFAULT};
+use crate::e2e::{run_once_on, Config, Paired, Run, Target, LIB_DEFAULT};
 use crate::report::{self, Stat};
 
 /// The cluster `scripts/cluster.sh` starts, unless `PUBSUB_CLUSTER_URL` names another.
@@ -70,18 +70,11 @@ pub(crate) fn run(options: &Options) -> Result<()> {
     cluster_admin.close()?;
 
     let stat = |runs: &[Run], f: fn(&Run) -> f64| Stat::of(&runs.iter().map(f).collect::<Vec<_>>());
-    let (Some(single_rate), Some(cluster_rate)) = (
-        stat(&singles, |r| r.e2e_rate),
-        stat(&clusters, |r| r.e2e_rate),
-    ) else {
-        bail!("no run finished");
-    };
-    let ratios: Vec<f64> = singles
-        .iter()
-        .zip(&clusters)
-        .map(|(s, c)| c.e2e_rate / s.e2e_rate)
-        .collect();
-    let ratio = Stat::of(&ratios).context("no ratio")?;
+    let Paired {
+        base: single_rate,
+        other: cluster_rate,
+        ratio,
+    } = Paired::of(&singles, &clusters)?;
     println!(
         "\n## The cluster beside one node ({LIB_DEFAULT}, median [min-max] of {rounds} interleaved rounds)\n"
     );

@@ -228,6 +228,39 @@ pub(crate) struct Run {
     acks_per_event: f64,
 }
 
+/// Two series of runs interleaved round by round (a baseline and a variant): each one's
+/// end-to-end rate, and the variant's rate over the baseline's of the same round.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Paired {
+    pub(crate) base: Stat,
+    pub(crate) other: Stat,
+    pub(crate) ratio: Stat,
+}
+
+impl Paired {
+    /// The rates and per-round ratios of `other` against `base`.
+    ///
+    /// # Errors
+    ///
+    /// When no run finished.
+    pub(crate) fn of(base: &[Run], other: &[Run]) -> Result<Paired> {
+        let rate = |runs: &[Run]| Stat::of(&runs.iter().map(|r| r.e2e_rate).collect::<Vec<_>>());
+        let (Some(base_rate), Some(other_rate)) = (rate(base), rate(other)) else {
+            bail!("no run finished");
+        };
+        let ratios: Vec<f64> = base
+            .iter()
+            .zip(other)
+            .map(|(b, o)| o.e2e_rate / b.e2e_rate)
+            .collect();
+        Ok(Paired {
+            base: base_rate,
+            other: other_rate,
+            ratio: Stat::of(&ratios).context("no ratio")?,
+        })
+    }
+}
+
 /// A configuration's results over the rounds.
 #[derive(Debug, Clone)]
 pub(crate) struct Summary {

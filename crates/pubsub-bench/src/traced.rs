@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::admin::{self, Admin};
 use crate::cli::Options;
-use crate::e2e::{run_once_on, Config, Run, Target, LIB_DEFAULT};
+use crate::e2e::{run_once_on, Config, Paired, Run, Target, LIB_DEFAULT};
 use crate::report::{self, Stat};
 
 /// Set for the consumer process of a traced run: it installs the tracing pipeline.
@@ -80,16 +80,11 @@ pub(crate) fn run(options: &Options) -> Result<()> {
     );
 
     let stat = |runs: &[Run], f: fn(&Run) -> f64| Stat::of(&runs.iter().map(f).collect::<Vec<_>>());
-    let (Some(off_rate), Some(on_rate)) = (stat(&offs, |r| r.e2e_rate), stat(&ons, |r| r.e2e_rate))
-    else {
-        bail!("no run finished");
-    };
-    let ratios: Vec<f64> = offs
-        .iter()
-        .zip(&ons)
-        .map(|(off, on)| on.e2e_rate / off.e2e_rate)
-        .collect();
-    let ratio = Stat::of(&ratios).context("no ratio")?;
+    let Paired {
+        base: off_rate,
+        other: on_rate,
+        ratio,
+    } = Paired::of(&offs, &ons)?;
     println!(
         "\n## Tracing off and on ({LIB_DEFAULT}, median [min-max] of {rounds} interleaved rounds)\n"
     );
