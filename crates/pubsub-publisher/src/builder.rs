@@ -126,7 +126,7 @@ impl PublisherBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::Amqp`]: the connection is gone, or the exchange exists with another kind.
+    /// [`Error::Amqp`](crate::Error::Amqp): the connection is gone, or the exchange exists with another kind.
     pub fn build(self) -> Result<EventPublisher> {
         EventPublisher::open(self.connection, self.exchange, self.settings)
     }
