@@ -66,19 +66,57 @@ impl SubscriberStats {
     }
 }
 
-/// Adds counter by counter: the totals of several workers.
+/// Adds counter by counter: the totals of several workers. The gauge `in_flight` adds up
+/// too (each worker's deliveries in flight).
 impl std::ops::AddAssign<&SubscriberStats> for SubscriberStats {
     fn add_assign(&mut self, more: &SubscriberStats) {
-        self.received += more.received;
-        self.redelivered += more.redelivered;
-        self.acked += more.acked;
-        self.unhandled += more.unhandled;
-        self.retried += more.retried;
-        self.dead_lettered_poison += more.dead_lettered_poison;
-        self.dead_lettered_exhausted += more.dead_lettered_exhausted;
-        self.dropped += more.dropped;
-        self.handler_failures += more.handler_failures;
-        self.reconnects += more.reconnects;
+        // Destructured, so that a new counter cannot be left out of the sum.
+        let SubscriberStats {
+            received,
+            redelivered,
+            acked,
+            unhandled,
+            retried,
+            dead_lettered_poison,
+            dead_lettered_exhausted,
+            dead_lettered_redelivery_limit,
+            dropped,
+            handler_failures,
+            reconnects,
+            in_flight,
+        } = *more;
+        self.received += received;
+        self.redelivered += redelivered;
+        self.acked += acked;
+        self.unhandled += unhandled;
+        self.retried += retried;
+        self.dead_lettered_poison += dead_lettered_poison;
+        self.dead_lettered_exhausted += dead_lettered_exhausted;
+        self.dead_lettered_redelivery_limit += dead_lettered_redelivery_limit;
+        self.dropped += dropped;
+        self.handler_failures += handler_failures;
+        self.reconnects += reconnects;
+        self.in_flight += in_flight;
+    }
+}
+
+/// The totals of several workers: the one sum every pool of subscribers uses.
+impl<'a> std::iter::Sum<&'a SubscriberStats> for SubscriberStats {
+    fn sum<I: Iterator<Item = &'a SubscriberStats>>(iter: I) -> SubscriberStats {
+        iter.fold(SubscriberStats::default(), |mut total, more| {
+            total += more;
+            total
+        })
+    }
+}
+
+/// The totals of several workers (see the `&SubscriberStats` form).
+impl std::iter::Sum<SubscriberStats> for SubscriberStats {
+    fn sum<I: Iterator<Item = SubscriberStats>>(iter: I) -> SubscriberStats {
+        iter.fold(SubscriberStats::default(), |mut total, more| {
+            total += &more;
+            total
+        })
     }
 }
 
@@ -167,20 +205,58 @@ impl StatsHandle {
 mod tests {
     use super::*;
 
+    /// Every counter adds up: each field gets a distinct value, and the struct is built and
+    /// read by destructuring, so that a new field fails to compile here until it is summed.
     #[test]
-    fn stats_add_up() {
+    fn every_counter_adds_up() {
         let one = SubscriberStats {
-            received: 3,
-            acked: 2,
-            dead_lettered_poison: 1,
-            reconnects: 1,
-            ..SubscriberStats::default()
+            received: 1,
+            redelivered: 2,
+            acked: 3,
+            unhandled: 4,
+            retried: 5,
+            dead_lettered_poison: 6,
+            dead_lettered_exhausted: 7,
+            dead_lettered_redelivery_limit: 8,
+            dropped: 9,
+            handler_failures: 10,
+            reconnects: 11,
+            in_flight: 12,
         };
-        let mut total = SubscriberStats::default();
-        total += &one;
-        total += &one;
-        assert_eq!(total.received, 6);
-        assert_eq!(total.settled(), 6);
-        assert_eq!(total.reconnects, 2);
+        let total: SubscriberStats = [one, one, one].iter().sum();
+        let SubscriberStats {
+            received,
+            redelivered,
+            acked,
+            unhandled,
+            retried,
+            dead_lettered_poison,
+            dead_lettered_exhausted,
+            dead_lettered_redelivery_limit,
+            dropped,
+            handler_failures,
+            reconnects,
+            in_flight,
+        } = total;
+        assert_eq!(
+            [
+                received,
+                redelivered,
+                acked,
+                unhandled,
+                retried,
+                dead_lettered_poison,
+                dead_lettered_exhausted,
+                dead_lettered_redelivery_limit,
+                dropped,
+                handler_failures,
+                reconnects,
+                in_flight,
+            ],
+            [3, 6, 9, 12, 15, 18, 21, 24, 27, 30, 33, 36]
+        );
+        let owned: SubscriberStats = vec![one, one, one].into_iter().sum();
+        assert_eq!(owned, total);
+        assert_eq!(total.settled(), 3 * (3 + 5 + 6 + 7 + 8 + 9));
     }
 }
