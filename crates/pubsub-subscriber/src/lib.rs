@@ -12,6 +12,11 @@
 //!   envelope messages come in ([`SubscriberBuilder::envelope`], per binding with
 //!   [`SubscriberBuilder::envelope_for`]), and a queue declared elsewhere consumed as it is
 //!   ([`SubscriberBuilder::existing_queue`]).
+//! - [`WorkerPool`]: the one runtime of every service-shaped component (the event bus, the
+//!   task worker, the event store's recorder): `n` subscribers built from one consumer
+//!   definition, each on its own thread and connection, the topology declared once before
+//!   any consumes, stopped and joined together, their [`SubscriberStats`] summed
+//!   ([`RunningPool`], [`PoolStats`]).
 //! - [`StopHandle`]: graceful stop from another thread; [`StatsHandle`] /
 //!   [`SubscriberStats`]: counters readable from any thread.
 //! - [`Sink`]: keeps the events the subscriber acks (an event store), committed before each
@@ -93,6 +98,7 @@ mod decode;
 mod error;
 pub mod headers;
 mod meta;
+mod pool;
 mod recovery;
 mod report;
 mod republisher;
@@ -106,6 +112,7 @@ mod trace;
 
 pub use crate::error::{Error, Result};
 pub use crate::headers::DeadLetterKind;
+pub use crate::pool::{PoolStats, RunningPool, WorkerPool};
 pub use crate::report::{DeliveryReport, Disposition, HandlerRun};
 pub use crate::settings::{dead_letter_queue_name, queue_names, retry_queue_name, RetryPolicy};
 pub use crate::sink::{Sink, SinkError};

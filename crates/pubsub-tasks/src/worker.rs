@@ -10,7 +10,8 @@ use pubsub_core::envelope::{Envelope, TASK_DOMAIN};
 use pubsub_registry::HandlerRegistry;
 use pubsub_store::{Database, TaskStore};
 use pubsub_subscriber::{
-    queue_names, DeliveryReport, EventSubscriber, RetryPolicy, RunningSubscriber, SubscriberStats,
+    queue_names, DeliveryReport, EventSubscriber, RetryPolicy, RunningPool, SubscriberBuilder,
+    SubscriberStats, WorkerPool,
 };
 
 use crate::error::{check_task_name, Error, Result};
@@ -288,9 +289,8 @@ impl TaskWorker {
     /// [`Error::Store`] when the task store cannot be opened; [`Error::Amqp`] and
     /// [`Error::Subscribe`] when the broker cannot be reached or the topology declared.
     pub fn setup(&self) -> Result<()> {
-        let mut subscriber = self.subscriber()?;
-        subscriber.setup()?;
-        Ok(())
+        self.pool()
+            .setup(|_, connection| self.subscriber(connection))
     }
 
     /// Declares the topology, then starts the workers, each on its own thread.
@@ -299,29 +299,30 @@ impl TaskWorker {
     ///
     /// As [`setup`](Self::setup); the workers started so far are stopped.
     pub fn start(self) -> Result<RunningWorker> {
-        let mut running = RunningWorker {
-            workers: Vec::with_capacity(self.workers),
-            queue: self.queue.clone(),
-            queues: self.queues(),
-        };
-        for i in 0..self.workers {
-            let mut subscriber = self.subscriber()?;
-            if i == 0 {
-                subscriber.setup()?;
-            }
-            running.workers.push(subscriber.spawn()?);
-        }
+        let pool = self
+            .pool()
+            .start(|_, connection| self.subscriber(connection))?;
         log::info!(
             "{} task worker(s) on `{}` run {}",
             self.workers,
             self.queue,
             self.tasks.names().join(", ")
         );
-        Ok(running)
+        Ok(RunningWorker {
+            pool,
+            queue: self.queue.clone(),
+            queues: self.queues(),
+        })
     }
 
-    /// One worker: its store connection, its registry with the one handler, its subscriber.
-    fn subscriber(&self) -> Result<EventSubscriber> {
+    /// The runtime the workers run on.
+    fn pool(&self) -> WorkerPool {
+        WorkerPool::new(&self.config, &format!("tasks {}", self.queue)).workers(self.workers)
+    }
+
+    /// One worker's consumer: its store connection, its registry with the one handler, its
+    /// subscriber's settings.
+    fn subscriber(&self, connection: Connection) -> Result<SubscriberBuilder> {
         let store = TaskStore::open(&self.database)?;
         let mut registry = HandlerRegistry::new();
         registry
@@ -336,7 +337,6 @@ impl TaskWorker {
             .map_err(|e| Error::InvalidConfig {
                 message: e.to_string(),
             })?;
-        let connection = Connection::open(&self.config)?;
         let mut builder = EventSubscriber::builder(connection, &self.queue, Arc::new(registry))
             .exchange(&self.exchange)
             .declare_exchange(self.declare_exchange.then(exchange_config))
@@ -349,7 +349,7 @@ impl TaskWorker {
         if let Some(observer) = &self.observer {
             builder = builder.observer(observer.clone());
         }
-        Ok(builder.build()?)
+        Ok(builder)
     }
 }
 
@@ -381,7 +381,7 @@ impl fmt::Debug for TaskWorkerBuilder {
 /// joins them.
 #[derive(Debug)]
 pub struct RunningWorker {
-    workers: Vec<RunningSubscriber>,
+    pool: RunningPool,
     queue: String,
     queues: Vec<String>,
 }
@@ -397,13 +397,15 @@ impl RunningWorker {
         &self.queues
     }
 
+    /// Whether every worker still consumes (see
+    /// [`RunningPool::is_running`](pubsub_subscriber::RunningPool::is_running)).
+    pub fn is_running(&self) -> bool {
+        self.pool.is_running()
+    }
+
     /// The workers' counters now, added up.
     pub fn stats(&self) -> SubscriberStats {
-        let mut total = SubscriberStats::default();
-        for worker in &self.workers {
-            total += &worker.stats();
-        }
-        total
+        self.pool.stats()
     }
 
     /// Stops every worker (each finishes and acks the task it is running) and joins its
@@ -412,23 +414,7 @@ impl RunningWorker {
     /// # Errors
     ///
     /// [`Error::Subscribe`]: the first error a worker had stopped on (all are stopped).
-    pub fn stop(mut self) -> Result<SubscriberStats> {
-        for worker in &self.workers {
-            worker.stop_handle().stop();
-        }
-        let mut total = SubscriberStats::default();
-        let mut first_error = None;
-        for worker in self.workers.drain(..) {
-            match worker.stop() {
-                Ok(stats) => total += &stats,
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        match first_error {
-            Some(e) => Err(Error::Subscribe(e)),
-            None => Ok(total),
-        }
+    pub fn stop(self) -> Result<SubscriberStats> {
+        Ok(self.pool.stop()?.subscriber)
     }
 }

@@ -12,8 +12,8 @@ use pubsub_core::{Event, EventHandler, EventType, HandlerResult, Metadata, Typed
 use pubsub_publisher::{EventPublisher, PublishOptions, Unroutable};
 use pubsub_registry::{HandlerRegistry, InvocationResult};
 use pubsub_subscriber::{
-    dead_letter_queue_name, queue_names, DeliveryReport, EventSubscriber, RetryPolicy,
-    RunningSubscriber, SubscriberStats,
+    dead_letter_queue_name, queue_names, DeliveryReport, EventSubscriber, PoolStats, RetryPolicy,
+    RunningPool, WorkerPool,
 };
 
 use crate::context::{self, Contextual};
@@ -222,21 +222,17 @@ enum State {
 
 /// What a started bus runs.
 struct Running {
-    workers: Vec<RunningSubscriber>,
+    /// The workers, when the bus has handlers and a broker.
+    workers: Option<RunningPool>,
     publisher_thread: Option<JoinHandle<()>>,
     registry: Arc<HandlerRegistry>,
     /// The metrics endpoint, when asked for.
     endpoint: Option<Endpoint>,
 }
 
-/// What a stopped bus did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BusStats {
-    /// The workers' counters, summed.
-    pub subscriber: SubscriberStats,
-    /// How many workers consumed.
-    pub workers: usize,
-}
+/// What a stopped bus did: its worker pool's counters, summed, and how many workers
+/// consumed (none in process, or without handlers).
+pub type BusStats = PoolStats;
 
 /// What [`EventBus::teardown`] deleted, and what it kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -444,7 +440,7 @@ impl EventBus {
             None => {
                 self.publisher.retarget(Target::InProcess(registry.clone()));
                 Running {
-                    workers: Vec::new(),
+                    workers: None,
                     publisher_thread: None,
                     registry,
                     endpoint: None,
@@ -475,7 +471,7 @@ impl EventBus {
             } else {
                 "in process"
             },
-            running.workers.len(),
+            running.workers.as_ref().map_or(0, RunningPool::len),
             running.registry.len()
         );
         self.state = State::Running(running);
@@ -484,11 +480,11 @@ impl EventBus {
 
     fn start_broker(&self, config: &AmqpConfig, registry: Arc<HandlerRegistry>) -> Result<Running> {
         let s = &self.settings;
-        let mut workers = Vec::new();
-        if !registry.is_empty() {
-            for i in 0..s.workers {
-                let name = format!("{} worker {}", s.service, i + 1);
-                let connection = Connection::open(&config.clone().with_connection_name(&name))?;
+        let workers = if registry.is_empty() {
+            None
+        } else {
+            let pool = WorkerPool::new(config, &s.service).workers(s.workers);
+            Some(pool.start(|_, connection| {
                 let mut builder =
                     EventSubscriber::builder(connection, &s.service, registry.clone())
                         .exchange(&self.exchange)
@@ -500,15 +496,9 @@ impl EventBus {
                 if let Some(observer) = &s.observer {
                     builder = builder.observer(observer.clone());
                 }
-                let mut subscriber = builder.build()?;
-                if i == 0 {
-                    // Declared and bound before anything is published.
-                    subscriber.setup()?;
-                }
-                // On an error, the workers already started are stopped when dropped.
-                workers.push(subscriber.spawn()?);
-            }
-        }
+                Ok::<_, Error>(builder)
+            })?)
+        };
         let name = format!("{} publisher", s.service);
         let connection = Connection::open(&config.clone().with_connection_name(&name))?;
         let event_publisher = EventPublisher::builder(connection, &self.exchange)
@@ -517,9 +507,9 @@ impl EventBus {
             .build()?;
         if let Some(metrics) = &self.metrics {
             let workers = workers
-                .iter()
-                .map(RunningSubscriber::stats_handle)
-                .collect();
+                .as_ref()
+                .map(RunningPool::stats_handles)
+                .unwrap_or_default();
             metrics.attach(Some(event_publisher.stats_handle()), workers);
         }
         let (tx, rx) = crossbeam_channel::bounded(s.publish_queue);
@@ -571,7 +561,7 @@ impl EventBus {
     /// returns that error.
     pub fn is_running(&self) -> bool {
         match &self.state {
-            State::Running(running) => running.workers.iter().all(|w| !w.is_finished()),
+            State::Running(running) => running.workers.as_ref().is_none_or(RunningPool::is_running),
             State::Built | State::Stopped => false,
         }
     }
@@ -610,26 +600,10 @@ impl EventBus {
                 );
             }
         }
-        for worker in &workers {
-            worker.stop_handle().stop();
-        }
-        let mut stats = BusStats {
-            subscriber: SubscriberStats::default(),
-            workers: workers.len(),
-        };
-        let mut first_error = None;
-        for worker in workers {
-            match worker.stop() {
-                Ok(s) => add(&mut stats.subscriber, &s),
-                Err(e) => {
-                    log::error!("a worker of `{}` stopped on: {e}", self.settings.service);
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        match first_error {
-            Some(e) => Err(Error::Subscriber(e)),
-            None => Ok(stats),
+        match workers.map(RunningPool::stop) {
+            None => Ok(BusStats::default()),
+            Some(Ok(stats)) => Ok(stats),
+            Some(Err(e)) => Err(Error::Subscriber(e)),
         }
     }
 
@@ -724,22 +698,6 @@ impl fmt::Debug for EventBus {
     }
 }
 
-/// Adds `more` to `total`, counter by counter.
-pub(crate) fn add(total: &mut SubscriberStats, more: &SubscriberStats) {
-    total.received += more.received;
-    total.redelivered += more.redelivered;
-    total.acked += more.acked;
-    total.unhandled += more.unhandled;
-    total.retried += more.retried;
-    total.dead_lettered_poison += more.dead_lettered_poison;
-    total.dead_lettered_exhausted += more.dead_lettered_exhausted;
-    total.dead_lettered_redelivery_limit += more.dead_lettered_redelivery_limit;
-    total.dropped += more.dropped;
-    total.handler_failures += more.handler_failures;
-    total.reconnects += more.reconnects;
-    total.in_flight += more.in_flight;
-}
-
 /// `my_crate::events::OrderPaid` becomes `OrderPaid`.
 fn short_type_name(full: &'static str) -> &'static str {
     let base = full.split('<').next().unwrap_or(full);
@@ -770,19 +728,5 @@ mod tests {
         assert_eq!(short_type_name("a::b::OrderPaid"), "OrderPaid");
         assert_eq!(short_type_name("OrderPaid"), "OrderPaid");
         assert_eq!(short_type_name("a::W<b::C>"), "W<b::C>");
-    }
-
-    #[test]
-    fn stats_add_up() {
-        let one = SubscriberStats {
-            received: 2,
-            acked: 1,
-            retried: 1,
-            ..SubscriberStats::default()
-        };
-        let mut total = SubscriberStats::default();
-        add(&mut total, &one);
-        add(&mut total, &one);
-        assert_eq!((total.received, total.acked, total.retried), (4, 2, 2));
     }
 }

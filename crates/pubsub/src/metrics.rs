@@ -111,11 +111,11 @@ impl Metrics {
         let (publisher, subscriber) = {
             let sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
             let subscriber = (!sources.workers.is_empty()).then(|| {
-                let mut total = SubscriberStats::default();
-                for worker in &sources.workers {
-                    crate::bus::add(&mut total, &worker.snapshot());
-                }
-                total
+                sources
+                    .workers
+                    .iter()
+                    .map(pubsub_subscriber::StatsHandle::snapshot)
+                    .sum::<SubscriberStats>()
             });
             (sources.publisher.as_ref().map(|p| p.snapshot()), subscriber)
         };
