@@ -42,7 +42,7 @@ impl EventBus {
     /// ```
     pub fn asyncapi(&self) -> AsyncApi {
         let mut document = AsyncApi::new(&self.settings.service, &self.exchange)
-            .queue(&self.settings.service)
+            .queue(self.queue())
             .mandatory(self.settings.unroutable != Unroutable::Ignore);
         if let Some(config) = &self.amqp {
             document = document.vhost(config.virtual_host());

@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::Sender;
-use pubsub_amqp::{AmqpConfig, Connection};
+use pubsub_amqp::{AmqpConfig, Connection, ReconnectPolicy};
+use pubsub_core::envelope::Envelope;
 use pubsub_core::{Event, EventHandler, EventType, HandlerResult, Metadata, TypedEvent};
 use pubsub_publisher::{EventPublisher, PublishOptions, Unroutable};
 use pubsub_registry::{HandlerRegistry, InvocationResult};
 use pubsub_subscriber::{
     dead_letter_queue_name, queue_names, DeliveryReport, EventSubscriber, PoolStats, RetryPolicy,
-    RunningPool, WorkerPool,
+    RunningPool, SubscriberBuilder, WorkerPool,
 };
 
 use crate::context::{self, Contextual};
@@ -44,9 +45,122 @@ pub struct EventBusBuilder {
     publish_queue: usize,
     metrics: bool,
     metrics_endpoint: Option<SocketAddr>,
+    consumer: ConsumerOptions,
+}
+
+/// The subscriber settings the bus passes on to each worker as they are (the subscriber's
+/// defaults unless set).
+#[derive(Debug, Clone, Default)]
+struct ConsumerOptions {
+    queue: Option<String>,
+    envelope: Option<Envelope>,
+    envelope_patterns: Vec<(String, Envelope)>,
+    existing_queue: bool,
+    quorum: bool,
+    max_redeliveries: Option<u32>,
+    dead_letter: Option<bool>,
+    reconnect: Option<ReconnectPolicy>,
+    max_body_size: Option<usize>,
+}
+
+impl ConsumerOptions {
+    /// `builder` with these settings.
+    fn apply(&self, mut builder: SubscriberBuilder) -> SubscriberBuilder {
+        if let Some(envelope) = self.envelope {
+            builder = builder.envelope(envelope);
+        }
+        for (pattern, envelope) in &self.envelope_patterns {
+            builder = builder.envelope_for(pattern, *envelope);
+        }
+        builder = builder
+            .existing_queue(self.existing_queue)
+            .quorum(self.quorum);
+        if let Some(max) = self.max_redeliveries {
+            builder = builder.max_redeliveries(max);
+        }
+        if let Some(enabled) = self.dead_letter {
+            builder = builder.dead_letter(enabled);
+        }
+        if let Some(policy) = &self.reconnect {
+            builder = builder.reconnect(policy.clone());
+        }
+        if let Some(bytes) = self.max_body_size {
+            builder = builder.max_body_size(bytes);
+        }
+        builder
+    }
 }
 
 impl EventBusBuilder {
+    /// The queue the workers consume (by default the service's name; see [`EventBus`]'s
+    /// names). Its retry and dead-letter queues are named after it.
+    pub fn queue(mut self, queue: &str) -> Self {
+        self.consumer.queue = Some(queue.to_owned());
+        self
+    }
+
+    /// Consumes a queue another service declared (a Python service of the seeds, with its
+    /// own arguments) as it is, instead of declaring it (off by default); see
+    /// [`SubscriberBuilder::existing_queue`]. [`EventBus::teardown`] then leaves that queue
+    /// alone (it deletes only the retry and dead-letter queues the bus declared).
+    pub fn existing_queue(mut self, existing: bool) -> Self {
+        self.consumer.existing_queue = existing;
+        self
+    }
+
+    /// The envelope the queue's messages come in ([`Envelope::Standard`], the six fields, by
+    /// default): seed 002's bare body, seed 004's event-bus envelope; see
+    /// [`SubscriberBuilder::envelope`].
+    pub fn envelope(mut self, envelope: Envelope) -> Self {
+        self.consumer.envelope = Some(envelope);
+        self
+    }
+
+    /// The envelope of the messages whose routing key matches `pattern`, for a queue that
+    /// receives several kinds (the first matching pattern wins); see
+    /// [`SubscriberBuilder::envelope_for`]. An invalid pattern fails [`EventBus::start`].
+    pub fn envelope_for(mut self, pattern: &str, envelope: Envelope) -> Self {
+        self.consumer
+            .envelope_patterns
+            .push((pattern.to_owned(), envelope));
+        self
+    }
+
+    /// Makes the queue, its delay queues and its dead-letter queue quorum queues, replicated
+    /// over a cluster (off by default); see [`SubscriberBuilder::quorum`].
+    pub fn quorum(mut self, quorum: bool) -> Self {
+        self.consumer.quorum = quorum;
+        self
+    }
+
+    /// How many times a quorum queue may deliver a message without an ack before it is
+    /// dead-lettered (10 by default); see [`SubscriberBuilder::max_redeliveries`].
+    pub fn max_redeliveries(mut self, max: u32) -> Self {
+        self.consumer.max_redeliveries = Some(max);
+        self
+    }
+
+    /// Whether to declare the dead-letter queue and dead-letter to it (on by default); see
+    /// [`SubscriberBuilder::dead_letter`].
+    pub fn dead_letter(mut self, enabled: bool) -> Self {
+        self.consumer.dead_letter = Some(enabled);
+        self
+    }
+
+    /// How the workers reconnect after their connection dies (forever by default); see
+    /// [`SubscriberBuilder::reconnect`].
+    pub fn reconnect(mut self, policy: ReconnectPolicy) -> Self {
+        self.consumer.reconnect = Some(policy);
+        self
+    }
+
+    /// The largest body accepted (16 MiB by default); larger ones are dead-lettered as
+    /// poison. See [`SubscriberBuilder::max_body_size`].
+    pub fn max_body_size(mut self, bytes: usize) -> Self {
+        self.consumer.max_body_size = Some(bytes);
+        self
+    }
+
     /// The broker (by default [`AmqpConfig::from_env`]: `AMQP_URL`, or a broker on
     /// localhost).
     pub fn amqp(mut self, config: AmqpConfig) -> Self {
@@ -265,6 +379,7 @@ impl EventBus {
             publish_queue: 8192,
             metrics: false,
             metrics_endpoint: None,
+            consumer: ConsumerOptions::default(),
         }
     }
 
@@ -292,9 +407,18 @@ impl EventBus {
         self.amqp.is_none()
     }
 
+    /// The queue its workers consume: [`EventBusBuilder::queue`], else the service's name.
+    pub fn queue(&self) -> &str {
+        self.settings
+            .consumer
+            .queue
+            .as_deref()
+            .unwrap_or(&self.settings.service)
+    }
+
     /// The names of the service's queues: the queue, its retry queues, its dead-letter queue.
     pub fn queues(&self) -> Vec<String> {
-        queue_names(&self.settings.service, &self.settings.retry)
+        queue_names(self.queue(), &self.settings.retry)
     }
 
     /// Subscribes `handler` to the events whose routing key matches `pattern` (AMQP topic
@@ -484,12 +608,15 @@ impl EventBus {
             None
         } else {
             let pool = WorkerPool::new(config, &s.service).workers(s.workers);
+            let queue = self.queue();
             Some(pool.start(|_, connection| {
-                let mut builder =
-                    EventSubscriber::builder(connection, &s.service, registry.clone())
-                        .exchange(&self.exchange)
-                        .prefetch(s.prefetch)
-                        .retry(s.retry.clone());
+                let builder = EventSubscriber::builder(connection, queue, registry.clone());
+                let mut builder = s
+                    .consumer
+                    .apply(builder)
+                    .exchange(&self.exchange)
+                    .prefetch(s.prefetch)
+                    .retry(s.retry.clone());
                 if let Some(versions) = &s.supported_major_versions {
                     builder = builder.supported_major_versions(versions);
                 }
@@ -641,8 +768,11 @@ impl EventBus {
         let name = format!("{} teardown", self.settings.service);
         let mut connection = Connection::open(&config.clone().with_connection_name(&name))?;
         let mut channel = connection.open_channel()?;
-        let dlq = dead_letter_queue_name(&self.settings.service);
+        let dlq = dead_letter_queue_name(self.queue());
         for queue in self.queues() {
+            if self.settings.consumer.existing_queue && queue == self.queue() {
+                continue; // another service's queue
+            }
             if queue == dlq && keep_dead_letters {
                 let dead = match channel.queue_info(&queue) {
                     Ok(info) => info.message_count,

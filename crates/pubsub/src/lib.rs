@@ -74,7 +74,8 @@ pub use crate::names::{validate_service_name, MAX_SERVICE_NAME};
 pub use crate::publishing::{Publisher, Receipt};
 pub use pubsub_amqp::{exchange_from_env, DEFAULT_EXCHANGE, RABBITMQ_EXCHANGE_ENV};
 
-pub use pubsub_amqp::AmqpConfig;
+pub use pubsub_amqp::{AmqpConfig, ReconnectPolicy};
+pub use pubsub_core::envelope::Envelope;
 pub use pubsub_core::{
     handler_fn, serde_json, Event, EventHandler, EventType, HandlerError, HandlerResult, Metadata,
     Permanent, TypedEvent,

@@ -276,3 +276,57 @@ fn a_broker_that_refuses_leaves_nothing_running() {
     let refused = bus.publish(event("a", "b", 1)).unwrap_err();
     assert!(matches!(refused.error(), Error::Stopped), "{refused}");
 }
+
+#[test]
+fn a_bus_consumes_an_existing_queue_in_another_envelope_and_leaves_it_at_teardown() {
+    let Some((mut fixture, builder, _service)) = fixture("bus-estate") else {
+        return;
+    };
+    // Another service's queue, declared with arguments the bus would not give it.
+    let mut arguments = pubsub::amqp::Headers::new();
+    arguments.insert("x-max-length".into(), pubsub::amqp::HeaderValue::Int(1_000));
+    let config = pubsub::amqp::QueueConfig {
+        arguments,
+        ..pubsub::amqp::QueueConfig::default()
+    };
+    let queue = fixture.bound_queue("estate", "inventory.*", &config);
+    let mut bus = builder
+        .queue(&queue)
+        .existing_queue(true)
+        .envelope(pubsub::Envelope::Bare)
+        .max_body_size(1_024)
+        .build()
+        .unwrap();
+    assert_eq!(bus.queue(), queue);
+    let (tx, rx) = crossbeam_channel::unbounded::<Event>();
+    bus.subscribe(
+        "inventory.*",
+        handler_fn("stock", move |event, _| {
+            tx.send(event.clone()).unwrap();
+            Ok(())
+        }),
+    )
+    .unwrap();
+    bus.start().unwrap();
+    let properties = pubsub::amqp::Properties {
+        content_type: Some("application/json".into()),
+        ..pubsub::amqp::Properties::default()
+    };
+    fixture.publish_raw(
+        fixture.exchange(),
+        "inventory.reserved",
+        br#"{"sku":"A1"}"#,
+        &properties,
+    );
+    let event = rx.recv_timeout(WAIT).expect("the bare event");
+    assert_eq!(event.routing_key(), "inventory.reserved");
+    assert_eq!(event.data()["sku"], "A1");
+    let report = bus.teardown().unwrap();
+    assert!(!report.deleted.contains(&queue), "{:?}", report.deleted);
+    assert!(report.deleted.iter().any(|q| q.ends_with(".dlq")));
+    assert_eq!(
+        fixture.ready(&queue),
+        Some(0),
+        "the other service's queue stays"
+    );
+}
