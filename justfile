@@ -102,7 +102,9 @@ broker:
         docker compose up -d --wait
     elif command -v rabbitmq-server >/dev/null 2>&1; then
         rabbitmq-server -detached
-        timeout 120 rabbitmqctl await_startup
+        # Waits for the node to register, then to start (await_startup alone fails at once
+        # while a detached node has not registered yet).
+        scripts/rabbitmq-wait.sh -t 120
     else
         echo "No broker could be started: install Docker (https://docs.docker.com/get-docker/) and run 'docker compose up -d'," >&2
         echo "or install RabbitMQ (Debian/Ubuntu: 'sudo apt-get install rabbitmq-server'; macOS: 'brew install rabbitmq')." >&2

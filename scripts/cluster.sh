@@ -30,6 +30,7 @@ with_node() {
         RABBITMQ_DIST_PORT="$((DIST_PORT_BASE + i))" \
         RABBITMQ_MNESIA_BASE="$dir/mnesia" \
         RABBITMQ_LOG_BASE="$dir/log" \
+        RABBITMQ_PID_FILE="$dir/pid" \
         RABBITMQ_FEATURE_FLAGS_FILE="$dir/feature_flags" \
         RABBITMQ_CONFIG_FILE="$dir/rabbitmq" \
         RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins" \
@@ -38,6 +39,14 @@ with_node() {
 }
 
 ctl() { local i="$1"; shift; rabbitmqctl -q -n "$(node_name "$i")" "$@"; }
+
+# Waits until node $1 has registered and started (see rabbitmq-wait.sh), within $TIMEOUT;
+# a node that fails to start is named, with its log.
+wait_node() {
+    local dir="$BASE/n$1"
+    "$(dirname "$0")/rabbitmq-wait.sh" -n "$(node_name "$1")" -t "$TIMEOUT" \
+        -p "$dir/pid" -l "$dir/log/$(node_name "$1").log"
+}
 
 TLS_PORT_BASE=5675       # nodes 1 and 2 listen for TLS on 5675 + i
 
@@ -99,7 +108,7 @@ start() {
         with_node "$i" rabbitmq-server -detached
     done
     for i in "${NODES[@]}"; do
-        timeout "$TIMEOUT" rabbitmqctl -q -n "$(node_name "$i")" await_startup
+        wait_node "$i"
     done
     for i in "${NODES[@]:1}"; do
         if ctl 1 cluster_status --formatter json 2>/dev/null | grep -q "\"$(node_name "$i")\""; then
@@ -111,7 +120,7 @@ start() {
         ctl "$i" start_app
     done
     for i in "${NODES[@]}"; do
-        timeout "$TIMEOUT" rabbitmqctl -q -n "$(node_name "$i")" await_startup
+        wait_node "$i"
     done
     echo "cluster up: amqp://guest:guest@127.0.0.1:5673,127.0.0.1:5674,127.0.0.1:5675/%2f"
     echo "TLS: amqps://localhost:5676 and :5677 (client certificate required), CA and client certificate in $BASE/tls"
