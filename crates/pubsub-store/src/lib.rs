@@ -43,6 +43,7 @@ mod backend;
 mod database;
 mod error;
 mod events;
+mod filter;
 mod model;
 mod postgres;
 mod recorder;
