@@ -9,9 +9,8 @@ use anyhow::{bail, Context as _};
 use pubsub::amqp::Connection;
 use pubsub::subscriber::{queue_names, RetryPolicy, RunningSubscriber};
 use pubsub::AmqpConfig;
-use pubsub_store::{
-    record, Database, EventQuery, EventStore, RecordOptions, Recorder, StoredEvent,
-};
+use pubsub_recorder::{record, RecordOptions, Recorder};
+use pubsub_store::{Database, EventQuery, EventStore, StoredEvent};
 use uuid::Uuid;
 
 /// The database the demo keeps its events in unless told otherwise: a SQLite file under

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use pubsub_core::{handler_fn, Event, Metadata};
 use pubsub_publisher::EventPublisher;
+use pubsub_recorder::{RecordOptions, Recorder};
 use pubsub_registry::HandlerRegistry;
-use pubsub_store::{Database, EventRow, EventStore, RecordOptions, Recorder};
+use pubsub_store::{Database, EventRow, EventStore};
 use pubsub_subscriber::EventSubscriber;
 use serde_json::json;
 

@@ -98,6 +98,9 @@ pub enum Error {
     /// The event store failed (a database that is down, a URL it cannot use). Its message is
     /// the store's.
     Store(pubsub_store::Error),
+    /// The event store's recorder or a replay failed (its subscriber or publisher). Its
+    /// message is the recorder's.
+    Recorder(pubsub_recorder::Error),
     /// Writing the output failed (e.g. a closed pipe, see [`Error::is_broken_pipe`]). Its
     /// message is the I/O error's.
     Io(io::Error),
@@ -185,6 +188,7 @@ impl fmt::Display for Error {
             Error::NoSuchTask { id } => write!(f, "no task `{id}` in the task store"),
             Error::Io(e) => fmt::Display::fmt(e, f),
             Error::Store(e) => fmt::Display::fmt(e, f),
+            Error::Recorder(e) => fmt::Display::fmt(e, f),
         }
     }
 }
@@ -199,6 +203,7 @@ impl std::error::Error for Error {
             Error::Io(e) => std::error::Error::source(e),
             Error::Tasks(e) => std::error::Error::source(e),
             Error::Store(e) => std::error::Error::source(e),
+            Error::Recorder(e) => std::error::Error::source(e),
             Error::CannotPublish { source, .. } => Some(&**source),
             Error::PutBack(e) => Some(e),
             Error::Answer(e) => Some(e),
@@ -249,6 +254,18 @@ impl From<pubsub_store::Error> for Error {
                 Error::Usage(UsageError::new(message))
             }
             other => Error::Store(other),
+        }
+    }
+}
+
+impl From<pubsub_recorder::Error> for Error {
+    fn from(e: pubsub_recorder::Error) -> Self {
+        match e {
+            pubsub_recorder::Error::Store(e) => Error::from(e),
+            pubsub_recorder::Error::InvalidConfig { message } => {
+                Error::Usage(UsageError::new(message))
+            }
+            other => Error::Recorder(other),
         }
     }
 }

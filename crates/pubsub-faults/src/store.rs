@@ -5,7 +5,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
-use pubsub_store::{Database, EventQuery, EventStore, RecordOptions, Recorder};
+use pubsub_recorder::{RecordOptions, Recorder};
+use pubsub_store::{Database, EventQuery, EventStore};
 
 use crate::harness::{wait_for, wait_progress, Flow, Line};
 use crate::scenarios::{run_with_faults, Ctx};

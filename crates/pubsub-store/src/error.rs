@@ -55,10 +55,6 @@ pub enum Error {
         /// Its id.
         task_id: uuid::Uuid,
     },
-    /// Publishing a replay failed.
-    Publish(pubsub_publisher::Error),
-    /// The store's subscriber failed.
-    Subscribe(pubsub_subscriber::Error),
 }
 
 impl Error {
@@ -98,8 +94,6 @@ impl fmt::Display for Error {
             ),
             Error::CorruptRow { key, message } => write!(f, "stored row {key} is unreadable: {message}"),
             Error::UnknownTask { task_id } => write!(f, "no task {task_id} in the store"),
-            Error::Publish(e) => fmt::Display::fmt(e, f),
-            Error::Subscribe(e) => fmt::Display::fmt(e, f),
         }
     }
 }
@@ -108,23 +102,8 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Connect { source, .. } | Error::Query { source, .. } => Some(source.as_ref()),
-            // Transparent: shown by Display, the chain goes on from their own source.
-            Error::Publish(e) => std::error::Error::source(e),
-            Error::Subscribe(e) => std::error::Error::source(e),
             _ => None,
         }
-    }
-}
-
-impl From<pubsub_publisher::Error> for Error {
-    fn from(e: pubsub_publisher::Error) -> Self {
-        Error::Publish(e)
-    }
-}
-
-impl From<pubsub_subscriber::Error> for Error {
-    fn from(e: pubsub_subscriber::Error) -> Self {
-        Error::Subscribe(e)
     }
 }
 

@@ -11,13 +11,13 @@
 //! - [`EventStore`]: [`append`](EventStore::append) rows in one transaction (an event id is
 //!   stored once), [`query`](EventStore::query) by routing pattern (the handlers' semantics),
 //!   time range, correlation id (a whole causal chain) or event id.
-//! - [`Recorder`] and [`record`]: the store as a service: a subscriber bound to every event
-//!   of the exchange (`#`) that keeps each one, committed in batches that match its ack
-//!   batches, acked only after commit (a [`Sink`](pubsub_subscriber::Sink)).
-//! - [`replay`]: a selection published again, to the exchange or into one service's queue,
-//!   with confirms, a rate limit and progress.
 //! - [`TaskStore`]: `PENDING`, `RUNNING`, `COMPLETED` (with a JSON result) or `FAILED` (with
 //!   the error), with the number of attempts.
+//!
+//! This crate is storage only: it knows no broker. The store as a service (the recorder that
+//! keeps every event of an exchange, and replay) is `pubsub-recorder`; the task queue that
+//! fills the task store is `pubsub-tasks`. Both SQL backends build their `SELECT`s with one
+//! filter builder; only the placeholder style differs.
 //!
 //! # Example
 //!
@@ -43,10 +43,9 @@ mod backend;
 mod database;
 mod error;
 mod events;
+mod filter;
 mod model;
 mod postgres;
-mod recorder;
-mod replay;
 mod sqlite;
 mod tasks;
 
@@ -58,6 +57,4 @@ pub use crate::model::{
     EventQuery, EventRow, NewTask, Order, StoredEvent, TaskChange, TaskFilter, TaskRecord,
     TaskStatus,
 };
-pub use crate::recorder::{record, RecordOptions, Recorder, DEFAULT_STORE_QUEUE};
-pub use crate::replay::{replay, ReplayOptions, ReplayProgress, ReplayTarget};
 pub use crate::tasks::TaskStore;

@@ -8,9 +8,9 @@ use uuid::Uuid;
 
 use crate::backend::{migrations_from, Backend};
 use crate::error::{Error, Result};
+use crate::filter::{self, Param, Placeholder, TASK_COLUMNS};
 use crate::model::{
-    EventQuery, EventRow, NewTask, Order, StoredEvent, TaskChange, TaskFilter, TaskRecord,
-    TaskStatus,
+    EventQuery, EventRow, NewTask, StoredEvent, TaskChange, TaskFilter, TaskRecord, TaskStatus,
 };
 
 /// The schema, by version.
@@ -132,11 +132,14 @@ impl Postgres {
     }
 }
 
-const EVENT_COLUMNS: &str = "event_id, routing_key, version, timestamp, data, correlation_id, \
-                             causation_id, producer, headers, received_at";
-
-const TASK_COLUMNS: &str = "task_id, task_name, payload, status, result, error, attempts, \
-                            routing_key, correlation_id, producer, created_at, updated_at";
+/// A filter's parameter in PostgreSQL's own type.
+fn bind(param: &Param) -> &(dyn ToSql + Sync) {
+    match param {
+        Param::Text(text) => text,
+        Param::Time(t) => t,
+        Param::Uuid(id) => id,
+    }
+}
 
 fn stored_event(row: &Row, doing: &str) -> Result<StoredEvent> {
     let get = |e: postgres::Error| Error::query(doing.to_owned(), e);
@@ -252,44 +255,10 @@ impl Backend for Postgres {
         each: &mut dyn FnMut(StoredEvent) -> bool,
     ) -> Result<()> {
         let doing = format!("querying events in {}", self.name);
-        let mut sql = format!("SELECT {EVENT_COLUMNS} FROM pubsub_events WHERE TRUE");
-        let mut params: Vec<Box<dyn ToSql + Sync>> = Vec::new();
-        let mut arg = |sql: &mut String, clause: &str, value: Box<dyn ToSql + Sync>| {
-            params.push(value);
-            sql.push_str(&clause.replace('?', &format!("${}", params.len())));
-        };
-        if let Some(since) = query.since {
-            arg(&mut sql, " AND timestamp >= ?", Box::new(since));
-        }
-        if let Some(until) = query.until {
-            arg(&mut sql, " AND timestamp < ?", Box::new(until));
-        }
-        if let Some(id) = query.event_id {
-            arg(&mut sql, " AND event_id = ?", Box::new(id));
-        }
-        if let Some(correlation) = &query.correlation_id {
-            arg(
-                &mut sql,
-                " AND (correlation_id = ?",
-                Box::new(correlation.clone()),
-            );
-            arg(
-                &mut sql,
-                " OR event_id::text = ?)",
-                Box::new(correlation.to_lowercase()),
-            );
-        }
-        if let Some(domain) = query.literal_domain() {
-            arg(&mut sql, " AND domain = ?", Box::new(domain));
-        }
-        sql.push_str(match query.order {
-            Order::OldestFirst => " ORDER BY timestamp, event_id",
-            Order::NewestFirst => " ORDER BY timestamp DESC, event_id DESC",
-        });
-        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref()).collect();
+        let select = filter::events(query, Placeholder::Dollar);
         let mut rows = self
             .client
-            .query_raw(sql.as_str(), refs)
+            .query_raw(select.sql.as_str(), select.params.iter().map(bind))
             .map_err(|e| Error::query(doing.clone(), e))?;
         use postgres::fallible_iterator::FallibleIterator;
         while let Some(row) = rows.next().map_err(|e| Error::query(doing.clone(), e))? {
@@ -380,24 +349,11 @@ impl Backend for Postgres {
 
     fn tasks(&mut self, filter: &TaskFilter) -> Result<Vec<TaskRecord>> {
         let doing = format!("listing tasks in {}", self.name);
-        let mut sql = format!("SELECT {TASK_COLUMNS} FROM pubsub_tasks WHERE TRUE");
-        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
-        let status = filter.status.map(TaskStatus::as_str);
-        if let Some(status) = &status {
-            params.push(status);
-            sql.push_str(&format!(" AND status = ${}", params.len()));
-        }
-        if let Some(name) = &filter.task_name {
-            params.push(name);
-            sql.push_str(&format!(" AND task_name = ${}", params.len()));
-        }
-        sql.push_str(" ORDER BY created_at DESC, task_id DESC");
-        if let Some(limit) = filter.limit {
-            sql.push_str(&format!(" LIMIT {limit}"));
-        }
+        let select = filter::tasks(filter, Placeholder::Dollar);
+        let params: Vec<&(dyn ToSql + Sync)> = select.params.iter().map(bind).collect();
         let rows = self
             .client
-            .query(sql.as_str(), &params)
+            .query(select.sql.as_str(), &params)
             .map_err(|e| Error::query(doing.clone(), e))?;
         rows.iter().map(|r| task_record(r, &doing)).collect()
     }

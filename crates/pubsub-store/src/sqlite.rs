@@ -12,9 +12,9 @@ use uuid::Uuid;
 use crate::backend::{migrations_from, Backend};
 use crate::database::SqliteTarget;
 use crate::error::{Error, Result};
+use crate::filter::{self, Param, Placeholder, TASK_COLUMNS};
 use crate::model::{
-    EventQuery, EventRow, NewTask, Order, StoredEvent, TaskChange, TaskFilter, TaskRecord,
-    TaskStatus,
+    EventQuery, EventRow, NewTask, StoredEvent, TaskChange, TaskFilter, TaskRecord, TaskStatus,
 };
 
 /// How long a statement waits for another connection's write lock before failing.
@@ -197,11 +197,14 @@ fn stored_event(r: &Row<'_>) -> rusqlite::Result<Result<StoredEvent>> {
     }))
 }
 
-const EVENT_COLUMNS: &str = "event_id, routing_key, version, timestamp, data, correlation_id, \
-                             causation_id, producer, headers, received_at";
-
-const TASK_COLUMNS: &str = "task_id, task_name, payload, status, result, error, attempts, \
-                            routing_key, correlation_id, producer, created_at, updated_at";
+/// A filter's parameter as SQLite keeps it: times and ids as text.
+fn bind(param: &Param) -> String {
+    match param {
+        Param::Text(text) => text.clone(),
+        Param::Time(t) => ts(*t),
+        Param::Uuid(id) => id.to_string(),
+    }
+}
 
 /// A task row, read and checked as [`stored_event`] reads an event row.
 fn task_record(r: &Row<'_>) -> rusqlite::Result<Result<TaskRecord>> {
@@ -280,38 +283,13 @@ impl Backend for Sqlite {
         each: &mut dyn FnMut(StoredEvent) -> bool,
     ) -> Result<()> {
         let doing = || format!("querying events in {}", self.name);
-        let mut sql = format!("SELECT {EVENT_COLUMNS} FROM pubsub_events WHERE 1 = 1");
-        let mut args: Vec<String> = Vec::new();
-        let mut arg = |sql: &mut String, clause: &str, value: String| {
-            args.push(value);
-            sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
-        };
-        if let Some(since) = query.since {
-            arg(&mut sql, " AND timestamp >= ?", ts(since));
-        }
-        if let Some(until) = query.until {
-            arg(&mut sql, " AND timestamp < ?", ts(until));
-        }
-        if let Some(id) = query.event_id {
-            arg(&mut sql, " AND event_id = ?", id.to_string());
-        }
-        if let Some(correlation) = &query.correlation_id {
-            arg(&mut sql, " AND (correlation_id = ?", correlation.clone());
-            arg(&mut sql, " OR event_id = ?)", correlation.to_lowercase());
-        }
-        if let Some(domain) = query.literal_domain() {
-            arg(&mut sql, " AND domain = ?", domain);
-        }
-        sql.push_str(match query.order {
-            Order::OldestFirst => " ORDER BY timestamp, event_id",
-            Order::NewestFirst => " ORDER BY timestamp DESC, event_id DESC",
-        });
+        let select = filter::events(query, Placeholder::Question);
         let mut statement = self
             .connection
-            .prepare(&sql)
+            .prepare(&select.sql)
             .map_err(|e| Error::query(doing(), e))?;
         let mut rows = statement
-            .query(rusqlite::params_from_iter(args.iter()))
+            .query(rusqlite::params_from_iter(select.params.iter().map(bind)))
             .map_err(|e| Error::query(doing(), e))?;
         while let Some(row) = rows.next().map_err(|e| Error::query(doing(), e))? {
             let event = stored_event(row).map_err(|e| Error::query(doing(), e))??;
@@ -397,26 +375,16 @@ impl Backend for Sqlite {
 
     fn tasks(&mut self, filter: &TaskFilter) -> Result<Vec<TaskRecord>> {
         let doing = || format!("listing tasks in {}", self.name);
-        let mut sql = format!("SELECT {TASK_COLUMNS} FROM pubsub_tasks WHERE 1 = 1");
-        let mut args: Vec<String> = Vec::new();
-        if let Some(status) = filter.status {
-            args.push(status.as_str().to_owned());
-            sql.push_str(&format!(" AND status = ?{}", args.len()));
-        }
-        if let Some(name) = &filter.task_name {
-            args.push(name.clone());
-            sql.push_str(&format!(" AND task_name = ?{}", args.len()));
-        }
-        sql.push_str(" ORDER BY created_at DESC, task_id DESC");
-        if let Some(limit) = filter.limit {
-            sql.push_str(&format!(" LIMIT {limit}"));
-        }
+        let select = filter::tasks(filter, Placeholder::Question);
         let mut statement = self
             .connection
-            .prepare(&sql)
+            .prepare(&select.sql)
             .map_err(|e| Error::query(doing(), e))?;
         let rows = statement
-            .query_map(rusqlite::params_from_iter(args.iter()), task_record)
+            .query_map(
+                rusqlite::params_from_iter(select.params.iter().map(bind)),
+                task_record,
+            )
             .map_err(|e| Error::query(doing(), e))?;
         let mut records = Vec::new();
         for row in rows {

@@ -289,12 +289,7 @@ pub(crate) fn after_run(
         first_failure: Some(retry.first_failure.clone().unwrap_or_else(now)),
     };
     let permanent = run.failures.iter().all(|f| f.permanent);
-    let delay = if permanent {
-        None
-    } else {
-        policy.delay_after(attempt)
-    };
-    match delay {
+    match policy.retry_after_failure(attempt, permanent) {
         Some(delay) => {
             state.attempt = attempt + 1;
             Decision::Retry { delay, state }

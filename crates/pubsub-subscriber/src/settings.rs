@@ -117,6 +117,30 @@ impl RetryPolicy {
         self.delays.get(index).or(self.delays.last()).copied()
     }
 
+    /// Whether a failed attempt will be retried, and after how long: `None` when the error
+    /// is `permanent` (retrying cannot fix it) or `attempt` (1-based; 0 counts as 1) was the
+    /// last. The subscriber decides its retries and dead letters by this, and so must anyone
+    /// who records what will become of a failed attempt (the task store), so that both say
+    /// the same.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use pubsub_subscriber::RetryPolicy;
+    ///
+    /// let policy = RetryPolicy::default(); // 3 attempts
+    /// assert_eq!(policy.retry_after_failure(1, false), Some(Duration::from_secs(1)));
+    /// assert_eq!(policy.retry_after_failure(1, true), None); // permanent: dead-lettered
+    /// assert_eq!(policy.retry_after_failure(3, false), None); // the last attempt
+    /// ```
+    pub fn retry_after_failure(&self, attempt: u32, permanent: bool) -> Option<Duration> {
+        if permanent {
+            None
+        } else {
+            self.delay_after(attempt.max(1))
+        }
+    }
+
     /// The distinct delays the policy uses, in order.
     pub(crate) fn used_delays(&self) -> Vec<Duration> {
         let mut used = Vec::new();
@@ -195,6 +219,27 @@ mod tests {
         assert_eq!(p.delay_after(1), None);
         assert!(p.used_delays().is_empty());
         assert_eq!(RetryPolicy::new(0, vec![]).max_attempts(), 1);
+    }
+
+    #[test]
+    fn which_failures_are_retried() {
+        // (policy, attempt, permanent) -> delay
+        let check = |policy: &RetryPolicy, attempt: u32, permanent: bool, expected| {
+            assert_eq!(
+                policy.retry_after_failure(attempt, permanent),
+                expected,
+                "{policy:?} attempt {attempt} permanent={permanent}"
+            );
+        };
+        let three = RetryPolicy::new(3, vec![S(1)]);
+        check(&three, 0, false, Some(S(1)));
+        check(&three, 1, false, Some(S(1)));
+        check(&three, 2, false, Some(S(1)));
+        check(&three, 3, false, None);
+        check(&three, 7, false, None);
+        check(&three, 1, true, None);
+        check(&RetryPolicy::none(), 1, false, None);
+        check(&RetryPolicy::none(), 0, false, None);
     }
 
     #[test]

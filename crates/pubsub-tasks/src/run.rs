@@ -40,26 +40,6 @@ pub(crate) fn admit(status: TaskStatus, known: bool) -> Admit {
     }
 }
 
-/// What a failed attempt leaves in the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum AfterFailure {
-    /// PENDING again, with the error: the subscriber retries it after a delay.
-    RetryLater,
-    /// FAILED for good: the subscriber dead-letters it.
-    Fail,
-}
-
-/// What attempt `attempt` failing leaves: the subscriber retries unless the error is
-/// permanent or the retry policy has no delay after this attempt (it was the last), and the
-/// store must say the same.
-pub(crate) fn after_failure(permanent: bool, attempt: u32, policy: &RetryPolicy) -> AfterFailure {
-    if permanent || policy.delay_after(attempt).is_none() {
-        AfterFailure::Fail
-    } else {
-        AfterFailure::RetryLater
-    }
-}
-
 /// The one handler of a worker thread: it decodes nothing (the subscriber's task envelope
 /// did), records the task, runs its function and records the outcome. Its store is this
 /// thread's own connection.
@@ -121,9 +101,11 @@ impl EventHandler for RunTask {
             Err(panic) => format!("the task panicked: {}", panic_message(&*panic)).into(),
         };
         let text = truncate_chars(&error_chain(&*error), MAX_ERROR_CHARS);
-        match after_failure(Permanent::is_permanent(&*error), task.attempt, &self.retry) {
-            AfterFailure::RetryLater => store.retry_later(id, &text)?,
-            AfterFailure::Fail => store.fail(id, &text)?,
+        // The subscriber decides by the same function: the store says what it will do.
+        let permanent = Permanent::is_permanent(&*error);
+        match self.retry.retry_after_failure(task.attempt, permanent) {
+            Some(_) => store.retry_later(id, &text)?,
+            None => store.fail(id, &text)?,
         }
         Err(error)
     }
@@ -144,8 +126,6 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     #[test]
@@ -162,25 +142,6 @@ mod tests {
         check(Completed, false, AlreadyCompleted);
         check(Pending, false, Unknown);
         check(Failed, false, Unknown);
-    }
-
-    #[test]
-    fn the_store_agrees_with_the_retry_policy() {
-        use AfterFailure::*;
-        let policy = RetryPolicy::new(3, vec![Duration::from_secs(1)]);
-        let check = |permanent, attempt, expected| {
-            assert_eq!(
-                after_failure(permanent, attempt, &policy),
-                expected,
-                "{permanent} {attempt}"
-            );
-        };
-        check(false, 1, RetryLater);
-        check(false, 2, RetryLater);
-        check(false, 3, Fail);
-        check(false, 7, Fail);
-        check(true, 1, Fail);
-        assert_eq!(after_failure(false, 1, &RetryPolicy::none()), Fail);
     }
 
     #[test]

@@ -3,9 +3,8 @@
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
-use pubsub_store::{
-    Database, EventQuery, EventStore, Order, RecordOptions, Recorder, ReplayOptions, ReplayTarget,
-};
+use pubsub_recorder::{RecordOptions, Recorder, ReplayOptions, ReplayTarget};
+use pubsub_store::{Database, EventQuery, EventStore, Order};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -81,20 +80,20 @@ fn serve(
         pattern: args.pattern,
         prefetch: args.prefetch,
     };
-    let subscriber = pubsub_store::record(connect(url, "store")?, recorder, &options)?;
+    let subscriber = pubsub_recorder::record(connect(url, "store")?, recorder, &options)?;
     writeln!(
         console.err,
         "storing every `{}` event of exchange `{}` in {db} (queue `{}`); Ctrl-C to stop",
         options.pattern, options.exchange, options.queue
     )
     .map_err(Error::Io)?;
-    let running = subscriber.spawn().map_err(pubsub_store::Error::from)?;
+    let running = subscriber.spawn().map_err(pubsub_recorder::Error::from)?;
     loop {
         if stop.recv_timeout(Duration::from_millis(200)).is_ok() || running.is_finished() {
             break;
         }
     }
-    let stats = running.stop().map_err(pubsub_store::Error::from)?;
+    let stats = running.stop().map_err(pubsub_recorder::Error::from)?;
     writeln!(
         console.err,
         "stored {} ({} received, {} dead-lettered)",
@@ -193,7 +192,7 @@ fn replay(
     };
     let mut line = ProgressLine::new(console.stderr_is_terminal);
     let err = &mut *console.err;
-    let done = pubsub_store::replay(
+    let done = pubsub_recorder::replay(
         &mut store,
         &query,
         connect(url, "store replay")?,
@@ -229,7 +228,7 @@ fn replay(
     Ok(())
 }
 
-fn line_rate(p: &pubsub_store::ReplayProgress) -> f64 {
+fn line_rate(p: &pubsub_recorder::ReplayProgress) -> f64 {
     let secs = p.elapsed.as_secs_f64();
     if secs > 0.0 {
         p.published as f64 / secs

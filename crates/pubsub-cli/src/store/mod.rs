@@ -1,4 +1,4 @@
-//! `pubsub store`: run the event store, query it, replay from it (see [`pubsub_store`]).
+//! `pubsub store`: run the event store, query it, replay from it (see [`pubsub_store`] and [`pubsub_recorder`]).
 
 use clap::{Args, Subcommand};
 
@@ -58,7 +58,7 @@ pub struct RunArgs {
     #[arg(long, env = pubsub_amqp::RABBITMQ_EXCHANGE_ENV, default_value = pubsub_amqp::DEFAULT_EXCHANGE)]
     pub exchange: String,
     /// The store's queue.
-    #[arg(long, default_value = pubsub_store::DEFAULT_STORE_QUEUE)]
+    #[arg(long, default_value = pubsub_recorder::DEFAULT_STORE_QUEUE)]
     pub queue: String,
     /// What to keep (a binding pattern).
     #[arg(long, default_value = "#")]

@@ -3,5 +3,4 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 mod backends;
-mod service;
 mod support;

@@ -17,11 +17,6 @@ impl TestDb {
         }
     }
 
-    /// A new SQLite file in the temporary directory.
-    pub(crate) fn sqlite() -> TestDb {
-        TestDb::of(TestDatabase::sqlite("store"))
-    }
-
     /// Both kinds, SQLite first (PostgreSQL when it answers, or under `CI=true`).
     pub(crate) fn all() -> Vec<TestDb> {
         TestDatabase::all("store")

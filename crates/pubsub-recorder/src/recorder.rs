@@ -11,10 +11,9 @@ use pubsub_registry::HandlerRegistry;
 use pubsub_subscriber::{EventSubscriber, Sink, SinkError};
 use time::OffsetDateTime;
 
-use crate::database::Database;
+use pubsub_store::{Database, EventRow, EventStore};
+
 use crate::error::Result;
-use crate::events::EventStore;
-use crate::model::EventRow;
 
 /// The queue the store consumes unless told otherwise (the seed's name).
 pub const DEFAULT_STORE_QUEUE: &str = "event.store";
@@ -38,7 +37,7 @@ impl Recorder {
     ///
     /// # Errors
     ///
-    /// As [`EventStore::open`].
+    /// [`Error::Store`](crate::Error::Store), as [`EventStore::open`].
     pub fn new(database: &Database) -> Result<Recorder> {
         Ok(Recorder {
             database: database.clone(),

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 use pubsub_amqp::Connection;
 use pubsub_publisher::{EventPublisher, PublishOptions, Unroutable};
 
+use pubsub_store::{EventQuery, EventStore, StoredEvent};
+
 use crate::error::{Error, Result};
-use crate::events::EventStore;
-use crate::model::{EventQuery, StoredEvent};
 
 /// Where a replay publishes.
 #[derive(Debug, Clone, PartialEq, Eq)]

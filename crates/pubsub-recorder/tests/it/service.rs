@@ -6,9 +6,8 @@ use std::time::{Duration, Instant};
 use pubsub_amqp::{Properties, QueueConfig};
 use pubsub_core::{json, Event};
 use pubsub_publisher::{EventPublisher, PublishOptions};
-use pubsub_store::{
-    record, replay, EventQuery, EventStore, RecordOptions, Recorder, ReplayOptions, ReplayTarget,
-};
+use pubsub_recorder::{record, replay, RecordOptions, Recorder, ReplayOptions, ReplayTarget};
+use pubsub_store::{EventQuery, EventStore};
 use pubsub_subscriber::{queue_names, RetryPolicy};
 use pubsub_testkit::Bus;
 use serde_json::json as j;
