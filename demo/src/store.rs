@@ -1,15 +1,13 @@
 //! The demo's event store: the store's subscriber keeps every event of the run in a database
 //! (a SQLite file by default), and the summary shows the stored rows.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use pubsub::amqp::Connection;
-use pubsub::subscriber::{queue_names, RetryPolicy, RunningSubscriber};
+use pubsub::subscriber::{queue_names, RetryPolicy};
 use pubsub::AmqpConfig;
-use pubsub_recorder::{record, RecordOptions, Recorder};
+use pubsub_recorder::{RecordOptions, RunningRecorder};
 use pubsub_store::{Database, EventQuery, EventStore, StoredEvent};
 use uuid::Uuid;
 
@@ -32,8 +30,7 @@ pub struct StoredRows {
 
 /// The store's subscriber, running beside the demo's service.
 pub(crate) struct StoreRun {
-    running: RunningSubscriber,
-    stored: Arc<AtomicU64>,
+    running: RunningRecorder,
     database: Database,
     queue: String,
     config: AmqpConfig,
@@ -47,18 +44,15 @@ pub(crate) fn start(
     queue: &str,
     database: &Database,
 ) -> anyhow::Result<StoreRun> {
-    let recorder = Recorder::new(database).context("cannot start the event store")?;
-    let stored = recorder.stored();
     let options = RecordOptions {
         queue: format!("{queue}.store"),
         exchange: exchange.to_owned(),
         ..RecordOptions::default()
     };
-    let connection = Connection::open(&config.clone().with_connection_name("demo event store"))?;
-    let running = record(connection, recorder, &options)?.spawn()?;
+    let running = pubsub_recorder::start(config, database, &options, 1)
+        .context("cannot start the event store")?;
     Ok(StoreRun {
         running,
-        stored,
         database: database.clone(),
         queue: options.queue,
         config: config.clone(),
@@ -76,13 +70,13 @@ impl StoreRun {
         keep_queue: bool,
         timeout: Duration,
     ) -> anyhow::Result<StoredRows> {
-        let mut last = (self.stored.load(Ordering::Relaxed), Instant::now());
-        while self.stored.load(Ordering::Relaxed) < expected {
-            if self.running.is_finished() {
+        let mut last = (self.running.stored(), Instant::now());
+        while self.running.stored() < expected {
+            if !self.running.is_running() {
                 let ended = self.running.stop();
                 bail!("the event store stopped: {ended:?}");
             }
-            let now = self.stored.load(Ordering::Relaxed);
+            let now = self.running.stored();
             if now != last.0 {
                 last = (now, Instant::now());
             } else if last.1.elapsed() > timeout {
@@ -93,7 +87,7 @@ impl StoreRun {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        self.running.stop()?;
+        let stored = self.running.stop()?.stored;
         if !keep_queue {
             let mut connection = Connection::open(&self.config)?;
             let channel = connection.open_channel()?;
@@ -110,7 +104,7 @@ impl StoreRun {
         Ok(StoredRows {
             database: self.database.to_string(),
             queue: self.queue,
-            stored: self.stored.load(Ordering::Relaxed),
+            stored,
             rows,
         })
     }

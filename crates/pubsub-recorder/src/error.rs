@@ -66,6 +66,14 @@ impl From<pubsub_subscriber::Error> for Error {
     }
 }
 
+/// A connection the recorder's worker pool could not open: the subscriber's error, as a
+/// subscriber that cannot connect reports it.
+impl From<pubsub_amqp::Error> for Error {
+    fn from(e: pubsub_amqp::Error) -> Self {
+        Error::Subscribe(pubsub_subscriber::Error::Amqp(e))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use pubsub_core::text::error_chain;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use pubsub_amqp::Connection;
 use pubsub_core::{Event, Metadata};
 use pubsub_registry::HandlerRegistry;
-use pubsub_subscriber::{EventSubscriber, Sink, SinkError};
+use pubsub_subscriber::{EventSubscriber, Sink, SinkError, SubscriberBuilder};
 use time::OffsetDateTime;
 
 use pubsub_store::{Database, EventRow, EventStore};
@@ -141,12 +141,22 @@ pub fn record(
     recorder: Recorder,
     options: &RecordOptions,
 ) -> Result<EventSubscriber> {
-    let mut subscriber =
-        EventSubscriber::builder(connection, &options.queue, Arc::new(HandlerRegistry::new()))
-            .exchange(&options.exchange)
-            .prefetch(options.prefetch)
-            .sink(recorder)
-            .build()?;
-    subscriber.setup_queue(&options.pattern)?;
+    let mut subscriber = consumer(connection, recorder, options).build()?;
+    subscriber.setup()?;
     Ok(subscriber)
+}
+
+/// The store's consumer definition: one subscriber on `options.queue`, bound to exactly
+/// `options.pattern`, keeping what it acks in `recorder` (for [`record`] and the worker pool
+/// of [`start`](crate::start)).
+pub(crate) fn consumer(
+    connection: Connection,
+    recorder: Recorder,
+    options: &RecordOptions,
+) -> SubscriberBuilder {
+    EventSubscriber::builder(connection, &options.queue, Arc::new(HandlerRegistry::new()))
+        .exchange(&options.exchange)
+        .bindings([options.pattern.as_str()])
+        .prefetch(options.prefetch)
+        .sink(recorder)
 }

@@ -3,12 +3,12 @@
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
-use pubsub_recorder::{RecordOptions, Recorder, ReplayOptions, ReplayTarget};
+use pubsub_recorder::{RecordOptions, ReplayOptions, ReplayTarget};
 use pubsub_store::{Database, EventQuery, EventStore, Order};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::connect::connect;
+use crate::connect::{amqp_config, connect};
 use crate::console::Console;
 use crate::error::{Error, Result, UsageError};
 use crate::format::{plural, table, time_millis};
@@ -72,35 +72,31 @@ fn serve(
     stop: &Receiver<()>,
 ) -> Result<()> {
     let db = database(&args.database.database)?;
-    let recorder = Recorder::new(&db)?;
-    let stored = recorder.stored();
     let options = RecordOptions {
         queue: args.queue,
         exchange: args.exchange,
         pattern: args.pattern,
         prefetch: args.prefetch,
     };
-    let subscriber = pubsub_recorder::record(connect(url, "store")?, recorder, &options)?;
+    let config = amqp_config(url)?.with_connection_name("pubsub-cli store");
+    let running = pubsub_recorder::start(&config, &db, &options, 1)?;
     writeln!(
         console.err,
         "storing every `{}` event of exchange `{}` in {db} (queue `{}`); Ctrl-C to stop",
         options.pattern, options.exchange, options.queue
     )
     .map_err(Error::Io)?;
-    let running = subscriber.spawn().map_err(pubsub_recorder::Error::from)?;
     loop {
-        if stop.recv_timeout(Duration::from_millis(200)).is_ok() || running.is_finished() {
+        if stop.recv_timeout(Duration::from_millis(200)).is_ok() || !running.is_running() {
             break;
         }
     }
-    let stats = running.stop().map_err(pubsub_recorder::Error::from)?;
+    let done = running.stop()?;
+    let (stored, stats) = (done.stored, done.pool.subscriber);
     writeln!(
         console.err,
         "stored {} ({} received, {} dead-lettered)",
-        plural(
-            stored.load(std::sync::atomic::Ordering::Relaxed),
-            "new event"
-        ),
+        plural(stored, "new event"),
         stats.received,
         stats.dead_lettered()
     )
