@@ -56,6 +56,51 @@
 //! bus.teardown()?; // stops, joins, deletes `audit`, its retry queues and its dead letters
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # A whole service on this one crate
+//!
+//! With the features `store` and `tasks`, the event store ([`store`]) and the task queue
+//! ([`tasks`]) are here too, on the same worker pool as the bus's workers
+//! ([`subscriber::WorkerPool`]): a service that handles events, keeps them and runs tasks
+//! depends on `pubsub` alone (`pubsub = { version = "0.1", features = ["store", "tasks"] }`).
+//!
+#![cfg_attr(
+    all(feature = "store", feature = "tasks"),
+    doc = r#"```no_run
+use pubsub::store::{Database, RecordOptions};
+use pubsub::tasks::{TaskQueue, TaskWorker};
+use pubsub::{handler_fn, serde_json::json, AmqpConfig, Event, EventBus};
+
+let amqp = AmqpConfig::from_env()?;
+let database = Database::parse("sqlite:service.db")?;
+
+// Handlers, on 2 workers.
+let mut bus = EventBus::builder("billing").amqp(amqp.clone()).workers(2).build()?;
+bus.subscribe("order.*", handler_fn("bill", |event, _| {
+    log::info!("billing {event}");
+    Ok(())
+}))?;
+bus.start()?;
+
+// Every event of the exchange kept in the database.
+let store = pubsub::store::start(&amqp, &database, &RecordOptions::default(), 1)?;
+
+// Task functions, run and recorded.
+let worker = TaskWorker::builder(amqp.clone(), database.clone())
+    .task("send-invoice", |task| Ok(json!({ "sent": task.payload["order_id"] })))
+    .build()?
+    .start()?;
+let tasks = TaskQueue::builder(pubsub::amqp::Connection::open(&amqp)?).build()?;
+
+bus.publish(Event::new("order", "created", json!({ "order_id": "ORD-1" }))?)?;
+tasks.submit("send-invoice", json!({ "order_id": "ORD-1" }))?;
+
+worker.stop()?;
+store.stop()?;
+bus.stop()?;
+# Ok::<(), Box<dyn std::error::Error>>(())
+```"#
+)]
 #![deny(missing_docs)]
 #![warn(clippy::print_stdout)]
 
@@ -74,6 +119,8 @@ pub use crate::names::{validate_service_name, MAX_SERVICE_NAME};
 pub use crate::publishing::{Publisher, Receipt};
 pub use pubsub_amqp::{exchange_from_env, DEFAULT_EXCHANGE, RABBITMQ_EXCHANGE_ENV};
 
+/// Re-exported because [`EventBusBuilder::observer`] takes its `Sender`.
+pub use crossbeam_channel;
 pub use pubsub_amqp::{AmqpConfig, ReconnectPolicy};
 pub use pubsub_core::envelope::Envelope;
 pub use pubsub_core::{
@@ -82,26 +129,49 @@ pub use pubsub_core::{
 };
 pub use pubsub_publisher::{PublishOptions, Unroutable};
 pub use pubsub_registry::InvocationResult;
-pub use pubsub_subscriber::{DeliveryReport, Disposition, RetryPolicy};
+pub use pubsub_subscriber::{DeliveryReport, Disposition, PoolStats, RetryPolicy, SubscriberStats};
 
-/// The event model: events, typed events, handlers, the wire format (`pubsub-core`).
+/// The event model: events, typed events, handlers, envelopes, the wire format
+/// (`pubsub-core`).
 pub mod core {
-    pub use pubsub_core::*;
+    #[cfg(feature = "asyncapi")]
+    pub use pubsub_core::schema;
+    pub use pubsub_core::{
+        envelope, handler_fn, json, serde_json, time, trace, Error, Event, EventBuilder,
+        EventHandler, EventType, FnHandler, HandlerError, HandlerResult, Headers, Metadata,
+        Migration, Permanent, Result, TypedEvent, CAUSATION_ID_HEADER, DEFAULT_VERSION,
+        EVENT_TYPE_HEADER,
+    };
 }
 
-/// Pattern dispatch: `HandlerRegistry` (`pubsub-registry`).
+/// Pattern dispatch: `HandlerRegistry`, in process or under a subscriber
+/// (`pubsub-registry`).
 pub mod registry {
-    pub use pubsub_registry::*;
+    pub use pubsub_registry::{
+        binding_keys, Error, HandlerFailure, HandlerOutcome, HandlerRegistry, Idempotent,
+        InvocationResult, Pattern, Result, Subscription,
+    };
 }
 
-/// The RabbitMQ transport: configuration, connections, channels (`pubsub-amqp`).
+/// The RabbitMQ transport a service configures and connects with: configuration, TLS,
+/// reconnection, connections and their channels, queue and exchange settings, message
+/// properties (`pubsub-amqp`). The frame guard and the confirm bookkeeping stay inside.
 pub mod amqp {
-    pub use pubsub_amqp::*;
+    pub use pubsub_amqp::{
+        exchange_from_env, url_from_env, AmqpConfig, Channel, Connection, Error, ExchangeConfig,
+        ExchangeKind, HeaderValue, Headers, HostOrder, Properties, QueueConfig, QueueInfo,
+        ReconnectPolicy, RedactingLogger, Result, TlsConfig, AMQP_URL_ENV, DEFAULT_EXCHANGE,
+        RABBITMQ_EXCHANGE_ENV, RABBITMQ_URL_ENV,
+    };
 }
 
-/// Confirmed publishing on a connection of one's own: `EventPublisher` (`pubsub-publisher`).
+/// Confirmed publishing on a connection of one's own: `EventPublisher`
+/// (`pubsub-publisher`).
 pub mod publisher {
-    pub use pubsub_publisher::*;
+    pub use pubsub_publisher::{
+        Error, EventPublisher, PublishError, PublishOptions, PublisherBuilder, PublisherStats,
+        Result, StatsHandle, Unroutable,
+    };
 }
 
 /// AsyncAPI 3 documents of a service (`pubsub-asyncapi`, feature `asyncapi`); see
@@ -111,7 +181,35 @@ pub mod asyncapi {
     pub use pubsub_asyncapi::*;
 }
 
-/// Consuming one queue on its own thread: `EventSubscriber` (`pubsub-subscriber`).
+/// Consuming one queue on its own thread, and the worker pool every service shape runs on:
+/// `EventSubscriber`, `WorkerPool` (`pubsub-subscriber`).
 pub mod subscriber {
-    pub use pubsub_subscriber::*;
+    pub use pubsub_subscriber::{
+        dead_letter_queue_name, headers, queue_names, retry_queue_name, DeadLetterKind,
+        DeliveryReport, Disposition, Error, EventSubscriber, HandlerRun, PoolStats, Result,
+        RetryPolicy, RunningPool, RunningSubscriber, Sink, SinkError, StatsHandle, StopHandle,
+        SubscriberBuilder, SubscriberStats, WorkerPool,
+    };
+}
+
+/// The event store and the task store on SQLite and PostgreSQL (`pubsub-store`), and the
+/// event store as a service: the recorder on the worker pool, and replay
+/// (`pubsub-recorder`). Feature `store`.
+#[cfg(feature = "store")]
+pub mod store {
+    pub use pubsub_recorder::{
+        record, replay, start, Error as RecorderError, RecordOptions, Recorder, RecorderStats,
+        ReplayOptions, ReplayProgress, ReplayTarget, RunningRecorder, DEFAULT_STORE_QUEUE,
+    };
+    pub use pubsub_store::{
+        Database, Error, EventQuery, EventStore, Order, Result, StoredEvent, TaskFilter,
+        TaskRecord, TaskStatus, TaskStore, DATABASE_URL_ENV, DEFAULT_DATABASE_URL,
+    };
+}
+
+/// The task queue (seed 003): `TaskQueue` submits, `TaskWorker` runs task functions on the
+/// worker pool and records each task in a task store (`pubsub-tasks`). Feature `tasks`.
+#[cfg(feature = "tasks")]
+pub mod tasks {
+    pub use pubsub_tasks::*;
 }
