@@ -39,6 +39,10 @@ test:
     # The optional trace context (`otel`): its lints, and the trace test with an in-memory exporter.
     cargo clippy -p pubsub --all-targets --features otel -- -D warnings
     cargo test -p pubsub --features otel --test it otel
+    # The store and the task queue through the facade (features `store`, `tasks`): lints, and the
+    # doctest of a whole service on the one crate.
+    cargo clippy -p pubsub --all-targets --features store,tasks -- -D warnings
+    cargo test -p pubsub --features store,tasks --doc
 
 # The fault suite: broker restarts, killed connections, a fault proxy, memory alarm (needs RabbitMQ and rabbitmqctl).
 test-faults *ARGS:
