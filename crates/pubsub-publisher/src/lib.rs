@@ -53,6 +53,7 @@ mod builder;
 mod error;
 mod message;
 mod publisher;
+mod recovery;
 mod stats;
 #[cfg(feature = "otel")]
 pub mod trace;
