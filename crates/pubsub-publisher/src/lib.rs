@@ -54,6 +54,7 @@ mod error;
 mod message;
 mod publisher;
 mod recovery;
+mod shared;
 mod stats;
 #[cfg(feature = "otel")]
 pub mod trace;
@@ -62,4 +63,5 @@ pub use crate::builder::PublisherBuilder;
 pub use crate::error::{Error, PublishError, Result};
 pub use crate::message::{PublishOptions, Unroutable};
 pub use crate::publisher::EventPublisher;
+pub use crate::shared::{BatchReceipt, PublishingThread, Receipt, SharedPublisher, DEFAULT_QUEUE};
 pub use crate::stats::{PublisherStats, StatsHandle};

@@ -125,6 +125,11 @@ impl EventPublisher {
         &self.exchange
     }
 
+    /// The publishing service's name, sent as `app_id` ([`PublisherBuilder::app_id`]).
+    pub fn app_id(&self) -> Option<&str> {
+        self.settings.app_id.as_deref()
+    }
+
     /// A handle that reads this publisher's counters from any thread.
     pub fn stats_handle(&self) -> StatsHandle {
         StatsHandle {
