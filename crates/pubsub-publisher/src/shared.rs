@@ -11,7 +11,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, Sender};
 use pubsub_core::Event;
 
 use crate::error::{Error, PublishError, Result};
@@ -409,10 +409,8 @@ fn serve<S: Sink>(mut sink: S, commands: &Receiver<Command>) -> Result<()> {
                 // Every handle is gone and nothing is queued.
                 Err(_) => break,
             },
-            Next::Poll => match commands.try_recv() {
-                Ok(command) => Some(command),
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
-            },
+            // Empty, or every handle gone: publish what is taken.
+            Next::Poll => commands.try_recv().ok(),
             Next::Linger(until) => commands.recv_deadline(until).ok(),
             Next::Publish => {
                 let outcomes = if broken {
