@@ -317,34 +317,11 @@ impl EventPublisher {
         };
         let mandatory = self.settings.unroutable != Unroutable::Ignore;
         let source = self.settings.app_id.as_deref().unwrap_or(DEFAULT_SOURCE);
-        let channel = match channel {
-            Publishing::Confirmed(channel) => channel,
-            Publishing::Unconfirmed { channel, .. } => {
-                for &i in outstanding {
-                    wait_while_blocked(connection)?;
-                    let event = &events[i];
-                    self.body.clear();
-                    self.settings
-                        .envelope
-                        .write_to(event, source, &mut self.body);
-                    let options = options.get(i);
-                    let properties = properties(event, &self.settings, options);
-                    channel.publish(
-                        &self.exchange,
-                        publish_key(&self.settings, event, options),
-                        &self.body,
-                        &properties,
-                        mandatory,
-                    )?;
-                    Counters::add(&self.counters.published, 1);
-                    outcomes[i] = Some(Ok(()));
-                }
-                return Ok(());
-            }
-        };
         // Whatever an attempt that failed left in flight belongs to it: later confirms of
         // those events no longer count.
-        channel.abandon();
+        if let Publishing::Confirmed(confirmed) = channel {
+            confirmed.abandon();
+        }
         let window = self.settings.confirm_window;
         let mut batch = Batch {
             events,
@@ -371,15 +348,37 @@ impl EventPublisher {
                 properties: &properties,
                 mandatory,
             };
-            channel.publish(connection, message, i)?;
+            let confirmed = match channel {
+                Publishing::Confirmed(confirmed) => {
+                    confirmed.publish(connection, message, i)?;
+                    confirmed
+                }
+                Publishing::Unconfirmed { channel, .. } => {
+                    wait_while_blocked(connection)?;
+                    let m = message;
+                    channel.publish(
+                        m.exchange,
+                        m.routing_key,
+                        m.body,
+                        m.properties,
+                        m.mandatory,
+                    )?;
+                    Counters::add(&self.counters.published, 1);
+                    batch.outcomes[i] = Some(Ok(()));
+                    continue;
+                }
+            };
             Counters::add(&self.counters.published, 1);
             // A sliding window: settle what is confirmed already, and wait only while the
             // window is full, so that publishing and confirming overlap.
-            batch.settle(connection, channel, Settle::Ready)?;
-            while channel.in_flight() >= window {
-                batch.settle(connection, channel, Settle::Next)?;
+            batch.settle(connection, confirmed, Settle::Ready)?;
+            while confirmed.in_flight() >= window {
+                batch.settle(connection, confirmed, Settle::Next)?;
             }
         }
+        let Publishing::Confirmed(channel) = channel else {
+            return Ok(());
+        };
         while !channel.is_empty() {
             batch.settle(connection, channel, Settle::Next)?;
         }
