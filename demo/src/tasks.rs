@@ -46,7 +46,7 @@ pub(crate) fn send_invoice_task(
     let worker_queue = worker.queue().to_owned();
     let running = worker.start().context("cannot start the task worker")?;
     let connection = Connection::open(&config.clone().with_connection_name("demo tasks"))?;
-    let mut tasks = TaskQueue::builder(connection).producer("demo").build()?;
+    let tasks = TaskQueue::builder(connection).producer("demo").build()?;
     let id = tasks.submit(
         SEND_INVOICE,
         json!({ "order_id": "ORD-123", "total": 99.99 }),

@@ -15,7 +15,8 @@ use crate::channel::{Channel, Confirm, Confirms, Returned, Returns};
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 
-/// How often [`ConfirmTracker::wait`] looks at the connection's blocked state while it waits.
+/// How often [`ConfirmTracker::wait`] and [`wait_while_blocked`] look at the connection's
+/// blocked state while they wait.
 const POLL: Duration = Duration::from_millis(50);
 
 /// What became of one published message.
@@ -318,6 +319,20 @@ pub fn check_blocked(connection: &Connection) -> Result<()> {
         ),
         None => Ok(()),
     }
+}
+
+/// Waits while the broker blocks `connection` (a resource alarm), at most its
+/// blocked-connection timeout: for a publisher about to publish more.
+///
+/// # Errors
+///
+/// [`Error::Blocked`] once the connection has been blocked longer than its timeout.
+pub fn wait_while_blocked(connection: &Connection) -> Result<()> {
+    while connection.blocked().is_some() {
+        check_blocked(connection)?;
+        std::thread::sleep(POLL);
+    }
+    Ok(())
 }
 
 /// The blocked-connection decision: an error once `waited` reaches `timeout`.

@@ -14,6 +14,9 @@
 //! - [`ConfirmTracker`]: publisher confirms and returns settled into per-message outcomes
 //!   ([`Settled`], [`ConfirmOutcome`]), without I/O; [`ConfirmTracker::wait`] reads a
 //!   channel's streams ([`ConfirmStreams`]) with a deadline and [`check_blocked`].
+//! - [`ConfirmedChannel`]: a channel with confirms on, its returns listened for and its
+//!   tracker: the one way the crates above publish with confirms ([`Outgoing`] messages,
+//!   waits bounded by a deadline and by the blocked-connection timeout).
 //! - [`ReconnectPolicy`]: bounded exponential backoff with jitter, for the layers above that
 //!   reconnect (amiquip itself never does).
 //! - [`guard`]: the frame guard between the socket and amiquip: every frame the broker sends
@@ -56,6 +59,7 @@
 mod channel;
 mod config;
 mod confirm;
+mod confirmed;
 mod connection;
 mod error;
 pub mod guard;
@@ -72,7 +76,10 @@ pub use crate::config::{
     exchange_from_env, url_from_env, AmqpConfig, TlsConfig, AMQP_URL_ENV, DEFAULT_EXCHANGE,
     RABBITMQ_EXCHANGE_ENV, RABBITMQ_URL_ENV,
 };
-pub use crate::confirm::{check_blocked, ConfirmOutcome, ConfirmStreams, ConfirmTracker, Settled};
+pub use crate::confirm::{
+    check_blocked, wait_while_blocked, ConfirmOutcome, ConfirmStreams, ConfirmTracker, Settled,
+};
+pub use crate::confirmed::{ConfirmedChannel, Outgoing};
 pub use crate::connection::{Blocked, Connection};
 pub use crate::error::{Error, Result};
 pub use crate::hosts::HostOrder;

@@ -233,7 +233,7 @@ fn drain_in(
 /// Submits `count` distinct tasks with `TaskQueue::submit_all`, 1,000 at a time: tasks per
 /// second.
 fn fill(config: &AmqpConfig, names: &Names, count: u64) -> Result<f64> {
-    let mut queue = TaskQueue::builder(open(config)?)
+    let queue = TaskQueue::builder(open(config)?)
         .exchange(&names.exchange)
         .declare_exchange(false)
         .build()?;
@@ -275,7 +275,7 @@ fn submit_rates(admin: &mut Admin, count: u32) -> Result<(f64, f64)> {
 
 fn submit_rates_in(admin: &mut Admin, names: &Names, count: u32) -> Result<(f64, f64)> {
     let config = admin.config().clone();
-    let mut queue = TaskQueue::builder(open(&config)?)
+    let queue = TaskQueue::builder(open(&config)?)
         .exchange(&names.exchange)
         .build()?;
     // A queue bound for the task's key, so that submit succeeds.

@@ -25,6 +25,15 @@ pub enum Error {
         /// The routing key no binding matched.
         routing_key: String,
     },
+    /// The publishing thread of a [`SharedPublisher`](crate::SharedPublisher) could not be
+    /// started.
+    Spawn {
+        /// The operating system's reason.
+        message: String,
+    },
+    /// The publishing thread of a [`SharedPublisher`](crate::SharedPublisher) ended, or
+    /// publishes nothing more (its publisher panicked).
+    PublisherGone,
 }
 
 impl Error {
@@ -49,6 +58,10 @@ impl fmt::Display for Error {
                 f,
                 "no queue is bound to exchange `{exchange}` for routing key `{routing_key}`"
             ),
+            Error::Spawn { message } => {
+                write!(f, "cannot start the publishing thread: {message}")
+            }
+            Error::PublisherGone => f.write_str("the publishing thread ended without answering"),
         }
     }
 }
@@ -164,6 +177,16 @@ mod tests {
                 routing_key: "sample.created".to_owned(),
             },
             "no queue is bound to exchange `events` for routing key `sample.created`",
+        );
+        check(
+            Error::Spawn {
+                message: "out of threads".to_owned(),
+            },
+            "cannot start the publishing thread: out of threads",
+        );
+        check(
+            Error::PublisherGone,
+            "the publishing thread ended without answering",
         );
     }
 }

@@ -11,14 +11,21 @@
 //! - [`PublisherStats`] through a [`StatsHandle`]: published, confirmed, nacked, returned,
 //!   reconnects, readable from any thread. With the `otel` feature, `trace`: a producer span
 //!   per event, its context sent in the W3C `traceparent` header.
+//! - [`SharedPublisher`]: an [`EventPublisher`] on a thread of its own behind a `Clone + Send +
+//!   Sync` handle: any thread publishes ([`SharedPublisher::publish`], or
+//!   [`send`](SharedPublisher::send) for a [`Receipt`] to wait on later), and what callers
+//!   queue at once goes out as one pipelined batch. [`PublishingThread::join`] joins the
+//!   thread once every handle is dropped. The `pubsub` facade's `Publisher` and
+//!   `pubsub-tasks`' `TaskQueue` are built on it.
 //! - [`EventPublisher::publish_migration`]: the old and the new version of one fact
 //!   ([`pubsub_core::Migration`]) in one confirmed batch; [`PublisherBuilder::envelope`]
 //!   writes events in another envelope ([`pubsub_core::envelope`]) for consumers that need
 //!   one.
 //!
 //! The publisher sits on `pubsub-core` (the event and its JSON form) and `pubsub-amqp` (the
-//! connection); it owns its connection and reconnects it when it dies, republishing the
-//! events the broker had not confirmed. It never reports an event as sent that the broker did
+//! connection, and the [`ConfirmedChannel`](pubsub_amqp::ConfirmedChannel) it publishes on);
+//! it owns its connection and reconnects it when it dies, republishing the events the broker
+//! had not confirmed. It never reports an event as sent that the broker did
 //! not confirm.
 //!
 //! # Example
@@ -53,6 +60,8 @@ mod builder;
 mod error;
 mod message;
 mod publisher;
+mod recovery;
+mod shared;
 mod stats;
 #[cfg(feature = "otel")]
 pub mod trace;
@@ -61,4 +70,5 @@ pub use crate::builder::PublisherBuilder;
 pub use crate::error::{Error, PublishError, Result};
 pub use crate::message::{PublishOptions, Unroutable};
 pub use crate::publisher::EventPublisher;
+pub use crate::shared::{BatchReceipt, PublishingThread, Receipt, SharedPublisher, DEFAULT_QUEUE};
 pub use crate::stats::{PublisherStats, StatsHandle};

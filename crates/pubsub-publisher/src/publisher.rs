@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use pubsub_amqp::{
-    check_blocked, AmqpConfig, Backoff, Channel, ConfirmOutcome, ConfirmStreams, ConfirmTracker,
-    Confirms, Connection, Returned, Returns, Settled,
+    wait_while_blocked, AmqpConfig, Backoff, Channel, ConfirmOutcome, ConfirmedChannel, Connection,
+    Outgoing, Returned, Returns, Settled,
 };
 use pubsub_core::{Event, Migration};
 use uuid::Uuid;
@@ -16,10 +16,8 @@ use uuid::Uuid;
 use crate::builder::{PublisherBuilder, Settings};
 use crate::error::{Error, PublishError, Result};
 use crate::message::{properties, publish_key, PublishOptions, Unroutable};
+use crate::recovery::{recover, Recovery};
 use crate::stats::{Counters, StatsHandle};
-
-/// How often a publisher waiting for a blocked connection to be unblocked checks it.
-const POLL: Duration = Duration::from_millis(50);
 
 /// Seed 004's `source` when the publisher has no `app_id`.
 const DEFAULT_SOURCE: &str = "pubsub";
@@ -59,11 +57,17 @@ pub struct EventPublisher {
 /// channel's own close return.
 struct Session {
     connection: Connection,
-    channel: Channel,
-    confirms: Option<Confirms>,
-    returns: Returns,
-    /// The events in flight on this channel, by index in the batch being published.
-    tracker: ConfirmTracker<usize>,
+    channel: Publishing,
+}
+
+/// The publishing channel of a session.
+enum Publishing {
+    /// With confirms (the default): the events in flight, by index in the batch being
+    /// published.
+    Confirmed(ConfirmedChannel<usize>),
+    /// Without confirms ([`PublisherBuilder::confirms`]`(false)`); its returns are listened
+    /// for, so that the client library does not log each one.
+    Unconfirmed { channel: Channel, _returns: Returns },
 }
 
 impl Session {
@@ -119,6 +123,11 @@ impl EventPublisher {
     /// The exchange this publisher publishes to.
     pub fn exchange(&self) -> &str {
         &self.exchange
+    }
+
+    /// The publishing service's name, sent as `app_id` ([`PublisherBuilder::app_id`]).
+    pub fn app_id(&self) -> Option<&str> {
+        self.settings.app_id.as_deref()
     }
 
     /// A handle that reads this publisher's counters from any thread.
@@ -248,45 +257,38 @@ impl EventPublisher {
                     error
                 }
             };
-            let retry = match &error {
-                Error::Amqp(e) if e.is_connection_lost() => {
-                    let backoff = backoff.get_or_insert_with(|| self.settings.reconnect.start());
-                    match backoff.next_delay() {
-                        Some(delay) => {
-                            log::warn!(
-                                "publishing to `{}` failed: {error}; reconnecting in {:.1}s ({} event(s) to republish)",
-                                self.exchange,
-                                delay.as_secs_f64(),
-                                outstanding.len()
-                            );
-                            thread::sleep(delay);
-                            true
-                        }
-                        None => false,
-                    }
+            let reconnect = &self.settings.reconnect;
+            let recovery = recover(&error, || {
+                backoff
+                    .get_or_insert_with(|| reconnect.start())
+                    .next_delay()
+            });
+            match recovery {
+                Recovery::Reconnect { after } => {
+                    log::warn!(
+                        "publishing to `{}` failed: {error}; reconnecting in {:.1}s ({} event(s) to republish)",
+                        self.exchange,
+                        after.as_secs_f64(),
+                        outstanding.len()
+                    );
+                    thread::sleep(after);
+                    continue;
                 }
-                // The channel is closed (missing exchange, ...): the next publish opens a new
-                // one on the same connection.
-                Error::Amqp(pubsub_amqp::Error::ChannelClosed { .. })
-                | Error::Amqp(pubsub_amqp::Error::NotFound { .. }) => {
-                    self.reopen_channel();
-                    false
-                }
-                _ => false,
-            };
-            if !retry {
-                log::error!(
-                    "publishing {} event(s) to `{}` failed: {error}",
-                    outstanding.len(),
-                    self.exchange
-                );
-                for &i in &outstanding {
-                    if outcomes[i].is_none() {
-                        outcomes[i] = Some(Err(error.clone()));
-                    }
-                }
-                return outcomes;
+                // The next publish opens a new channel on the same connection.
+                Recovery::ReopenChannel => self.reopen_channel(),
+                Recovery::Fail => {}
             }
+            log::error!(
+                "publishing {} event(s) to `{}` failed: {error}",
+                outstanding.len(),
+                self.exchange
+            );
+            for &i in &outstanding {
+                if outcomes[i].is_none() {
+                    outcomes[i] = Some(Err(error.clone()));
+                }
+            }
+            return outcomes;
         }
     }
 
@@ -306,13 +308,20 @@ impl EventPublisher {
             Counters::add(&self.counters.reconnects, 1);
             self.session = Some(session);
         }
-        let Some(session) = self.session.as_mut() else {
+        let Some(Session {
+            connection,
+            channel,
+        }) = self.session.as_mut()
+        else {
             return Ok(());
         };
+        let mandatory = self.settings.unroutable != Unroutable::Ignore;
+        let source = self.settings.app_id.as_deref().unwrap_or(DEFAULT_SOURCE);
         // Whatever an attempt that failed left in flight belongs to it: later confirms of
         // those events no longer count.
-        session.tracker.abandon();
-        let mandatory = self.settings.unroutable != Unroutable::Ignore;
+        if let Publishing::Confirmed(confirmed) = channel {
+            confirmed.abandon();
+        }
         let window = self.settings.confirm_window;
         let mut batch = Batch {
             events,
@@ -325,37 +334,53 @@ impl EventPublisher {
             settled: Vec::new(),
         };
         for &i in outstanding {
-            wait_while_blocked(&session.connection)?;
             let event = &events[i];
             self.body.clear();
-            let source = self.settings.app_id.as_deref().unwrap_or(DEFAULT_SOURCE);
             self.settings
                 .envelope
                 .write_to(event, source, &mut self.body);
             let options = options.get(i);
             let properties = properties(event, &self.settings, options);
-            session.channel.publish(
-                &self.exchange,
-                publish_key(&self.settings, event, options),
-                &self.body,
-                &properties,
+            let message = Outgoing {
+                exchange: &self.exchange,
+                routing_key: publish_key(&self.settings, event, options),
+                body: &self.body,
+                properties: &properties,
                 mandatory,
-            )?;
+            };
+            let confirmed = match channel {
+                Publishing::Confirmed(confirmed) => {
+                    confirmed.publish(connection, message, i)?;
+                    confirmed
+                }
+                Publishing::Unconfirmed { channel, .. } => {
+                    wait_while_blocked(connection)?;
+                    let m = message;
+                    channel.publish(
+                        m.exchange,
+                        m.routing_key,
+                        m.body,
+                        m.properties,
+                        m.mandatory,
+                    )?;
+                    Counters::add(&self.counters.published, 1);
+                    batch.outcomes[i] = Some(Ok(()));
+                    continue;
+                }
+            };
             Counters::add(&self.counters.published, 1);
-            if session.confirms.is_none() {
-                batch.outcomes[i] = Some(Ok(()));
-                continue;
-            }
-            session.tracker.published(i);
             // A sliding window: settle what is confirmed already, and wait only while the
             // window is full, so that publishing and confirming overlap.
-            batch.settle(session, Settle::Ready)?;
-            while session.tracker.len() >= window {
-                batch.settle(session, Settle::Next)?;
+            batch.settle(connection, confirmed, Settle::Ready)?;
+            while confirmed.in_flight() >= window {
+                batch.settle(connection, confirmed, Settle::Next)?;
             }
         }
-        while !session.tracker.is_empty() {
-            batch.settle(session, Settle::Next)?;
+        let Publishing::Confirmed(channel) = channel else {
+            return Ok(());
+        };
+        while !channel.is_empty() {
+            batch.settle(connection, channel, Settle::Next)?;
         }
         Ok(())
     }
@@ -364,13 +389,10 @@ impl EventPublisher {
         if let Some(session) = self.session.take() {
             let Session { mut connection, .. } = session;
             match open_channel(&mut connection, &self.settings) {
-                Ok((channel, confirms, returns)) => {
+                Ok(channel) => {
                     self.session = Some(Session {
                         connection,
                         channel,
-                        confirms,
-                        returns,
-                        tracker: ConfirmTracker::new(),
                     })
                 }
                 Err(e) => log::warn!("cannot reopen the publishing channel: {e}"),
@@ -431,23 +453,12 @@ impl Batch<'_> {
     /// Settles the confirms already received ([`Settle::Ready`]), or waits for the next one
     /// ([`Settle::Next`], bounded by the confirm timeout and the blocked-connection timeout)
     /// and settles it.
-    fn settle(&mut self, session: &mut Session, how: Settle) -> Result<()> {
-        let Session {
-            connection,
-            channel,
-            confirms: Some(confirms),
-            returns,
-            tracker,
-        } = session
-        else {
-            return Ok(());
-        };
-        let streams = ConfirmStreams {
-            connection,
-            channel,
-            confirms,
-            returns,
-        };
+    fn settle(
+        &mut self,
+        connection: &Connection,
+        channel: &mut ConfirmedChannel<usize>,
+        how: Settle,
+    ) -> Result<()> {
         let events = self.events;
         // A return carries the event id as its message id.
         let is_it = |&i: &usize, r: &Returned| {
@@ -457,7 +468,7 @@ impl Batch<'_> {
                 .is_some_and(|id| id == events[i].event_id())
         };
         let confirmed = if how == Settle::Next {
-            if !tracker.wait(streams, self.deadline, is_it, &mut self.settled)? {
+            if !channel.wait(connection, self.deadline, is_it, &mut self.settled)? {
                 return Err(pubsub_amqp::Error::Timeout {
                     what: "waiting for the broker's publisher confirms",
                     after: self.settings.confirm_timeout,
@@ -466,7 +477,7 @@ impl Batch<'_> {
             }
             true
         } else {
-            tracker.poll(streams, is_it, &mut self.settled)? > 0
+            channel.poll(connection, is_it, &mut self.settled)? > 0
         };
         if confirmed {
             // The timeout measures the broker's silence, not the length of the batch.
@@ -515,31 +526,36 @@ fn open_session(
     exchange: &str,
     settings: &Settings,
 ) -> Result<Session> {
-    let (channel, confirms, returns) = open_channel(&mut connection, settings)?;
+    let channel = open_channel(&mut connection, settings)?;
     if let Some(config) = &settings.declare {
-        channel.declare_exchange(exchange, config)?;
+        channel.channel().declare_exchange(exchange, config)?;
     }
     Ok(Session {
         connection,
         channel,
-        confirms,
-        returns,
-        tracker: ConfirmTracker::new(),
     })
 }
 
-fn open_channel(
-    connection: &mut Connection,
-    settings: &Settings,
-) -> Result<(Channel, Option<Confirms>, Returns)> {
+fn open_channel(connection: &mut Connection, settings: &Settings) -> Result<Publishing> {
+    if settings.confirms {
+        return Ok(Publishing::Confirmed(ConfirmedChannel::open(connection)?));
+    }
     let channel = connection.open_channel()?;
     let returns = channel.listen_for_returns()?;
-    let confirms = if settings.confirms {
-        Some(channel.enable_confirms()?)
-    } else {
-        None
-    };
-    Ok((channel, confirms, returns))
+    Ok(Publishing::Unconfirmed {
+        channel,
+        _returns: returns,
+    })
+}
+
+impl Publishing {
+    /// The channel, for declaring.
+    fn channel(&self) -> &Channel {
+        match self {
+            Publishing::Confirmed(confirmed) => confirmed.channel(),
+            Publishing::Unconfirmed { channel, .. } => channel,
+        }
+    }
 }
 
 fn unroutable(event: &Event, routing_key: &str, exchange: &str, policy: Unroutable) -> Result<()> {
@@ -555,15 +571,6 @@ fn unroutable(event: &Event, routing_key: &str, exchange: &str, policy: Unroutab
             Ok(())
         }
     }
-}
-
-/// Waits (bounded) for a blocked connection to be unblocked before publishing more.
-fn wait_while_blocked(connection: &Connection) -> pubsub_amqp::Result<()> {
-    while connection.blocked().is_some() {
-        check_blocked(connection)?;
-        thread::sleep(POLL);
-    }
-    Ok(())
 }
 
 /// One outcome per event: `Ok` unless its run failed, then the event given back with the error.

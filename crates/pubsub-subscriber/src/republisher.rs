@@ -6,10 +6,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use pubsub_amqp::{
-    AmqpConfig, Channel, ConfirmOutcome, ConfirmStreams, ConfirmTracker, Confirms, Connection,
-    Properties, Returns,
-};
+use pubsub_amqp::{AmqpConfig, ConfirmOutcome, ConfirmedChannel, Connection, Outgoing, Properties};
 
 type AmqpResult<T> = pubsub_amqp::Result<T>;
 
@@ -19,39 +16,39 @@ const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 /// The connection retries and dead letters are published on.
 pub(crate) struct Republisher {
     connection: Connection,
-    channel: Channel,
-    confirms: Confirms,
-    returns: Returns,
     /// The copies in flight, each with the queue it was sent to.
-    tracker: ConfirmTracker<String>,
+    channel: ConfirmedChannel<String>,
 }
 
 impl Republisher {
     /// Opens the connection (one attempt: the session's failure handling retries).
     pub(crate) fn open(config: &AmqpConfig) -> AmqpResult<Republisher> {
         let mut connection = Connection::open(&config.clone().with_connection_attempts(1))?;
-        let channel = connection.open_channel()?;
-        let returns = channel.listen_for_returns()?;
-        let confirms = channel.enable_confirms()?;
+        let channel = ConfirmedChannel::open(&mut connection)?;
         Ok(Republisher {
             connection,
             channel,
-            confirms,
-            returns,
-            tracker: ConfirmTracker::new(),
         })
     }
 
-    /// Publishes to `queue` through the default exchange; returns the delivery tag whose
-    /// confirm [`confirm_all`](Self::confirm_all) waits for.
+    /// Publishes to `queue` through the default exchange (after waiting, bounded, while the
+    /// broker blocks the connection); returns the delivery tag whose confirm
+    /// [`confirm_all`](Self::confirm_all) waits for.
     pub(crate) fn send(
         &mut self,
         queue: &str,
         body: &[u8],
         properties: &Properties,
     ) -> AmqpResult<u64> {
-        self.channel.publish("", queue, body, properties, true)?;
-        Ok(self.tracker.published(queue.to_owned()))
+        let message = Outgoing {
+            exchange: "",
+            routing_key: queue,
+            body,
+            properties,
+            mandatory: true,
+        };
+        self.channel
+            .publish(&self.connection, message, queue.to_owned())
     }
 
     /// Waits until every publish is confirmed; returns the tags the broker refused (nacked).
@@ -65,20 +62,15 @@ impl Republisher {
     pub(crate) fn confirm_all(&mut self) -> AmqpResult<HashSet<u64>> {
         let deadline = Instant::now() + CONFIRM_TIMEOUT;
         let mut settled = Vec::new();
-        while !self.tracker.is_empty() {
-            let streams = ConfirmStreams {
-                connection: &self.connection,
-                channel: &self.channel,
-                confirms: &self.confirms,
-                returns: &self.returns,
-            };
-            let is_it = |queue: &String, r: &pubsub_amqp::Returned| *queue == r.routing_key;
-            if !self.tracker.wait(streams, deadline, is_it, &mut settled)? {
-                return Err(pubsub_amqp::Error::Timeout {
-                    what: "waiting for the broker to confirm retries and dead letters",
-                    after: CONFIRM_TIMEOUT,
-                });
-            }
+        let is_it = |queue: &String, r: &pubsub_amqp::Returned| *queue == r.routing_key;
+        if !self
+            .channel
+            .wait_all(&self.connection, deadline, is_it, &mut settled)?
+        {
+            return Err(pubsub_amqp::Error::Timeout {
+                what: "waiting for the broker to confirm retries and dead letters",
+                after: CONFIRM_TIMEOUT,
+            });
         }
         let mut refused = HashSet::new();
         for copy in settled {

@@ -77,7 +77,7 @@
 //!     .build()?
 //!     .start()?; // queue `tasks` bound to `routing.task.resize.image` on exchange `tasks`
 //!
-//! let mut queue = TaskQueue::builder(Connection::open(&config)?).producer("gallery").build()?;
+//! let queue = TaskQueue::builder(Connection::open(&config)?).producer("gallery").build()?;
 //! let id = queue.submit("resize-image", json!({ "width": 640 }))?; // confirmed
 //!
 //! let mut store = TaskStore::open(&database)?;

@@ -1,13 +1,16 @@
-//! [`TaskQueue`]: submitting tasks with publisher confirms.
+//! [`TaskQueue`]: submitting tasks with publisher confirms, from any thread.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use pubsub_amqp::{Connection, ExchangeConfig, ExchangeKind};
 use pubsub_core::envelope::{Envelope, TASK_DOMAIN};
 use pubsub_core::serde_json::Value;
 use pubsub_core::text::json_type;
 use pubsub_core::Event;
-use pubsub_publisher::{EventPublisher, PublishOptions, Unroutable};
+use pubsub_publisher::{
+    EventPublisher, PublishOptions, PublishingThread, SharedPublisher, Unroutable,
+};
 use uuid::Uuid;
 
 use crate::error::{check_task_name, Error, Result};
@@ -19,6 +22,10 @@ pub const DEFAULT_EXCHANGE: &str = "tasks";
 
 /// The producer named in `producer_app` and `app_id` unless told otherwise.
 pub const DEFAULT_PRODUCER: &str = "pubsub";
+
+/// How many submits wait in the publishing thread's queue at most (a submitting thread that
+/// finds it full waits for room).
+const QUEUE: usize = 1024;
 
 /// The exchange tasks travel through: a durable direct exchange.
 pub fn exchange_config() -> ExchangeConfig {
@@ -41,12 +48,45 @@ pub fn exchange_config() -> ExchangeConfig {
 /// [`pubsub_publisher::Error::Unroutable`]), not a silent loss: start a worker (or declare
 /// its queue, [`TaskWorker::setup`](crate::TaskWorker::setup)) first.
 ///
-/// Like the publisher it sits on, a queue owns its connection and reconnects it; it is
-/// `Send` but not `Sync`.
-#[derive(Debug)]
+/// A queue is a cheap handle (`Clone + Send + Sync`): any thread can submit, and the submits
+/// of threads submitting at once share the broker's round trips. One publishing thread
+/// behind every clone owns the connection and reconnects it
+/// ([`SharedPublisher`]); it is joined, and the connection closed, when the last clone is
+/// dropped or [`close`](TaskQueue::close)d.
+#[derive(Debug, Clone)]
 pub struct TaskQueue {
-    publisher: EventPublisher,
+    // Declared before `owner`, so dropped first: the last clone lets go of its handle to the
+    // publishing thread before it joins the thread.
+    publisher: SharedPublisher,
+    owner: Arc<Owner>,
+}
+
+/// What every clone of one queue shares; the last one dropped joins the publishing thread.
+#[derive(Debug)]
+struct Owner {
+    exchange: String,
     producer: String,
+    /// `None` only once joined.
+    thread: Option<PublishingThread>,
+}
+
+impl Owner {
+    /// Joins the publishing thread (every handle to it must be gone): how closing the
+    /// connection went.
+    fn join(&mut self) -> Result<()> {
+        match self.thread.take() {
+            Some(thread) => Ok(thread.join()?),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        if let Err(e) = self.join() {
+            log::debug!("closing the task queue of `{}`: {e}", self.exchange);
+        }
+    }
 }
 
 /// Per-submit options.
@@ -91,11 +131,12 @@ impl TaskQueueBuilder {
         self
     }
 
-    /// Opens the publishing channel and declares the exchange.
+    /// Opens the publishing channel, declares the exchange and starts the publishing thread.
     ///
     /// # Errors
     ///
-    /// [`Error::Publish`]: the connection is gone, or the exchange exists with another kind.
+    /// [`Error::Publish`]: the connection is gone, the exchange exists with another kind, or
+    /// the thread cannot be started.
     pub fn build(self) -> Result<TaskQueue> {
         let publisher = EventPublisher::builder(self.connection, &self.exchange)
             .app_id(&self.producer)
@@ -103,9 +144,15 @@ impl TaskQueueBuilder {
             .unroutable(Unroutable::Error)
             .declare_exchange(self.declare.then(exchange_config))
             .build()?;
+        let exchange = publisher.exchange().to_owned();
+        let (publisher, thread) = SharedPublisher::spawn(publisher, QUEUE)?;
         Ok(TaskQueue {
             publisher,
-            producer: self.producer,
+            owner: Arc::new(Owner {
+                exchange,
+                producer: self.producer,
+                thread: Some(thread),
+            }),
         })
     }
 }
@@ -123,7 +170,7 @@ impl TaskQueue {
 
     /// The exchange tasks are submitted to.
     pub fn exchange(&self) -> &str {
-        self.publisher.exchange()
+        &self.owner.exchange
     }
 
     /// Submits the task `task_name` with `payload` (a JSON object) and returns its id once the
@@ -133,7 +180,7 @@ impl TaskQueue {
     ///
     /// [`Error::InvalidTaskName`], [`Error::InvalidPayload`]; [`Error::Publish`] when the
     /// broker did not confirm it, or no queue is bound for its routing key.
-    pub fn submit(&mut self, task_name: &str, payload: Value) -> Result<Uuid> {
+    pub fn submit(&self, task_name: &str, payload: Value) -> Result<Uuid> {
         self.submit_with(task_name, payload, &SubmitOptions::default())
     }
 
@@ -143,16 +190,16 @@ impl TaskQueue {
     ///
     /// As [`submit`](Self::submit).
     pub fn submit_with(
-        &mut self,
+        &self,
         task_name: &str,
         payload: Value,
         options: &SubmitOptions,
     ) -> Result<Uuid> {
         let task = task_event(task_name, payload)?;
         let id = task.event_id();
-        let publish = publish_options(&task, &self.producer, options);
+        let publish = publish_options(&task, &self.owner.producer, options);
         self.publisher
-            .publish_with(&task, &publish)
+            .publish(task, publish)
             .map_err(|e| Error::Publish(e.error().clone()))?;
         log::debug!("submitted task `{task_name}` {id}");
         Ok(id)
@@ -161,21 +208,23 @@ impl TaskQueue {
     /// Submits several tasks as one pipelined batch (the confirms are collected after the
     /// whole batch is sent: about one round trip instead of one per task) and returns one
     /// outcome per task, in order: its id, or why it was not submitted.
-    pub fn submit_all<'a, I>(&mut self, tasks: I) -> Vec<Result<Uuid>>
+    pub fn submit_all<'a, I>(&self, tasks: I) -> Vec<Result<Uuid>>
     where
         I: IntoIterator<Item = (&'a str, Value)>,
     {
         let mut outcomes: Vec<Option<Result<Uuid>>> = Vec::new();
         let mut events = Vec::new();
         let mut options = Vec::new();
+        let mut ids = Vec::new();
         for (name, payload) in tasks {
             match task_event(name, payload) {
                 Ok(task) => {
                     options.push(publish_options(
                         &task,
-                        &self.producer,
+                        &self.owner.producer,
                         &SubmitOptions::default(),
                     ));
+                    ids.push(task.event_id());
                     events.push(task);
                     outcomes.push(None);
                 }
@@ -184,15 +233,15 @@ impl TaskQueue {
         }
         let mut published = self
             .publisher
-            .publish_each(&events, &options)
+            .publish_each(events, options)
             .into_iter()
-            .zip(&events);
+            .zip(ids);
         outcomes
             .into_iter()
             .map(|outcome| match outcome {
                 Some(invalid) => invalid,
                 None => match published.next() {
-                    Some((Ok(()), task)) => Ok(task.event_id()),
+                    Some((Ok(()), id)) => Ok(id),
                     Some((Err(e), _)) => Err(Error::Publish(e.error().clone())),
                     None => Err(Error::InvalidConfig {
                         message: "a task without an outcome".to_owned(),
@@ -202,13 +251,21 @@ impl TaskQueue {
             .collect()
     }
 
-    /// Closes the connection.
+    /// Lets go of this clone; the last one also stops the publishing thread, joins it and
+    /// closes the connection (dropping it does the same, without the error).
     ///
     /// # Errors
     ///
-    /// [`Error::Publish`] if the connection was already broken.
+    /// [`Error::Publish`] if the connection was already broken (only from the last clone).
     pub fn close(self) -> Result<()> {
-        Ok(self.publisher.close()?)
+        let TaskQueue { publisher, owner } = self;
+        // The thread ends once every handle is gone: this one first.
+        drop(publisher);
+        match Arc::try_unwrap(owner) {
+            Ok(mut owner) => owner.join(),
+            // Another clone is still in use; the last one joins.
+            Err(_) => Ok(()),
+        }
     }
 }
 
@@ -271,6 +328,12 @@ mod tests {
             task_event("a.b", json!({})),
             Err(Error::InvalidTaskName { .. })
         ));
+    }
+
+    #[test]
+    fn a_queue_is_shared_by_threads() {
+        fn shared<T: Clone + Send + Sync + 'static>() {}
+        shared::<TaskQueue>();
     }
 
     #[test]

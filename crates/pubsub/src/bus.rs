@@ -4,7 +4,6 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use crossbeam_channel::Sender;
 use pubsub_amqp::{AmqpConfig, Connection, ReconnectPolicy};
@@ -21,7 +20,7 @@ use crate::context::{self, Contextual};
 use crate::error::{Error, PublishError, Result};
 use crate::metrics::{endpoint::Endpoint, Metrics};
 use crate::names::{validate_exchange, validate_service_name};
-use crate::publishing::{self as publisher, Command, Publisher, Target};
+use crate::publishing::{self as publisher, Publisher, Target};
 
 #[cfg(feature = "asyncapi")]
 #[path = "asyncapi.rs"]
@@ -338,7 +337,7 @@ enum State {
 struct Running {
     /// The workers, when the bus has handlers and a broker.
     workers: Option<RunningPool>,
-    publisher_thread: Option<JoinHandle<()>>,
+    publisher_thread: Option<publisher::Thread>,
     registry: Arc<HandlerRegistry>,
     /// The metrics endpoint, when asked for.
     endpoint: Option<Endpoint>,
@@ -639,9 +638,8 @@ impl EventBus {
                 .unwrap_or_default();
             metrics.attach(Some(event_publisher.stats_handle()), workers);
         }
-        let (tx, rx) = crossbeam_channel::bounded(s.publish_queue);
-        let thread = publisher::spawn(event_publisher, rx, &s.service)?;
-        self.publisher.retarget(Target::Broker(tx));
+        let (shared, thread) = publisher::spawn(event_publisher, s.publish_queue)?;
+        self.publisher.retarget(Target::Broker(shared));
         Ok(Running {
             workers,
             publisher_thread: Some(thread),
@@ -716,9 +714,8 @@ impl EventBus {
         }
         // Publishes first, so that handlers that publish while the workers finish get an
         // answer (their events are published, or refused as stopped).
-        if let Target::Broker(tx) = self.publisher.retarget(Target::Stopped) {
-            let _ = tx.send(Command::Stop);
-        }
+        // Dropping the bus's handle lets the thread finish what is queued and end.
+        drop(self.publisher.retarget(Target::Stopped));
         if let Some(thread) = publisher_thread {
             if thread.join().is_err() {
                 log::error!(

@@ -165,12 +165,14 @@ pub mod amqp {
     };
 }
 
-/// Confirmed publishing on a connection of one's own: `EventPublisher`
-/// (`pubsub-publisher`).
+/// Confirmed publishing: `EventPublisher` on a connection of one's own, and
+/// `SharedPublisher`, the publishing thread behind a `Clone + Send + Sync` handle that the
+/// bus's [`Publisher`] and the task queue are built on (`pubsub-publisher`).
 pub mod publisher {
     pub use pubsub_publisher::{
-        Error, EventPublisher, PublishError, PublishOptions, PublisherBuilder, PublisherStats,
-        Result, StatsHandle, Unroutable,
+        BatchReceipt, Error, EventPublisher, PublishError, PublishOptions, PublisherBuilder,
+        PublisherStats, PublishingThread, Receipt, Result, SharedPublisher, StatsHandle,
+        Unroutable,
     };
 }
 

@@ -1,36 +1,27 @@
-//! [`Publisher`]: the bus's publishing handle, `Clone + Send + Sync`, and the one thread that
-//! owns the connection behind it.
+//! [`Publisher`]: the bus's publishing handle, `Clone + Send + Sync`, over the publisher
+//! crate's [`SharedPublisher`] (the one thread that owns the connection, its queue, batching
+//! and linger). What is the bus's own is here: where publishes go (not started, the broker,
+//! in process, stopped), the correlation of what a handler publishes, the service's name and
+//! event type, the trace context of the caller.
 
 use std::fmt;
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, PoisonError, RwLock};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
 use pubsub_core::{Event, EventType, Metadata};
-use pubsub_publisher::{EventPublisher, PublishOptions};
+use pubsub_publisher::{EventPublisher, PublishOptions, PublishingThread, SharedPublisher};
 use pubsub_registry::{HandlerRegistry, InvocationResult};
 
 use crate::context;
 use crate::error::{Error, PublishError, Result};
 use crate::trace;
 
-/// The most events the publishing thread takes from its queue for one pipelined batch.
-const MAX_BATCH: usize = 4096;
-
-/// How long the publishing thread waits for the callers of its last batch to queue their
-/// next events before it publishes what it has (only while fewer callers are queued than it
-/// last answered).
-const LINGER: Duration = Duration::from_micros(200);
-
 /// Publishes events for a service, from any thread: a cheap handle (`Clone + Send + Sync`) to
 /// the bus's one publishing thread, which owns the connection.
 ///
 /// Callers queue their events; the thread takes everything queued, publishes it as one
-/// pipelined batch ([`EventPublisher::publish_each`]) and answers each caller once the broker
-/// has confirmed (or refused) its events. Many threads publishing at once therefore share
-/// round trips instead of paying one each.
+/// pipelined batch ([`SharedPublisher`], [`EventPublisher::publish_each`]) and answers each
+/// caller once the broker has confirmed (or refused) its events. Many threads publishing at
+/// once therefore share round trips instead of paying one each.
 ///
 /// Every event carries the service's name as its `app_id` (its source), its
 /// [`EventType`] in the `x-event-type` header (the bus's default unless the options set one),
@@ -58,30 +49,13 @@ pub(crate) struct Shared {
 pub(crate) enum Target {
     /// Before `start`.
     NotStarted,
-    /// To the publishing thread.
-    Broker(Sender<Command>),
+    /// To the publishing thread (the bus's only handle to it: dropping it lets the thread
+    /// finish).
+    Broker(SharedPublisher),
     /// Straight to the handlers, in the calling thread.
     InProcess(Arc<HandlerRegistry>),
     /// After `stop`.
     Stopped,
-}
-
-/// A request to the publishing thread.
-// `One` is nearly every request: boxing it would allocate on each publish to spare the rare
-// `Many` and `Stop` some bytes of their channel slot.
-#[allow(clippy::large_enum_variant)]
-pub(crate) enum Command {
-    One {
-        event: Event,
-        options: PublishOptions,
-        reply: Sender<Result<(), PublishError>>,
-    },
-    Many {
-        events: Vec<Event>,
-        options: Vec<PublishOptions>,
-        reply: Sender<Vec<Result<(), PublishError>>>,
-    },
-    Stop,
 }
 
 /// The answer to a [`Publisher::send`]: wait on it for the broker's confirm.
@@ -94,7 +68,7 @@ pub struct Receipt {
 #[derive(Debug)]
 enum Answer {
     Ready(Box<Result<(), PublishError>>),
-    Pending(Receiver<Result<(), PublishError>>),
+    Pending(pubsub_publisher::Receipt),
 }
 
 impl Receipt {
@@ -111,10 +85,7 @@ impl Receipt {
     pub fn wait(self) -> Result<(), PublishError> {
         match self.answer {
             Answer::Ready(result) => *result,
-            Answer::Pending(rx) => match rx.recv() {
-                Ok(result) => result,
-                Err(_) => panic!("the bus's publishing thread dropped a request unanswered"),
-            },
+            Answer::Pending(receipt) => receipt.wait().map_err(from_shared),
         }
     }
 
@@ -122,7 +93,7 @@ impl Receipt {
     pub fn is_ready(&self) -> bool {
         match &self.answer {
             Answer::Ready(_) => true,
-            Answer::Pending(rx) => !rx.is_empty(),
+            Answer::Pending(receipt) => receipt.is_ready(),
         }
     }
 }
@@ -184,20 +155,14 @@ impl Publisher {
             .read()
             .unwrap_or_else(PoisonError::into_inner);
         match &*target {
-            Target::Broker(tx) => {
-                let (reply, answer) = crossbeam_channel::bounded(1);
-                let sent = tx.send(Command::Many {
-                    events,
-                    options,
-                    reply,
-                });
+            Target::Broker(shared) => {
+                let receipt = shared.send_each(events, options);
                 drop(target);
-                match sent {
-                    Ok(()) => answer.recv().unwrap_or_else(|_| {
-                        panic!("the bus's publishing thread dropped a request unanswered")
-                    }),
-                    Err(crossbeam_channel::SendError(command)) => gone(command),
-                }
+                receipt
+                    .wait()
+                    .into_iter()
+                    .map(|outcome| outcome.map_err(from_shared))
+                    .collect()
             }
             Target::InProcess(registry) => {
                 let registry = registry.clone();
@@ -259,22 +224,12 @@ impl Publisher {
             .read()
             .unwrap_or_else(PoisonError::into_inner);
         match &*target {
-            Target::Broker(tx) => {
-                let (reply, answer) = crossbeam_channel::bounded(1);
-                match tx.send(Command::One {
-                    event,
-                    options,
-                    reply,
-                }) {
-                    Ok(()) => Ok(Receipt {
-                        answer: Answer::Pending(answer),
-                    }),
-                    Err(crossbeam_channel::SendError(Command::One { event, .. })) => {
-                        Err(PublishError::new(event, Error::PublisherGone))
-                    }
-                    Err(_) => unreachable_command(),
-                }
-            }
+            Target::Broker(shared) => match shared.send(event, options) {
+                Ok(receipt) => Ok(Receipt {
+                    answer: Answer::Pending(receipt),
+                }),
+                Err(e) => Err(from_shared(e)),
+            },
             Target::InProcess(registry) => {
                 let registry = registry.clone();
                 drop(target);
@@ -336,10 +291,6 @@ impl fmt::Debug for Publisher {
     }
 }
 
-fn unreachable_command() -> Result<Receipt, PublishError> {
-    panic!("a send returned another command than the one sent")
-}
-
 fn fail_all(events: Vec<Event>, error: impl Fn() -> Error) -> Vec<Result<(), PublishError>> {
     events
         .into_iter()
@@ -347,11 +298,12 @@ fn fail_all(events: Vec<Event>, error: impl Fn() -> Error) -> Vec<Result<(), Pub
         .collect()
 }
 
-fn gone(command: Command) -> Vec<Result<(), PublishError>> {
-    match command {
-        Command::Many { events, .. } => fail_all(events, || Error::PublisherGone),
-        Command::One { event, .. } => vec![Err(PublishError::new(event, Error::PublisherGone))],
-        Command::Stop => Vec::new(),
+/// The publishing thread's failure as the bus's: its end is [`Error::PublisherGone`], as
+/// before the thread moved into the publisher crate.
+fn from_shared(e: pubsub_publisher::PublishError) -> PublishError {
+    match e.error() {
+        pubsub_publisher::Error::PublisherGone => e.map_error(|_| Error::PublisherGone),
+        _ => crate::error::from_publisher(e),
     }
 }
 
@@ -393,145 +345,39 @@ pub(crate) fn invoke(
     registry.invoke(event, &meta)
 }
 
-/// Starts the publishing thread; it owns `publisher` and serves `commands` until
-/// [`Command::Stop`].
+/// Starts the publishing thread, which owns `publisher`, behind a queue of `capacity`
+/// requests; returns the handle to put in [`Target::Broker`] and the thread. The thread ends
+/// once that handle is dropped (by retargeting) and everything queued is answered.
 pub(crate) fn spawn(
     publisher: EventPublisher,
-    commands: Receiver<Command>,
-    service: &str,
-) -> Result<JoinHandle<()>> {
-    let name = format!(
-        "pubsub-pub-{}",
-        service.chars().take(20).collect::<String>()
-    );
-    thread::Builder::new()
-        .name(name)
-        .spawn(move || serve(publisher, &commands))
-        .map_err(|e| Error::Spawn {
-            message: e.to_string(),
-        })
-}
-
-/// Who waits for which outcomes of a batch.
-enum Reply {
-    One(Sender<Result<(), PublishError>>),
-    Many(Sender<Vec<Result<(), PublishError>>>, usize),
-}
-
-/// The requests taken for one pipelined batch.
-#[derive(Default)]
-struct Batch {
-    events: Vec<Event>,
-    options: Vec<PublishOptions>,
-    replies: Vec<Reply>,
-}
-
-impl Batch {
-    /// Adds a request; `true` for [`Command::Stop`].
-    fn take(&mut self, command: Command) -> bool {
-        match command {
-            Command::One {
-                event,
-                options,
-                reply,
-            } => {
-                self.events.push(event);
-                self.options.push(options);
-                self.replies.push(Reply::One(reply));
-                false
-            }
-            Command::Many {
-                mut events,
-                mut options,
-                reply,
-            } => {
-                self.replies.push(Reply::Many(reply, events.len()));
-                options.resize_with(events.len(), PublishOptions::default);
-                self.events.append(&mut events);
-                self.options.append(&mut options);
-                false
-            }
-            Command::Stop => true,
-        }
-    }
-
-    /// Answers every caller, in order, from `outcomes` (one per event).
-    fn answer(&mut self, outcomes: Vec<Result<(), PublishError>>) {
-        let mut outcomes = outcomes.into_iter();
-        for reply in self.replies.drain(..) {
-            // A caller that stopped waiting (dropped its receipt) is not an error.
-            match reply {
-                Reply::One(tx) => {
-                    let _ = tx.send(outcomes.next().unwrap_or(Ok(())));
-                }
-                Reply::Many(tx, n) => {
-                    let _ = tx.send(outcomes.by_ref().take(n).collect());
-                }
-            }
-        }
-        self.events.clear();
-        self.options.clear();
+    capacity: usize,
+) -> Result<(SharedPublisher, Thread)> {
+    match SharedPublisher::spawn(publisher, capacity) {
+        Ok((shared, thread)) => Ok((shared, Thread(thread))),
+        Err(pubsub_publisher::Error::Spawn { message }) => Err(Error::Spawn { message }),
+        Err(e) => Err(Error::Publish(e)),
     }
 }
 
-fn serve(mut publisher: EventPublisher, commands: &Receiver<Command>) {
-    let mut batch = Batch::default();
-    // After a panic in the publisher, every request is answered with an error.
-    let mut broken = false;
-    let mut stop = false;
-    // How many callers the last batch answered: callers that block on `publish` come back
-    // at once with their next event, and waiting a moment for them (group commit) makes one
-    // round trip serve them all instead of splitting them over several batches.
-    let mut answered = 0;
-    while !stop {
-        match commands.recv() {
-            Ok(command) => stop = batch.take(command),
-            Err(_) => break,
-        }
-        let linger_until = Instant::now() + LINGER;
-        while !stop && batch.events.len() < MAX_BATCH {
-            let next = match commands.try_recv() {
-                Ok(command) => Some(command),
-                Err(_) if batch.replies.len() < answered => {
-                    commands.recv_deadline(linger_until).ok()
-                }
-                Err(_) => None,
-            };
-            match next {
-                Some(command) => stop = batch.take(command),
-                None => break,
+/// The bus's publishing thread.
+#[derive(Debug)]
+pub(crate) struct Thread(PublishingThread);
+
+/// The publishing thread panicked.
+#[derive(Debug)]
+pub(crate) struct Panicked;
+
+impl Thread {
+    /// Joins the thread (once the bus's handle is dropped); an error closing the connection
+    /// is only logged.
+    pub(crate) fn join(self) -> std::result::Result<(), Panicked> {
+        match self.0.join() {
+            Ok(()) => Ok(()),
+            Err(pubsub_publisher::Error::PublisherGone) => Err(Panicked),
+            Err(e) => {
+                log::debug!("closing the bus's publisher: {e}");
+                Ok(())
             }
         }
-        if batch.replies.is_empty() {
-            continue;
-        }
-        answered = batch.replies.len();
-        let published = if broken {
-            None
-        } else {
-            let outcomes = panic::catch_unwind(AssertUnwindSafe(|| {
-                publisher.publish_each(&batch.events, &batch.options)
-            }));
-            if outcomes.is_err() {
-                log::error!("the publisher panicked; the bus publishes nothing more");
-                broken = true;
-            }
-            outcomes.ok()
-        };
-        let outcomes = match published {
-            Some(outcomes) => outcomes
-                .into_iter()
-                .map(|r| r.map_err(crate::error::from_publisher))
-                .collect(),
-            None => batch
-                .events
-                .iter()
-                .map(|e| Err(PublishError::new(e.clone(), Error::PublisherGone)))
-                .collect(),
-        };
-        batch.answer(outcomes);
-    }
-    if let Err(e) = publisher.close() {
-        log::debug!("closing the bus's publisher: {e}");
     }
 }

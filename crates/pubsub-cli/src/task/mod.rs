@@ -154,7 +154,7 @@ fn submit(url: Option<&str>, args: SubmitArgs, console: &mut Console<'_>) -> Res
     let payload = DataSource::from_arg(args.payload.as_deref(), console.stdin_is_terminal)
         .read_named(console.input, "payload", "--payload")?;
     let connection = connect(url, "task submit")?;
-    let mut queue = TaskQueue::builder(connection)
+    let queue = TaskQueue::builder(connection)
         .exchange(&args.exchange)
         .producer(&args.producer)
         .declare_exchange(!args.no_declare)

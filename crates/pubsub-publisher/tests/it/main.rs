@@ -224,3 +224,31 @@ fn without_confirms_publish_returns_at_once() {
     }
     assert_eq!(bus.ready(&queue), Some(50));
 }
+
+#[test]
+fn a_shared_publisher_publishes_from_several_threads() {
+    let Some((bus, queue)) = bus_with_queue(&QueueConfig::default()) else {
+        return;
+    };
+    let publisher = publisher(&bus).app_id("orders-service").build().unwrap();
+    let (shared, thread) =
+        pubsub_publisher::SharedPublisher::spawn(publisher, pubsub_publisher::DEFAULT_QUEUE)
+            .unwrap();
+    std::thread::scope(|s| {
+        for i in 0..4 {
+            let shared = shared.clone();
+            s.spawn(move || {
+                shared
+                    .publish(event(i), PublishOptions::correlated("threads"))
+                    .unwrap();
+            });
+        }
+    });
+    let outcomes = shared.publish_each((4..10).map(event).collect(), Vec::new());
+    assert!(outcomes.iter().all(Result::is_ok));
+    let receipt = shared.send(event(10), PublishOptions::default()).unwrap();
+    receipt.wait().unwrap();
+    drop(shared);
+    thread.join().unwrap();
+    assert_eq!(bus.drain(&queue).len(), 11);
+}

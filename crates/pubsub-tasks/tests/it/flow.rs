@@ -36,7 +36,7 @@ fn a_submitted_task_completes_with_its_result() {
             .unwrap()
             .start()
             .unwrap();
-        let mut queue = setup.task_queue();
+        let queue = setup.task_queue();
         let id = queue
             .submit("send-report", json!({ "to": "ops" }))
             .unwrap()
@@ -90,7 +90,7 @@ fn a_failing_task_is_retried_then_failed_and_dead_lettered() {
             .unwrap()
             .start()
             .unwrap();
-        let mut queue = setup.task_queue();
+        let queue = setup.task_queue();
 
         let id = queue.submit("send-report", json!({})).unwrap().to_string();
         let reports = setup.settled(&id);
@@ -167,7 +167,7 @@ fn an_unknown_task_is_failed_at_once_and_dead_lettered_as_poison() {
         .unwrap()
         .start()
         .unwrap();
-    let mut queue = setup.task_queue();
+    let queue = setup.task_queue();
     // A key the worker binds, a name it does not know.
     let options = SubmitOptions {
         routing_key: Some("routing.task.send.report".into()),
@@ -306,7 +306,7 @@ fn several_workers_share_the_queue() {
         .unwrap();
     assert_eq!(worker.bindings(), ["routing.task.add"]);
     let worker = worker.start().unwrap();
-    let mut queue = setup.task_queue();
+    let queue = setup.task_queue();
     let mut outcomes = queue.submit_all((0..61).map(|n| match n {
         60 => ("not.a.name", json!({})),
         n => ("add", json!({ "n": n })),
@@ -333,6 +333,45 @@ fn several_workers_share_the_queue() {
     assert_eq!(first.result, Some(json!(1)));
     let stats = worker.stop().unwrap();
     assert_eq!(stats.acked, 60, "{stats}");
+}
+
+#[test]
+fn clones_of_one_queue_submit_from_several_threads() {
+    let Some(setup) = Setup::new("threads", TestDb::sqlite()) else {
+        return;
+    };
+    let worker = setup
+        .worker()
+        .task("add", |task| {
+            let n = task.payload()["n"].as_u64().unwrap_or_default();
+            Ok(json!(n + 1))
+        })
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let queue = setup.task_queue();
+    let ids: Vec<String> = std::thread::scope(|s| {
+        let submitting: Vec<_> = (0..4)
+            .map(|n| {
+                let queue = queue.clone();
+                s.spawn(move || queue.submit("add", json!({ "n": n })).unwrap())
+            })
+            .collect();
+        submitting
+            .into_iter()
+            .map(|t| t.join().unwrap().to_string())
+            .collect()
+    });
+    // The clones are gone; the last handle joins the publishing thread.
+    queue.close().unwrap();
+    let settled = setup.settle_all(ids.len());
+    assert!(settled.iter().all(|r| r.disposition == Disposition::Acked));
+    for id in &ids {
+        assert_eq!(setup.record(id).status, TaskStatus::Completed);
+    }
+    let stats = worker.stop().unwrap();
+    assert_eq!(stats.acked, 4, "{stats}");
 }
 
 #[test]

@@ -97,7 +97,7 @@ fn a_pika_consumer_reads_a_submitted_task_in_the_seed_format() {
     let Some(mut setup) = Setup::new("pika-read", TestDb::sqlite()) else {
         return;
     };
-    let mut queue = setup.task_queue(); // declares the direct exchange
+    let queue = setup.task_queue(); // declares the direct exchange
     let python_queue = setup.bus.queue_name("py-tasks");
     let admin = setup.bus.admin();
     admin

@@ -1,13 +1,16 @@
 //! One batch of a replay: publish every candidate, wait for the broker's confirms (through
-//! `pubsub-amqp`'s [`ConfirmTracker`]), then acknowledge in the dead-letter queue each message
-//! whose copy the broker confirmed. Whatever was not confirmed stays unacknowledged.
+//! `pubsub-amqp`'s [`ConfirmedChannel`]), then acknowledge in the dead-letter queue each
+//! message whose copy the broker confirmed. Whatever was not confirmed stays unacknowledged.
+//!
+//! The replay publishes on a [`ConfirmedChannel`] of its own rather than through the
+//! publisher: it republishes messages as they were (body and properties byte for byte, to
+//! the exchange and key each came from), which are not events the publisher would write; and
+//! it shares its connection with the channel it takes the messages on, so that a lost
+//! connection ends both and every message not confirmed goes back to the dead-letter queue.
 
 use std::time::{Duration, Instant};
 
-use pubsub_amqp::{
-    Channel, ConfirmOutcome, ConfirmStreams, ConfirmTracker, Confirms, Connection, Delivery,
-    Returned, Returns, Settled,
-};
+use pubsub_amqp::{ConfirmOutcome, ConfirmedChannel, Connection, Delivery, Outgoing, Returned};
 
 use crate::dlq::letter::{replay_properties, DeadLetter, Destination};
 use crate::dlq::replay::{Moved, Replay, Stayed};
@@ -48,25 +51,16 @@ impl Candidate {
     }
 }
 
-/// The publishing channel of a replay, with confirms on.
+/// The publishing channel of a replay, with confirms on: the candidates of the batch being
+/// published are in flight on it, each by its index in the batch.
 pub(super) struct Publisher {
-    channel: Channel,
-    confirms: Confirms,
-    returns: Returns,
-    /// The candidates published and not confirmed yet.
-    tracker: ConfirmTracker<Candidate>,
+    channel: ConfirmedChannel<usize>,
 }
 
 impl Publisher {
     fn open(connection: &mut Connection) -> pubsub_amqp::Result<Publisher> {
-        let channel = connection.open_channel()?;
-        let returns = channel.listen_for_returns()?;
-        let confirms = channel.enable_confirms()?;
         Ok(Publisher {
-            channel,
-            confirms,
-            returns,
-            tracker: ConfirmTracker::new(),
+            channel: ConfirmedChannel::open(connection)?,
         })
     }
 
@@ -75,58 +69,62 @@ impl Publisher {
     }
 
     /// Publishes every candidate (mandatory, with the replay's properties); returns those
-    /// that could not be published, with the reason, and whether the channel broke.
-    fn publish(&mut self, batch: Vec<Candidate>) -> (Vec<(Candidate, String)>, bool) {
+    /// that could not be published (by index), with the reason, and whether the channel
+    /// broke.
+    fn publish(
+        &mut self,
+        connection: &Connection,
+        batch: &[Candidate],
+    ) -> (Vec<(usize, String)>, bool) {
         let mut unpublished = Vec::new();
         let mut broken = false;
-        for c in batch {
+        for (i, c) in batch.iter().enumerate() {
             if broken {
-                unpublished.push((c, "not published: the publishing channel closed".to_owned()));
+                unpublished.push((i, "not published: the publishing channel closed".to_owned()));
                 continue;
             }
             let properties = replay_properties(&c.letter.properties);
-            let published = self.channel.publish(
-                &c.destination.exchange,
-                &c.destination.routing_key,
-                &c.letter.body,
-                &properties,
-                true,
-            );
-            match published {
-                Ok(()) => {
-                    self.tracker.published(c);
-                }
+            let message = Outgoing {
+                exchange: &c.destination.exchange,
+                routing_key: &c.destination.routing_key,
+                body: &c.letter.body,
+                properties: &properties,
+                mandatory: true,
+            };
+            match self.channel.publish(connection, message, i) {
+                Ok(_) => {}
                 Err(e @ pubsub_amqp::Error::InvalidMessage { .. }) => {
-                    unpublished.push((c, e.to_string()));
+                    unpublished.push((i, e.to_string()));
                 }
                 Err(e) => {
                     broken = true;
-                    unpublished.push((c, format!("not published: {e}")));
+                    unpublished.push((i, format!("not published: {e}")));
                 }
             }
         }
         (unpublished, broken)
     }
 
-    /// Waits up to `timeout` for the confirms of everything in flight.
-    fn confirm(&mut self, connection: &Connection, timeout: Duration) -> Confirmed {
+    /// Waits up to `timeout` for the confirms of everything in flight of `batch`.
+    fn confirm(
+        &mut self,
+        connection: &Connection,
+        batch: &[Candidate],
+        timeout: Duration,
+    ) -> Confirmed {
         let deadline = Instant::now() + timeout;
         let mut confirmed = Confirmed::default();
-        let mut settled: Vec<Settled<Candidate>> = Vec::new();
-        let streams = ConfirmStreams {
-            connection,
-            channel: &self.channel,
-            confirms: &self.confirms,
-            returns: &self.returns,
-        };
-        while !self.tracker.is_empty() {
+        let mut settled = Vec::new();
+        let is_it = |&i: &usize, returned: &Returned| batch.get(i).is_some_and(|c| c.is(returned));
+        while !self.channel.is_empty() {
             let waited = self
-                .tracker
-                .wait(streams, deadline, Candidate::is, &mut settled);
-            confirmed.settled.extend(settled.drain(..).map(|s| {
-                let outcome = s.token.outcome(&s.outcome);
-                (s.token, outcome)
-            }));
+                .channel
+                .wait_all(connection, deadline, is_it, &mut settled);
+            confirmed.settled.extend(
+                settled
+                    .drain(..)
+                    .filter_map(|s| Some((s.token, batch.get(s.token)?.outcome(&s.outcome)))),
+            );
             let reason = match waited {
                 Ok(true) => continue,
                 Ok(false) => format!(
@@ -141,10 +139,10 @@ impl Publisher {
             };
             // The channel's state is unknown: the next batch uses a new one.
             confirmed.broken = true;
-            let abandoned = self.tracker.abandon().into_iter();
+            let abandoned = self.channel.abandon().into_iter();
             confirmed
                 .settled
-                .extend(abandoned.map(|(_, c)| (c, Err(reason.clone()))));
+                .extend(abandoned.map(|(_, i)| (i, Err(reason.clone()))));
         }
         confirmed
     }
@@ -153,8 +151,8 @@ impl Publisher {
 /// What waiting for a batch's confirms found.
 #[derive(Default)]
 struct Confirmed {
-    /// Each candidate published, with its outcome.
-    settled: Vec<(Candidate, Result<(), String>)>,
+    /// Each candidate published (by index in the batch), with its outcome.
+    settled: Vec<(usize, Result<(), String>)>,
     /// The channel or connection error that ended the wait, if any.
     failure: Option<pubsub_amqp::Error>,
     /// Whether the channel is not to be used again.
@@ -177,8 +175,8 @@ impl Replay<'_> {
                 return;
             }
         };
-        let (unpublished, broken) = publisher.publish(batch);
-        let confirmed = publisher.confirm(self.connection, self.options.confirm_timeout);
+        let (unpublished, broken) = publisher.publish(self.connection, &batch);
+        let confirmed = publisher.confirm(self.connection, &batch, self.options.confirm_timeout);
         if let Some(why) = &confirmed.failure {
             self.note_failure(why);
         }
@@ -187,14 +185,18 @@ impl Replay<'_> {
         } else {
             self.publisher = Some(publisher);
         }
-        for (c, outcome) in confirmed.settled {
-            match outcome {
-                Ok(()) => self.remove(c),
-                Err(reason) => self.stay_candidate(c, reason),
+        let mut batch: Vec<Option<Candidate>> = batch.into_iter().map(Some).collect();
+        for (i, outcome) in confirmed.settled {
+            match (batch[i].take(), outcome) {
+                (Some(c), Ok(())) => self.remove(c),
+                (Some(c), Err(reason)) => self.stay_candidate(c, reason),
+                (None, _) => {}
             }
         }
-        for (c, reason) in unpublished {
-            self.stay_candidate(c, reason);
+        for (i, reason) in unpublished {
+            if let Some(c) = batch[i].take() {
+                self.stay_candidate(c, reason);
+            }
         }
     }
 
