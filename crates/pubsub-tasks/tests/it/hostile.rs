@@ -44,7 +44,10 @@ fn a_nul_in_the_payload_result_or_error_is_recorded_and_runs_once() {
             .unwrap();
         let mut queue = setup.task_queue();
         let payload = json!({ "in": "x\u{0}y", "n\u{0}": 1 });
-        let ok = queue.submit("echo-nul", payload.clone()).unwrap().to_string();
+        let ok = queue
+            .submit("echo-nul", payload.clone())
+            .unwrap()
+            .to_string();
         let reports = setup.settled(&ok);
         assert_eq!(reports.len(), 1, "{name}: {reports:#?}");
         assert_eq!(reports[0].disposition, Disposition::Acked, "{name}");
@@ -69,7 +72,11 @@ fn a_nul_in_the_payload_result_or_error_is_recorded_and_runs_once() {
         assert_eq!(record.status, TaskStatus::Failed, "{name}");
         let error = record.error.unwrap_or_default();
         assert!(error.starts_with("bad\u{0}error"), "{name}: {error:?}");
-        assert_eq!(runs.load(Ordering::SeqCst), 2, "{name}: each function ran once");
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            2,
+            "{name}: each function ran once"
+        );
         worker.stop().unwrap();
     }
 }
