@@ -1,5 +1,7 @@
 //! The scenarios. Each runs against the real broker and returns one [`Line`] of figures.
 
+mod store_hostile;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -92,6 +94,11 @@ pub(crate) const ALL: &[Scenario] = &[
         name: "postgres-restart",
         about: "the event store on PostgreSQL, PostgreSQL stopped for 3 s mid-stream: nothing acked before its commit, every event stored once",
         run: crate::store::postgres_restart,
+    },
+    Scenario {
+        name: "store-hostile",
+        about: "10,000 events into the event store on PostgreSQL with 50 whose data the database refuses as it is (NUL, surrogates, out-of-range numbers, deep nesting, long keys): none lost, each hostile one stored faithfully or dead-lettered, no reconnect",
+        run: store_hostile::store_hostile,
     },
 ];
 

@@ -6,9 +6,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use pubsub_amqp::Connection;
-use pubsub_core::{Event, Metadata};
+use pubsub_core::text::error_chain;
 use pubsub_registry::HandlerRegistry;
-use pubsub_subscriber::{EventSubscriber, Sink, SinkError, SubscriberBuilder};
+use pubsub_subscriber::{
+    Committed, EventSubscriber, Refused, Sink, SinkError, Staged, SubscriberBuilder,
+};
 use time::OffsetDateTime;
 
 use pubsub_store::{Database, EventRow, EventStore};
@@ -21,9 +23,18 @@ pub const DEFAULT_STORE_QUEUE: &str = "event.store";
 /// Keeps every event a subscriber acks in an [`EventStore`], one transaction per ack batch
 /// (see [`Sink`]): a delivery is acked only after its row is committed.
 ///
-/// When a commit fails because the database went away, the recorder drops its connection and
-/// opens a new one at the next commit; meanwhile nothing is acked, and the broker delivers the
-/// batch again. An event delivered again is stored once (its id is unique).
+/// Each row keeps the message's body byte for byte, and what PostgreSQL cannot hold (a NUL in
+/// a string or a key) is kept all the same (see `pubsub-store`).
+///
+/// A commit tells an outage from data the database refuses (by its error codes:
+/// [`Fault`](pubsub_store::Fault)):
+///
+/// - when the database went away (or is busy, full, ...), the recorder drops its connection
+///   and opens a new one at the next commit; meanwhile nothing is acked, and the broker
+///   delivers the batch again. An event delivered again is stored once (its id is unique);
+/// - when it refuses some rows, the rest are committed
+///   ([`EventStore::append_batch`]), and the refused events are dead-lettered by the
+///   subscriber, each with the database's reason.
 pub struct Recorder {
     database: Database,
     store: Option<EventStore>,
@@ -54,15 +65,17 @@ impl Recorder {
 }
 
 impl Sink for Recorder {
-    fn stage(&mut self, event: &Event, meta: &Metadata) -> Result<(), SinkError> {
-        self.staged
-            .push(EventRow::new(event, meta, OffsetDateTime::now_utc()));
+    fn stage(&mut self, staged: Staged<'_>) -> Result<(), SinkError> {
+        self.staged.push(
+            EventRow::new(staged.event(), staged.meta(), OffsetDateTime::now_utc())
+                .with_body(staged.body()),
+        );
         Ok(())
     }
 
-    fn commit(&mut self) -> Result<(), SinkError> {
+    fn commit(&mut self) -> Result<Committed, SinkError> {
         if self.staged.is_empty() {
-            return Ok(());
+            return Ok(Committed::all());
         }
         let store = match &mut self.store {
             Some(store) => store,
@@ -72,11 +85,17 @@ impl Sink for Recorder {
                 self.store.insert(store)
             }
         };
-        match store.append(&self.staged) {
-            Ok(new) => {
-                self.stored.fetch_add(new as u64, Ordering::Relaxed);
+        match store.append_batch(&self.staged) {
+            Ok(appended) => {
+                self.stored
+                    .fetch_add(appended.inserted as u64, Ordering::Relaxed);
                 self.staged.clear();
-                Ok(())
+                let refused = appended
+                    .refused
+                    .iter()
+                    .map(|row| Refused::new(row.index, error_chain(&row.error)))
+                    .collect();
+                Ok(Committed::refusing(refused))
             }
             Err(e) => {
                 // The connection's state is unknown: the next commit opens a new one.

@@ -9,7 +9,7 @@ use crate::model::{
 
 /// The version of the store's schema this build creates and reads. Opening a database
 /// migrates an older schema up to it, and refuses a newer one.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// One connection to a store's database: the statements the [`EventStore`](crate::EventStore)
 /// and the [`TaskStore`](crate::TaskStore) need, in one backend's SQL.

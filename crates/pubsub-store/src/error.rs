@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::fault::Fault;
+
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -71,6 +73,25 @@ impl Error {
                 }
             }
             _ => false,
+        }
+    }
+
+    /// Whether trying again later may succeed ([`Fault::Outage`]: the database is down,
+    /// busy, full) or never will ([`Fault::Refused`]: it refuses the data), from the
+    /// database's error code; see [`Fault`] for which codes count as what. Errors that are not
+    /// a statement's (a URL, a schema too new, a corrupt row) count as outages.
+    pub fn fault(&self) -> Fault {
+        match self {
+            Error::Query { source, .. } => {
+                if let Some(pg) = source.downcast_ref::<postgres::Error>() {
+                    Fault::of_postgres(pg)
+                } else if let Some(sqlite) = source.downcast_ref::<rusqlite::Error>() {
+                    Fault::of_rusqlite(sqlite)
+                } else {
+                    Fault::Outage
+                }
+            }
+            _ => Fault::Outage,
         }
     }
 

@@ -6,7 +6,8 @@ use uuid::Uuid;
 
 use crate::backend::{self, Backend};
 use crate::database::Database;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::fault;
 use crate::model::{EventQuery, EventRow, StoredEvent};
 
 /// The events of a bus, kept in a database: one row per event id.
@@ -60,6 +61,42 @@ impl EventStore {
     /// [`Error::Query`](crate::Error::Query): nothing of the batch is stored.
     pub fn append(&mut self, rows: &[EventRow]) -> Result<usize> {
         self.backend.append_events(rows)
+    }
+
+    /// Stores `rows` as [`append`](Self::append) does when the database takes them all (one
+    /// transaction). When it refuses some (a [`Fault::Refused`](crate::Fault) error: data it
+    /// will never take), the rest are stored and the refused ones returned, each with the
+    /// database's error: the batch is bisected, each part in its own transaction, until every
+    /// refused row is alone.
+    ///
+    /// # Errors
+    ///
+    /// An outage ([`Error::fault`] is [`Fault::Outage`](crate::Fault::Outage)): the parts
+    /// committed before it stay committed (an event id is stored once, so writing the batch
+    /// again is harmless), the rest are not.
+    pub fn append_batch(&mut self, rows: &[EventRow]) -> Result<Appended> {
+        let backend = &mut self.backend;
+        let sifted = fault::sift(
+            rows.len(),
+            |range| backend.append_events(&rows[range]),
+            Error::fault,
+        )?;
+        if !sifted.refused.is_empty() {
+            log::warn!(
+                "{}: the database refused {} of {} event(s)",
+                self.database,
+                sifted.refused.len(),
+                rows.len()
+            );
+        }
+        Ok(Appended {
+            inserted: sifted.written,
+            refused: sifted
+                .refused
+                .into_iter()
+                .map(|(index, error)| RefusedRow { index, error })
+                .collect(),
+        })
     }
 
     /// The events `query` selects.
@@ -121,6 +158,27 @@ impl EventStore {
     pub fn count(&mut self) -> Result<u64> {
         self.backend.count_events()
     }
+}
+
+/// What [`EventStore::append_batch`] made of a batch.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Appended {
+    /// How many rows were new (stored now, not before).
+    pub inserted: usize,
+    /// The rows the database refused, in batch order.
+    pub refused: Vec<RefusedRow>,
+}
+
+/// A row of a batch the database refuses, and its error (whose chain holds the database's
+/// message).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct RefusedRow {
+    /// Its position in the batch, from 0.
+    pub index: usize,
+    /// Why.
+    pub error: Error,
 }
 
 impl fmt::Debug for EventStore {

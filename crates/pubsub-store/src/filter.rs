@@ -12,12 +12,13 @@ use crate::model::{EventQuery, Order, TaskFilter};
 /// The columns an event row is read from, in the order the backends read them.
 pub(crate) const EVENT_COLUMNS: &str = "event_id, routing_key, version, timestamp, data, \
                                         correlation_id, causation_id, producer, headers, \
-                                        received_at";
+                                        received_at, body, originals";
 
 /// The columns a task row is read from, in the order the backends read them.
 pub(crate) const TASK_COLUMNS: &str = "task_id, task_name, payload, status, result, error, \
                                        attempts, routing_key, correlation_id, producer, \
-                                       created_at, updated_at";
+                                       created_at, updated_at, originals, result_original, \
+                                       error_original";
 
 /// How a statement numbers its parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

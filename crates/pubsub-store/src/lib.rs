@@ -43,6 +43,8 @@ mod backend;
 mod database;
 mod error;
 mod events;
+mod exact;
+mod fault;
 mod filter;
 mod model;
 mod postgres;
@@ -52,7 +54,8 @@ mod tasks;
 pub use crate::backend::{Backend, SCHEMA_VERSION};
 pub use crate::database::{Database, DATABASE_URL_ENV, DEFAULT_DATABASE_URL};
 pub use crate::error::{DriverError, Error, Result};
-pub use crate::events::EventStore;
+pub use crate::events::{Appended, EventStore, RefusedRow};
+pub use crate::fault::Fault;
 pub use crate::model::{
     EventQuery, EventRow, NewTask, Order, StoredEvent, TaskChange, TaskFilter, TaskRecord,
     TaskStatus,

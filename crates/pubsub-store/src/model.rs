@@ -43,6 +43,9 @@ pub struct EventRow {
     pub headers: String,
     /// When the store received it.
     pub received_at: OffsetDateTime,
+    /// The message's body as received, byte for byte (`None`: not known, as for an event
+    /// built in code).
+    pub body: Option<Vec<u8>>,
 }
 
 impl EventRow {
@@ -61,7 +64,14 @@ impl EventRow {
             producer: meta.app_id().map(str::to_owned),
             headers: serde_json::to_string(meta.headers()).unwrap_or_else(|_| "{}".to_owned()),
             received_at,
+            body: None,
         }
+    }
+
+    /// The same row with the body the event was decoded from, kept byte for byte.
+    pub fn with_body(mut self, body: &[u8]) -> EventRow {
+        self.body = Some(body.to_vec());
+        self
     }
 }
 
@@ -84,6 +94,11 @@ pub struct StoredEvent {
     /// When the store received it.
     #[serde(with = "time::serde::rfc3339")]
     pub received_at: OffsetDateTime,
+    /// The message's body as it was received, byte for byte, when the store kept it (rows
+    /// written before schema version 2, or without a body, have none). Not in the JSON form
+    /// (the six fields are).
+    #[serde(skip)]
+    pub body: Option<Vec<u8>>,
 }
 
 impl StoredEvent {
@@ -134,7 +149,14 @@ impl StoredEvent {
             producer,
             headers,
             received_at,
+            body: None,
         })
+    }
+
+    /// The same event with the body it was stored with.
+    pub(crate) fn with_body(mut self, body: Option<Vec<u8>>) -> StoredEvent {
+        self.body = body;
+        self
     }
 }
 

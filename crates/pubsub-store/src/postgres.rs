@@ -1,5 +1,7 @@
 //! The PostgreSQL backend: JSONB columns, one `INSERT ... SELECT FROM UNNEST` per batch.
 
+use std::borrow::Cow;
+
 use postgres::types::{Json, ToSql};
 use postgres::{Client, NoTls, Row, Statement};
 use serde_json::Value;
@@ -8,6 +10,7 @@ use uuid::Uuid;
 
 use crate::backend::{migrations_from, Backend};
 use crate::error::{Error, Result};
+use crate::exact::Originals;
 use crate::filter::{self, Param, Placeholder, TASK_COLUMNS};
 use crate::model::{
     EventQuery, EventRow, NewTask, StoredEvent, TaskChange, TaskFilter, TaskRecord, TaskStatus,
@@ -48,6 +51,11 @@ const MIGRATIONS: &[&str] = &[
         updated_at TIMESTAMPTZ NOT NULL
     );
     CREATE INDEX pubsub_tasks_status ON pubsub_tasks (status, updated_at);",
+    // 2: the body as received (`bytea`), and the originals of what PostgreSQL cannot hold
+    // (NUL in text and jsonb: see `exact.rs`).
+    "ALTER TABLE pubsub_events ADD COLUMN body BYTEA, ADD COLUMN originals TEXT;
+    ALTER TABLE pubsub_tasks ADD COLUMN originals TEXT, ADD COLUMN result_original TEXT,
+        ADD COLUMN error_original TEXT;",
 ];
 
 /// A lock key only the store's migrations take (`pg_advisory_xact_lock`), so that two
@@ -141,45 +149,115 @@ fn bind(param: &Param) -> &(dyn ToSql + Sync) {
     }
 }
 
+/// The originals of a row (see `exact.rs`), read from column `index`.
+fn originals(row: &Row, index: usize, key: impl Fn() -> String, doing: &str) -> Result<Originals> {
+    let column: Option<&str> = row
+        .try_get(index)
+        .map_err(|e| Error::query(doing.to_owned(), e))?;
+    Originals::read(column).map_err(|message| Error::CorruptRow {
+        key: key(),
+        message,
+    })
+}
+
 fn stored_event(row: &Row, doing: &str) -> Result<StoredEvent> {
     let get = |e: postgres::Error| Error::query(doing.to_owned(), e);
+    let event_id: Uuid = row.try_get(0).map_err(get)?;
+    let mut exact = originals(row, 11, || format!("event {event_id}"), doing)?;
     let Json(data): Json<Value> = row.try_get(4).map_err(get)?;
     let Json(headers): Json<Value> = row.try_get(8).map_err(get)?;
+    let version = exact.restore_text("version", row.try_get(2).map_err(get)?);
     StoredEvent::from_columns(
-        row.try_get(0).map_err(get)?,
-        row.try_get(1).map_err(get)?,
-        row.try_get::<_, &str>(2).map_err(get)?,
+        event_id,
+        exact.restore_text("routing_key", row.try_get(1).map_err(get)?),
+        &version,
         row.try_get(3).map_err(get)?,
-        data,
-        row.try_get(5).map_err(get)?,
-        row.try_get(6).map_err(get)?,
-        row.try_get(7).map_err(get)?,
-        headers,
+        exact.restore_value("data", data),
+        exact.restore_text_opt("correlation_id", row.try_get(5).map_err(get)?),
+        exact.restore_text_opt("causation_id", row.try_get(6).map_err(get)?),
+        exact.restore_text_opt("producer", row.try_get(7).map_err(get)?),
+        exact.restore_value("headers", headers),
         row.try_get(9).map_err(get)?,
     )
+    .map(|event| event.with_body(row.try_get(10).ok().flatten()))
 }
 
 fn task_record(row: &Row, doing: &str) -> Result<TaskRecord> {
     let get = |e: postgres::Error| Error::query(doing.to_owned(), e);
     let task_id: Uuid = row.try_get(0).map_err(get)?;
+    let key = || format!("task {task_id}");
+    let mut exact = originals(row, 12, key, doing)?;
     let Json(payload): Json<Value> = row.try_get(2).map_err(get)?;
     let status: &str = row.try_get(3).map_err(get)?;
     let result: Option<Json<Value>> = row.try_get(4).map_err(get)?;
+    let result = match row.try_get::<_, Option<&str>>(13).map_err(get)? {
+        Some(original) => Some(
+            serde_json::from_str(original).map_err(|e| Error::CorruptRow {
+                key: key(),
+                message: format!("result_original is not JSON: {e}"),
+            })?,
+        ),
+        None => result.map(|Json(v)| v),
+    };
+    let error: Option<String> = match row.try_get::<_, Option<&str>>(14).map_err(get)? {
+        Some(original) => Some(
+            serde_json::from_str(original).map_err(|e| Error::CorruptRow {
+                key: key(),
+                message: format!("error_original is not a JSON string: {e}"),
+            })?,
+        ),
+        None => row.try_get(5).map_err(get)?,
+    };
     let attempts: i32 = row.try_get(6).map_err(get)?;
     Ok(TaskRecord {
         task_id,
-        task_name: row.try_get(1).map_err(get)?,
-        payload,
+        task_name: exact.restore_text("task_name", row.try_get(1).map_err(get)?),
+        payload: exact.restore_value("payload", payload),
         status: TaskStatus::stored(task_id, status)?,
-        result: result.map(|Json(v)| v),
-        error: row.try_get(5).map_err(get)?,
+        result,
+        error,
         attempts: u32::try_from(attempts).unwrap_or(0),
-        routing_key: row.try_get(7).map_err(get)?,
-        correlation_id: row.try_get(8).map_err(get)?,
-        producer: row.try_get(9).map_err(get)?,
+        routing_key: exact.restore_text("routing_key", row.try_get(7).map_err(get)?),
+        correlation_id: exact.restore_text_opt("correlation_id", row.try_get(8).map_err(get)?),
+        producer: exact.restore_text_opt("producer", row.try_get(9).map_err(get)?),
         created_at: row.try_get(10).map_err(get)?,
         updated_at: row.try_get(11).map_err(get)?,
     })
+}
+
+/// An event row as PostgreSQL can hold it (see `exact.rs`): NUL replaced in the text and
+/// jsonb columns, the originals kept.
+struct SafeRow<'r> {
+    routing_key: Cow<'r, str>,
+    domain: Cow<'r, str>,
+    action: Cow<'r, str>,
+    version: Cow<'r, str>,
+    data: Cow<'r, str>,
+    correlation_id: Option<Cow<'r, str>>,
+    causation_id: Option<Cow<'r, str>>,
+    producer: Option<Cow<'r, str>>,
+    headers: Cow<'r, str>,
+    originals: Option<String>,
+}
+
+impl<'r> SafeRow<'r> {
+    fn of(row: &'r EventRow) -> SafeRow<'r> {
+        let mut exact = Originals::default();
+        let mut safe = SafeRow {
+            routing_key: exact.text("routing_key", &row.routing_key),
+            domain: exact.text("domain", &row.domain),
+            action: exact.text("action", &row.action),
+            version: exact.text("version", &row.version),
+            data: exact.json("data", &row.data),
+            correlation_id: exact.text_opt("correlation_id", row.correlation_id.as_deref()),
+            causation_id: exact.text_opt("causation_id", row.causation_id.as_deref()),
+            producer: exact.text_opt("producer", row.producer.as_deref()),
+            headers: exact.json("headers", &row.headers),
+            originals: None,
+        };
+        safe.originals = exact.column();
+        safe
+    }
 }
 
 impl Backend for Postgres {
@@ -199,11 +277,13 @@ impl Backend for Postgres {
                     .client
                     .prepare(
                         "INSERT INTO pubsub_events (event_id, routing_key, domain, action, version, \
-                         timestamp, data, correlation_id, causation_id, producer, headers, received_at) \
-                         SELECT e, k, d, a, v, t, x::jsonb, c, ca, p, h::jsonb, r FROM UNNEST(\
+                         timestamp, data, correlation_id, causation_id, producer, headers, received_at, \
+                         body, originals) \
+                         SELECT e, k, d, a, v, t, x::jsonb, c, ca, p, h::jsonb, r, b, o FROM UNNEST(\
                          $1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
                          $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::text[], \
-                         $11::text[], $12::timestamptz[]) AS u(e, k, d, a, v, t, x, c, ca, p, h, r) \
+                         $11::text[], $12::timestamptz[], $13::bytea[], $14::text[]) \
+                         AS u(e, k, d, a, v, t, x, c, ca, p, h, r, b, o) \
                          ON CONFLICT (event_id) DO NOTHING",
                     )
                     .map_err(|e| Error::query(doing.clone(), e))?;
@@ -211,21 +291,24 @@ impl Backend for Postgres {
                 s
             }
         };
+        let safe: Vec<SafeRow<'_>> = rows.iter().map(SafeRow::of).collect();
         let ids: Vec<Uuid> = rows.iter().map(|r| r.event_id).collect();
-        let keys: Vec<&str> = rows.iter().map(|r| r.routing_key.as_str()).collect();
-        let domains: Vec<&str> = rows.iter().map(|r| r.domain.as_str()).collect();
-        let actions: Vec<&str> = rows.iter().map(|r| r.action.as_str()).collect();
-        let versions: Vec<&str> = rows.iter().map(|r| r.version.as_str()).collect();
+        let keys: Vec<&str> = safe.iter().map(|r| r.routing_key.as_ref()).collect();
+        let domains: Vec<&str> = safe.iter().map(|r| r.domain.as_ref()).collect();
+        let actions: Vec<&str> = safe.iter().map(|r| r.action.as_ref()).collect();
+        let versions: Vec<&str> = safe.iter().map(|r| r.version.as_ref()).collect();
         let times: Vec<OffsetDateTime> = rows.iter().map(|r| r.timestamp).collect();
-        let data: Vec<&str> = rows.iter().map(|r| r.data.as_str()).collect();
+        let data: Vec<&str> = safe.iter().map(|r| r.data.as_ref()).collect();
         let correlations: Vec<Option<&str>> =
-            rows.iter().map(|r| r.correlation_id.as_deref()).collect();
+            safe.iter().map(|r| r.correlation_id.as_deref()).collect();
         let causations: Vec<Option<&str>> =
-            rows.iter().map(|r| r.causation_id.as_deref()).collect();
-        let producers: Vec<Option<&str>> = rows.iter().map(|r| r.producer.as_deref()).collect();
-        let headers: Vec<&str> = rows.iter().map(|r| r.headers.as_str()).collect();
+            safe.iter().map(|r| r.causation_id.as_deref()).collect();
+        let producers: Vec<Option<&str>> = safe.iter().map(|r| r.producer.as_deref()).collect();
+        let headers: Vec<&str> = safe.iter().map(|r| r.headers.as_ref()).collect();
         let received: Vec<OffsetDateTime> = rows.iter().map(|r| r.received_at).collect();
-        let params: [&(dyn ToSql + Sync); 12] = [
+        let bodies: Vec<Option<&[u8]>> = rows.iter().map(|r| r.body.as_deref()).collect();
+        let originals: Vec<Option<&str>> = safe.iter().map(|r| r.originals.as_deref()).collect();
+        let params: [&(dyn ToSql + Sync); 14] = [
             &ids,
             &keys,
             &domains,
@@ -238,6 +321,8 @@ impl Backend for Postgres {
             &producers,
             &headers,
             &received,
+            &bodies,
+            &originals,
         ];
         // One statement is one transaction: all the rows or none.
         let inserted = self.client.execute(&statement, &params).map_err(|e| {
@@ -281,20 +366,28 @@ impl Backend for Postgres {
     fn receive_task(&mut self, task: &NewTask<'_>) -> Result<TaskRecord> {
         let doing = format!("recording task {} in {}", task.task_id, self.name);
         let now = OffsetDateTime::now_utc();
+        let mut exact = Originals::default();
+        let task_name = exact.text("task_name", task.task_name);
+        let payload = exact.value("payload", task.payload);
+        let routing_key = exact.text("routing_key", task.routing_key);
+        let correlation_id = exact.text_opt("correlation_id", task.correlation_id);
+        let producer = exact.text_opt("producer", task.producer);
+        let originals = exact.column();
         self.client
             .execute(
                 "INSERT INTO pubsub_tasks (task_id, task_name, payload, status, attempts, \
-                 routing_key, correlation_id, producer, created_at, updated_at) \
-                 VALUES ($1, $2, $3, 'PENDING', 0, $4, $5, $6, $7, $7) \
+                 routing_key, correlation_id, producer, created_at, updated_at, originals) \
+                 VALUES ($1, $2, $3, 'PENDING', 0, $4, $5, $6, $7, $7, $8) \
                  ON CONFLICT (task_id) DO NOTHING",
                 &[
                     &task.task_id,
-                    &task.task_name,
-                    &Json(task.payload),
-                    &task.routing_key,
-                    &task.correlation_id,
-                    &task.producer,
+                    &task_name,
+                    &Json(payload.as_ref()),
+                    &routing_key,
+                    &correlation_id,
+                    &producer,
                     &now,
+                    &originals,
                 ],
             )
             .map_err(|e| Error::query(doing, e))?;
@@ -316,20 +409,41 @@ impl Backend for Postgres {
                 ),
                 &[&task_id, &status, &now],
             ),
-            TaskChange::Complete(result) => self.client.query(
-                &format!(
-                    "UPDATE pubsub_tasks SET status = $2, result = $3, error = NULL, updated_at = $4 \
-                     WHERE task_id = $1{returning}"
-                ),
-                &[&task_id, &status, &Json(result), &now],
-            ),
-            TaskChange::RetryLater(error) | TaskChange::Fail(error) => self.client.query(
-                &format!(
-                    "UPDATE pubsub_tasks SET status = $2, error = $3, updated_at = $4 \
-                     WHERE task_id = $1{returning}"
-                ),
-                &[&task_id, &status, &error, &now],
-            ),
+            TaskChange::Complete(result) => {
+                let safe = crate::exact::value(result);
+                let original = safe.as_ref().map(|_| result.to_string());
+                self.client.query(
+                    &format!(
+                        "UPDATE pubsub_tasks SET status = $2, result = $3, result_original = $5, \
+                         error = NULL, error_original = NULL, updated_at = $4 \
+                         WHERE task_id = $1{returning}"
+                    ),
+                    &[
+                        &task_id,
+                        &status,
+                        &Json(safe.as_ref().unwrap_or(result)),
+                        &now,
+                        &original,
+                    ],
+                )
+            }
+            TaskChange::RetryLater(error) | TaskChange::Fail(error) => {
+                let safe = crate::exact::text(error);
+                let original = safe.as_ref().map(|_| Value::from(error).to_string());
+                self.client.query(
+                    &format!(
+                        "UPDATE pubsub_tasks SET status = $2, error = $3, error_original = $5, \
+                         updated_at = $4 WHERE task_id = $1{returning}"
+                    ),
+                    &[
+                        &task_id,
+                        &status,
+                        &safe.as_deref().unwrap_or(error),
+                        &now,
+                        &original,
+                    ],
+                )
+            }
         }
         .map_err(|e| Error::query(doing.clone(), e))?;
         rows.first().map(|r| task_record(r, &doing)).transpose()

@@ -59,6 +59,13 @@ const MIGRATIONS: &[&str] = &[
         updated_at TEXT NOT NULL
     );
     CREATE INDEX pubsub_tasks_status ON pubsub_tasks (status, updated_at);",
+    // 2: the body as received; what PostgreSQL cannot hold (see `exact.rs`: SQLite holds
+    // everything, so these stay NULL here, but both backends read the same columns).
+    "ALTER TABLE pubsub_events ADD COLUMN body BLOB;
+    ALTER TABLE pubsub_events ADD COLUMN originals TEXT;
+    ALTER TABLE pubsub_tasks ADD COLUMN originals TEXT;
+    ALTER TABLE pubsub_tasks ADD COLUMN result_original TEXT;
+    ALTER TABLE pubsub_tasks ADD COLUMN error_original TEXT;",
 ];
 
 /// A SQLite connection holding the store's tables.
@@ -180,6 +187,7 @@ fn stored_event(r: &Row<'_>) -> rusqlite::Result<Result<StoredEvent>> {
     let (headers, received): (String, String) = (r.get(8)?, r.get(9)?);
     let (routing_key, version): (String, String) = (r.get(1)?, r.get(2)?);
     let (correlation, causation, producer) = (r.get(5)?, r.get(6)?, r.get(7)?);
+    let body: Option<Vec<u8>> = r.get(10)?;
     Ok(parse_uuid(&id).and_then(|event_id| {
         let key = format!("event {event_id}");
         StoredEvent::from_columns(
@@ -194,6 +202,7 @@ fn stored_event(r: &Row<'_>) -> rusqlite::Result<Result<StoredEvent>> {
             parse_json(&key, "headers", &headers)?,
             parse_ts(&key, &received)?,
         )
+        .map(|event| event.with_body(body))
     }))
 }
 
@@ -249,8 +258,9 @@ impl Backend for Sqlite {
             let mut insert = tx
                 .prepare_cached(
                     "INSERT INTO pubsub_events (event_id, routing_key, domain, action, version, \
-                     timestamp, data, correlation_id, causation_id, producer, headers, received_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+                     timestamp, data, correlation_id, causation_id, producer, headers, received_at, \
+                     body) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
                      ON CONFLICT (event_id) DO NOTHING",
                 )
                 .map_err(|e| Error::query(doing(), e))?;
@@ -269,6 +279,7 @@ impl Backend for Sqlite {
                         row.producer,
                         row.headers,
                         ts(row.received_at),
+                        row.body,
                     ])
                     .map_err(|e| Error::query(doing(), e))?;
             }

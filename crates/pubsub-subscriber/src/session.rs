@@ -21,7 +21,7 @@ use crate::headers::{
 use crate::report::{DeliveryReport, Disposition, HandlerRun};
 use crate::republisher::Republisher;
 use crate::settings::{dead_letter_queue_name, retry_queue_name};
-use crate::sink::{Failure, Sink};
+use crate::sink::{self, Failure, Held, Sink, Staged};
 use crate::stats::Counters;
 
 type SessionResult<T> = Result<T, Failure>;
@@ -55,6 +55,10 @@ pub(crate) struct Session<'a> {
     settled: u64,
     /// Keeps the events acked, committed before each ack.
     sink: Option<&'a mut dyn Sink>,
+    /// The deliveries whose events are staged in the sink, until its commit.
+    held: Vec<Held>,
+    /// How many deliveries a batch holds before it is flushed.
+    batch_max: usize,
 }
 
 /// What the handling of a delivery had found when its decision was carried out.
@@ -73,13 +77,16 @@ impl<'a> Session<'a> {
         mut connection: Connection,
         sink: Option<&'a mut dyn Sink>,
     ) -> SessionEnd {
+        let batch_max = usize::from(cx.settings().prefetch / 2).max(1);
         let mut session = Session {
             cx,
-            batch: Batch::new(usize::from(cx.settings().prefetch / 2).max(1)),
+            batch: Batch::new(batch_max),
             republisher: None,
             consuming_since: None,
             settled: 0,
             sink,
+            held: Vec::new(),
+            batch_max,
         };
         let result = session.consume(&mut connection);
         // What this session did not settle goes back to the broker with the connection.
@@ -263,17 +270,15 @@ impl<'a> Session<'a> {
     ) -> SessionResult<()> {
         match decision {
             Decision::Ack => {
-                self.stage(handled)?;
                 let report = self.report(&delivery, handled, Disposition::Acked);
-                self.ready(channel, delivery, Outcome::Acked, report)
+                self.accept(channel, delivery, body, handled, Outcome::Acked, report)
             }
             Decision::Unhandled => {
                 if let Some(event) = handled.event {
                     log::debug!("no handler for {event} in `{}`", self.cx.queue());
                 }
-                self.stage(handled)?;
                 let report = self.report(&delivery, handled, Disposition::Unhandled);
-                self.ready(channel, delivery, Outcome::Unhandled, report)
+                self.accept(channel, delivery, body, handled, Outcome::Unhandled, report)
             }
             Decision::Retry { delay, state } => {
                 log::warn!(
@@ -414,13 +419,40 @@ impl<'a> Session<'a> {
         outcome: Outcome,
         report: Option<DeliveryReport>,
     ) -> SessionResult<()> {
+        self.send_copy(
+            queue,
+            body,
+            properties,
+            delivery,
+            handled.trust,
+            outcome,
+            report,
+        )?;
+        if self.is_full() {
+            self.flush(channel)?;
+        }
+        Ok(())
+    }
+
+    /// Publishes a copy of `delivery` as [`republish`](Self::republish) does, without
+    /// flushing a full batch.
+    #[allow(clippy::too_many_arguments)]
+    fn send_copy(
+        &mut self,
+        queue: &str,
+        body: &[u8],
+        properties: &Properties,
+        delivery: Delivery,
+        trust: Trust,
+        outcome: Outcome,
+        report: Option<DeliveryReport>,
+    ) -> SessionResult<()> {
         if self.republisher.is_none() {
             self.republisher = Some(Republisher::open(self.cx.config)?);
         }
         let Some(republisher) = self.republisher.as_mut() else {
             return Ok(());
         };
-        let trust = handled.trust;
         let tag = match republisher.send(queue, body, properties) {
             Ok(tag) => tag,
             Err(e) => {
@@ -435,18 +467,42 @@ impl<'a> Session<'a> {
             outcome,
             report,
         });
-        if self.batch.is_full() {
-            self.flush(channel)?;
-        }
         Ok(())
     }
 
-    /// Hands the event about to be acked to the sink, if there is one.
-    fn stage(&mut self, handled: Handled<'_>) -> SessionResult<()> {
-        if let (Some(sink), Some(event), Some(meta)) =
+    /// Whether the batch is full: ready and awaiting deliveries, and those held for the sink
+    /// (with a sink, every acked delivery is held until the commit, so ready ones are few).
+    fn is_full(&self) -> bool {
+        self.batch.is_full() || self.held.len() + self.batch.awaiting.len() >= self.batch_max
+    }
+
+    /// Adds a delivery whose handlers are done with it to the batch: held with its event
+    /// staged in the sink, if there is one, else ready to ack; flushes a full batch.
+    fn accept(
+        &mut self,
+        channel: &Channel,
+        delivery: Delivery,
+        body: &[u8],
+        handled: Handled<'_>,
+        outcome: Outcome,
+        report: Option<DeliveryReport>,
+    ) -> SessionResult<()> {
+        let (Some(sink), Some(event), Some(meta)) =
             (self.sink.as_mut(), handled.event, handled.meta)
-        {
-            sink.stage(event, meta).map_err(Failure::Sink)?;
+        else {
+            return self.ready(channel, delivery, outcome, report);
+        };
+        sink.stage(Staged::new(event, meta, body))
+            .map_err(Failure::Sink)?;
+        self.held.push(Held {
+            delivery,
+            body: body.to_vec(),
+            trust: handled.trust,
+            outcome,
+            report,
+        });
+        if self.is_full() {
+            self.flush(channel)?;
         }
         Ok(())
     }
@@ -460,16 +516,34 @@ impl<'a> Session<'a> {
         report: Option<DeliveryReport>,
     ) -> SessionResult<()> {
         self.batch.ready(delivery, outcome, report);
-        if self.batch.is_full() {
+        if self.is_full() {
             self.flush(channel)?;
         }
         Ok(())
     }
 
     /// Settles the batch: waits for the confirms of the republished copies, rejects the
-    /// deliveries whose copy the broker refused, then acks everything else with one
-    /// `multiple` ack. Counters and reports follow the ack.
+    /// deliveries whose copy the broker refused, commits the sink (dead-lettering what it
+    /// refused), then acks everything else with one `multiple` ack. Counters and reports
+    /// follow the ack.
     fn flush(&mut self, channel: &Channel) -> SessionResult<()> {
+        self.settle_awaiting(channel)?;
+        if !self.held.is_empty() {
+            // The events of the batch are durable before their deliveries are acked; the
+            // ones the sink refused are dead-lettered, and settled with the batch.
+            self.commit_held(channel)?;
+            self.settle_awaiting(channel)?;
+        }
+        if self.batch.has_ready() {
+            let acked = self.batch.ack(channel, &self.cx)?;
+            self.count_settled(acked);
+        }
+        Ok(())
+    }
+
+    /// Waits for the confirms of the republished copies: a delivery whose copy was confirmed
+    /// is ready to ack, one whose copy the broker refused is rejected.
+    fn settle_awaiting(&mut self, channel: &Channel) -> SessionResult<()> {
         if !self.batch.awaiting.is_empty() {
             let refused = match self.republisher.as_mut() {
                 Some(republisher) => republisher.confirm_all(),
@@ -501,13 +575,83 @@ impl<'a> Session<'a> {
                 }
             }
         }
-        if let Some(sink) = self.sink.as_mut().filter(|_| self.batch.has_ready()) {
-            // The events of the batch are durable before their deliveries are acked.
-            sink.commit().map_err(Failure::Sink)?;
-        }
-        let acked = self.batch.ack(channel, &self.cx)?;
-        self.count_settled(acked);
         Ok(())
+    }
+
+    /// Commits the sink: the held deliveries whose events it kept are ready to ack, those it
+    /// refused are dead-lettered (each once: the sink forgets them, and they leave `held`).
+    fn commit_held(&mut self, channel: &Channel) -> SessionResult<()> {
+        let held = std::mem::take(&mut self.held);
+        let Some(sink) = self.sink.as_mut() else {
+            for h in held {
+                self.batch.ready(h.delivery, h.outcome, h.report);
+            }
+            return Ok(());
+        };
+        let committed = sink.commit().map_err(Failure::Sink)?;
+        let reasons: Vec<Option<String>> = sink::refusals(&committed, held.len())
+            .into_iter()
+            .map(|r| r.map(str::to_owned))
+            .collect();
+        for (h, reason) in held.into_iter().zip(reasons) {
+            match reason {
+                None => self.batch.ready(h.delivery, h.outcome, h.report),
+                Some(reason) => self.dead_letter_refused(channel, h, &reason)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Dead-letters, as poison, a delivery whose event the sink refused for `reason`. The copy
+    /// joins the batch's awaiting ones; the caller settles them.
+    fn dead_letter_refused(
+        &mut self,
+        channel: &Channel,
+        held: Held,
+        reason: &str,
+    ) -> SessionResult<()> {
+        let queue = self.cx.queue();
+        let reason = format!("the sink refused the event: {reason}");
+        log::warn!(
+            "dead-lettering a poison message from `{queue}` ({}, {} bytes): {reason}",
+            original_routing_key(&held.delivery, held.trust),
+            held.body.len(),
+        );
+        if !self.cx.settings().dead_letter {
+            let why = "dead-lettering is turned off";
+            let report = held.report.map(|mut r| {
+                r.disposition = Disposition::Dropped {
+                    reason: why.to_owned(),
+                };
+                r
+            });
+            return self.reject(channel, held.delivery, held.trust, why, report);
+        }
+        let report = held.report.map(|mut r| {
+            r.disposition = Disposition::DeadLettered {
+                kind: DeadLetterKind::Poison,
+                reason: clip(&reason),
+            };
+            r
+        });
+        let record = DeadLetterRecord {
+            kind: DeadLetterKind::Poison,
+            reason,
+            dead_lettered_at: now_rfc3339(),
+            source_queue: queue.to_owned(),
+        };
+        let properties = republish_properties(&held.delivery, held.trust, |h| {
+            record.write_to(h);
+        });
+        self.send_copy(
+            &dead_letter_queue_name(queue),
+            &held.body,
+            &properties,
+            held.delivery,
+            held.trust,
+            Outcome::DeadPoison,
+            report,
+        )
     }
 
     /// Rejects a delivery without requeue, counts it as dropped, logs and reports it.

@@ -4,11 +4,12 @@ use super::*;
 use crate::model::TaskStatus;
 
 const EVENTS: &str = "SELECT event_id, routing_key, version, timestamp, data, correlation_id, \
-                      causation_id, producer, headers, received_at FROM pubsub_events WHERE 1 = 1";
+                      causation_id, producer, headers, received_at, body, originals \
+                      FROM pubsub_events WHERE 1 = 1";
 
 const TASKS: &str = "SELECT task_id, task_name, payload, status, result, error, attempts, \
-                     routing_key, correlation_id, producer, created_at, updated_at \
-                     FROM pubsub_tasks WHERE 1 = 1";
+                     routing_key, correlation_id, producer, created_at, updated_at, originals, \
+                     result_original, error_original FROM pubsub_tasks WHERE 1 = 1";
 
 fn text(s: &str) -> Param {
     Param::Text(s.to_owned())

@@ -202,3 +202,45 @@ fn an_unreachable_database_is_a_clear_error() {
     let e = TaskStore::open(&Database::sqlite("/proc/no-such-dir/events.db")).unwrap_err();
     assert!(matches!(e, Error::Connect { .. }), "{e}");
 }
+
+#[test]
+fn a_row_the_database_refuses_is_sifted_out_and_the_rest_stored() {
+    for db in TestDb::all() {
+        let mut store = EventStore::open(&db.database).unwrap();
+        let t0 = OffsetDateTime::now_utc();
+        let rows: Vec<EventRow> = (0..9)
+            .map(|i| row("order.created", t0 + Duration::seconds(i), None).1)
+            .collect();
+        let mut refused = rows.clone();
+        // An indexed value larger than a PostgreSQL index row (SQLSTATE 54000): refused there.
+        // Incompressible, so that TOAST cannot shrink it under the limit.
+        let long: String = (0..20_000)
+            .map(|i: u32| {
+                char::from_u32(0x4e00 + (i.wrapping_mul(2_654_435_761) % 20_000)).unwrap()
+            })
+            .collect();
+        refused[4].correlation_id = Some(long);
+        let appended = store.append_batch(&refused).unwrap();
+        let name = db.database.to_string();
+        if db.database.backend_name() == "PostgreSQL" {
+            assert_eq!(appended.inserted, 8, "{name}");
+            assert_eq!(appended.refused.len(), 1, "{name}");
+            assert_eq!(appended.refused[0].index, 4);
+            let error = &appended.refused[0].error;
+            assert_eq!(error.fault(), pubsub_store::Fault::Refused, "{error}");
+            let chain = pubsub_core::text::error_chain(error);
+            assert!(chain.contains("index row"), "{chain}");
+        } else {
+            // SQLite takes it.
+            assert_eq!(
+                (appended.inserted, appended.refused.len()),
+                (9, 0),
+                "{name}"
+            );
+        }
+        // The batch again: stored once, nothing refused but the same row.
+        let again = store.append_batch(&rows).unwrap();
+        assert!(again.refused.is_empty(), "{name}");
+        assert_eq!(store.count().unwrap(), 9, "{name}");
+    }
+}

@@ -3,4 +3,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 mod backends;
+mod fuzz;
 mod support;

@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pubsub_amqp::ReconnectPolicy;
-use pubsub_core::{Event, Metadata};
+use pubsub_core::Event;
 use pubsub_registry::HandlerRegistry;
-use pubsub_subscriber::{Sink, SinkError};
+use pubsub_subscriber::{Committed, Sink, SinkError, Staged};
 
 use crate::support::{counting, event, test_bus, BusExt};
 
@@ -22,12 +22,12 @@ struct Ids {
 }
 
 impl Sink for Ids {
-    fn stage(&mut self, event: &Event, _: &Metadata) -> Result<(), SinkError> {
-        self.staged.push(event.event_id().as_u128());
+    fn stage(&mut self, staged: Staged<'_>) -> Result<(), SinkError> {
+        self.staged.push(staged.event().event_id().as_u128());
         Ok(())
     }
 
-    fn commit(&mut self) -> Result<(), SinkError> {
+    fn commit(&mut self) -> Result<Committed, SinkError> {
         self.commits.fetch_add(1, Ordering::SeqCst);
         if self.failures > 0 {
             self.failures -= 1;
@@ -35,7 +35,7 @@ impl Sink for Ids {
             return Err("the database is down".into());
         }
         self.committed.lock().unwrap().append(&mut self.staged);
-        Ok(())
+        Ok(Committed::all())
     }
 
     fn discard(&mut self) {

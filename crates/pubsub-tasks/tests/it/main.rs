@@ -5,5 +5,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 mod flow;
+mod hostile;
 mod interop;
 mod support;
