@@ -31,6 +31,15 @@
 //! id (for deduplication). Both derivations are UUID v5 in [`BARE_ID_NAMESPACE`]: of the
 //! `message_id`, or of the routing key, a zero byte and the body.
 //!
+//! Seed 004's envelope carries more than an [`Event`]: who published it (`source`), what kind
+//! of event it is (`event_type`), and whatever other fields its producer added.
+//! [`Envelope::decode_with_meta`] returns them beside the event, as [`EnvelopeMeta`] (a
+//! subscriber hands it to its handlers in [`Metadata`](crate::Metadata)): nothing of the body
+//! is dropped. A `source` or `event_type` that is not a string, and every field the envelope
+//! does not define, stay in [`EnvelopeMeta::extra`], a JSON map, unchanged. Encoding writes
+//! the type the caller chose ([`Envelope::write_as`]); [`Envelope::write_to`] writes
+//! [`EVENT_BUS_DEFAULT_TYPE`].
+//!
 //! This module is pure: no I/O, no clock (the receive time is an input).
 //!
 //! ```
@@ -55,6 +64,7 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::event::{check_word, parse_routing_key, Event, DEFAULT_VERSION};
+use crate::handler::EventType;
 use crate::json;
 use crate::text::{json_type, quote};
 use crate::timestamp::{format_rfc3339_micros, parse_iso8601};
@@ -141,12 +151,55 @@ impl Envelope {
         let event = match self {
             Envelope::Standard => json::from_slice_versioned(body)?,
             Envelope::Bare => return decode_bare(body, received),
-            Envelope::EventBus => decode_event_bus(body)?,
+            Envelope::EventBus => decode_event_bus(body)?.0,
             Envelope::Task => return decode_task(body, received),
         };
         match received.routing_key {
             Some(key) => event.with_arrival_key(key),
             None => Ok(event),
+        }
+    }
+
+    /// Decodes a body in this envelope as [`decode`](Self::decode) does, and returns what the
+    /// envelope carries besides the event: seed 004's `source`, `event_type` and other
+    /// fields ([`EnvelopeMeta`]; empty for the other envelopes, whose bodies hold only the
+    /// event).
+    ///
+    /// ```
+    /// use pubsub_core::envelope::{Envelope, Received};
+    /// use pubsub_core::EventType;
+    /// use time::OffsetDateTime;
+    ///
+    /// let body = br#"{"id": "7c9e6679-7425-40de-944b-e07fc1f90ae7", "name": "user.registered",
+    ///     "source": "accounts", "event_type": "integration", "timestamp": 1714566600,
+    ///     "data": {"user_id": "U-1"}, "tenant": "acme"}"#;
+    /// let received = Received::new("user.registered", OffsetDateTime::UNIX_EPOCH);
+    /// let (event, meta) = Envelope::EventBus.decode_with_meta(body, &received)?;
+    /// assert_eq!(event.routing_key(), "user.registered");
+    /// assert_eq!(meta.source(), Some("accounts"));
+    /// assert_eq!(meta.event_type(), Some(EventType::Integration));
+    /// assert_eq!(meta.extra()["tenant"], "acme");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`decode`](Self::decode).
+    pub fn decode_with_meta(
+        self,
+        body: &[u8],
+        received: &Received<'_>,
+    ) -> Result<(Event, EnvelopeMeta)> {
+        match self {
+            Envelope::EventBus => {
+                let (event, meta) = decode_event_bus(body)?;
+                let event = match received.routing_key {
+                    Some(key) => event.with_arrival_key(key)?,
+                    None => event,
+                };
+                Ok((event, meta))
+            }
+            other => Ok((other.decode(body, received)?, EnvelopeMeta::default())),
         }
     }
 
@@ -167,20 +220,7 @@ impl Envelope {
             Envelope::Bare => {
                 let _ = serde_json::to_writer(out, event.data());
             }
-            Envelope::EventBus => {
-                let mut map = Map::new();
-                map.insert("id".into(), event.event_id().to_string().into());
-                map.insert("name".into(), event.routing_key().into());
-                map.insert("source".into(), source.into());
-                map.insert("event_type".into(), EVENT_BUS_DEFAULT_TYPE.into());
-                map.insert(
-                    "timestamp".into(),
-                    format_rfc3339_micros(event.timestamp()).into(),
-                );
-                map.insert("version".into(), event.version().into());
-                map.insert("data".into(), Value::Object(event.data().clone()));
-                let _ = serde_json::to_writer(out, &map);
-            }
+            Envelope::EventBus => write_event_bus(event, source, EventType::Domain, out),
             Envelope::Task => {
                 let body = TaskBody {
                     task_name: event.action(),
@@ -189,6 +229,118 @@ impl Envelope {
                 let _ = serde_json::to_writer(out, &body);
             }
         }
+    }
+}
+
+impl Envelope {
+    /// Encodes `event` in this envelope, as [`encode`](Self::encode) does, with seed 004's
+    /// `event_type` set to `event_type` (the other envelopes have no place for it).
+    ///
+    /// ```
+    /// use pubsub_core::envelope::Envelope;
+    /// use pubsub_core::{Event, EventType};
+    ///
+    /// let event = Event::new("user", "registered", serde_json::json!({}))?;
+    /// let body = Envelope::EventBus.encode_as(&event, "accounts", EventType::Integration);
+    /// let body: serde_json::Value = serde_json::from_slice(&body)?;
+    /// assert_eq!(body["event_type"], "integration");
+    /// assert_eq!(body["source"], "accounts");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn encode_as(self, event: &Event, source: &str, event_type: EventType) -> Vec<u8> {
+        let mut out = Vec::with_capacity(192 + event.data().len() * 32);
+        self.write_as(event, source, event_type, &mut out);
+        out
+    }
+
+    /// Appends the encoding of `event` to `out`; see [`encode_as`](Self::encode_as).
+    pub fn write_as(self, event: &Event, source: &str, event_type: EventType, out: &mut Vec<u8>) {
+        match self {
+            Envelope::EventBus => write_event_bus(event, source, event_type, out),
+            other => other.write_to(event, source, out),
+        }
+    }
+}
+
+/// Seed 004's envelope of `event`: `id`, `name`, `source`, `event_type`, `timestamp`,
+/// `version`, `data`.
+fn write_event_bus(event: &Event, source: &str, event_type: EventType, out: &mut Vec<u8>) {
+    let mut map = Map::new();
+    map.insert("id".into(), event.event_id().to_string().into());
+    map.insert("name".into(), event.routing_key().into());
+    map.insert("source".into(), source.into());
+    map.insert("event_type".into(), event_type.as_str().into());
+    map.insert(
+        "timestamp".into(),
+        format_rfc3339_micros(event.timestamp()).into(),
+    );
+    map.insert("version".into(), event.version().into());
+    map.insert("data".into(), Value::Object(event.data().clone()));
+    // Writing a map with string keys to a Vec cannot fail.
+    let _ = serde_json::to_writer(out, &map);
+}
+
+/// What seed 004's envelope carries besides the [`Event`]: the publishing service
+/// (`source`), the kind of event (`event_type`), and every other field of the body
+/// (`extra`), as [`Envelope::decode_with_meta`] found them. Empty for the other envelopes.
+///
+/// Nothing of a body is dropped: a `source` or `event_type` that is not a string stays in
+/// [`extra`](Self::extra) under its own name, and an `event_type` string that names no
+/// [`EventType`] is kept as text ([`event_type_name`](Self::event_type_name)).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnvelopeMeta {
+    source: Option<String>,
+    event_type: Option<String>,
+    extra: Map<String, Value>,
+}
+
+impl EnvelopeMeta {
+    /// The `source` field: the service that published the event.
+    pub fn source(&self) -> Option<&str> {
+        self.source.as_deref()
+    }
+
+    /// The `event_type` field, when it names an [`EventType`] (ASCII case ignored).
+    pub fn event_type(&self) -> Option<EventType> {
+        self.event_type.as_deref().and_then(EventType::parse)
+    }
+
+    /// The `event_type` field as written, whether or not it names an [`EventType`]
+    /// (a producer's own type, say).
+    pub fn event_type_name(&self) -> Option<&str> {
+        self.event_type.as_deref()
+    }
+
+    /// The body's other fields, by name: those the envelope does not define, and a `source`
+    /// or `event_type` that is not a string. Empty when there are none.
+    pub fn extra(&self) -> &Map<String, Value> {
+        &self.extra
+    }
+
+    /// Whether the envelope carried nothing besides the event.
+    pub fn is_empty(&self) -> bool {
+        self.source.is_none() && self.event_type.is_none() && self.extra.is_empty()
+    }
+
+    /// Sets the source.
+    #[must_use]
+    pub fn with_source(mut self, source: Option<String>) -> Self {
+        self.source = source;
+        self
+    }
+
+    /// Sets the event type's text.
+    #[must_use]
+    pub fn with_event_type_name(mut self, event_type: Option<String>) -> Self {
+        self.event_type = event_type;
+        self
+    }
+
+    /// Sets the other fields.
+    #[must_use]
+    pub fn with_extra(mut self, extra: Map<String, Value>) -> Self {
+        self.extra = extra;
+        self
     }
 }
 
@@ -323,7 +475,8 @@ fn decode_task(body: &[u8], received: &Received<'_>) -> Result<Event> {
     )
 }
 
-fn decode_event_bus(body: &[u8]) -> Result<Event> {
+/// Seed 004's envelope: the event, and what is left of the body ([`EnvelopeMeta`]).
+fn decode_event_bus(body: &[u8]) -> Result<(Event, EnvelopeMeta)> {
     let mut map = object(body)?;
     let name = match map.remove("name") {
         Some(Value::String(name)) => name,
@@ -373,9 +526,14 @@ fn decode_event_bus(body: &[u8]) -> Result<Event> {
     let version = match map.remove("version") {
         Some(Value::String(version)) => version,
         Some(Value::Number(n)) => n.to_string(),
-        _ => default_version(key_version),
+        Some(Value::Null) | None => default_version(key_version),
+        Some(other) => {
+            // Kept, not dropped: the event gets the default version.
+            map.insert("version".into(), other);
+            default_version(key_version)
+        }
     };
-    Event::from_key_parts(
+    let event = Event::from_key_parts(
         domain,
         action,
         key_version,
@@ -383,7 +541,23 @@ fn decode_event_bus(body: &[u8]) -> Result<Event> {
         event_id,
         timestamp,
         &version,
-    )
+    )?;
+    let mut text = |field: &str| match map.remove(field) {
+        Some(Value::String(text)) => Some(text),
+        Some(Value::Null) | None => None,
+        Some(other) => {
+            map.insert(field.to_owned(), other);
+            None
+        }
+    };
+    let source = text("source");
+    let event_type = text("event_type");
+    let meta = EnvelopeMeta {
+        source,
+        event_type,
+        extra: map,
+    };
+    Ok((event, meta))
 }
 
 fn wrong_type(field: &str, expected: &str, found: &Value) -> Error {

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::envelope::EnvelopeMeta;
 use crate::Event;
 
 /// The error a handler returns: any error type, boxed.
@@ -257,8 +258,10 @@ pub type Headers = BTreeMap<String, serde_json::Value>;
 ///
 /// The six wire fields of [`Event`] never change; everything about how this copy travelled is
 /// here: the correlation and causation ids, the publishing service (the source), the
-/// [`EventType`], the attempt, and the message headers. In-process dispatch uses
-/// [`Metadata::default`] (first attempt, not redelivered) or sets what it knows.
+/// [`EventType`], the attempt, the message headers, and what an envelope carried besides the
+/// event ([`envelope`](Self::envelope): seed 004's `source`, `event_type` and other body
+/// fields). In-process dispatch uses [`Metadata::default`] (first attempt, not redelivered)
+/// or sets what it knows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Metadata {
     correlation_id: Option<String>,
@@ -268,6 +271,7 @@ pub struct Metadata {
     attempt: u32,
     redelivered: bool,
     headers: Headers,
+    envelope: EnvelopeMeta,
 }
 
 impl Default for Metadata {
@@ -280,6 +284,7 @@ impl Default for Metadata {
             attempt: 1,
             redelivered: false,
             headers: Headers::new(),
+            envelope: EnvelopeMeta::default(),
         }
     }
 }
@@ -301,15 +306,30 @@ impl Metadata {
         self.app_id.as_deref()
     }
 
-    /// The event's source, in seed 004's words: the publishing service, the same as
+    /// The event's source, in seed 004's words: the publishing service. The envelope's
+    /// `source` field when it has one (seed 004's envelope), else the
     /// [`app_id`](Self::app_id).
     pub fn source(&self) -> Option<&str> {
-        self.app_id()
+        self.envelope.source().or(self.app_id())
     }
 
-    /// The event's type (the [`EVENT_TYPE_HEADER`] header), if the publisher set a known one.
+    /// The event's type, if the publisher set a known one: the envelope's `event_type` field
+    /// when it names one (seed 004's envelope), else the [`EVENT_TYPE_HEADER`] header.
     pub fn event_type(&self) -> Option<EventType> {
-        self.event_type
+        self.envelope.event_type().or(self.event_type)
+    }
+
+    /// What the envelope carried besides the event: seed 004's `source`, `event_type` (also
+    /// as written, when it names no [`EventType`]) and the body's other fields, unchanged.
+    /// Empty for the other envelopes.
+    pub fn envelope(&self) -> &EnvelopeMeta {
+        &self.envelope
+    }
+
+    /// The body's fields besides the event's and those read above (seed 004's envelope),
+    /// by name; see [`EnvelopeMeta::extra`].
+    pub fn extra(&self) -> &serde_json::Map<String, serde_json::Value> {
+        self.envelope.extra()
     }
 
     /// Which attempt this is at handling the event: 1 the first time, 2 on the first retry.
@@ -359,6 +379,13 @@ impl Metadata {
     #[must_use]
     pub fn with_event_type(mut self, event_type: Option<EventType>) -> Self {
         self.event_type = event_type;
+        self
+    }
+
+    /// Sets what the envelope carried besides the event (see [`envelope`](Self::envelope)).
+    #[must_use]
+    pub fn with_envelope(mut self, envelope: EnvelopeMeta) -> Self {
+        self.envelope = envelope;
         self
     }
 
@@ -519,5 +546,40 @@ mod tests {
             .with_headers(serde_json::from_value(json!({ "k": "v" })).unwrap());
         assert_eq!(meta.source(), Some("billing"));
         assert_eq!(meta.header("k"), Some(&json!("v")));
+    }
+
+    #[test]
+    fn the_envelope_wins_over_the_properties() {
+        let check = |source: Option<&str>,
+                     kind: Option<&str>,
+                     want: (Option<&str>, Option<EventType>)| {
+            let meta = Metadata::default()
+                .with_app_id(Some("app".into()))
+                .with_headers(serde_json::from_value(json!({ "x-event-type": "system" })).unwrap())
+                .with_envelope(
+                    EnvelopeMeta::default()
+                        .with_source(source.map(str::to_owned))
+                        .with_event_type_name(kind.map(str::to_owned)),
+                );
+            assert_eq!(
+                (meta.source(), meta.event_type()),
+                want,
+                "{source:?} {kind:?}"
+            );
+            assert_eq!(meta.envelope().event_type_name(), kind);
+        };
+        check(None, None, (Some("app"), Some(EventType::System)));
+        check(
+            Some("accounts"),
+            Some("USER"),
+            (Some("accounts"), Some(EventType::User)),
+        );
+        // A type of the producer's own is kept as text; the header's known type is read.
+        check(
+            Some("a"),
+            Some("audit"),
+            (Some("a"), Some(EventType::System)),
+        );
+        assert!(Metadata::default().extra().is_empty());
     }
 }

@@ -11,6 +11,8 @@
 //! - [`EventHandler`]: the synchronous unit of business logic, with [`Metadata`] about the
 //!   delivery; closures are handlers too ([`handler_fn`] names them). [`EventType`] is seed
 //!   004's kind of event (domain, integration, ...), carried in a header beside the body.
+//! - [`Event::create`]: seed 004's `Event.create(name, source, event_type, data)`, a
+//!   [`SourcedEvent`] (the event, its source and its type).
 //! - [`json`]: the wire format shared with the Python services of the original design.
 //! - [`Migration`]: one fact as the old and the new version of an event, published together
 //!   while consumers migrate to a versioned routing key.
@@ -59,6 +61,7 @@ pub mod json;
 mod migration;
 #[cfg(feature = "schema")]
 pub mod schema;
+mod sourced;
 pub mod text;
 mod timestamp;
 pub mod trace;
@@ -71,6 +74,7 @@ pub use crate::handler::{
     Permanent, CAUSATION_ID_HEADER, EVENT_TYPE_HEADER,
 };
 pub use crate::migration::Migration;
+pub use crate::sourced::SourcedEvent;
 pub use crate::typed::TypedEvent;
 
 /// Re-exported so that users build `data` with the same `serde_json` version as this crate.

@@ -416,3 +416,97 @@ fn task_envelope_round_trips() {
     };
     assert_eq!(Envelope::Task.decode(&bytes, &received).unwrap(), event);
 }
+
+#[test]
+fn event_bus_fields_reach_the_meta() {
+    // (extra fields of the body) -> (source, event_type as written, extra left)
+    let check = |fields: Value,
+                 source: Option<&str>,
+                 kind: Option<&str>,
+                 known: Option<EventType>,
+                 extra: Value| {
+        let bytes = serde_json::to_vec(&bus(fields.clone())).unwrap();
+        let (event, meta) = Envelope::EventBus
+            .decode_with_meta(&bytes, &received(Some("user.registered")))
+            .unwrap();
+        assert_eq!(event.routing_key(), "user.registered", "{fields}");
+        assert_eq!(meta.source(), source, "{fields}");
+        assert_eq!(meta.event_type_name(), kind, "{fields}");
+        assert_eq!(meta.event_type(), known, "{fields}");
+        assert_eq!(Value::Object(meta.extra().clone()), extra, "{fields}");
+    };
+    let d = Some(EventType::Domain);
+    check(json!({}), Some("accounts"), Some("domain"), d, json!({}));
+    check(
+        json!({"event_type": "INTEGRATION"}),
+        Some("accounts"),
+        Some("INTEGRATION"),
+        Some(EventType::Integration),
+        json!({}),
+    );
+    check(
+        json!({"event_type": "audit"}),
+        Some("accounts"),
+        Some("audit"),
+        None,
+        json!({}),
+    );
+    check(json!({"source": null}), None, Some("domain"), d, json!({}));
+    check(
+        json!({"source": 7, "event_type": ["x"]}),
+        None,
+        None,
+        None,
+        json!({"source": 7, "event_type": ["x"]}),
+    );
+    check(
+        json!({"tenant": "acme", "metadata": {"correlation_id": "c-1"}, "version": true}),
+        Some("accounts"),
+        Some("domain"),
+        d,
+        json!({"tenant": "acme", "metadata": {"correlation_id": "c-1"}, "version": true}),
+    );
+    check(
+        json!({"id": ID, "event_id": "other"}),
+        Some("accounts"),
+        Some("domain"),
+        d,
+        json!({"event_id": "other"}),
+    );
+    // The other envelopes carry nothing besides the event.
+    let standard = json::to_vec(&Event::new("a", "b", json!({})).unwrap());
+    let (_, meta) = Envelope::Standard
+        .decode_with_meta(&standard, &received(Some("a.b")))
+        .unwrap();
+    assert!(meta.is_empty());
+    // A key that names another event is still an error.
+    let bytes = serde_json::to_vec(&bus(json!({}))).unwrap();
+    assert!(Envelope::EventBus
+        .decode_with_meta(&bytes, &received(Some("user.deleted")))
+        .is_err());
+}
+
+#[test]
+fn event_bus_writes_the_chosen_type() {
+    let event = Event::new("user", "registered", json!({"user_id": "U-1"})).unwrap();
+    for kind in EventType::ALL {
+        let bytes = Envelope::EventBus.encode_as(&event, "accounts", kind);
+        let (back, meta) = Envelope::EventBus
+            .decode_with_meta(&bytes, &received(Some("user.registered")))
+            .unwrap();
+        assert_eq!(back, event);
+        assert_eq!(meta.event_type(), Some(kind));
+        assert_eq!(meta.source(), Some("accounts"));
+        assert!(meta.extra().is_empty());
+    }
+    // The other envelopes have no place for a type: the same bytes as `encode`.
+    for envelope in [Envelope::Standard, Envelope::Bare, Envelope::Task] {
+        assert_eq!(
+            envelope.encode_as(&event, "s", EventType::System),
+            envelope.encode(&event, "s"),
+            "{envelope}"
+        );
+    }
+    let default: Value = serde_json::from_slice(&Envelope::EventBus.encode(&event, "s")).unwrap();
+    assert_eq!(default["event_type"], EVENT_BUS_DEFAULT_TYPE);
+}
