@@ -60,7 +60,11 @@ impl PublisherBuilder {
     /// default), for consumers that expect another: [`Envelope::Bare`] writes the `data`
     /// object alone (seed 002's services read the bare model; the routing key, `message_id`
     /// and `timestamp` properties carry the rest), [`Envelope::EventBus`] seed 004's envelope,
-    /// with the `app_id` as its `source`.
+    /// with the `app_id` as its `source` (or [`PublishOptions::source`]) and
+    /// [`PublishOptions::event_type`] as its `event_type` (`domain` when unset).
+    ///
+    /// [`PublishOptions::source`]: crate::PublishOptions::source
+    /// [`PublishOptions::event_type`]: crate::PublishOptions::event_type
     pub fn envelope(mut self, envelope: Envelope) -> Self {
         self.settings.envelope = envelope;
         self

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use pubsub_amqp::{Headers, Properties};
 use pubsub_core::trace::{TraceContext, TRACEPARENT_HEADER, TRACESTATE_HEADER};
-use pubsub_core::{json, Event, EventType, CAUSATION_ID_HEADER, EVENT_TYPE_HEADER};
+use pubsub_core::{json, Event, EventType, SourcedEvent, CAUSATION_ID_HEADER, EVENT_TYPE_HEADER};
 
 use crate::builder::Settings;
 
@@ -30,8 +30,12 @@ pub struct PublishOptions {
     /// The id of the event whose handling caused this one (the
     /// [`CAUSATION_ID_HEADER`](pubsub_core::CAUSATION_ID_HEADER) header).
     pub causation_id: Option<String>,
-    /// The event's type (the [`EVENT_TYPE_HEADER`](pubsub_core::EVENT_TYPE_HEADER) header).
+    /// The event's type (the [`EVENT_TYPE_HEADER`](pubsub_core::EVENT_TYPE_HEADER) header,
+    /// and in seed 004's envelope its `event_type` field, `domain` when unset).
     pub event_type: Option<EventType>,
+    /// The service that publishes this event, instead of the publisher's `app_id`: sent as the
+    /// `app_id` property, and in seed 004's envelope as its `source` field.
+    pub source: Option<String>,
     /// The routing key to publish with instead of the event's own (`domain.action`): a key
     /// of another convention, as seed 003's tasks on a direct exchange
     /// (`routing.task.<action>.<entity>`). The message's `type` stays the event's key.
@@ -54,6 +58,50 @@ impl PublishOptions {
             ..PublishOptions::default()
         }
     }
+
+    /// Options that send a [`SourcedEvent`]'s source and type (seed 004's
+    /// `Event.create`): publish its [`event`](SourcedEvent::event) with them.
+    ///
+    /// ```
+    /// use pubsub_core::{Event, EventType};
+    /// use pubsub_publisher::PublishOptions;
+    ///
+    /// let created = Event::create("user.registered", "accounts", EventType::Integration,
+    ///                             serde_json::json!({ "user_id": "U-1" }))?;
+    /// let options = PublishOptions::sourced(&created);
+    /// assert_eq!(options.source.as_deref(), Some("accounts"));
+    /// assert_eq!(options.event_type, Some(EventType::Integration));
+    /// // publisher.publish_with(created.event(), &options)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn sourced(event: &SourcedEvent) -> Self {
+        PublishOptions {
+            source: Some(event.source().to_owned()),
+            event_type: Some(event.event_type()),
+            ..PublishOptions::default()
+        }
+    }
+}
+
+/// Seed 004's `source` when neither the options nor the publisher name one.
+pub(crate) const DEFAULT_SOURCE: &str = "pubsub";
+
+/// Writes the body of `event` in the publisher's envelope: seed 004's `source` is the
+/// options' source, else the publisher's `app_id`, else [`DEFAULT_SOURCE`]; its `event_type`
+/// the options' type, else `domain`.
+pub(crate) fn write_body(
+    event: &Event,
+    settings: &Settings,
+    options: &PublishOptions,
+    out: &mut Vec<u8>,
+) {
+    let source = options
+        .source
+        .as_deref()
+        .or(settings.app_id.as_deref())
+        .unwrap_or(DEFAULT_SOURCE);
+    let kind = options.event_type.unwrap_or(EventType::Domain);
+    settings.envelope.write_as(event, source, kind, out);
 }
 
 pub(crate) fn properties(
@@ -67,7 +115,7 @@ pub(crate) fn properties(
         message_id: Some(event.event_id().to_string()),
         timestamp: u64::try_from(event.timestamp().unix_timestamp()).ok(),
         kind: Some(event.routing_key().to_owned()),
-        app_id: settings.app_id.clone(),
+        app_id: options.source.clone().or_else(|| settings.app_id.clone()),
         correlation_id: options.correlation_id.clone(),
         headers: headers(options),
     }
@@ -148,5 +196,62 @@ mod tests {
         assert_eq!(written["producer_app"].as_str(), Some("reports"));
         // The publisher's own headers win over the caller's.
         assert_eq!(written[CAUSATION_ID_HEADER].as_str(), Some("cause"));
+    }
+
+    #[test]
+    fn seed_004_bodies_carry_the_chosen_source_and_type() {
+        use pubsub_core::envelope::Envelope;
+
+        let event = Event::new("user", "registered", json!({})).unwrap();
+        let check = |app_id: Option<&str>,
+                     options: &PublishOptions,
+                     source: &str,
+                     kind: &str,
+                     property: Option<&str>| {
+            let settings = Settings {
+                app_id: app_id.map(str::to_owned),
+                envelope: Envelope::EventBus,
+                ..default_settings()
+            };
+            let mut body = Vec::new();
+            write_body(&event, &settings, options, &mut body);
+            let body: pubsub_core::serde_json::Value =
+                pubsub_core::serde_json::from_slice(&body).unwrap();
+            assert_eq!(body["source"], source, "{options:?}");
+            assert_eq!(body["event_type"], kind, "{options:?}");
+            let props = properties(&event, &settings, options);
+            assert_eq!(props.app_id.as_deref(), property, "{options:?}");
+        };
+        let plain = PublishOptions::default();
+        check(None, &plain, DEFAULT_SOURCE, "domain", None);
+        check(
+            Some("billing"),
+            &plain,
+            "billing",
+            "domain",
+            Some("billing"),
+        );
+        let typed = PublishOptions {
+            event_type: Some(EventType::Notification),
+            ..PublishOptions::default()
+        };
+        check(
+            Some("billing"),
+            &typed,
+            "billing",
+            "notification",
+            Some("billing"),
+        );
+        let created =
+            Event::create("user.registered", "accounts", EventType::User, json!({})).unwrap();
+        let sourced = PublishOptions::sourced(&created);
+        check(
+            Some("billing"),
+            &sourced,
+            "accounts",
+            "user",
+            Some("accounts"),
+        );
+        assert_eq!(headers(&sourced)[EVENT_TYPE_HEADER].as_str(), Some("user"));
     }
 }

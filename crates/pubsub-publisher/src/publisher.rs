@@ -15,12 +15,9 @@ use uuid::Uuid;
 
 use crate::builder::{PublisherBuilder, Settings};
 use crate::error::{Error, PublishError, Result};
-use crate::message::{properties, publish_key, PublishOptions, Unroutable};
+use crate::message::{properties, publish_key, write_body, PublishOptions, Unroutable};
 use crate::recovery::{recover, Recovery};
 use crate::stats::{Counters, StatsHandle};
-
-/// Seed 004's `source` when the publisher has no `app_id`.
-const DEFAULT_SOURCE: &str = "pubsub";
 
 /// Publishes events to an exchange, routed by their routing key, and waits for the broker to
 /// confirm them.
@@ -316,7 +313,6 @@ impl EventPublisher {
             return Ok(());
         };
         let mandatory = self.settings.unroutable != Unroutable::Ignore;
-        let source = self.settings.app_id.as_deref().unwrap_or(DEFAULT_SOURCE);
         // Whatever an attempt that failed left in flight belongs to it: later confirms of
         // those events no longer count.
         if let Publishing::Confirmed(confirmed) = channel {
@@ -336,10 +332,8 @@ impl EventPublisher {
         for &i in outstanding {
             let event = &events[i];
             self.body.clear();
-            self.settings
-                .envelope
-                .write_to(event, source, &mut self.body);
             let options = options.get(i);
+            write_body(event, &self.settings, options, &mut self.body);
             let properties = properties(event, &self.settings, options);
             let message = Outgoing {
                 exchange: &self.exchange,
@@ -415,6 +409,7 @@ impl Options<'_> {
             correlation_id: None,
             causation_id: None,
             event_type: None,
+            source: None,
             routing_key: None,
             headers: BTreeMap::new(),
             trace: None,
