@@ -1,7 +1,7 @@
 //! Checking and decoding a delivery's body into an [`Event`]; the error is the dead-letter
 //! reason.
 
-use pubsub_core::envelope::{Envelope, Received};
+use pubsub_core::envelope::{Envelope, EnvelopeMeta, Received};
 use pubsub_core::{json, Event};
 use pubsub_registry::Pattern;
 
@@ -56,12 +56,29 @@ impl Decoder {
     /// # Errors
     ///
     /// Why the body is not an acceptable event, in words (the dead-letter reason).
+    #[cfg(test)]
     pub(crate) fn decode(
         &self,
         content_type: Option<&str>,
         body: &[u8],
         received: &Received<'_>,
     ) -> Result<Event, String> {
+        self.decode_with_meta(content_type, body, received)
+            .map(|(event, _)| event)
+    }
+
+    /// [`decode`](Self::decode), with what the envelope carried besides the event (seed 004's
+    /// `source`, `event_type` and other fields).
+    ///
+    /// # Errors
+    ///
+    /// As [`decode`](Self::decode).
+    pub(crate) fn decode_with_meta(
+        &self,
+        content_type: Option<&str>,
+        body: &[u8],
+        received: &Received<'_>,
+    ) -> Result<(Event, EnvelopeMeta), String> {
         if body.len() > self.max_body_size {
             return Err(format!(
                 "body of {} bytes exceeds the maximum of {} bytes",
@@ -78,12 +95,13 @@ impl Decoder {
             }
         }
         let envelope = self.envelope_of(received.routing_key);
-        let event = envelope
-            .decode(body, received)
-            .map_err(|e| match envelope {
-                Envelope::Standard => e.to_string(),
-                other => format!("{e} (envelope {other})"),
-            })?;
+        let (event, meta) =
+            envelope
+                .decode_with_meta(body, received)
+                .map_err(|e| match envelope {
+                    Envelope::Standard => e.to_string(),
+                    other => format!("{e} (envelope {other})"),
+                })?;
         if let Some(supported) = &self.supported_major_versions {
             // A versioned routing key's `vN` is the event's major version, as for typed
             // decoding (`Event::is`).
@@ -98,7 +116,7 @@ impl Decoder {
                 ));
             }
         }
-        Ok(event)
+        Ok((event, meta))
     }
 }
 

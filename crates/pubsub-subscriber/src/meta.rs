@@ -1,15 +1,31 @@
 //! The [`Metadata`] a handler sees, built from a delivery's properties and headers.
 
 use pubsub_amqp::{Delivery, HeaderValue};
+use pubsub_core::envelope::EnvelopeMeta;
 use pubsub_core::serde_json::{Number, Value};
+use pubsub_core::text::clip;
 use pubsub_core::Metadata;
 
 /// The metadata of `delivery` at `attempt`: correlation id, `app_id` (the source), redelivered
-/// flag, and every header (from which [`Metadata::with_headers`] reads the causation id and
-/// the event type).
-pub(crate) fn metadata(delivery: &Delivery, attempt: u32) -> Metadata {
+/// flag, every header (from which [`Metadata::with_headers`] reads the causation id and
+/// the event type), and what its envelope carried besides the event (`envelope`: seed 004's
+/// `source` and `event_type`, which win over the properties, and its other fields).
+///
+/// A body's fields the envelope does not define are kept in the metadata
+/// ([`Metadata::extra`]) and named in a debug log line, never dropped silently.
+pub(crate) fn metadata(delivery: &Delivery, attempt: u32, envelope: EnvelopeMeta) -> Metadata {
+    if !envelope.extra().is_empty() {
+        let names: Vec<&str> = envelope.extra().keys().map(String::as_str).collect();
+        log::debug!(
+            "a delivery on `{}` carries {} field(s) besides the event, kept in the handler's metadata: {}",
+            clip(delivery.routing_key(), 120),
+            names.len(),
+            clip(&names.join(", "), 200)
+        );
+    }
     let headers = delivery.headers();
     Metadata::default()
+        .with_envelope(envelope)
         .with_correlation_id(delivery.correlation_id().map(str::to_owned))
         .with_app_id(delivery.app_id().map(str::to_owned))
         .with_attempt(attempt)

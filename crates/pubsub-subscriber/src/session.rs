@@ -232,17 +232,17 @@ impl<'a> Session<'a> {
             timestamp: delivery.timestamp(),
             received_at: OffsetDateTime::now_utc(),
         };
-        let decoded = cx
-            .settings()
-            .decoder
-            .decode(delivery.content_type(), &body, &received);
-        let event = match decoded {
-            Ok(event) => event,
+        let decoded =
+            cx.settings()
+                .decoder
+                .decode_with_meta(delivery.content_type(), &body, &received);
+        let (event, fields) = match decoded {
+            Ok(decoded) => decoded,
             Err(reason) => {
                 return self.carry_out(channel, delivery, &body, handled, Decision::poison(reason))
             }
         };
-        let meta = crate::meta::metadata(&delivery, retry.attempt);
+        let meta = crate::meta::metadata(&delivery, retry.attempt, fields);
         let result = crate::trace::process(cx.queue(), &delivery, &event, || {
             cx.registry
                 .invoke_where(&event, &meta, |s| !retry.done.iter().any(|d| d == s.id()))

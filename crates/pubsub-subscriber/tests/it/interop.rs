@@ -1,6 +1,6 @@
 //! Interop with the seeds' Python services, through pika against the real broker (issue 14):
 //! versioned routing keys both ways, a queue pika declared, and messages in seed 002's bare
-//! body and seed 004's envelope. Under `CI=true` these fail when pika is missing
+//! body and seed 004's envelope (its `source`, `event_type` and other fields both ways). Under `CI=true` these fail when pika is missing
 //! (`pip install pika`).
 
 use std::sync::{Arc, Mutex};
@@ -9,8 +9,8 @@ use std::time::Duration;
 use crossbeam_channel::Receiver;
 use pubsub_amqp::QueueConfig;
 use pubsub_core::envelope::{Envelope, BARE_ID_NAMESPACE};
-use pubsub_core::{handler_fn, Event, Migration, TypedEvent};
-use pubsub_publisher::EventPublisher;
+use pubsub_core::{handler_fn, Event, EventType, Metadata, Migration, TypedEvent};
+use pubsub_publisher::{EventPublisher, PublishOptions};
 use pubsub_registry::HandlerRegistry;
 use pubsub_subscriber::{
     dead_letter_queue_name, retry_queue_name, DeliveryReport, Disposition, EventSubscriber,
@@ -580,4 +580,132 @@ connection.close()
     assert!(body["timestamp"]
         .as_str()
         .is_some_and(|t| t.ends_with("+00:00")));
+}
+
+#[test]
+fn interop_pika_seed_004_source_type_and_fields_reach_metadata() {
+    let Some(mut bus) = Bus::new("interop-bus-meta") else {
+        return;
+    };
+    let seen: Arc<Mutex<Vec<(Event, Metadata)>>> = Arc::new(Mutex::new(Vec::new()));
+    let mut registry = HandlerRegistry::new();
+    let record = seen.clone();
+    registry
+        .subscribe(
+            "user.*",
+            handler_fn("users", move |event, meta| {
+                record.lock().unwrap().push((event.clone(), meta.clone()));
+                Ok(())
+            }),
+        )
+        .unwrap();
+    let queue = pubsub_testkit::unique("interop-bus-meta");
+    let (builder, rx) = service(&mut bus, &queue, registry, RetryPolicy::none());
+    let mut subscriber = builder.envelope(Envelope::EventBus).build().unwrap();
+    subscriber.setup().unwrap();
+    let running = subscriber.spawn().unwrap();
+
+    // No app_id: the source and the type come from the body alone.
+    let Some(_) = python(
+        &bus,
+        r#"
+ex = sys.argv[1]
+def event_bus(name, source, event_type, data, **extra):
+    body = {"id": str(uuid.uuid4()), "name": name, "source": source, "event_type": event_type,
+            "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(), "data": data}
+    body.update(extra)
+    return json.dumps(body)
+publish(ex, "user.registered", event_bus("user.registered", "accounts", "integration",
+        {"user_id": "U-1"}, tenant="acme", metadata={"correlation_id": "flow-1", "hops": 2}))
+publish(ex, "user.deleted", event_bus("user.deleted", "gdpr", "AUDIT", {"user_id": "U-2"}))
+connection.close()
+"#,
+        &[bus.exchange()],
+    ) else {
+        running.stop().unwrap();
+        return;
+    };
+    for report in reports(&rx, 2) {
+        assert_eq!(report.disposition, Disposition::Acked, "{report:?}");
+    }
+    running.stop().unwrap();
+
+    let mut seen = seen.lock().unwrap();
+    seen.sort_by(|a, b| b.0.action().cmp(a.0.action()));
+    let (registered, meta) = &seen[0];
+    assert_eq!(registered.routing_key(), "user.registered");
+    assert_eq!(meta.app_id(), None);
+    assert_eq!(meta.source(), Some("accounts"));
+    assert_eq!(meta.event_type(), Some(EventType::Integration));
+    assert_eq!(
+        Value::Object(meta.extra().clone()),
+        json!({"tenant": "acme", "metadata": {"correlation_id": "flow-1", "hops": 2}})
+    );
+    let (deleted, meta) = &seen[1];
+    assert_eq!(deleted.routing_key(), "user.deleted");
+    assert_eq!(meta.source(), Some("gdpr"));
+    // A type of the producer's own: not one of EventType's, kept as written.
+    assert_eq!(meta.event_type(), None);
+    assert_eq!(meta.envelope().event_type_name(), Some("AUDIT"));
+    assert!(meta.extra().is_empty());
+}
+
+#[test]
+fn interop_rust_publishes_seed_004_with_the_chosen_type_pika_reads() {
+    let Some(mut bus) = Bus::new("interop-bus-type") else {
+        return;
+    };
+    let queue = bus.bound_queue("interop-bus-type", "user.#", &QueueConfig::default());
+    let mut publisher = EventPublisher::builder(bus.connection(), bus.exchange())
+        .app_id("accounts")
+        .envelope(Envelope::EventBus)
+        .build()
+        .unwrap();
+    let typed = Event::new("user", "registered", json!({"user_id": "U-8"})).unwrap();
+    publisher
+        .publish_with(
+            &typed,
+            &PublishOptions {
+                event_type: Some(EventType::Integration),
+                ..PublishOptions::default()
+            },
+        )
+        .unwrap();
+    // Seed 004's Event.create(name, source, event_type, data).
+    let created = Event::create(
+        "user.notified",
+        "mailer",
+        EventType::Notification,
+        json!({"user_id": "U-8"}),
+    )
+    .unwrap();
+    publisher
+        .publish_with(created.event(), &PublishOptions::sourced(&created))
+        .unwrap();
+    let Some(out) = python(
+        &bus,
+        r#"
+take_all(sys.argv[1], 2)
+connection.close()
+"#,
+        &[&queue],
+    ) else {
+        return;
+    };
+    let taken: Vec<Value> = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(taken.len(), 2, "{taken:?}");
+    let body =
+        |i: usize| -> Value { serde_json::from_str(taken[i]["body"].as_str().unwrap()).unwrap() };
+    let first = body(0);
+    assert_eq!(first["name"], "user.registered");
+    assert_eq!(first["source"], "accounts");
+    assert_eq!(first["event_type"], "integration");
+    assert_eq!(taken[0]["app_id"], "accounts");
+    let second = body(1);
+    assert_eq!(second["name"], "user.notified");
+    assert_eq!(second["id"], created.event().event_id().to_string());
+    assert_eq!(second["source"], "mailer");
+    assert_eq!(second["event_type"], "notification");
+    assert_eq!(second["data"], json!({"user_id": "U-8"}));
+    assert_eq!(taken[1]["app_id"], "mailer");
 }
