@@ -12,12 +12,20 @@ pub use crate::task::TaskCommand;
 const EXAMPLES: &str = "\
 Examples:
   pubsub publish order.created --data '{\"order_id\":\"ORD-1\"}'
+  pubsub publish user.registered --envelope event-bus --event-type integration
   pubsub tail 'order.*'
   pubsub dlq list orders
   pubsub dlq replay orders --all
+  pubsub task submit send-report --payload '{\"to\":\"ops\"}'
+  pubsub task status 7c9e6679-7425-40de-944b-e07fc1f90ae7
   pubsub store run --database postgres://app@db/events
   pubsub store query 'order.*' --since 1h
+  pubsub asyncapi billing --subscribe 'order.*'
   AMQP_URL=amqp://ops:secret@rabbit:5672/%2f pubsub dlq list orders
+  RABBITMQ_URL=amqp://ops:secret@rabbit:5672/%2f RABBITMQ_EXCHANGE=events-staging pubsub tail
+
+Environment: AMQP_URL, else RABBITMQ_URL, names the broker (--url wins over both);
+RABBITMQ_EXCHANGE the exchange of publish, tail, store and asyncapi (--exchange wins).
 
 Exit codes: 0 success, 1 failure (broker unreachable, queue not found, messages left behind),
 2 usage (bad arguments, URL, routing key, pattern or --data).";
@@ -27,18 +35,16 @@ Exit codes: 0 success, 1 failure (broker unreachable, queue not found, messages 
 #[command(
     name = "pubsub",
     version,
-    about = "Operate an event bus on RabbitMQ: publish test events, watch what flows, deal with dead-letter queues",
+    about = "Operate an event bus on RabbitMQ: publish test events, watch what flows, deal with dead-letter queues, submit tasks and read their status, keep events in a store, print a service's AsyncAPI document",
     after_help = EXAMPLES,
     propagate_version = true
 )]
 pub struct Cli {
-    /// The broker's AMQP URL, `amqp://user:password@host:port/vhost`; `None`: RabbitMQ on
-    /// localhost.
+    /// The broker's AMQP URL, `amqp://user:password@host:port/vhost`; `None`: `AMQP_URL`,
+    /// else `RABBITMQ_URL`, else RabbitMQ on localhost.
     #[arg(
         long,
-        help = "The broker's AMQP URL, amqp://user:password@host:port/vhost [default: amqp://guest:guest@localhost:5672/%2f]",
-        env = "AMQP_URL",
-        hide_env_values = true,
+        help = "The broker's AMQP URL, amqp://user:password@host:port/vhost [default: AMQP_URL, else RABBITMQ_URL, else amqp://guest:guest@localhost:5672/%2f]",
         global = true,
         value_name = "URL"
     )]
@@ -138,6 +144,7 @@ mod tests {
             panic!("not tail")
         };
         assert_eq!(args.patterns, ["#"]);
-        assert_eq!(args.exchange, "events");
+        assert_eq!(args.exchange, None);
+        assert_eq!(args.envelope, pubsub_core::envelope::Envelope::Standard);
     }
 }

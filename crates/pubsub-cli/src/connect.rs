@@ -34,6 +34,19 @@ pub fn amqp_config(url: Option<&str>) -> Result<AmqpConfig, UsageError> {
     }
 }
 
+/// The exchange a command works on: `--exchange` when given, else `RABBITMQ_EXCHANGE`
+/// ([`pubsub_amqp::exchange_from_env`]), else `events`.
+///
+/// # Errors
+///
+/// A [`UsageError`] when `RABBITMQ_EXCHANGE` is not a valid exchange name.
+pub(crate) fn exchange(flag: Option<&str>) -> Result<String, UsageError> {
+    match flag {
+        Some(name) => Ok(name.to_owned()),
+        None => pubsub_amqp::exchange_from_env().map_err(|e| UsageError::new(e.to_string())),
+    }
+}
+
 /// Opens a connection named `pubsub-cli <what>` (the name shows in the broker's connection
 /// list).
 ///

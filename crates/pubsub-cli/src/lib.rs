@@ -5,7 +5,8 @@
 //! # Overview
 //!
 //! - [`cli::Cli`]: the command line (clap): `publish`, `tail`, `dlq list|show|replay|purge`,
-//!   and `--url` / `AMQP_URL` for every one.
+//!   `task`, `store`, `asyncapi`, and `--url` (else `AMQP_URL`, else `RABBITMQ_URL`) for
+//!   every one; `--exchange` where a command has one, else `RABBITMQ_EXCHANGE`.
 //! - [`run`]: hands a parsed command line to its command, on a [`Console`] (stdout, stderr,
 //!   stdin); [`Error::exit_code`] maps its error to 1 (failure) or 2 ([`UsageError`]).
 //! - [`publish`]: one event from `--data` (inline, `@file`, stdin), published with confirms

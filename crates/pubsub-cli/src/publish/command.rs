@@ -1,11 +1,14 @@
 //! `pubsub publish`: its arguments, and running it.
 
+use std::collections::BTreeMap;
+
 use clap::Args;
+use pubsub_core::envelope::Envelope;
+use pubsub_core::EventType;
 
 use crate::connect::connect;
 use crate::console::Console;
-use crate::error::{Error, Result};
-use pubsub_core::envelope::Envelope;
+use crate::error::{Error, Result, UsageError};
 
 use crate::publish::{build_versioned_event, publish_in, DataSource, PublishRequest, Published};
 
@@ -18,7 +21,10 @@ Examples:
   pubsub publish user.ping                       # data {} when stdin is a terminal
   pubsub publish order.paid --data '{}' --exchange events-staging --no-declare
   pubsub publish order.created.v2 --data '{\"order_id\":\"ORD-1\"}'   # versioned key, version 2.0
-  pubsub publish resource.accessed --envelope bare --data '{\"resource_id\":\"r-1\"}'";
+  pubsub publish resource.accessed --envelope bare --data '{\"resource_id\":\"r-1\"}'
+  pubsub publish user.registered --envelope event-bus --event-type integration --app-id accounts
+  pubsub publish order.shipped --causation-id 7c9e6679-7425-40de-944b-e07fc1f90ae7 --header tenant=acme
+  RABBITMQ_EXCHANGE=events-staging pubsub publish order.paid --data '{}'";
 
 /// Arguments of `pubsub publish`.
 #[derive(Debug, Args)]
@@ -42,11 +48,31 @@ pub struct PublishArgs {
     #[arg(long, value_name = "ID")]
     pub correlation_id: Option<String>,
 
-    /// The exchange to publish to.
-    #[arg(long, env = pubsub_amqp::RABBITMQ_EXCHANGE_ENV, default_value = pubsub_amqp::DEFAULT_EXCHANGE)]
-    pub exchange: String,
+    /// The id of the event whose handling caused this one (the `x-causation-id` header).
+    #[arg(long, value_name = "ID")]
+    pub causation_id: Option<String>,
 
-    /// The publishing application's name (the AMQP `app_id`).
+    /// The event's type, seed 004's: `domain`, `integration`, `system`, `user` or
+    /// `notification` (the `x-event-type` header, and the `event_type` field of the
+    /// `event-bus` envelope, `domain` when not given).
+    #[arg(long, value_name = "TYPE", value_parser = parse_event_type)]
+    pub event_type: Option<EventType>,
+
+    /// A header to send, `NAME=VALUE` (a string); repeat for more. It cannot replace the
+    /// headers the publisher writes itself (`x-causation-id`, `x-event-type`).
+    #[arg(long = "header", short = 'H', value_name = "NAME=VALUE", value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
+
+    /// The exchange to publish to; `None`: `RABBITMQ_EXCHANGE`, else `events`.
+    #[arg(
+        long,
+        value_name = "NAME",
+        help = "The exchange to publish to [default: RABBITMQ_EXCHANGE, else events]"
+    )]
+    pub exchange: Option<String>,
+
+    /// The publishing application's name (the AMQP `app_id`, and the `source` of the
+    /// `event-bus` envelope).
     #[arg(long, default_value = "pubsub-cli", value_name = "NAME")]
     pub app_id: String,
 
@@ -59,7 +85,8 @@ pub struct PublishArgs {
     pub event_version: Option<String>,
 
     /// The envelope to write the event in: `standard` (seed 000's six fields), `bare` (the data
-    /// alone, seed 002) or `event-bus` (seed 004).
+    /// alone, seed 002), `event-bus` (seed 004: `--app-id` is its `source`, `--event-type` its
+    /// `event_type`) or `task` (seed 003).
     #[arg(long, default_value = "standard", value_name = "ENVELOPE")]
     pub envelope: Envelope,
 
@@ -80,9 +107,12 @@ pub(crate) fn run(url: Option<&str>, args: PublishArgs, console: &mut Console<'_
         .read(console.input)?;
     let event = build_versioned_event(&args.routing_key, data, args.event_version.as_deref())?;
     let request = PublishRequest {
-        exchange: args.exchange,
+        exchange: crate::connect::exchange(args.exchange.as_deref())?,
         app_id: args.app_id,
         correlation_id: args.correlation_id,
+        causation_id: args.causation_id,
+        event_type: args.event_type,
+        headers: args.headers.into_iter().collect::<BTreeMap<_, _>>(),
         declare: !args.no_declare,
     };
     let connection = connect(url, "publish")?;
@@ -104,4 +134,63 @@ pub(crate) fn run(url: Option<&str>, args: PublishArgs, console: &mut Console<'_
     }
     writeln!(console.out, "{}", event.event_id())?;
     Ok(())
+}
+
+/// Reads `--event-type`: one of seed 004's event types, ASCII case ignored.
+fn parse_event_type(text: &str) -> Result<EventType, UsageError> {
+    EventType::parse(text.trim()).ok_or_else(|| {
+        let known: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+        UsageError::new(format!(
+            "unknown event type `{}` (known: {})",
+            pubsub_core::text::clip(text, 40),
+            known.join(", ")
+        ))
+    })
+}
+
+/// Reads `--header NAME=VALUE`: a non-empty name, at most 255 bytes (an AMQP short string),
+/// and any value.
+fn parse_header(text: &str) -> Result<(String, String), UsageError> {
+    let (name, value) = text.split_once('=').ok_or_else(|| {
+        UsageError::new(format!(
+            "header `{}` must be NAME=VALUE",
+            pubsub_core::text::clip(text, 40)
+        ))
+    })?;
+    let name = name.trim();
+    if name.is_empty() || name.len() > 255 {
+        return Err(UsageError::new(format!(
+            "header name `{}` must be 1 to 255 bytes",
+            pubsub_core::text::clip(name, 40)
+        )));
+    }
+    Ok((name.to_owned(), value.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_types_and_headers_parse() {
+        assert_eq!(parse_event_type("integration"), Ok(EventType::Integration));
+        assert_eq!(parse_event_type("USER"), Ok(EventType::User));
+        let err = parse_event_type("audit").unwrap_err().to_string();
+        assert!(err.contains("unknown event type `audit`"), "{err}");
+        assert!(err.contains("domain, integration"), "{err}");
+
+        let check = |text: &str, expected: Result<(&str, &str), &str>| {
+            let got = parse_header(text).map_err(|e| e.to_string());
+            match (got, expected) {
+                (Ok((n, v)), Ok((en, ev))) => assert_eq!((n.as_str(), v.as_str()), (en, ev)),
+                (Err(e), Err(part)) => assert!(e.contains(part), "{e}"),
+                (got, want) => panic!("{text}: {got:?}, wanted {want:?}"),
+            }
+        };
+        check("tenant=acme", Ok(("tenant", "acme")));
+        check("a=b=c", Ok(("a", "b=c")));
+        check("empty=", Ok(("empty", "")));
+        check("noequals", Err("NAME=VALUE"));
+        check("=v", Err("1 to 255"));
+    }
 }

@@ -3,12 +3,13 @@
 //! The library side is here ([`DataSource`], [`build_event`], [`publish`]); the command's
 //! arguments and output are in [`command`].
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;
 
 use pubsub_amqp::Connection;
 use pubsub_core::envelope::Envelope;
-use pubsub_core::{text, Event};
+use pubsub_core::{text, Event, EventType};
 use pubsub_publisher::{EventPublisher, PublishOptions, Unroutable};
 use serde_json::{Map, Value};
 
@@ -151,6 +152,13 @@ pub struct PublishRequest {
     pub app_id: String,
     /// The `correlation_id`.
     pub correlation_id: Option<String>,
+    /// The causation id (the `x-causation-id` header).
+    pub causation_id: Option<String>,
+    /// The event's type (the `x-event-type` header; the `event_type` of seed 004's
+    /// envelope, `domain` when `None`).
+    pub event_type: Option<EventType>,
+    /// Headers of string values to add.
+    pub headers: BTreeMap<String, String>,
     /// Whether to declare the exchange (a durable topic exchange) first.
     pub declare: bool,
 }
@@ -197,6 +205,9 @@ pub fn publish_in(
         .build()?;
     let options = PublishOptions {
         correlation_id: request.correlation_id.clone(),
+        causation_id: request.causation_id.clone(),
+        event_type: request.event_type,
+        headers: request.headers.clone(),
         ..PublishOptions::default()
     };
     let outcome = match publisher.publish_with(event, &options) {

@@ -4,6 +4,7 @@ use std::ops::ControlFlow;
 
 use clap::Args;
 use crossbeam_channel::Receiver;
+use pubsub_core::envelope::Envelope;
 use pubsub_registry::Pattern;
 
 use crate::connect::connect;
@@ -18,7 +19,9 @@ Examples:
   pubsub tail 'order.*' 'user.registered'
   pubsub tail 'pay*.#'                # glob words, as in handler patterns
   pubsub tail --json 'order.#' | jq .event.data
-  pubsub tail -n 1 order.created      # wait for one event, then exit";
+  pubsub tail -n 1 order.created      # wait for one event, then exit
+  pubsub tail --envelope event-bus 'user.#'   # seed 004's envelope: source, event_type too
+  RABBITMQ_EXCHANGE=events-staging pubsub tail";
 
 /// Arguments of `pubsub tail`.
 #[derive(Debug, Args)]
@@ -28,9 +31,19 @@ pub struct TailArgs {
     #[arg(value_name = "PATTERN", default_value = "#")]
     pub patterns: Vec<String>,
 
-    /// The exchange to watch.
-    #[arg(long, env = pubsub_amqp::RABBITMQ_EXCHANGE_ENV, default_value = pubsub_amqp::DEFAULT_EXCHANGE)]
-    pub exchange: String,
+    /// The exchange to watch; `None`: `RABBITMQ_EXCHANGE`, else `events`.
+    #[arg(
+        long,
+        value_name = "NAME",
+        help = "The exchange to watch [default: RABBITMQ_EXCHANGE, else events]"
+    )]
+    pub exchange: Option<String>,
+
+    /// The envelope bodies are decoded in: `standard` (seed 000's six fields), `bare`
+    /// (seed 002), `event-bus` (seed 004: its source, event type and other fields show in
+    /// `--json`) or `task` (seed 003).
+    #[arg(long, default_value = "standard", value_name = "ENVELOPE")]
+    pub envelope: Envelope,
 
     /// One JSON object per line instead of readable lines.
     #[arg(long)]
@@ -54,17 +67,19 @@ pub(crate) fn run(
         .iter()
         .map(|p| Pattern::parse(p).map_err(|e| UsageError::new(e.to_string())))
         .collect::<Result<Vec<_>, _>>()?;
+    let exchange = crate::connect::exchange(args.exchange.as_deref())?;
     let connection = connect(url, "tail")?;
     let options = TailOptions {
-        exchange: args.exchange.clone(),
+        exchange: exchange.clone(),
         patterns: patterns.clone(),
+        envelope: args.envelope,
     };
     let mut tail = Tail::start(connection, &options)?;
     let shown: Vec<&str> = patterns.iter().map(Pattern::as_str).collect();
     writeln!(
         console.err,
         "tailing exchange `{}` for {} (queue `{}`); Ctrl-C to stop",
-        args.exchange,
+        exchange,
         shown.join(" "),
         tail.queue()
     )?;

@@ -5,6 +5,8 @@
 //! closes, however it closes), binds it with the broker binding keys of the patterns (as a
 //! subscriber does: [`pubsub_registry::binding_keys`]) and filters what arrives with
 //! [`Pattern::matches`], so that glob words mean what they mean in handler subscriptions.
+//! Bodies are decoded in the envelope asked for ([`TailOptions::envelope`]: seed 000's six
+//! fields by default, or another seed's), as a subscriber would decode them.
 //!
 //! The command's arguments and output are in [`command`].
 
@@ -13,6 +15,7 @@ use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 use pubsub_amqp::{Channel, Connection, ConsumerEvent, Delivery, Next, QueueConfig};
+use pubsub_core::envelope::{Envelope, EnvelopeMeta, Received};
 use pubsub_core::text::clip;
 use pubsub_core::{json, Event};
 use pubsub_registry::{binding_keys, Pattern};
@@ -38,6 +41,8 @@ pub struct TailOptions {
     pub exchange: String,
     /// The patterns; `#` for everything.
     pub patterns: Vec<Pattern>,
+    /// The envelope bodies are decoded in ([`Envelope::Standard`]: seed 000's six fields).
+    pub envelope: Envelope,
 }
 
 /// A temporary queue bound to an exchange, and the connection that owns it.
@@ -48,6 +53,7 @@ pub struct Tail {
     queue: String,
     patterns: Vec<Pattern>,
     bindings: Vec<String>,
+    envelope: Envelope,
 }
 
 /// One message seen by a [`Tail`].
@@ -65,20 +71,42 @@ pub struct Tailed {
     pub app_id: Option<String>,
     /// The event, or why the body is not one.
     pub event: Result<Event, String>,
+    /// What the envelope carried besides the event (seed 004's `source`, `event_type` and
+    /// other fields); empty for the other envelopes and for a body that is not an event.
+    pub meta: EnvelopeMeta,
     /// The body, unchanged.
     pub body: Vec<u8>,
 }
 
 impl Tailed {
-    fn from_delivery(delivery: &mut Delivery) -> Tailed {
+    fn from_delivery(delivery: &mut Delivery, envelope: Envelope) -> Tailed {
         let body = delivery.take_body();
+        let received_at = OffsetDateTime::now_utc();
+        let received = Received {
+            // Through the default exchange the key is a queue's name: no event's.
+            routing_key: (!delivery.exchange().is_empty()).then(|| delivery.routing_key()),
+            message_id: delivery.message_id(),
+            timestamp: delivery.timestamp(),
+            received_at,
+        };
+        let (event, meta) = match envelope.decode_with_meta(&body, &received) {
+            Ok((event, meta)) => (Ok(event), meta),
+            Err(e) if envelope == Envelope::Standard => {
+                (Err(e.to_string()), EnvelopeMeta::default())
+            }
+            Err(e) => (
+                Err(format!("{e} (envelope {envelope})")),
+                EnvelopeMeta::default(),
+            ),
+        };
         Tailed {
-            received_at: OffsetDateTime::now_utc(),
+            received_at,
             exchange: delivery.exchange().to_owned(),
             routing_key: delivery.routing_key().to_owned(),
             correlation_id: delivery.correlation_id().map(str::to_owned),
             app_id: delivery.app_id().map(str::to_owned),
-            event: json::from_slice(&body).map_err(|e| e.to_string()),
+            event,
+            meta,
             body,
         }
     }
@@ -110,8 +138,10 @@ impl Tailed {
     }
 
     /// One JSON object: `received_at`, `exchange`, `routing_key`, `correlation_id`,
-    /// `app_id`, and `event` (the event as on the wire), or `event: null` with `error` and
-    /// `body` when the body is not an event.
+    /// `app_id`, and `event` (the event in seed 000's six fields, whatever its envelope), or
+    /// `event: null` with `error` and `body` when the body is not an event. When the
+    /// envelope carried more (seed 004's), `source`, `event_type` and `extra` (its other
+    /// fields) too.
     pub fn to_json(&self) -> Value {
         let mut value = json!({
             "received_at": time_millis(self.received_at),
@@ -120,6 +150,11 @@ impl Tailed {
             "correlation_id": self.correlation_id,
             "app_id": self.app_id,
         });
+        if !self.meta.is_empty() {
+            value["source"] = self.meta.source().into();
+            value["event_type"] = self.meta.event_type_name().into();
+            value["extra"] = Value::Object(self.meta.extra().clone());
+        }
         match &self.event {
             Ok(event) => value["event"] = body_json(&json::to_vec(event)),
             Err(reason) => {
@@ -163,6 +198,7 @@ impl Tail {
             queue,
             patterns,
             bindings,
+            envelope: options.envelope,
         })
     }
 
@@ -198,7 +234,7 @@ impl Tail {
                         .iter()
                         .any(|p| p.matches(delivery.routing_key()));
                     let flow = if wanted {
-                        on_message(&Tailed::from_delivery(&mut delivery))?
+                        on_message(&Tailed::from_delivery(&mut delivery, self.envelope))?
                     } else {
                         ControlFlow::Continue(())
                     };
@@ -256,6 +292,7 @@ mod tests {
             correlation_id: Some("c-1".into()),
             app_id: None,
             event: json::from_slice(body).map_err(|e| e.to_string()),
+            meta: EnvelopeMeta::default(),
             body: body.to_vec(),
         }
     }
@@ -290,6 +327,16 @@ mod tests {
             value["event"]["event_id"],
             "7c9e6679-7425-40de-944b-e07fc1f90ae7"
         );
+
+        assert!(value.get("source").is_none());
+        let mut with_meta = tailed(EVENT);
+        with_meta.meta = EnvelopeMeta::default()
+            .with_source(Some("accounts".into()))
+            .with_event_type_name(Some("integration".into()));
+        let value = with_meta.to_json();
+        assert_eq!(value["source"], "accounts");
+        assert_eq!(value["event_type"], "integration");
+        assert_eq!(value["extra"], json!({}));
 
         let value = tailed(b"[1,2]").to_json();
         assert_eq!(value["event"], Value::Null);

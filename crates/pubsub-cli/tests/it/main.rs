@@ -6,6 +6,7 @@
 
 mod asyncapi;
 mod dlq;
+mod event_bus;
 mod incident;
 mod publish;
 mod replay;

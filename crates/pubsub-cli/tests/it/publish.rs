@@ -156,6 +156,9 @@ fn the_library_publishes_with_confirms() {
         exchange: bus.exchange().to_owned(),
         app_id: "ops".into(),
         correlation_id: None,
+        causation_id: None,
+        event_type: None,
+        headers: Default::default(),
         declare: false,
     };
     assert_eq!(

@@ -20,6 +20,7 @@ fn tail_shows_what_the_patterns_match_with_registry_semantics() {
     let options = TailOptions {
         exchange: bus.exchange().to_owned(),
         patterns: patterns.to_vec(),
+        envelope: Default::default(),
     };
     let mut tail = Tail::start(bus.connection(), &options).unwrap();
     assert_eq!(tail.bindings(), ["*.created", "user.#"]);
@@ -72,6 +73,7 @@ fn tail_stops_on_the_stop_signal() {
     let options = TailOptions {
         exchange: bus.exchange().to_owned(),
         patterns: vec![Pattern::parse("#").unwrap()],
+        envelope: Default::default(),
     };
     let mut tail = Tail::start(bus.connection(), &options).unwrap();
     let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
@@ -177,7 +179,7 @@ fn spawn_tail(args: &[&str]) -> Running {
     }
 }
 
-fn lines(pipe: impl std::io::Read + Send + 'static) -> Receiver<String> {
+pub(crate) fn lines(pipe: impl std::io::Read + Send + 'static) -> Receiver<String> {
     let (tx, rx) = crossbeam_channel::unbounded();
     // Ends with the pipe, when the process exits.
     std::thread::spawn(move || {
@@ -192,7 +194,7 @@ fn lines(pipe: impl std::io::Read + Send + 'static) -> Receiver<String> {
 }
 
 /// Waits for the line saying the tail is bound, and returns its queue.
-fn wait_ready(stderr: &Receiver<String>) -> String {
+pub(crate) fn wait_ready(stderr: &Receiver<String>) -> String {
     let line = stderr.recv_timeout(WAIT).expect("pubsub tail is ready");
     assert!(line.starts_with("tailing exchange `"), "{line}");
     line.split("(queue `")
@@ -202,7 +204,7 @@ fn wait_ready(stderr: &Receiver<String>) -> String {
         .to_owned()
 }
 
-fn wait_exit(child: &mut Child) -> Option<i32> {
+pub(crate) fn wait_exit(child: &mut Child) -> Option<i32> {
     let deadline = Instant::now() + WAIT;
     loop {
         if let Some(status) = child.try_wait().unwrap() {
