@@ -7,17 +7,23 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use demo::{Progress, RunReport, Settings, Transport, Workload};
-use pubsub::amqp::{AmqpConfig, RedactingLogger, AMQP_URL_ENV};
+use pubsub::amqp::{
+    exchange_from_env, url_from_env, AmqpConfig, RedactingLogger, AMQP_URL_ENV, RABBITMQ_URL_ENV,
+};
 
 /// Exit status when the broker cannot be reached or refuses the connection.
 const EXIT_NO_BROKER: u8 = 2;
 
 const AFTER_HELP: &str = "\
 Environment:
-  AMQP_URL  The broker (default amqp://guest:guest@localhost:5672/%2f). The demo tries to
-            connect twice, at most 3 s each, so it fails fast when no broker answers.
-  RUST_LOG  Log filter, off by default: RUST_LOG=info shows connections, topology and
-            retries; RUST_LOG=debug every handler's effect.
+  AMQP_URL           The broker (default amqp://guest:guest@localhost:5672/%2f). The demo
+                     tries to connect twice, at most 3 s each, so it fails fast when no
+                     broker answers.
+  RABBITMQ_URL       The broker when AMQP_URL is not set (the seeds' name).
+  RABBITMQ_EXCHANGE  The exchange when --exchange is not given (default events).
+  DATABASE_URL       The event store's database when --database is not given.
+  RUST_LOG           Log filter, off by default: RUST_LOG=info shows connections, topology
+                     and retries; RUST_LOG=debug every handler's effect.
 
 No broker? `just broker` (or `docker compose up -d`) starts one; `--in-process` needs none.
 
@@ -40,9 +46,10 @@ struct Args {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     count: Option<u64>,
 
-    /// Exchange to publish to and bind the queue to.
-    #[arg(long, value_name = "NAME", default_value = "events")]
-    exchange: String,
+    /// Exchange to publish to and bind the queue to [default: RABBITMQ_EXCHANGE, else
+    /// events].
+    #[arg(long, value_name = "NAME")]
+    exchange: Option<String>,
 
     /// Queue the demo's subscriber consumes. Reused from run to run: what an interrupted
     /// run left in it is drained; it is deleted at the end unless --keep-queue.
@@ -88,9 +95,19 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     init_logging();
+    let exchange = match &args.exchange {
+        Some(exchange) => exchange.clone(),
+        None => match exchange_from_env() {
+            Ok(exchange) => exchange,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(EXIT_NO_BROKER);
+            }
+        },
+    };
 
     if args.asyncapi {
-        return print_asyncapi(&args);
+        return print_asyncapi(&args, &exchange);
     }
 
     let workload = match args.count {
@@ -110,7 +127,7 @@ fn main() -> ExitCode {
             )),
             Err(e) => {
                 eprintln!("error: {e}");
-                eprintln!("Set {AMQP_URL_ENV} to a URL like amqp://user:password@host:5672/%2f, or unset it for a local broker.");
+                eprintln!("Set {AMQP_URL_ENV} (or {RABBITMQ_URL_ENV}) to a URL like amqp://user:password@host:5672/%2f, or unset it for a local broker.");
                 return ExitCode::from(EXIT_NO_BROKER);
             }
         }
@@ -124,7 +141,7 @@ fn main() -> ExitCode {
     };
     let settings = Settings {
         store,
-        exchange: args.exchange,
+        exchange,
         queue: args.queue,
         prefetch: args.prefetch,
         batch: usize::try_from(args.batch).unwrap_or(usize::MAX),
@@ -158,9 +175,9 @@ fn main() -> ExitCode {
 }
 
 /// Prints the AsyncAPI document of the service the other flags describe.
-fn print_asyncapi(args: &Args) -> ExitCode {
+fn print_asyncapi(args: &Args, exchange: &str) -> ExitCode {
     let settings = Settings {
-        exchange: args.exchange.clone(),
+        exchange: exchange.to_owned(),
         queue: args.queue.clone(),
         ..Settings::default()
     };
@@ -236,17 +253,19 @@ fn failure(error: &anyhow::Error, transport: &Transport) -> ExitCode {
         Transport::Broker(config) => config.redacted_url(),
         Transport::InProcess => String::new(),
     };
-    let source = if std::env::var_os(AMQP_URL_ENV).is_some() {
-        format!("from {AMQP_URL_ENV}")
-    } else {
-        format!("the default; set {AMQP_URL_ENV} for another broker")
+    // The variable the URL came from, as `AmqpConfig::from_env` chose it.
+    let variable = url_from_env().ok().flatten().map(|(name, _)| name);
+    let source = match variable {
+        Some(name) => format!("from {name}"),
+        None => format!("the default; set {AMQP_URL_ENV} or {RABBITMQ_URL_ENV} for another broker"),
     };
+    let variable = variable.unwrap_or(AMQP_URL_ENV);
     eprintln!("error: {amqp}");
     eprintln!("The demo tried {url} ({source}).");
     match amqp {
         pubsub::amqp::Error::AuthenticationFailed { .. }
         | pubsub::amqp::Error::VhostNotAllowed { .. } => {
-            eprintln!("Check the user, password and vhost in {AMQP_URL_ENV}.");
+            eprintln!("Check the user, password and vhost in {variable}.");
         }
         _ => eprintln!(
             "Start a broker with `just broker` (or `docker compose up -d`), or run without one: `just demo --in-process`."

@@ -142,6 +142,52 @@ fn refused_credentials_are_explained_and_the_password_never_logged() {
 }
 
 #[test]
+fn the_exchange_and_the_broker_come_from_the_seeds_variables() {
+    // No --exchange: RABBITMQ_EXCHANGE names it.
+    let output = Command::new(env!("CARGO_BIN_EXE_demo"))
+        .args(["--asyncapi", "--queue", "orders"])
+        .env("RABBITMQ_EXCHANGE", "shop-from-env")
+        .output()
+        .unwrap();
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        doc["channels"]["order.created"]["bindings"]["amqp"]["exchange"]["name"],
+        "shop-from-env"
+    );
+    // An invalid one is refused before anything runs.
+    let output = Command::new(env!("CARGO_BIN_EXE_demo"))
+        .args(["--asyncapi"])
+        .env("RABBITMQ_EXCHANGE", "no spaces")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("RABBITMQ_EXCHANGE"));
+
+    // Without AMQP_URL, RABBITMQ_URL names the broker: here one nobody listens on.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let output = Command::new(env!("CARGO_BIN_EXE_demo"))
+        .args(["--no-store", "--timeout", "5"])
+        .env_remove("AMQP_URL")
+        .env_remove("RUST_LOG")
+        .env(
+            "RABBITMQ_URL",
+            format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
+        )
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
+    assert!(stderr.contains("from RABBITMQ_URL"), "{stderr}");
+}
+
+#[test]
 fn asyncapi_prints_the_document_without_a_broker() {
     let (output, _) = demo(
         &["--asyncapi", "--exchange", "shop", "--queue", "orders"],
