@@ -2,8 +2,10 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-# Broker the demo, the tests and the tools use (override with AMQP_URL).
-export AMQP_URL := env_var_or_default("AMQP_URL", "amqp://guest:guest@localhost:5672/%2f")
+# The broker: AMQP_URL, else RABBITMQ_URL (the seeds' name), else RabbitMQ on localhost. No
+# default is exported: the demo, the tests and the tools read these variables themselves, so
+# neither masks the other. The recipes that start a local broker read the same URL, in bash:
+#     url="${AMQP_URL:-${RABBITMQ_URL:-amqp://guest:guest@localhost:5672/%2f}}"
 
 # List the tasks.
 default:
@@ -14,15 +16,17 @@ default:
 demo *ARGS:
     #!/usr/bin/env bash
     set -euo pipefail
-    # Start a local broker first when none answers, unless the run needs none or AMQP_URL names
-    # a broker `just broker` cannot start (the demo then says itself what it could not reach).
+    # Start a local broker first when none answers, unless the run needs none or the URL
+    # (AMQP_URL, else RABBITMQ_URL) names a broker `just broker` cannot start (the demo then
+    # says itself what it could not reach).
     needs_broker=true
     for arg in {{ARGS}}; do
         case "$arg" in --in-process|--asyncapi|--help|-h|--version|-V) needs_broker=false;; esac
     done
-    hostport="${AMQP_URL#*://}"; hostport="${hostport##*@}"; hostport="${hostport%%/*}"; hostport="${hostport%%\?*}"
+    url="${AMQP_URL:-${RABBITMQ_URL:-amqp://guest:guest@localhost:5672/%2f}}"
+    hostport="${url#*://}"; hostport="${hostport##*@}"; hostport="${hostport%%/*}"; hostport="${hostport%%\?*}"
     if $needs_broker && ! just _broker-answers 2>/dev/null; then
-        case "${AMQP_URL%%://*}://$hostport" in
+        case "${url%%://*}://$hostport" in
             amqp://localhost|amqp://localhost:5672|amqp://127.0.0.1|amqp://127.0.0.1:5672)
                 echo "No broker answers at $hostport: starting one (just broker)..."
                 just broker || true;;
@@ -30,8 +34,14 @@ demo *ARGS:
     fi
     cargo run --quiet --release -p demo -- {{ARGS}}
 
-# Everything CI checks: formatting, lints, the API docs, unit and integration tests (needs RabbitMQ).
-test:
+# Everything CI checks: formatting, lints, the API docs, unit and integration tests (needs RabbitMQ and PostgreSQL; see `_test-prepare`).
+test: _test-prepare
+    #!/usr/bin/env bash
+    set -euxo pipefail
+    # The interop tests run `python3`: the one with pika that `_test-prepare` made, if it did.
+    venv="${CARGO_TARGET_DIR:-target}/pika-venv"
+    case "$venv" in /*) ;; *) venv="$PWD/$venv";; esac
+    if [ -x "$venv/bin/python3" ]; then export PATH="$venv/bin:$PATH"; fi
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
     RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
@@ -94,12 +104,13 @@ broker:
     #!/usr/bin/env bash
     set -euo pipefail
     if just _broker-answers 2>/dev/null; then echo "RabbitMQ already answers."; exit 0; fi
-    hostport="${AMQP_URL#*://}"; hostport="${hostport##*@}"; hostport="${hostport%%/*}"; hostport="${hostport%%\?*}"
-    case "${AMQP_URL%%://*}://$hostport" in
+    url="${AMQP_URL:-${RABBITMQ_URL:-amqp://guest:guest@localhost:5672/%2f}}"
+    hostport="${url#*://}"; hostport="${hostport##*@}"; hostport="${hostport%%/*}"; hostport="${hostport%%\?*}"
+    case "${url%%://*}://$hostport" in
         amqp://localhost|amqp://localhost:5672|amqp://127.0.0.1|amqp://127.0.0.1:5672) ;;
         *)
             echo "No broker answers at $hostport, and 'just broker' starts one on localhost:5672 only:" >&2
-            echo "start that broker, or unset AMQP_URL to use a local one." >&2
+            echo "start that broker, or unset AMQP_URL and RABBITMQ_URL to use a local one." >&2
             exit 1;;
     esac
     if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
@@ -130,9 +141,37 @@ lint:
 doc:
     cargo doc --workspace --no-deps
 
-# Whether something accepts TCP connections at the host and port of AMQP_URL.
+# Whether something accepts TCP connections at the host and port of AMQP_URL, else
+# RABBITMQ_URL, else localhost:5672.
 _broker-answers:
     #!/usr/bin/env bash
-    hostport="${AMQP_URL#*://}"; hostport="${hostport##*@}"; hostport="${hostport%%/*}"; hostport="${hostport%%\?*}"
+    url="${AMQP_URL:-${RABBITMQ_URL:-amqp://guest:guest@localhost:5672/%2f}}"
+    hostport="${url#*://}"; hostport="${hostport##*@}"; hostport="${hostport%%/*}"; hostport="${hostport%%\?*}"
     host="${hostport%:*}"; port="${hostport##*:}"; [[ "$hostport" == *:* ]] || port=5672
     (exec 3<>"/dev/tcp/${host:-localhost}/${port}") 2>/dev/null
+
+# What `just test` needs besides a broker, prepared where it is cheap: pika for the interop
+# tests (in a virtualenv under target/ when the python3 on PATH lacks it), and the `test`
+# database of the local PostgreSQL (created when psql can reach the server and it is missing).
+_test-prepare:
+    #!/usr/bin/env bash
+    set -uo pipefail
+    if ! python3 -c 'import pika' 2>/dev/null; then
+        venv="${CARGO_TARGET_DIR:-target}/pika-venv"
+        if ! "$venv/bin/python3" -c 'import pika' 2>/dev/null; then
+            echo "python3 has no pika: installing it in $venv for the interop tests"
+            python3 -m venv "$venv" && "$venv/bin/python3" -m pip install --quiet pika \
+                || echo "could not install pika in $venv: install it with 'pip install pika' or 'sudo apt-get install python3-pika' (see the README's prerequisites)" >&2
+        fi
+    fi
+    if command -v psql >/dev/null 2>&1 && [ -z "${PUBSUB_TEST_DATABASE_URL:-}" ]; then
+        if psql -h 127.0.0.1 -U postgres -d postgres -tAc 'SELECT 1' >/dev/null 2>&1; then
+            if ! psql -h 127.0.0.1 -U postgres -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'test'" | grep -q 1; then
+                echo "creating the PostgreSQL database 'test' for the store tests"
+                psql -h 127.0.0.1 -U postgres -d postgres -qc 'CREATE DATABASE test' || true
+            fi
+        else
+            echo "PostgreSQL does not answer on 127.0.0.1:5432 as postgres: the store tests need it (see the README's prerequisites)" >&2
+        fi
+    fi
+    exit 0
