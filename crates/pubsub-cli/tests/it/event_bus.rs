@@ -90,7 +90,7 @@ fn without_an_event_type_the_event_bus_body_says_domain() {
     let body: Value = serde_json::from_slice(&taken[0].body).unwrap();
     assert_eq!(body["event_type"], "domain");
     assert_eq!(body["source"], "pubsub-cli");
-    assert!(taken[0].properties.headers.get(EVENT_TYPE_HEADER).is_none());
+    assert!(!taken[0].properties.headers.contains_key(EVENT_TYPE_HEADER));
 }
 
 #[test]
