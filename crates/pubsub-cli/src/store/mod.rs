@@ -66,6 +66,12 @@ pub struct RunArgs {
     /// How many deliveries the broker sends ahead; commits are batches of half of it.
     #[arg(long, default_value_t = 1000)]
     pub prefetch: u16,
+    /// The envelope of what it stores: standard (six-field events; anything else is
+    /// dead-lettered), bare, event-bus, or any (every JSON message, as seed 003's store:
+    /// under keys such as routing.event.create.user; a body that is not JSON is
+    /// dead-lettered).
+    #[arg(long, default_value = "standard", value_name = "ENVELOPE")]
+    pub envelope: pubsub_core::envelope::Envelope,
 }
 
 /// Which stored events (shared by `query` and `replay`).
