@@ -24,7 +24,7 @@ pub struct TaskDone {
     pub database: String,
 }
 
-/// Starts a task worker for `send-invoice` on queue `<queue>.tasks` (bound to the `tasks`
+/// Starts a task worker for `send-invoice` on queue `<queue>.tasks` (bound to the `task.exchange`
 /// exchange), submits the task for the flow's order, waits until the worker settled it,
 /// stops the worker (deleting its queues unless `keep_queue`) and reads the task's record.
 pub(crate) fn send_invoice_task(

@@ -8,6 +8,7 @@
 //! | [`Bare`](Envelope::Bare) | seed 002's bare model: the `data` object alone | routing key, `message_id`, timestamp property |
 //! | [`EventBus`](Envelope::EventBus) | seed 004's `name`, `source`, `event_type`, `id`, `timestamp`, `data` | the body |
 //! | [`Task`](Envelope::Task) | seed 003's task message: `task_name`, `payload` | `message_id`, timestamp property |
+//! | [`Any`](Envelope::Any) | any JSON (seed 003's event store keeps every message) | a six-field body as `Standard`; else the routing key, `message_id`, timestamp property |
 //!
 //! Whichever the envelope, decoding gives the same [`Event`], so handlers do not know how it
 //! travelled. The standard envelope also accepts an `action` ending in a version word
@@ -96,6 +97,12 @@ pub enum Envelope {
     /// `task.<task_name>` ([`TASK_DOMAIN`]) with the payload as its data; the routing key only
     /// routes it.
     Task,
+    /// Any JSON body, as seed 003's event store takes every message its queue receives: a
+    /// six-field event whose `domain.action` is the routing key decodes as
+    /// [`Standard`](Envelope::Standard); any other JSON value is kept with a derived event
+    /// (see [`decode_any`]). A body that is not JSON is an error still. Encoding writes the
+    /// six fields.
+    Any,
 }
 
 /// What the transport knows about a message besides its body: what decoding takes from
@@ -127,14 +134,15 @@ impl<'a> Received<'a> {
 }
 
 impl Envelope {
-    /// The envelope's name: `standard`, `bare`, `event-bus` or `task` (what [`FromStr`]
-    /// reads).
+    /// The envelope's name: `standard`, `bare`, `event-bus`, `task` or `any` (what
+    /// [`FromStr`] reads).
     pub fn name(self) -> &'static str {
         match self {
             Envelope::Standard => "standard",
             Envelope::Bare => "bare",
             Envelope::EventBus => "event-bus",
             Envelope::Task => "task",
+            Envelope::Any => "any",
         }
     }
 
@@ -153,6 +161,7 @@ impl Envelope {
             Envelope::Bare => return decode_bare(body, received),
             Envelope::EventBus => decode_event_bus(body)?.0,
             Envelope::Task => return decode_task(body, received),
+            Envelope::Any => return decode_any(body, received),
         };
         match received.routing_key {
             Some(key) => event.with_arrival_key(key),
@@ -216,7 +225,7 @@ impl Envelope {
     pub fn write_to(self, event: &Event, source: &str, out: &mut Vec<u8>) {
         // Writing maps with string keys to a Vec cannot fail.
         match self {
-            Envelope::Standard => json::write_to(event, out),
+            Envelope::Standard | Envelope::Any => json::write_to(event, out),
             Envelope::Bare => {
                 let _ = serde_json::to_writer(out, event.data());
             }
@@ -350,8 +359,8 @@ impl fmt::Display for Envelope {
     }
 }
 
-/// Reads `standard`, `bare`, `event-bus` or `task` (also `seed-000`, `seed-002`, `seed-004`,
-/// `seed-003`).
+/// Reads `standard`, `bare`, `event-bus`, `task` or `any` (also `seed-000`, `seed-002`,
+/// `seed-004`, `seed-003`).
 impl FromStr for Envelope {
     type Err = Error;
 
@@ -361,10 +370,11 @@ impl FromStr for Envelope {
             "bare" | "seed-002" => Ok(Envelope::Bare),
             "event-bus" | "eventbus" | "seed-004" => Ok(Envelope::EventBus),
             "task" | "seed-003" => Ok(Envelope::Task),
+            "any" => Ok(Envelope::Any),
             _ => Err(Error::invalid(
                 "envelope",
                 s,
-                "known envelopes: standard, bare, event-bus, task",
+                "known envelopes: standard, bare, event-bus, task, any",
             )),
         }
     }
@@ -574,6 +584,126 @@ fn default_version(key_version: Option<u32>) -> String {
         Some(n) => format!("{n}.0"),
         None => DEFAULT_VERSION.to_owned(),
     }
+}
+
+/// The domain of an event [`Envelope::Any`] derives from a routing key with no word (a
+/// message whose key is empty or unknown).
+pub const ANY_DEFAULT_DOMAIN: &str = "message";
+
+/// The action of an event [`Envelope::Any`] derives from a routing key of one word.
+pub const ANY_DEFAULT_ACTION: &str = "received";
+
+/// The data field that holds a JSON body that is not an object, in an event
+/// [`Envelope::Any`] derives (`[1, 2]` becomes the data `{"body": [1, 2]}`).
+pub const ANY_BODY_FIELD: &str = "body";
+
+/// Decodes any JSON body, for a store that keeps every message it receives.
+///
+/// - A six-field event ([`Standard`](Envelope::Standard)) whose `domain.action` is the
+///   routing key (or the key without its version word) is that event, exactly as `Standard`
+///   decodes it.
+/// - Any other JSON value becomes an event whose data is the body when it is an object, else
+///   `{"body": <value>}` ([`ANY_BODY_FIELD`]). Its domain and action come from the routing key:
+///   a key of the form `domain.action[.vN]` gives them as for a bare body; any other key
+///   (seed 003's `routing.event.create.user`) gives its first word as the domain and the
+///   rest of its words, joined by `-`, as the action (`routing` and `event-create-user`), each
+///   character that cannot be in a word replaced by `_`, empty words dropped; a key of one
+///   word has the action [`ANY_DEFAULT_ACTION`], an empty or unknown key the domain
+///   [`ANY_DEFAULT_DOMAIN`]. Its id is the `message_id` (a UUID, or a UUID v5 of it), else a
+///   UUID v5 of the key and the body, as for a bare body, so that a redelivery is the same
+///   event; its timestamp the timestamp property, else the receive time; its version
+///   `1.0` (or `N.0` for a key `….vN`).
+///
+/// The event's routing key is thus not always the key the message arrived with: whoever keeps
+/// the message (the event store) keeps that key beside it.
+///
+/// # Errors
+///
+/// [`Error::NotUtf8`] or [`Error::InvalidJson`] for a body that is not JSON.
+///
+/// ```
+/// use pubsub_core::envelope::{Envelope, Received};
+/// use time::OffsetDateTime;
+///
+/// let received = Received::new("routing.event.create.user", OffsetDateTime::UNIX_EPOCH);
+/// let event = Envelope::Any.decode(br#"{"id": 1, "name": "ada"}"#, &received)?;
+/// assert_eq!((event.domain(), event.action()), ("routing", "event-create-user"));
+/// assert_eq!(event.data()["name"], "ada");
+/// let again = Envelope::Any.decode(br#"{"id": 1, "name": "ada"}"#, &received)?;
+/// assert_eq!(again.event_id(), event.event_id()); // a redelivery is the same event
+/// assert!(Envelope::Any.decode(b"not json", &received).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn decode_any(body: &[u8], received: &Received<'_>) -> Result<Event> {
+    if let Ok(event) = json::from_slice_versioned(body) {
+        let arrived = match received.routing_key {
+            Some(key) => event.with_arrival_key(key),
+            None => Ok(event),
+        };
+        if let Ok(event) = arrived {
+            return Ok(event);
+        }
+    }
+    let text = std::str::from_utf8(body).map_err(|e| Error::NotUtf8 {
+        valid_up_to: e.valid_up_to(),
+    })?;
+    let value: Value = serde_json::from_str(text).map_err(|e| Error::InvalidJson {
+        message: e.to_string(),
+    })?;
+    let data = match value {
+        Value::Object(map) => map,
+        other => {
+            let mut map = Map::new();
+            map.insert(ANY_BODY_FIELD.to_owned(), other);
+            map
+        }
+    };
+    let key = received.routing_key.unwrap_or_default();
+    let (domain, action, key_version) = match parse_routing_key(key) {
+        Ok((domain, action, key_version)) => (domain.to_owned(), action.to_owned(), key_version),
+        Err(_) => {
+            let (domain, action) = any_key_words(key);
+            (domain, action, None)
+        }
+    };
+    Event::from_key_parts(
+        &domain,
+        &action,
+        key_version,
+        data,
+        derived_id(received.message_id, key, body),
+        property_timestamp(received),
+        &default_version(key_version),
+    )
+}
+
+/// The domain and action [`decode_any`] derives from a routing key that is not
+/// `domain.action[.vN]`; together at most 255 bytes.
+fn any_key_words(key: &str) -> (String, String) {
+    let mut words = key.split('.').filter(|w| !w.is_empty()).map(|w| {
+        w.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect::<String>()
+    });
+    let mut domain = words
+        .next()
+        .unwrap_or_else(|| ANY_DEFAULT_DOMAIN.to_owned());
+    let rest: Vec<String> = words.collect();
+    let mut action = if rest.is_empty() {
+        ANY_DEFAULT_ACTION.to_owned()
+    } else {
+        rest.join("-")
+    };
+    // Both are ASCII now: any byte is a char boundary.
+    domain.truncate(127);
+    action.truncate(255 - 1 - domain.len());
+    (domain, action)
 }
 
 #[cfg(test)]

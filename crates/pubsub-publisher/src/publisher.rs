@@ -154,7 +154,7 @@ impl EventPublisher {
         options: &PublishOptions,
     ) -> Result<(), PublishError> {
         let events = std::slice::from_ref(event);
-        match self.run(events, Options::Same(options)).pop() {
+        match self.run(events, Options::Same(options), &[]).pop() {
             Some(Some(Err(e))) => Err(PublishError::new(event.clone(), e)),
             _ => Ok(()),
         }
@@ -192,7 +192,7 @@ impl EventPublisher {
         events: &[Event],
         options: &PublishOptions,
     ) -> Vec<Result<(), PublishError>> {
-        let outcomes = self.run(events, Options::Same(options));
+        let outcomes = self.run(events, Options::Same(options), &[]);
         given_back(outcomes, events)
     }
 
@@ -204,7 +204,24 @@ impl EventPublisher {
         events: &[Event],
         options: &[PublishOptions],
     ) -> Vec<Result<(), PublishError>> {
-        let outcomes = self.run(events, Options::Each(options));
+        let outcomes = self.run(events, Options::Each(options), &[]);
+        given_back(outcomes, events)
+    }
+
+    /// [`publish_each`](Self::publish_each) with the body of each event given as it is sent:
+    /// `bodies[i]`, when `Some`, is published byte for byte instead of `events[i]`'s encoding
+    /// (a replay of what a store received). The properties and headers are still those of
+    /// `events[i]` and `options[i]` (its id as `message_id`, its timestamp, `type`); an event
+    /// without a body (`None`, or past the end of `bodies`) is encoded in the publisher's
+    /// envelope as usual. Pipelined, confirmed and republished after a reconnect like
+    /// `publish_each`; one outcome per event, in order.
+    pub fn publish_each_body(
+        &mut self,
+        events: &[Event],
+        bodies: &[Option<&[u8]>],
+        options: &[PublishOptions],
+    ) -> Vec<Result<(), PublishError>> {
+        let outcomes = self.run(events, Options::Each(options), bodies);
         given_back(outcomes, events)
     }
 
@@ -222,7 +239,13 @@ impl EventPublisher {
 
     /// Publishes `events`, reconnecting and republishing the unconfirmed ones while the
     /// reconnect policy allows. `None` outcomes are successes (never left after the loop).
-    fn run(&mut self, events: &[Event], options: Options<'_>) -> Vec<Option<Result<()>>> {
+    /// `bodies[i]`, when given, is sent instead of the encoding of `events[i]`.
+    fn run(
+        &mut self,
+        events: &[Event],
+        options: Options<'_>,
+        bodies: &[Option<&[u8]>],
+    ) -> Vec<Option<Result<()>>> {
         // The producer spans end when the run does: once the broker answered.
         #[cfg(feature = "otel")]
         let traced = crate::trace::producers(&self.exchange, events, |i| options.get(i));
@@ -240,7 +263,7 @@ impl EventPublisher {
             if outstanding.is_empty() {
                 return outcomes;
             }
-            let error = match self.attempt(events, &outstanding, options, &mut outcomes) {
+            let error = match self.attempt(events, bodies, &outstanding, options, &mut outcomes) {
                 Ok(()) => continue,
                 Err(e) => e,
             };
@@ -294,6 +317,7 @@ impl EventPublisher {
     fn attempt(
         &mut self,
         events: &[Event],
+        bodies: &[Option<&[u8]>],
         outstanding: &[usize],
         options: Options<'_>,
         outcomes: &mut [Option<Result<()>>],
@@ -331,14 +355,20 @@ impl EventPublisher {
         };
         for &i in outstanding {
             let event = &events[i];
-            self.body.clear();
             let options = options.get(i);
-            write_body(event, &self.settings, options, &mut self.body);
+            let body: &[u8] = match bodies.get(i).copied().flatten() {
+                Some(raw) => raw,
+                None => {
+                    self.body.clear();
+                    write_body(event, &self.settings, options, &mut self.body);
+                    &self.body
+                }
+            };
             let properties = properties(event, &self.settings, options);
             let message = Outgoing {
                 exchange: &self.exchange,
                 routing_key: publish_key(&self.settings, event, options),
-                body: &self.body,
+                body,
                 properties: &properties,
                 mandatory,
             };

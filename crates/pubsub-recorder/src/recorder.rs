@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use pubsub_amqp::Connection;
+use pubsub_core::envelope::Envelope;
 use pubsub_core::text::error_chain;
 use pubsub_registry::HandlerRegistry;
 use pubsub_subscriber::{
@@ -66,10 +67,16 @@ impl Recorder {
 
 impl Sink for Recorder {
     fn stage(&mut self, staged: Staged<'_>) -> Result<(), SinkError> {
-        self.staged.push(
-            EventRow::new(staged.event(), staged.meta(), OffsetDateTime::now_utc())
-                .with_body(staged.body()),
-        );
+        let mut row = EventRow::new(staged.event(), staged.meta(), OffsetDateTime::now_utc())
+            .with_body(staged.body());
+        // The key it was published with: the event's own for a six-field event, the one it
+        // was derived from for a message of another shape (`Envelope::Any`).
+        if let Some(key) = staged.routing_key() {
+            if key != row.routing_key {
+                row = row.with_routing_key(key);
+            }
+        }
+        self.staged.push(row);
         Ok(())
     }
 
@@ -131,6 +138,13 @@ pub struct RecordOptions {
     /// Its prefetch; the commit batch is half of it (1,000: batches of up to 500, smaller
     /// when the queue goes quiet). A commit costs about the same for 50 rows as for 500.
     pub prefetch: u16,
+    /// The envelope of what it stores ([`Envelope::Standard`]: six-field events; a message
+    /// of another shape is dead-lettered as poison). [`Envelope::Any`] keeps every JSON
+    /// message its binding receives, as seed 003's `event.store` does: six-field events as
+    /// with `Standard`, any other JSON body with an event derived from its routing key (see
+    /// [`decode_any`](pubsub_core::envelope::decode_any)) and its key as it was published;
+    /// a body that is not JSON is still dead-lettered as poison, with the reason.
+    pub envelope: Envelope,
 }
 
 impl Default for RecordOptions {
@@ -140,6 +154,7 @@ impl Default for RecordOptions {
             exchange: "events".to_owned(),
             pattern: "#".to_owned(),
             prefetch: 1_000,
+            envelope: Envelope::Standard,
         }
     }
 }
@@ -149,7 +164,8 @@ impl Default for RecordOptions {
 /// Its topology is declared; start it with [`EventSubscriber::spawn`] or
 /// [`start_consuming`](EventSubscriber::start_consuming).
 ///
-/// A message that is not an event (poison) is dead-lettered to `<queue>.dlq`, not stored.
+/// A message that is not an event of `options.envelope` (poison) is dead-lettered to
+/// `<queue>.dlq`, not stored: with [`Envelope::Any`], only a body that is not JSON.
 ///
 /// # Errors
 ///
@@ -177,5 +193,6 @@ pub(crate) fn consumer(
         .exchange(&options.exchange)
         .bindings([options.pattern.as_str()])
         .prefetch(options.prefetch)
+        .envelope(options.envelope)
         .sink(recorder)
 }

@@ -67,12 +67,29 @@ pub(crate) fn pause(sent: u64, elapsed: Duration, rate: Option<f64>) -> Duration
     }
 }
 
+/// What a stored event is published again with: its routing key as stored (when it is not
+/// the event's own: a message the store kept under another convention's key), its
+/// correlation and causation ids.
+pub(crate) fn options_of(stored: &StoredEvent) -> PublishOptions {
+    PublishOptions {
+        correlation_id: stored.correlation_id.clone(),
+        causation_id: stored.causation_id.clone(),
+        routing_key: (stored.routing_key != stored.event.routing_key())
+            .then(|| stored.routing_key.clone()),
+        ..PublishOptions::default()
+    }
+}
+
 /// Publishes again every event `query` selects in `store`, oldest first unless the query
 /// says otherwise, with publisher confirms, on `connection`. `progress` is called after each
 /// batch (print it on stderr); `stop` ends the replay early between batches.
 ///
-/// The events keep their id, timestamp and data (a subscriber's idempotency by event id
-/// applies), their correlation and causation ids.
+/// Each event is published with the body the store received, byte for byte (the NULs, the
+/// whitespace and the key order of its JSON as sent), under the routing key it was stored
+/// with; an event stored without a body (before schema version 2, or appended in code) is
+/// encoded again from its six fields. The events keep their id (as `message_id`), timestamp
+/// and data (a subscriber's idempotency by event id applies), their correlation and
+/// causation ids.
 ///
 /// # Errors
 ///
@@ -111,15 +128,9 @@ pub fn replay(
     let mut failure: Option<Error> = None;
     let mut send = |batch: &mut Vec<StoredEvent>, done: &mut ReplayProgress| -> Result<()> {
         let events: Vec<_> = batch.iter().map(|s| s.event.clone()).collect();
-        let opts: Vec<PublishOptions> = batch
-            .iter()
-            .map(|s| PublishOptions {
-                correlation_id: s.correlation_id.clone(),
-                causation_id: s.causation_id.clone(),
-                ..PublishOptions::default()
-            })
-            .collect();
-        for outcome in publisher.publish_each(&events, &opts) {
+        let opts: Vec<PublishOptions> = batch.iter().map(options_of).collect();
+        let bodies: Vec<Option<&[u8]>> = batch.iter().map(|s| s.body.as_deref()).collect();
+        for outcome in publisher.publish_each_body(&events, &bodies, &opts) {
             match outcome {
                 Ok(()) => done.published += 1,
                 Err(e) => match e.error() {

@@ -22,9 +22,17 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite:pubsub.db";
 /// | URL | database |
 /// | --- | --- |
 /// | `sqlite:events.db`, `sqlite://events.db` | the file `events.db`, created if missing |
-/// | `sqlite:///var/lib/app/events.db` | an absolute path |
-/// | `sqlite::memory:` | in memory, gone when the store is dropped (tests) |
+/// | `sqlite:///events.db` (SQLAlchemy's) | the relative path `events.db` |
+/// | `sqlite:////var/lib/app/events.db` (SQLAlchemy's), `sqlite:/var/lib/app/events.db` | an absolute path |
+/// | `sqlite::memory:`, `sqlite:///:memory:` | in memory, gone when the store is dropped (tests) |
+/// | `sqlite+aiosqlite:///events.db`, `sqlite+pysqlite:////abs.db` | SQLAlchemy's forms with a driver: the same files (`sqlite+aiosqlite://` alone: in memory) |
 /// | `postgres://user:password@host:5432/db`, `postgresql://...` | PostgreSQL, with libpq's URL parameters (`connect_timeout`, `sslmode=disable`, ...) |
+/// | `postgresql+asyncpg://...`, `postgresql+psycopg://...`, `postgresql+psycopg2://...` | SQLAlchemy's forms (seed 003's `DATABASE_URL`): the driver is dropped, the rest is as above |
+///
+/// A service of the original design and this crate can thus share one `DATABASE_URL`. Before,
+/// `sqlite:///path` was read as the absolute `/path`; it now means what it means to
+/// SQLAlchemy (the relative `path`): write `sqlite:////path` or `sqlite:/path` for an
+/// absolute one.
 ///
 /// A PostgreSQL URL may add `schema=NAME` (a `pubsub_`-style name: letters, digits, `_`): the
 /// store's tables live in that schema, created if missing, instead of `public`.
@@ -76,24 +84,18 @@ impl Database {
     pub fn parse(url: &str) -> Result<Database> {
         let invalid = |message: String| Error::InvalidConfig { message };
         let url = url.trim();
-        if let Some(rest) = url.strip_prefix("sqlite:") {
-            let path = rest.strip_prefix("//").unwrap_or(rest);
-            if path.is_empty() {
-                return Err(invalid(
+        if let Some(target) = sqlite_target(url) {
+            return match target {
+                Some(target) => Ok(Database {
+                    kind: Kind::Sqlite(target),
+                }),
+                None => Err(invalid(
                     "a SQLite URL needs a path: `sqlite:events.db` or `sqlite::memory:`".into(),
-                ));
-            }
-            let target = if path == ":memory:" {
-                SqliteTarget::Memory
-            } else {
-                SqliteTarget::File(PathBuf::from(path))
+                )),
             };
-            return Ok(Database {
-                kind: Kind::Sqlite(target),
-            });
         }
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let (base, schema) = take_schema(url)?;
+        if let Some(url) = postgres_url(url) {
+            let (base, schema) = take_schema(&url)?;
             let mut config = postgres::Config::from_str(&base)
                 .map_err(|e| invalid(format!("not a PostgreSQL URL libpq accepts: {e}")))?;
             if config.get_connect_timeout().is_none() {
@@ -111,7 +113,7 @@ impl Database {
         }
         let scheme = url.split(':').next().unwrap_or_default();
         Err(invalid(format!(
-            "unknown database `{}`: use `sqlite:PATH`, `sqlite::memory:` or `postgres://...`",
+            "unknown database `{}`: use `sqlite:PATH`, `sqlite::memory:`, `postgres://...` or SQLAlchemy's `sqlite+DRIVER:///PATH`, `postgresql+DRIVER://...`",
             pubsub_core::text::quote(scheme)
         )))
     }
@@ -176,6 +178,50 @@ impl FromStr for Database {
     fn from_str(s: &str) -> Result<Self> {
         Database::parse(s)
     }
+}
+
+/// The SQLite database of a `sqlite:` URL, or of SQLAlchemy's `sqlite+DRIVER:` forms; `None`
+/// for another scheme, `Some(None)` for a SQLite URL without a path.
+///
+/// Three slashes are SQLAlchemy's: `sqlite:///app.db` is the relative path `app.db`,
+/// `sqlite:////var/lib/app.db` the absolute one. Without a driver, two slashes or none are
+/// this crate's own forms (`sqlite://app.db`, `sqlite:app.db`); with a driver, SQLAlchemy's
+/// `sqlite+aiosqlite://` without a path is its in-memory database.
+fn sqlite_target(url: &str) -> Option<Option<SqliteTarget>> {
+    let (scheme, rest) = url.split_once(':')?;
+    let driver = match scheme.strip_prefix("sqlite")? {
+        "" => false,
+        d if d.starts_with('+') && d.len() > 1 => true,
+        _ => return None,
+    };
+    let path = match rest.strip_prefix("///") {
+        Some(path) => path,
+        None => rest.strip_prefix("//").unwrap_or(rest),
+    };
+    let target = match path {
+        "" if driver && rest == "//" => Some(SqliteTarget::Memory),
+        "" => None,
+        ":memory:" => Some(SqliteTarget::Memory),
+        path => Some(SqliteTarget::File(PathBuf::from(path))),
+    };
+    Some(target)
+}
+
+/// A PostgreSQL URL as libpq takes it: `postgres://` and `postgresql://`, and SQLAlchemy's
+/// `postgresql+DRIVER://` (`+asyncpg`, `+psycopg`, `+psycopg2`, ...) without the driver.
+fn postgres_url(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let base = scheme.split_once('+').map_or(
+        scheme,
+        |(base, driver)| {
+            if driver.is_empty() {
+                scheme
+            } else {
+                base
+            }
+        },
+    );
+    matches!(base, "postgres" | "postgresql").then(|| format!("postgresql://{rest}"))
 }
 
 /// Splits a `schema=NAME` parameter off a PostgreSQL URL (libpq does not know it).
@@ -274,10 +320,58 @@ mod tests {
         };
         check("sqlite:events.db", Some("sqlite:events.db"));
         check("sqlite://events.db", Some("sqlite:events.db"));
-        check("sqlite:///var/lib/a.db", Some("sqlite:/var/lib/a.db"));
+        check("sqlite:/var/lib/a.db", Some("sqlite:/var/lib/a.db"));
         check("sqlite::memory:", Some("sqlite::memory:"));
         check("sqlite:", None);
         check("sqlite://", None);
+        check("sqlite:///", None);
+        // SQLAlchemy's forms: three slashes relative, four absolute, any driver.
+        check("sqlite:///var/lib/a.db", Some("sqlite:var/lib/a.db"));
+        check("sqlite:///relative.db", Some("sqlite:relative.db"));
+        check("sqlite:////absolute.db", Some("sqlite:/absolute.db"));
+        check("sqlite:///:memory:", Some("sqlite::memory:"));
+        check(
+            "sqlite+aiosqlite:///relative.db",
+            Some("sqlite:relative.db"),
+        );
+        check(
+            "sqlite+aiosqlite:///./data/app.db",
+            Some("sqlite:./data/app.db"),
+        );
+        check(
+            "sqlite+aiosqlite:////absolute.db",
+            Some("sqlite:/absolute.db"),
+        );
+        check(
+            "sqlite+pysqlite:////var/lib/a.db",
+            Some("sqlite:/var/lib/a.db"),
+        );
+        check("sqlite+aiosqlite://", Some("sqlite::memory:"));
+        check("sqlite+aiosqlite:///:memory:", Some("sqlite::memory:"));
+        check("sqlite+:///a.db", None);
+        check("sqlite3:///a.db", None);
+        check(
+            "postgresql+asyncpg://app:secret@db.internal:5433/events",
+            Some("postgres://app@db.internal:5433/events"),
+        );
+        check(
+            "postgresql+psycopg://app:secret@db/events?schema=audit",
+            Some("postgres://app@db:5432/events?schema=audit"),
+        );
+        check(
+            "postgresql+psycopg2://app@db/events",
+            Some("postgres://app@db:5432/events"),
+        );
+        check(
+            "postgres+asyncpg://app@db/events",
+            Some("postgres://app@db:5432/events"),
+        );
+        check(
+            "postgresql://app@db/events",
+            Some("postgres://app@db:5432/events"),
+        );
+        check("postgresql+://app@db/events", None);
+        check("mysql+aiomysql://app@db/events", None);
         check(
             "postgres://postgres@127.0.0.1:5432/test",
             Some("postgres://postgres@127.0.0.1:5432/test"),
@@ -299,6 +393,21 @@ mod tests {
         assert!(!format!("{db} {db:?}").contains("hunter2"));
         let e = Database::parse("postgres://app:hunter2@db:notaport/x").unwrap_err();
         assert!(!e.to_string().contains("hunter2"), "{e}");
+        for url in [
+            "postgresql+asyncpg://app:hunter2@db:5432/events",
+            "postgresql+psycopg://app:hunter2@db/events?sslmode=disable",
+        ] {
+            let db = Database::parse(url).unwrap();
+            assert!(!format!("{db} {db:?}").contains("hunter2"), "{url}");
+        }
+        for url in [
+            "postgresql+asyncpg://app:hunter2@db:notaport/x",
+            "postgresql+asyncpg://app:hunter2@db/x?bogus=1",
+            "mysql+aiomysql://app:hunter2@db/x",
+        ] {
+            let e = Database::parse(url).unwrap_err();
+            assert!(!e.to_string().contains("hunter2"), "{url}: {e}");
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::model::{EventQuery, Order, TaskFilter};
 /// The columns an event row is read from, in the order the backends read them.
 pub(crate) const EVENT_COLUMNS: &str = "event_id, routing_key, version, timestamp, data, \
                                         correlation_id, causation_id, producer, headers, \
-                                        received_at, body, originals";
+                                        received_at, body, originals, domain, action";
 
 /// The columns a task row is read from, in the order the backends read them.
 pub(crate) const TASK_COLUMNS: &str = "task_id, task_name, payload, status, result, error, \

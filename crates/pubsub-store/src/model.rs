@@ -21,11 +21,14 @@ pub struct EventRow {
     /// The event id (unique in the store: a redelivered event is stored once).
     pub event_id: Uuid,
     /// The routing key it was published with (`order.created`, or versioned
-    /// `order.created.v2`).
+    /// `order.created.v2`; a message kept whatever its shape, with
+    /// [`Envelope::Any`](pubsub_core::envelope::Envelope::Any), may have a key of another
+    /// convention: seed 003's `routing.event.create.user`).
     pub routing_key: String,
-    /// Its domain.
+    /// Its domain (derived from the routing key for a message that is not a six-field
+    /// event: see [`decode_any`](pubsub_core::envelope::decode_any)).
     pub domain: String,
-    /// Its action.
+    /// Its action (derived as the domain is).
     pub action: String,
     /// Its schema version (`1.0`).
     pub version: String,
@@ -68,6 +71,14 @@ impl EventRow {
         }
     }
 
+    /// The same row published with `routing_key`, when it is not the event's own: a message
+    /// kept with [`Envelope::Any`](pubsub_core::envelope::Envelope::Any) under a key of
+    /// another convention, from which the event was derived.
+    pub fn with_routing_key(mut self, routing_key: &str) -> EventRow {
+        routing_key.clone_into(&mut self.routing_key);
+        self
+    }
+
     /// The same row with the body the event was decoded from, kept byte for byte.
     pub fn with_body(mut self, body: &[u8]) -> EventRow {
         self.body = Some(body.to_vec());
@@ -78,10 +89,13 @@ impl EventRow {
 /// An event read back from the store, with what the transport knew of it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StoredEvent {
-    /// The event, as it was published (its six fields, in the wire format's order).
+    /// The event, as it was published (its six fields, in the wire format's order); for a
+    /// message kept whatever its shape ([`Envelope::Any`](pubsub_core::envelope::Envelope::Any)),
+    /// the event derived from it (its routing key may then differ from
+    /// [`routing_key`](Self::routing_key), and [`body`](Self::body) is the message).
     #[serde(flatten)]
     pub event: Event,
-    /// The routing key it was published with.
+    /// The routing key it was published with (what queries match and replays publish with).
     pub routing_key: String,
     /// The flow it belongs to.
     pub correlation_id: Option<String>,
@@ -102,7 +116,9 @@ pub struct StoredEvent {
 }
 
 impl StoredEvent {
-    /// Rebuilds a stored event from its columns.
+    /// Rebuilds a stored event from its columns: from its routing key when that is an
+    /// event's (`domain.action[.vN]`), else from its `domain` and `action` columns (a message
+    /// kept under a key of another convention).
     ///
     /// # Errors
     ///
@@ -111,6 +127,7 @@ impl StoredEvent {
     pub(crate) fn from_columns(
         event_id: Uuid,
         routing_key: String,
+        (domain, action): (&str, &str),
         version: &str,
         timestamp: OffsetDateTime,
         data: Value,
@@ -124,7 +141,12 @@ impl StoredEvent {
             key: format!("event {event_id}"),
             message,
         };
-        let event = Event::from_routing_key(&routing_key)
+        let builder = if Event::from_routing_key(&routing_key).build().is_ok() {
+            Event::from_routing_key(&routing_key)
+        } else {
+            Event::builder(domain, action)
+        };
+        let event = builder
             .data(data)
             .event_id(event_id)
             .timestamp(timestamp)
@@ -258,15 +280,20 @@ impl EventQuery {
         self.pattern.as_ref().is_none_or(|p| p.matches(routing_key))
     }
 
-    /// The domain every key the pattern matches has, when its first word is a plain word: the
-    /// database narrows on it, the pattern does the rest.
+    /// The domain every key the pattern matches has, when its first word is a plain word of
+    /// an event (letters, digits, `_`, `-`): the database narrows on it, the pattern does
+    /// the rest. A row's domain is its key's first word whenever that is such a word, also
+    /// for a message kept under a key of another convention (see
+    /// [`decode_any`](pubsub_core::envelope::decode_any)), whose other words make the action.
     pub(crate) fn literal_domain(&self) -> Option<String> {
         let pattern = self.pattern.as_ref()?;
         let first = pattern.as_str().split('.').next()?;
+        // A derived domain is at most 127 bytes: a longer first word was cut.
         let plain = !first.is_empty()
+            && first.len() <= 127
             && first
                 .chars()
-                .all(|c| !matches!(c, '*' | '#' | '?' | '[' | ']' | '\\'));
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
         plain.then(|| first.to_owned())
     }
 
@@ -466,6 +493,7 @@ mod tests {
         let stored = StoredEvent::from_columns(
             row.event_id,
             row.routing_key,
+            (&row.domain, &row.action),
             &row.version,
             row.timestamp,
             serde_json::from_str(&row.data).unwrap(),
@@ -525,6 +553,9 @@ mod tests {
         check("#", None);
         check("*.created", None);
         check("ord*.created", None);
+        check("routing.event.#", Some("routing"));
+        check("my-app_2.#", Some("my-app_2"));
+        check("ord?r.#", None);
         assert_eq!(EventQuery::new().literal_domain(), None);
     }
 

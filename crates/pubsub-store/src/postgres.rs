@@ -167,9 +167,12 @@ fn stored_event(row: &Row, doing: &str) -> Result<StoredEvent> {
     let Json(data): Json<Value> = row.try_get(4).map_err(get)?;
     let Json(headers): Json<Value> = row.try_get(8).map_err(get)?;
     let version = exact.restore_text("version", row.try_get(2).map_err(get)?);
+    let domain = exact.restore_text("domain", row.try_get(12).map_err(get)?);
+    let action = exact.restore_text("action", row.try_get(13).map_err(get)?);
     StoredEvent::from_columns(
         event_id,
         exact.restore_text("routing_key", row.try_get(1).map_err(get)?),
+        (&domain, &action),
         &version,
         row.try_get(3).map_err(get)?,
         exact.restore_value("data", data),

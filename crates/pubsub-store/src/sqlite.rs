@@ -188,11 +188,13 @@ fn stored_event(r: &Row<'_>) -> rusqlite::Result<Result<StoredEvent>> {
     let (routing_key, version): (String, String) = (r.get(1)?, r.get(2)?);
     let (correlation, causation, producer) = (r.get(5)?, r.get(6)?, r.get(7)?);
     let body: Option<Vec<u8>> = r.get(10)?;
+    let (domain, action): (String, String) = (r.get(12)?, r.get(13)?);
     Ok(parse_uuid(&id).and_then(|event_id| {
         let key = format!("event {event_id}");
         StoredEvent::from_columns(
             event_id,
             routing_key,
+            (&domain, &action),
             &version,
             parse_ts(&key, &timestamp)?,
             parse_json(&key, "data", &data)?,

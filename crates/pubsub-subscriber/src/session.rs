@@ -66,6 +66,8 @@ pub(crate) struct Session<'a> {
 struct Handled<'e> {
     trust: Trust,
     attempt: u32,
+    /// The routing key the message was published with, for the sink.
+    published: Option<&'e str>,
     event: Option<&'e Event>,
     meta: Option<&'e Metadata>,
     result: Option<&'e InvocationResult>,
@@ -208,6 +210,7 @@ impl<'a> Session<'a> {
         let mut handled = Handled {
             trust,
             attempt: facts.retry.attempt,
+            published: None,
             event: None,
             meta: None,
             result: None,
@@ -236,6 +239,12 @@ impl<'a> Session<'a> {
             cx.settings()
                 .decoder
                 .decode_with_meta(delivery.content_type(), &body, &received);
+        // The sink keeps the key (a copy: the delivery moves on before it is staged).
+        let published = self
+            .sink
+            .is_some()
+            .then(|| received.routing_key.map(str::to_owned))
+            .flatten();
         let (event, fields) = match decoded {
             Ok(decoded) => decoded,
             Err(reason) => {
@@ -256,6 +265,7 @@ impl<'a> Session<'a> {
         );
         handled.event = Some(&event);
         handled.meta = Some(&meta);
+        handled.published = published.as_deref();
         handled.result = Some(&result);
         self.carry_out(channel, delivery, &body, handled, decision)
     }
@@ -492,7 +502,7 @@ impl<'a> Session<'a> {
         else {
             return self.ready(channel, delivery, outcome, report);
         };
-        sink.stage(Staged::new(event, meta, body))
+        sink.stage(Staged::new(event, meta, body).with_routing_key(handled.published))
             .map_err(Failure::Sink)?;
         self.held.push(Held {
             delivery,

@@ -86,19 +86,40 @@ pub trait Sink: Send + 'static {
     fn discard(&mut self);
 }
 
-/// One event a [`Sink`] is given: the event, its delivery's metadata, and the body it was
-/// decoded from, as received.
+/// One event a [`Sink`] is given: the event, its delivery's metadata, the body it was
+/// decoded from, as received, and the routing key it was published with.
 #[derive(Debug, Clone, Copy)]
 pub struct Staged<'a> {
     event: &'a Event,
     meta: &'a Metadata,
     body: &'a [u8],
+    routing_key: Option<&'a str>,
 }
 
 impl<'a> Staged<'a> {
-    /// The event with its delivery's metadata and body.
+    /// The event with its delivery's metadata and body (the routing key unknown).
     pub fn new(event: &'a Event, meta: &'a Metadata, body: &'a [u8]) -> Staged<'a> {
-        Staged { event, meta, body }
+        Staged {
+            event,
+            meta,
+            body,
+            routing_key: None,
+        }
+    }
+
+    /// The same, published with `routing_key` (`None`: unknown).
+    pub fn with_routing_key(mut self, routing_key: Option<&'a str>) -> Staged<'a> {
+        self.routing_key = routing_key;
+        self
+    }
+
+    /// The routing key the message was published with, when known: the key it arrived
+    /// with, or for a retry the key it was first published with. It is the event's own
+    /// routing key for an event of the standard envelope; with
+    /// [`Envelope::Any`](pubsub_core::envelope::Envelope::Any) it may be a key of another
+    /// convention (seed 003's `routing.event.create.user`) the event was derived from.
+    pub fn routing_key(&self) -> Option<&'a str> {
+        self.routing_key
     }
 
     /// The decoded event.

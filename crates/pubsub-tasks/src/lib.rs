@@ -25,7 +25,7 @@
 //!
 //! | | |
 //! | --- | --- |
-//! | exchange | `tasks` (a durable direct exchange; configurable) |
+//! | exchange | `task.exchange` (a durable direct exchange; configurable) |
 //! | routing key | `routing.task.<action>.<entity>`: [`routing_key`]`("send-report")` is `routing.task.send.report` |
 //! | body | `{"task_name": "send-report", "payload": {...}}` |
 //! | headers | `producer_app`, `correlation_id` |
@@ -75,7 +75,7 @@
 //!     })
 //!     .workers(2)
 //!     .build()?
-//!     .start()?; // queue `tasks` bound to `routing.task.resize.image` on exchange `tasks`
+//!     .start()?; // queue `tasks` bound to `routing.task.resize.image` on `task.exchange`
 //!
 //! let queue = TaskQueue::builder(Connection::open(&config)?).producer("gallery").build()?;
 //! let id = queue.submit("resize-image", json!({ "width": 640 }))?; // confirmed

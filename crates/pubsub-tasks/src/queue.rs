@@ -16,9 +16,10 @@ use uuid::Uuid;
 use crate::error::{check_task_name, Error, Result};
 use crate::names::{routing_key, CORRELATION_ID_HEADER, PRODUCER_APP_HEADER};
 
-/// The exchange tasks go to unless told otherwise (seed 003 calls it `task.exchange`; its
-/// queue is `tasks`).
-pub const DEFAULT_EXCHANGE: &str = "tasks";
+/// The exchange tasks go to unless told otherwise: seed 003's `task.exchange` (its queue is
+/// `tasks`, [`DEFAULT_QUEUE`](crate::DEFAULT_QUEUE)). Before, the default was `tasks`: a
+/// queue declared then stays bound to that exchange (see the README's task-queue section).
+pub const DEFAULT_EXCHANGE: &str = "task.exchange";
 
 /// The producer named in `producer_app` and `app_id` unless told otherwise.
 pub const DEFAULT_PRODUCER: &str = "pubsub";
@@ -111,7 +112,7 @@ pub struct TaskQueueBuilder {
 }
 
 impl TaskQueueBuilder {
-    /// The exchange to submit to ([`DEFAULT_EXCHANGE`], `tasks`, by default).
+    /// The exchange to submit to ([`DEFAULT_EXCHANGE`], `task.exchange`, by default).
     pub fn exchange(mut self, exchange: &str) -> Self {
         exchange.clone_into(&mut self.exchange);
         self

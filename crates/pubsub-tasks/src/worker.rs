@@ -39,7 +39,7 @@ pub const DEFAULT_QUEUE: &str = "tasks";
 ///    the subscriber will retry it through its delay queues, FAILED on the last attempt (or on
 ///    a [`Permanent`](pubsub_core::Permanent) error), when the subscriber dead-letters it.
 ///
-/// The queue (`tasks` by default) is bound to the direct exchange (`tasks`) with one key per
+/// The queue (`tasks` by default) is bound to the direct exchange (`task.exchange`) with one key per
 /// task, [`routing_key`](crate::routing_key)`(name)` or the key given to
 /// [`TaskWorkerBuilder::task_routed`], plus [`TaskWorkerBuilder::bind`]'s keys. Workers that
 /// share a queue must register the same tasks: a task a worker does not know is FAILED, not
@@ -108,7 +108,7 @@ impl TaskWorkerBuilder {
         self
     }
 
-    /// The exchange tasks come from ([`DEFAULT_EXCHANGE`], `tasks`, by default), declared as
+    /// The exchange tasks come from ([`DEFAULT_EXCHANGE`], `task.exchange`, by default), declared as
     /// a durable direct exchange unless [`declare_exchange`](Self::declare_exchange) is off.
     pub fn exchange(mut self, exchange: &str) -> Self {
         exchange.clone_into(&mut self.worker.exchange);

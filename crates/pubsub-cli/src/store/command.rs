@@ -77,6 +77,7 @@ fn serve(
         exchange: args.exchange,
         pattern: args.pattern,
         prefetch: args.prefetch,
+        envelope: args.envelope,
     };
     let config = amqp_config(url)?.with_connection_name("pubsub-cli store");
     let running = pubsub_recorder::start(&config, &db, &options, 1)?;

@@ -12,13 +12,19 @@ pub(crate) const ABOUT: &str = "\
 Keep every event of the exchange in a database, query it, replay from it.
 
 The database is --database, else DATABASE_URL, else the SQLite file pubsub.db:
-sqlite:PATH, sqlite::memory:, or postgres://user:password@host:port/db.";
+sqlite:PATH, sqlite::memory:, or postgres://user:password@host:port/db, or SQLAlchemy's
+forms (postgresql+asyncpg://..., sqlite+aiosqlite:///relative.db, sqlite:////absolute.db).
+
+`store run --envelope any` keeps every JSON message the binding receives, as seed 003's
+store does (keys such as routing.event.create.user); a replay publishes each body as it
+was received.";
 
 /// The examples under `pubsub store --help`.
 pub(crate) const EXAMPLES: &str = "\
 Examples:
   pubsub store run                                   # every event of `events`, into pubsub.db
   pubsub store run --database postgres://app@db/events
+  pubsub store run --exchange event.exchange --envelope any   # seed 003's every message
   pubsub store query 'order.*' --since 1h
   pubsub store query --correlation-id 5a1c... --json
   pubsub store replay 'order.created' --since 2024-05-01T00:00:00Z --to-queue billing --rate 200";
@@ -66,6 +72,12 @@ pub struct RunArgs {
     /// How many deliveries the broker sends ahead; commits are batches of half of it.
     #[arg(long, default_value_t = 1000)]
     pub prefetch: u16,
+    /// The envelope of what it stores: standard (six-field events; anything else is
+    /// dead-lettered), bare, event-bus, or any (every JSON message, as seed 003's store:
+    /// under keys such as routing.event.create.user; a body that is not JSON is
+    /// dead-lettered).
+    #[arg(long, default_value = "standard", value_name = "ENVELOPE")]
+    pub envelope: pubsub_core::envelope::Envelope,
 }
 
 /// Which stored events (shared by `query` and `replay`).
@@ -130,4 +142,36 @@ pub struct ReplayArgs {
     /// At most this many events.
     #[arg(long)]
     pub limit: Option<usize>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use pubsub_core::envelope::Envelope;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn run(args: &[&str]) -> RunArgs {
+        let cli = Cli::try_parse_from(["pubsub", "store", "run"].iter().chain(args)).unwrap();
+        match cli.command {
+            Command::Store(StoreCommand::Run(run)) => run,
+            other => panic!("not store run: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn store_run_takes_an_envelope() {
+        assert_eq!(run(&[]).envelope, Envelope::Standard);
+        for (name, envelope) in [
+            ("standard", Envelope::Standard),
+            ("bare", Envelope::Bare),
+            ("event-bus", Envelope::EventBus),
+            ("any", Envelope::Any),
+        ] {
+            assert_eq!(run(&["--envelope", name]).envelope, envelope, "{name}");
+        }
+        let bad = ["pubsub", "store", "run", "--envelope", "xml"];
+        assert!(Cli::try_parse_from(bad).is_err());
+    }
 }

@@ -21,7 +21,7 @@ pub(crate) const ABOUT: &str = "\
 Submit tasks to the task queue and read their status from the task store.
 
 Tasks travel in seed 003's format: the body {\"task_name\": ..., \"payload\": {...}} on the direct
-exchange `tasks`, routing key routing.task.<action>.<entity> (send-report:
+exchange `task.exchange`, routing key routing.task.<action>.<entity> (send-report:
 routing.task.send.report). Workers (pubsub_tasks::TaskWorker) record each task in the task
 store: PENDING, RUNNING, COMPLETED with its result or FAILED with its error.";
 
@@ -251,7 +251,7 @@ mod tests {
         else {
             panic!("not submit")
         };
-        assert_eq!(submit.exchange, "tasks");
+        assert_eq!(submit.exchange, "task.exchange");
         assert_eq!(submit.payload.as_deref(), Some("{}"));
         assert!(Cli::try_parse_from(["pubsub", "task", "list", "--status", "lost"]).is_err());
     }

@@ -510,3 +510,112 @@ fn event_bus_writes_the_chosen_type() {
     let default: Value = serde_json::from_slice(&Envelope::EventBus.encode(&event, "s")).unwrap();
     assert_eq!(default["event_type"], EVENT_BUS_DEFAULT_TYPE);
 }
+
+#[test]
+fn any_envelope_keeps_every_json_body() {
+    use Envelope::Any as A;
+    let at = datetime!(2024-05-01 12:30 UTC);
+    // A six-field event under its own key: exactly as the standard envelope.
+    check(
+        A,
+        standard("order", "created"),
+        Some("order.created"),
+        (None, None),
+        Ok(("order.created", "1.0", Some(ID), Some(at))),
+    );
+    check(
+        A,
+        standard("order", "created"),
+        Some("order.created.v2"),
+        (None, None),
+        Ok(("order.created.v2", "1.0", Some(ID), None)),
+    );
+    // Under another key, or any other JSON: derived from the key.
+    check(
+        A,
+        standard("order", "created"),
+        Some("user.left"),
+        (None, None),
+        Ok(("user.left", "1.0", None, Some(NOW))),
+    );
+    check(
+        A,
+        json!({"id": 1, "name": "ada"}),
+        Some("routing.event.create.user"),
+        (Some(ID), Some(1_714_566_600)),
+        Ok(("routing.event-create-user", "1.0", Some(ID), Some(at))),
+    );
+    check(
+        A,
+        json!({"x": 1}),
+        Some("legacy.thing.v3"),
+        (None, None),
+        Ok(("legacy.thing.v3", "3.0", None, None)),
+    );
+    check(
+        A,
+        json!([1, 2]),
+        Some("one"),
+        (None, None),
+        Ok(("one.received", "1.0", None, None)),
+    );
+    check(
+        A,
+        json!(null),
+        Some(""),
+        (None, None),
+        Ok(("message.received", "1.0", None, None)),
+    );
+    check(
+        A,
+        json!("s"),
+        None,
+        (None, None),
+        Ok(("message.received", "1.0", None, None)),
+    );
+    check(
+        A,
+        json!({}),
+        Some("a b.c*.#..d"),
+        (None, None),
+        Ok(("a_b.c_-_-d", "1.0", None, None)),
+    );
+    let err = A
+        .decode(b"not json", &received(Some("routing.event.create.user")))
+        .unwrap_err();
+    assert!(err.to_string().contains("JSON"), "{err}");
+    assert!(A.decode(b"\xff", &received(Some("a.b"))).is_err());
+}
+
+#[test]
+fn any_envelope_ids_and_data() {
+    let key = "routing.event.create.user";
+    let body = br#"{ "name" : "ada" }"#;
+    let event = Envelope::Any.decode(body, &received(Some(key))).unwrap();
+    let mut name = key.as_bytes().to_vec();
+    name.push(0);
+    name.extend_from_slice(body);
+    assert_eq!(event.event_id(), Uuid::new_v5(&BARE_ID_NAMESPACE, &name));
+    assert_eq!(event.data()["name"], "ada");
+    let list = Envelope::Any
+        .decode(b"[1,2]", &received(Some(key)))
+        .unwrap();
+    assert_eq!(list.data()[ANY_BODY_FIELD], json!([1, 2]));
+    // A long key still makes a valid event.
+    let long = format!("{}.{}", "a".repeat(200), "b".repeat(54));
+    let event = Envelope::Any
+        .decode(b"{}", &Received::new(&long, NOW))
+        .unwrap();
+    assert!(event.routing_key().len() <= 255);
+    let one = "w".repeat(255);
+    assert!(Envelope::Any
+        .decode(b"{}", &Received::new(&one, NOW))
+        .is_ok());
+    assert_eq!("any".parse::<Envelope>().unwrap(), Envelope::Any);
+    assert_eq!(Envelope::Any.name(), "any");
+    let standard = Event::new("order", "created", json!({"a": 1})).unwrap();
+    assert_eq!(
+        Envelope::Any.encode(&standard, "s"),
+        json::to_vec(&standard)
+    );
+}

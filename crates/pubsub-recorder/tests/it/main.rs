@@ -5,5 +5,6 @@
 
 mod hostile;
 mod pool;
+mod seed003;
 mod service;
 mod support;

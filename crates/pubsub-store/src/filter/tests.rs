@@ -4,7 +4,7 @@ use super::*;
 use crate::model::TaskStatus;
 
 const EVENTS: &str = "SELECT event_id, routing_key, version, timestamp, data, correlation_id, \
-                      causation_id, producer, headers, received_at, body, originals \
+                      causation_id, producer, headers, received_at, body, originals, domain, action \
                       FROM pubsub_events WHERE 1 = 1";
 
 const TASKS: &str = "SELECT task_id, task_name, payload, status, result, error, attempts, \

@@ -1,6 +1,6 @@
 //! Interop with seed 003's Python service, through pika against the real broker: a pika
-//! producer submits a task in the seed's format and a Rust worker runs it; a pika consumer
-//! reads what `TaskQueue::submit` sends. Under `CI=true` these fail when pika is missing
+//! producer submits a task in the seed's format to the seed's `task.exchange` (the default
+//! here too) and a Rust worker runs it; a pika consumer reads what `TaskQueue::submit` sends. Under `CI=true` these fail when pika is missing
 //! (`pip install pika`).
 
 use pubsub_core::envelope::BARE_ID_NAMESPACE;
@@ -14,16 +14,17 @@ use crate::support::{Setup, TestDb};
 
 /// Seed 003's producer: the body `{"task_name", "payload"}` on the task exchange, routing key
 /// `routing.task.<action>.<entity>`, the headers `producer_app` and `correlation_id`, no
-/// `message_id`. Prints the body it sent.
+/// `message_id`. Arguments: the exchange, the routing key, the task name. Prints the body it
+/// sent.
 const PY_PRODUCER: &str = r#"
 import json, os, sys
 import pika
 
-exchange, key = sys.argv[1], sys.argv[2]
+exchange, key, name = sys.argv[1], sys.argv[2], sys.argv[3]
 connection = pika.BlockingConnection(pika.URLParameters(os.environ["AMQP_URL"]))
 channel = connection.channel()
 channel.confirm_delivery()
-body = json.dumps({"task_name": "send-report", "payload": {"to": "ops", "pages": 3}})
+body = json.dumps({"task_name": name, "payload": {"to": "ops", "pages": 3}})
 channel.basic_publish(
     exchange=exchange, routing_key=key, body=body,
     properties=pika.BasicProperties(
@@ -56,22 +57,33 @@ while time.time() < deadline:
 connection.close()
 "#;
 
+/// The seed's producer publishes to `task.exchange`, the default of both sides: the worker
+/// is given no exchange. The exchange is the well-known one other services may use, so the
+/// test leaves it in place (its queue is its own, deleted at the end) and submits a task of
+/// a name of its own, so that no other queue bound there takes it.
 #[test]
-fn a_pika_producer_submits_a_task_a_rust_worker_runs() {
+fn a_pika_producer_submits_a_task_to_task_exchange_a_rust_worker_runs() {
+    assert_eq!(pubsub_tasks::DEFAULT_EXCHANGE, "task.exchange");
     let Some(setup) = Setup::new("pika-task", TestDb::sqlite()) else {
         return;
     };
+    let name = format!("report-{}", Uuid::new_v4().simple());
     let worker = setup
-        .worker()
-        .task("send-report", |task| {
+        .worker_on_the_default_exchange()
+        .task(&name, |task| {
             Ok(json!({ "pages": task.payload()["pages"], "by": task.producer() }))
         })
         .build()
         .unwrap()
         .start()
         .unwrap();
-    let key = "routing.task.send.report";
-    let Some(out) = pika(setup.bus.config(), PY_PRODUCER, &[&setup.exchange, key]) else {
+    let key = pubsub_tasks::routing_key(&name);
+    assert!(key.starts_with("routing.task.report."), "{key}");
+    let Some(out) = pika(
+        setup.bus.config(),
+        PY_PRODUCER,
+        &["task.exchange", &key, &name],
+    ) else {
         return;
     };
     let body = out.trim();

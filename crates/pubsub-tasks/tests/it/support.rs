@@ -81,6 +81,15 @@ impl Setup {
             .observer(self.reports_tx.clone())
     }
 
+    /// A worker on the test's queue and store, reporting to `reports`, on the default
+    /// exchange (`task.exchange`, shared: the test must not delete it).
+    pub(crate) fn worker_on_the_default_exchange(&self) -> TaskWorkerBuilder {
+        TaskWorker::builder(self.bus.config().clone(), self.db.database.clone())
+            .queue(&self.queue)
+            .retry(self.retry.clone())
+            .observer(self.reports_tx.clone())
+    }
+
     /// A task queue on the test's exchange.
     pub(crate) fn task_queue(&self) -> TaskQueue {
         TaskQueue::builder(self.bus.connection())
