@@ -59,8 +59,8 @@
 //!
 //! # A whole service on this one crate
 //!
-//! With the features `store` and `tasks`, the event store ([`store`]) and the task queue
-//! ([`tasks`]) are here too, on the same worker pool as the bus's workers
+//! With the features `store` and `tasks`, the event store (`pubsub::store`) and the task queue
+//! (`pubsub::tasks`) are here too, on the same worker pool as the bus's workers
 //! ([`subscriber::WorkerPool`]): a service that handles events, keeps them and runs tasks
 //! depends on `pubsub` alone (`pubsub = { version = "0.1", features = ["store", "tasks"] }`).
 //!
