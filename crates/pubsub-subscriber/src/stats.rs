@@ -103,10 +103,7 @@ impl std::ops::AddAssign<&SubscriberStats> for SubscriberStats {
 /// The totals of several workers: the one sum every pool of subscribers uses.
 impl<'a> std::iter::Sum<&'a SubscriberStats> for SubscriberStats {
     fn sum<I: Iterator<Item = &'a SubscriberStats>>(iter: I) -> SubscriberStats {
-        iter.fold(SubscriberStats::default(), |mut total, more| {
-            total += more;
-            total
-        })
+        iter.copied().sum()
     }
 }
 

@@ -87,7 +87,7 @@ let store = pubsub::store::start(&amqp, &database, &RecordOptions::default(), 1)
 
 // Task functions, run and recorded.
 let worker = TaskWorker::builder(amqp.clone(), database.clone())
-    .task("send-invoice", |task| Ok(json!({ "sent": task.payload["order_id"] })))
+    .task("send-invoice", |task| Ok(json!({ "sent": task.payload()["order_id"] })))
     .build()?
     .start()?;
 let tasks = TaskQueue::builder(pubsub::amqp::Connection::open(&amqp)?).build()?;
