@@ -178,19 +178,29 @@ fn close_connections(ctx: &Ctx) -> Result<Line> {
     let targets = [
         CONSUMER, PUBLISHER, CONSUMER, PUBLISHER, CONSUMER, PUBLISHER,
     ];
+    let consumer_closes = AtomicUsize::new(0);
     run_with_faults(&mut line, &flow, &ctx.broker, n, 1_000, |progress| {
         repeat_faults(progress, n, targets.len(), |i| {
             let target = targets[i];
             let closed = pubsub_testkit::close_connections_named(target).map_err(|e| anyhow!(e))?;
             log::info!("closed {closed} connection(s) named {target}");
+            if target == CONSUMER && closed > 0 {
+                consumer_closes.fetch_add(1, Ordering::SeqCst);
+            }
             Ok(())
         })
     })?;
+    // The last close can land as the flow ends: give the consumer its reconnect (bounded)
+    // before it is stopped, so that every close is answered by a reconnect.
+    let closes = consumer_closes.load(Ordering::SeqCst) as u64;
+    wait_for(Duration::from_secs(15), || {
+        flow.stats().reconnects >= closes
+    });
     let stats = flow.finish()?;
     line.reconnects(
         &stats,
-        3,
-        "the consumer did not reconnect after its connections were closed",
+        closes.max(1),
+        "the consumer did not reconnect after each of its connections was closed",
     );
     Ok(line)
 }
