@@ -97,9 +97,51 @@ impl RetryPolicy {
         }
     }
 
+    /// Exponential backoff (seed 003's): `max_attempts` attempts in all, the retry after
+    /// attempt `n` waiting `first * factor^(n-1)`, at most `max` (a factor below 1 counts as
+    /// 1). Each distinct delay is one delay queue (`<queue>.retry.<delay>`), so the delays are
+    /// whole milliseconds and there are at most `max_attempts - 1` of them.
+    ///
+    /// The delays are the same for every message: no jitter yet. A delay queue holds one
+    /// delay, and a per-message expiration below it would be needed to spread retries; until
+    /// then, spread the load with `workers(n)` and prefetch.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use pubsub_subscriber::RetryPolicy;
+    ///
+    /// let s = Duration::from_secs;
+    /// let policy = RetryPolicy::exponential(s(1), 2.0, s(5), 5);
+    /// assert_eq!(policy.delays(), [s(1), s(2), s(4), s(5)]);
+    /// ```
+    pub fn exponential(first: Duration, factor: f64, max: Duration, max_attempts: u32) -> Self {
+        let factor = if factor.is_finite() {
+            factor.max(1.0)
+        } else {
+            1.0
+        };
+        let first_ms = first.as_millis().max(1) as f64;
+        let max_ms = max.as_millis().max(first.as_millis()).max(1) as f64;
+        let retries = max_attempts.max(1) - 1;
+        let delays = (0..retries)
+            .map(|i| {
+                let ms = (first_ms * factor.powi(i.min(1_000) as i32)).min(max_ms);
+                Duration::from_millis(ms.round() as u64)
+            })
+            .collect();
+        RetryPolicy::new(max_attempts, delays)
+    }
+
     /// No retry: a failed event goes straight to the dead-letter queue.
     pub fn none() -> Self {
         RetryPolicy::new(1, Vec::new())
+    }
+
+    /// The delays between attempts, in order (the last one repeats); each is one delay
+    /// queue.
+    pub fn delays(&self) -> &[Duration] {
+        &self.delays
     }
 
     /// How many times the handlers run at most.
@@ -191,6 +233,42 @@ pub fn retry_queue_name(queue: &str, delay: Duration) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn exponential_delays() {
+        use std::time::Duration;
+
+        use super::RetryPolicy;
+        let ms = Duration::from_millis;
+        let check = |first: u64, factor: f64, max: u64, attempts: u32, expected: &[u64]| {
+            let policy = RetryPolicy::exponential(ms(first), factor, ms(max), attempts);
+            let got: Vec<u64> = policy
+                .delays()
+                .iter()
+                .map(|d| d.as_millis() as u64)
+                .collect();
+            assert_eq!(got, expected, "{first} {factor} {max} {attempts}");
+            assert_eq!(policy.max_attempts(), attempts.max(1));
+        };
+        check(1_000, 2.0, 30_000, 4, &[1_000, 2_000, 4_000]);
+        check(1_000, 2.0, 3_000, 5, &[1_000, 2_000, 3_000, 3_000]);
+        check(500, 1.5, 10_000, 3, &[500, 750]);
+        check(1_000, 0.5, 10_000, 3, &[1_000, 1_000]); // never shrinks
+        check(1_000, f64::NAN, 10_000, 3, &[1_000, 1_000]);
+        check(
+            1_000,
+            1e300,
+            60_000,
+            40,
+            &[&[1_000][..], &[60_000; 38][..]].concat(),
+        );
+        check(2_000, 2.0, 1_000, 2, &[2_000]); // max below first: first
+        check(1_000, 2.0, 10_000, 1, &[1_000]); // one attempt: the kept delay is unused
+        assert_eq!(
+            RetryPolicy::exponential(ms(1_000), 2.0, ms(10_000), 1).delay_after(1),
+            None
+        );
+    }
+
     use super::*;
 
     const S: fn(u64) -> Duration = Duration::from_secs;

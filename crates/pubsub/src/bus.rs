@@ -382,6 +382,20 @@ impl EventBus {
         }
     }
 
+    /// Starts configuring the bus of the service named by the `SERVICE_NAME` environment
+    /// variable ([`SERVICE_NAME_ENV`], seed 003's), so that a Rust service reads the same
+    /// environment as its Python sibling; the broker and the exchange come from the
+    /// environment too, as with [`builder`](Self::builder).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidServiceName`] when `SERVICE_NAME` is unset or not valid Unicode (an
+    /// invalid name fails [`EventBusBuilder::build`], as any name does).
+    pub fn from_env() -> Result<EventBusBuilder> {
+        let name = service_from_env(std::env::var_os(SERVICE_NAME_ENV))?;
+        Ok(Self::builder(&name))
+    }
+
     /// A bus without a broker, for tests: [`builder`](Self::builder)`(service).in_process()`.
     ///
     /// # Errors
@@ -825,6 +839,25 @@ impl fmt::Debug for EventBus {
     }
 }
 
+/// The environment variable that names the service for [`EventBus::from_env`] (seed 003's).
+pub const SERVICE_NAME_ENV: &str = "SERVICE_NAME";
+
+/// The service name from the value of `SERVICE_NAME`, if it has one.
+fn service_from_env(value: Option<std::ffi::OsString>) -> Result<String> {
+    match value.map(std::ffi::OsString::into_string) {
+        Some(Ok(name)) if !name.trim().is_empty() => Ok(name.trim().to_owned()),
+        Some(Ok(_)) | None => Err(Error::InvalidServiceName {
+            name: String::new(),
+            reason:
+                "SERVICE_NAME is not set: name the service there, or use EventBus::builder(name)",
+        }),
+        Some(Err(raw)) => Err(Error::InvalidServiceName {
+            name: pubsub_core::text::truncate_chars(&raw.to_string_lossy(), 80),
+            reason: "SERVICE_NAME is not valid Unicode",
+        }),
+    }
+}
+
 /// `my_crate::events::OrderPaid` becomes `OrderPaid`.
 fn short_type_name(full: &'static str) -> &'static str {
     let base = full.split('<').next().unwrap_or(full);
@@ -848,6 +881,21 @@ mod tests {
         sent::<crate::Receipt>();
         error::<Error>();
         error::<PublishError>();
+    }
+
+    #[test]
+    fn the_service_name_from_the_environment() {
+        let check = |value: Option<&str>, expected: Option<&str>| {
+            let got = service_from_env(value.map(std::ffi::OsString::from));
+            assert_eq!(got.ok().as_deref(), expected, "{value:?}");
+        };
+        check(Some("billing"), Some("billing"));
+        check(Some(" billing\n"), Some("billing"));
+        check(Some(""), None);
+        check(Some("  "), None);
+        check(None, None);
+        let unset = service_from_env(None).unwrap_err().to_string();
+        assert!(unset.contains("SERVICE_NAME is not set"), "{unset}");
     }
 
     #[test]

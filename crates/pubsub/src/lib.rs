@@ -113,7 +113,7 @@ mod names;
 mod publishing;
 mod trace;
 
-pub use crate::bus::{BusStats, EventBus, EventBusBuilder, Teardown};
+pub use crate::bus::{BusStats, EventBus, EventBusBuilder, Teardown, SERVICE_NAME_ENV};
 pub use crate::error::{Error, PublishError, Result};
 pub use crate::names::{validate_service_name, MAX_SERVICE_NAME};
 pub use crate::publishing::{Publisher, Receipt};
