@@ -207,6 +207,34 @@ pub(crate) fn events(n: usize) -> Vec<Event> {
         .unwrap_or_default()
 }
 
+/// Publishes `n` events (5,000/s, 90 s at most) while `inject` runs on a thread beside them,
+/// pacing itself on the publishing progress it is given; returns the tally and what
+/// `inject` returned. The injector is let finish even if publishing stopped early.
+pub(crate) fn publish_beside<T: Send>(
+    broker: &AmqpConfig,
+    exchange: &str,
+    n: usize,
+    inject: impl FnOnce(&AtomicUsize) -> Result<T> + Send,
+) -> Result<(Tally, T)> {
+    let progress = AtomicUsize::new(0);
+    thread::scope(|scope| {
+        let injector = scope.spawn(|| inject(&progress));
+        let tally = publish(
+            broker,
+            exchange,
+            events(n),
+            5_000,
+            &progress,
+            Duration::from_secs(90),
+        );
+        progress.store(usize::MAX, Ordering::SeqCst);
+        let injected = injector
+            .join()
+            .map_err(|_| anyhow!("the injecting thread panicked"))?;
+        Ok((tally?, injected?))
+    })
+}
+
 /// Publishes `events` in batches of 50 at about `rate` events per second, counting
 /// confirmed ones in `progress`, and publishes failed ones again until `deadline`.
 pub(crate) fn publish(

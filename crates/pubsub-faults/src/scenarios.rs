@@ -15,7 +15,8 @@ use pubsub_testkit::raw::{hostile::every_class, RawPublisher};
 use pubsub_testkit::FaultProxy;
 
 use crate::harness::{
-    events, publish, wait_for, wait_progress, BrokerGuard, Flow, Line, Tally, CONSUMER, PUBLISHER,
+    events, publish, publish_beside, wait_for, wait_progress, BrokerGuard, Flow, Line, Tally,
+    CONSUMER, PUBLISHER,
 };
 
 /// Everything a scenario gets.
@@ -556,38 +557,21 @@ fn hostile(ctx: &Ctx) -> Result<Line> {
     let bodies = events(count);
     let hostile_ids: std::collections::HashSet<u128> =
         bodies.iter().map(|e| e.event_id().as_u128()).collect();
-    let progress = AtomicUsize::new(0);
-    let (tally, injected) = thread::scope(|scope| {
-        let injector = scope.spawn(|| -> Result<usize> {
-            let mut raw = RawPublisher::connect(&ctx.broker)?;
-            for (i, body) in bodies.iter().enumerate() {
-                wait_progress(&progress, n * (i + 1) / (count + 1));
-                let message = &classes[i % classes.len()];
-                raw.publish(
-                    &flow.exchange,
-                    &message.routing_key,
-                    &message.header,
-                    &json::to_vec(body),
-                )
-                .with_context(|| format!("publishing hostile message {i} ({})", message.class))?;
-            }
-            raw.close()?;
-            Ok(count)
-        });
-        let tally = publish(
-            &ctx.broker,
-            &flow.exchange,
-            events(n),
-            5_000,
-            &progress,
-            Duration::from_secs(90),
-        );
-        // Let the injector finish even if publishing stopped early.
-        progress.store(usize::MAX, Ordering::SeqCst);
-        let injected = injector
-            .join()
-            .map_err(|_| anyhow!("the injecting thread panicked"))?;
-        Ok::<_, anyhow::Error>((tally?, injected?))
+    let (tally, injected) = publish_beside(&ctx.broker, &flow.exchange, n, |progress| {
+        let mut raw = RawPublisher::connect(&ctx.broker)?;
+        for (i, body) in bodies.iter().enumerate() {
+            wait_progress(progress, n * (i + 1) / (count + 1));
+            let message = &classes[i % classes.len()];
+            raw.publish(
+                &flow.exchange,
+                &message.routing_key,
+                &message.header,
+                &json::to_vec(body),
+            )
+            .with_context(|| format!("publishing hostile message {i} ({})", message.class))?;
+        }
+        raw.close()?;
+        Ok(count)
     })?;
     flow.wait_consumed(&tally.confirmed, Duration::from_secs(60));
     let settled = wait_for(Duration::from_secs(30), || {

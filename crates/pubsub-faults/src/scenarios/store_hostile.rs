@@ -3,8 +3,6 @@
 //! a lone surrogate, a number out of range, deep nesting, a long key) mixed in.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::thread;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
@@ -12,7 +10,7 @@ use pubsub_amqp::{Connection, HeaderValue, Headers, Properties};
 use pubsub_recorder::{RecordOptions, Recorder};
 use pubsub_store::{Database, EventQuery, EventStore};
 
-use crate::harness::{events, publish, wait_for, wait_progress, Flow, Line};
+use crate::harness::{publish_beside, wait_for, wait_progress, Flow, Line};
 use crate::scenarios::Ctx;
 
 /// A hostile message: its data as JSON text and its headers; whether the store keeps it.
@@ -52,51 +50,41 @@ pub(crate) fn store_hostile(ctx: &Ctx) -> Result<Line> {
         |_| {},
         |b| b.prefetch(RecordOptions::default().prefetch).sink(recorder),
     )?;
-    let progress = AtomicUsize::new(0);
     let mut hostile_stored = HashSet::new();
-    let (tally, injected) = thread::scope(|scope| {
-        let injector = scope.spawn(|| -> Result<Vec<(u128, bool)>> {
-            let mut connection = Connection::open(&ctx.broker)?;
-            let channel = connection.open_channel()?;
-            let confirms = channel.enable_confirms()?;
-            let mut sent = Vec::new();
-            for i in 0..count {
-                wait_progress(&progress, n * (i + 1) / (count + 1));
-                let (data, headers, stored) = hostile(i);
-                let id = uuid::Uuid::new_v4();
-                let body = format!(
-                    r#"{{"domain":"order","action":"created","data":{data},"event_id":"{id}","timestamp":"2024-05-01T12:30:00+00:00","version":"1.0"}}"#
-                );
-                let properties = Properties {
-                    message_id: Some(id.to_string()),
-                    headers,
-                    ..Properties::default()
-                };
-                channel
-                    .publish(&flow.exchange, "order.created", body.as_bytes(), &properties, false)
-                    .with_context(|| format!("publishing hostile message {i}"))?;
-                let confirm = confirms.recv_timeout(Duration::from_secs(10))?;
-                if !confirm.is_some_and(|c| c.ack) {
-                    return Err(anyhow!("hostile message {i} was not confirmed"));
-                }
-                sent.push((id.as_u128(), stored));
+    let (tally, injected) = publish_beside(&ctx.broker, &flow.exchange, n, |progress| {
+        let mut connection = Connection::open(&ctx.broker)?;
+        let channel = connection.open_channel()?;
+        let confirms = channel.enable_confirms()?;
+        let mut sent = Vec::new();
+        for i in 0..count {
+            wait_progress(progress, n * (i + 1) / (count + 1));
+            let (data, headers, stored) = hostile(i);
+            let id = uuid::Uuid::new_v4();
+            let body = format!(
+                r#"{{"domain":"order","action":"created","data":{data},"event_id":"{id}","timestamp":"2024-05-01T12:30:00+00:00","version":"1.0"}}"#
+            );
+            let properties = Properties {
+                message_id: Some(id.to_string()),
+                headers,
+                ..Properties::default()
+            };
+            channel
+                .publish(
+                    &flow.exchange,
+                    "order.created",
+                    body.as_bytes(),
+                    &properties,
+                    false,
+                )
+                .with_context(|| format!("publishing hostile message {i}"))?;
+            let confirm = confirms.recv_timeout(Duration::from_secs(10))?;
+            if !confirm.is_some_and(|c| c.ack) {
+                return Err(anyhow!("hostile message {i} was not confirmed"));
             }
-            let _ = channel.close();
-            Ok(sent)
-        });
-        let tally = publish(
-            &ctx.broker,
-            &flow.exchange,
-            events(n),
-            5_000,
-            &progress,
-            Duration::from_secs(90),
-        );
-        progress.store(usize::MAX, Ordering::SeqCst);
-        let injected = injector
-            .join()
-            .map_err(|_| anyhow!("the injecting thread panicked"))?;
-        Ok::<_, anyhow::Error>((tally?, injected?))
+            sent.push((id.as_u128(), stored));
+        }
+        let _ = channel.close();
+        Ok(sent)
     })?;
     let expected_dead = injected.iter().filter(|(_, stored)| !stored).count() as u32;
     let mut stored = HashSet::new();
