@@ -110,6 +110,11 @@ pub struct Properties {
     pub correlation_id: Option<String>,
     /// Application headers.
     pub headers: Headers,
+    /// How long the message may wait in a queue before it expires (the AMQP `expiration`
+    /// property, per-message TTL, in whole milliseconds). Publish-only: a received message's
+    /// properties never carry it, so that a copy republished from them (a retry, a dead
+    /// letter, a replay) does not inherit the original's time to live.
+    pub expiration: Option<std::time::Duration>,
 }
 
 impl Properties {
@@ -145,6 +150,9 @@ impl Properties {
         if !self.headers.is_empty() {
             props = props.with_headers(table_to_amqp(&self.headers)?);
         }
+        if let Some(ttl) = self.expiration {
+            props = props.with_expiration(crate::topology::duration_ms(ttl).to_string());
+        }
         Ok(props)
     }
 
@@ -163,6 +171,7 @@ impl Properties {
                 .as_ref()
                 .map(table_from_amqp)
                 .unwrap_or_default(),
+            expiration: None,
         }
     }
 }
@@ -253,10 +262,23 @@ mod tests {
             app_id: Some("orders".into()),
             correlation_id: Some("c-1".into()),
             headers,
+            expiration: None,
         };
         let back = Properties::from_amqp(&props.to_amqp().unwrap());
         assert_eq!(back, props);
         assert_eq!(back.headers["done"].string_items(), ["a@#"]);
+    }
+
+    #[test]
+    fn expiration_is_sent_in_milliseconds_and_never_read_back() {
+        let props = Properties {
+            expiration: Some(std::time::Duration::from_micros(1_500_900)),
+            ..Properties::default()
+        };
+        let amqp = props.to_amqp().unwrap();
+        assert_eq!(amqp.expiration().as_deref(), Some("1500"));
+        // A copy made from received properties must not expire where the original would.
+        assert_eq!(Properties::from_amqp(&amqp).expiration, None);
     }
 
     #[test]

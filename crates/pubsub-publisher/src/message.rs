@@ -118,6 +118,7 @@ pub(crate) fn properties(
         app_id: options.source.clone().or_else(|| settings.app_id.clone()),
         correlation_id: options.correlation_id.clone(),
         headers: headers(options),
+        expiration: None,
     }
 }
 

@@ -59,6 +59,29 @@ pub(crate) struct Session<'a> {
     held: Vec<Held>,
     /// How many deliveries a batch holds before it is flushed.
     batch_max: usize,
+    /// Random samples for the retries' jitter.
+    jitter: Samples,
+}
+
+/// A stream of random `u64`s (SplitMix64), seeded from the process's random hasher keys:
+/// enough to spread retries, no cryptography.
+struct Samples(u64);
+
+impl Samples {
+    fn new() -> Samples {
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(u64::from(std::process::id()));
+        Samples(hasher.finish())
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
 }
 
 /// What the handling of a delivery had found when its decision was carried out.
@@ -89,6 +112,7 @@ impl<'a> Session<'a> {
             sink,
             held: Vec::new(),
             batch_max,
+            jitter: Samples::new(),
         };
         let result = session.consume(&mut connection);
         // What this session did not settle goes back to the broker with the connection.
@@ -291,21 +315,24 @@ impl<'a> Session<'a> {
                 self.accept(channel, delivery, body, handled, Outcome::Unhandled, report)
             }
             Decision::Retry { delay, state } => {
+                // The delay queue holds `delay`; the copy expires sooner by its jitter.
+                let wait = self.cx.settings().retry.wait(delay, self.jitter.next());
                 log::warn!(
                     "{}: {} handler(s) failed on attempt {} ({}); retrying in {:.1}s",
                     describe(&delivery, handled),
                     state.failed_handlers.len(),
                     handled.attempt,
                     state.last_error.as_deref().unwrap_or_default(),
-                    delay.as_secs_f64()
+                    wait.as_secs_f64()
                 );
                 let target = retry_queue_name(self.cx.queue(), delay);
-                let properties = republish_properties(&delivery, handled.trust, |h| {
+                let mut properties = republish_properties(&delivery, handled.trust, |h| {
                     state.write_to(h);
                 });
+                properties.expiration = (wait < delay).then_some(wait);
                 let disposition = Disposition::Retried {
                     next_attempt: state.attempt,
-                    delay,
+                    delay: wait,
                 };
                 let report = self.report(&delivery, handled, disposition);
                 self.republish(

@@ -50,6 +50,17 @@ impl Settings {
 /// `orders.retry.5s`), declared with a message TTL and the main queue as their dead-letter
 /// target: no broker plugin is needed, and a retry reaches only this service's queue.
 ///
+/// # Jitter
+///
+/// With [`with_jitter`](Self::with_jitter)`(j)`, each retry waits a random time between
+/// `(1 - j)` times its delay and the whole delay, so that events that failed together (a
+/// database that went down) do not all come back at the same instant. The delay queue still
+/// holds the whole delay; each retried copy carries a per-message expiration (AMQP
+/// `expiration`) of its own wait. RabbitMQ expires messages from the head of a queue, so a
+/// copy can wait behind an earlier one with a longer wait: at most `j` times the delay, and
+/// never longer than the whole delay. [`exponential`](Self::exponential) has a jitter of
+/// 0.5 (AWS's "equal jitter"); [`new`](Self::new) and the default have none.
+///
 /// ```
 /// use std::time::Duration;
 ///
@@ -64,7 +75,12 @@ impl Settings {
 pub struct RetryPolicy {
     max_attempts: u32,
     delays: Vec<Duration>,
+    /// The share of a delay a retry may be shortened by, in millionths (0 to 1,000,000).
+    jitter_ppm: u32,
 }
+
+/// One in a million: the unit of [`RetryPolicy`]'s jitter.
+const PPM: u32 = 1_000_000;
 
 impl Default for RetryPolicy {
     /// 3 attempts, 1 s then 5 s apart (then 30 s, if `max_attempts` is raised).
@@ -76,6 +92,7 @@ impl Default for RetryPolicy {
                 Duration::from_secs(5),
                 Duration::from_secs(30),
             ],
+            jitter_ppm: 0,
         }
     }
 }
@@ -94,6 +111,7 @@ impl RetryPolicy {
         RetryPolicy {
             max_attempts: max_attempts.max(1),
             delays,
+            jitter_ppm: 0,
         }
     }
 
@@ -102,9 +120,9 @@ impl RetryPolicy {
     /// 1). Each distinct delay is one delay queue (`<queue>.retry.<delay>`), so the delays are
     /// whole milliseconds and there are at most `max_attempts - 1` of them.
     ///
-    /// The delays are the same for every message: no jitter yet. A delay queue holds one
-    /// delay, and a per-message expiration below it would be needed to spread retries; until
-    /// then, spread the load with `workers(n)` and prefetch.
+    /// With jitter (see [the type's docs](Self#jitter)): each retry waits between half its
+    /// delay and the whole of it ("equal jitter"); [`with_jitter`](Self::with_jitter) sets
+    /// another share, 0 none.
     ///
     /// ```
     /// use std::time::Duration;
@@ -114,6 +132,8 @@ impl RetryPolicy {
     /// let s = Duration::from_secs;
     /// let policy = RetryPolicy::exponential(s(1), 2.0, s(5), 5);
     /// assert_eq!(policy.delays(), [s(1), s(2), s(4), s(5)]);
+    /// assert_eq!(policy.jitter(), 0.5); // the retry after 4 s waits 2 s to 4 s
+    /// assert_eq!(policy.with_jitter(0.0).jitter(), 0.0); // exactly 1 s, 2 s, 4 s, 5 s
     /// ```
     pub fn exponential(first: Duration, factor: f64, max: Duration, max_attempts: u32) -> Self {
         let factor = if factor.is_finite() {
@@ -130,7 +150,51 @@ impl RetryPolicy {
                 Duration::from_millis(ms.round() as u64)
             })
             .collect();
-        RetryPolicy::new(max_attempts, delays)
+        RetryPolicy::new(max_attempts, delays).with_jitter(0.5)
+    }
+
+    /// The same delays, each retry shortened by a random share of its delay up to `jitter`
+    /// (0 to 1; clamped, NaN counts as 0): it waits between `(1 - jitter) * delay` and
+    /// `delay`. See [the type's docs](Self#jitter).
+    #[must_use]
+    pub fn with_jitter(mut self, jitter: f64) -> Self {
+        let share = if jitter.is_nan() {
+            0.0
+        } else {
+            jitter.clamp(0.0, 1.0)
+        };
+        self.jitter_ppm = (share * f64::from(PPM)).round() as u32;
+        self
+    }
+
+    /// The share of a delay a retry may be shortened by (0: none).
+    pub fn jitter(&self) -> f64 {
+        f64::from(self.jitter_ppm) / f64::from(PPM)
+    }
+
+    /// How long the retry after `delay` waits, given `sample`, a uniformly random `u64`:
+    /// `delay` shortened by `sample / 2^64` of its jitter share, at least 1 ms. The same
+    /// `delay` without jitter.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use pubsub_subscriber::RetryPolicy;
+    ///
+    /// let ms = Duration::from_millis;
+    /// let policy = RetryPolicy::new(3, vec![ms(1_000)]).with_jitter(0.5);
+    /// assert_eq!(policy.wait(ms(1_000), 0), ms(1_000));
+    /// assert_eq!(policy.wait(ms(1_000), u64::MAX / 2), ms(750));
+    /// assert_eq!(policy.wait(ms(1_000), u64::MAX), ms(500));
+    /// ```
+    pub fn wait(&self, delay: Duration, sample: u64) -> Duration {
+        if self.jitter_ppm == 0 {
+            return delay;
+        }
+        let unit = sample as f64 / u64::MAX as f64; // 0 to 1
+        let ms = delay.as_millis() as f64;
+        let off = ms * self.jitter() * unit;
+        Duration::from_millis(((ms - off).round() as u64).max(1))
     }
 
     /// No retry: a failed event goes straight to the dead-letter queue.
@@ -233,6 +297,43 @@ pub fn retry_queue_name(queue: &str, delay: Duration) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn jittered_waits() {
+        use std::time::Duration;
+
+        use super::RetryPolicy;
+        let ms = Duration::from_millis;
+        let half = u64::MAX / 2;
+        // (jitter asked, delay, sample, wait)
+        let table: &[(f64, u64, u64, u64)] = &[
+            (0.0, 1_000, u64::MAX, 1_000), // no jitter: the delay
+            (0.5, 1_000, 0, 1_000),
+            (0.5, 1_000, half, 750),
+            (0.5, 1_000, u64::MAX, 500),
+            (1.0, 1_000, u64::MAX, 1), // never 0: at least 1 ms
+            (1.0, 1_000, half, 500),
+            (2.0, 1_000, u64::MAX, 1),      // clamped to 1
+            (-1.0, 1_000, u64::MAX, 1_000), // clamped to 0
+            (f64::NAN, 1_000, u64::MAX, 1_000),
+            (0.2, 30_000, u64::MAX, 24_000),
+            (0.5, 1, u64::MAX, 1),
+        ];
+        for &(jitter, delay, sample, wait) in table {
+            let policy = RetryPolicy::new(3, vec![ms(delay)]).with_jitter(jitter);
+            assert_eq!(
+                policy.wait(ms(delay), sample),
+                ms(wait),
+                "{jitter} {delay} {sample}"
+            );
+            assert!((0.0..=1.0).contains(&policy.jitter()));
+        }
+        // Exponential backoff jitters by default; the others do not.
+        let s = Duration::from_secs;
+        assert_eq!(RetryPolicy::exponential(s(1), 2.0, s(8), 4).jitter(), 0.5);
+        assert_eq!(RetryPolicy::default().jitter(), 0.0);
+        assert_eq!(RetryPolicy::new(2, vec![s(1)]).jitter(), 0.0);
+    }
+
     #[test]
     fn exponential_delays() {
         use std::time::Duration;

@@ -347,3 +347,82 @@ fn a_typed_handler_that_cannot_decode_dead_letters_without_retrying() {
     let stats = running.stop().unwrap();
     assert_eq!((stats.retried, stats.dead_lettered_poison), (0, 1));
 }
+
+/// With jitter, each retried copy carries its own wait as a per-message expiration below the
+/// delay queue's TTL, and comes back after that wait, not the queue's whole delay: on a
+/// classic delay queue and on a quorum one.
+fn jittered_retries_come_back_after_their_own_wait(quorum: bool) {
+    let Some(mut bus) = test_bus() else { return };
+    let delay = Duration::from_millis(1000);
+    let runs = counter();
+    let mut registry = HandlerRegistry::new();
+    {
+        let runs = runs.clone();
+        registry
+            .subscribe(
+                "order.*",
+                handler_fn("flaky", move |_, _| {
+                    if runs.fetch_add(1, Ordering::SeqCst) < 2 {
+                        Err("transient".into())
+                    } else {
+                        Ok(())
+                    }
+                }),
+            )
+            .unwrap();
+    }
+    let (builder, _) = bus.service(if quorum { "jitter-q" } else { "jitter" }, registry);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let mut subscriber = builder
+        .retry(RetryPolicy::new(3, vec![delay]).with_jitter(1.0))
+        .quorum(quorum)
+        .observer(tx)
+        .build()
+        .unwrap();
+    subscriber.setup().unwrap();
+    let running = subscriber.spawn().unwrap();
+    bus.publisher().publish(&event("order", "paid", 1)).unwrap();
+
+    let mut last = None;
+    let mut waits = Vec::new();
+    for attempt in 1..=3 {
+        let report = rx.recv_timeout(crate::support::WAIT).expect("a report");
+        let arrived = std::time::Instant::now();
+        assert_eq!(report.attempt, attempt);
+        if let Some((sent, wait)) = last {
+            let took: Duration = arrived - sent;
+            // Back after its own wait (plus the time to handle and report it), which is
+            // shorter than the queue's delay whenever the sample says so.
+            assert!(
+                took < wait + Duration::from_millis(600),
+                "attempt {attempt} came back after {took:?}, its wait was {wait:?}"
+            );
+        }
+        match report.disposition {
+            Disposition::Retried { delay: wait, .. } => {
+                assert!(
+                    wait <= delay && wait >= Duration::from_millis(1),
+                    "{wait:?}"
+                );
+                waits.push(wait);
+                last = Some((arrived, wait));
+            }
+            other => {
+                assert_eq!(other, Disposition::Acked);
+                assert_eq!(attempt, 3);
+            }
+        }
+    }
+    assert_eq!(waits.len(), 2);
+    running.stop().unwrap();
+}
+
+#[test]
+fn jittered_retries_come_back_after_their_own_wait_classic() {
+    jittered_retries_come_back_after_their_own_wait(false);
+}
+
+#[test]
+fn jittered_retries_come_back_after_their_own_wait_quorum() {
+    jittered_retries_come_back_after_their_own_wait(true);
+}
