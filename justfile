@@ -49,10 +49,11 @@ test: _test-prepare
     # The optional trace context (`otel`): its lints, and the trace test with an in-memory exporter.
     cargo clippy -p pubsub --all-targets --features otel -- -D warnings
     cargo test -p pubsub --features otel --test it otel
-    # The store and the task queue through the facade (features `store`, `tasks`): lints, and the
-    # doctest of a whole service on the one crate.
+    # The store and the task queue through the facade (features `store`, `tasks`): lints, the
+    # doctest of a whole service on the one crate, and the bus running them beside its handlers.
     cargo clippy -p pubsub --all-targets --features store,tasks -- -D warnings
     cargo test -p pubsub --features store,tasks --doc
+    cargo test -p pubsub --features store,tasks --test it service
 
 # The fault suite: broker restarts, killed connections, a fault proxy, memory alarm (needs RabbitMQ and rabbitmqctl).
 test-faults *ARGS:

@@ -221,7 +221,7 @@ fn drain_in(
             let running = worker.start()?;
             wait(&reports, count)?;
             let elapsed = started.elapsed();
-            (elapsed, running.stop()?, filled)
+            (elapsed, running.stop()?.subscriber, filled)
         }
     };
     if stats.acked != count {

@@ -165,6 +165,12 @@ pub struct PoolStats {
     pub workers: usize,
 }
 
+impl fmt::Display for PoolStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} worker(s): {}", self.workers, self.subscriber)
+    }
+}
+
 /// A started [`WorkerPool`]: its workers, each on its thread. Dropping it stops and joins
 /// them (see [`stop`](Self::stop) for the errors).
 pub struct RunningPool {

@@ -10,8 +10,8 @@ use pubsub_core::envelope::{Envelope, TASK_DOMAIN};
 use pubsub_registry::HandlerRegistry;
 use pubsub_store::{Database, TaskStore};
 use pubsub_subscriber::{
-    queue_names, DeliveryReport, EventSubscriber, RetryPolicy, RunningPool, SubscriberBuilder,
-    SubscriberStats, WorkerPool,
+    queue_names, DeliveryReport, EventSubscriber, PoolStats, RetryPolicy, RunningPool,
+    SubscriberBuilder, SubscriberStats, WorkerPool,
 };
 
 use crate::error::{check_task_name, Error, Result};
@@ -409,12 +409,12 @@ impl RunningWorker {
     }
 
     /// Stops every worker (each finishes and acks the task it is running) and joins its
-    /// thread; returns the counters added up.
+    /// thread; returns the counters added up, and how many workers ran.
     ///
     /// # Errors
     ///
     /// [`Error::Subscribe`]: the first error a worker had stopped on (all are stopped).
-    pub fn stop(self) -> Result<SubscriberStats> {
-        Ok(self.pool.stop()?.subscriber)
+    pub fn stop(self) -> Result<PoolStats> {
+        Ok(self.pool.stop()?)
     }
 }

@@ -10,7 +10,8 @@ use pubsub_core::{Event, EventHandler, HandlerResult, Metadata, TypedEvent};
 use pubsub_publisher::{EventPublisher, PublishOptions};
 use pubsub_registry::{HandlerRegistry, InvocationResult};
 use pubsub_subscriber::{
-    dead_letter_queue_name, queue_names, EventSubscriber, PoolStats, RunningPool, WorkerPool,
+    dead_letter_queue_name, queue_names, EventSubscriber, PoolStats, RunningPool, SubscriberStats,
+    WorkerPool,
 };
 
 use crate::context::{self, Contextual};
@@ -21,6 +22,7 @@ use crate::publishing::{self as publisher, Publisher, Target};
 #[cfg(feature = "asyncapi")]
 #[path = "asyncapi.rs"]
 mod asyncapi;
+mod beside;
 mod builder;
 
 use self::builder::service_from_env;
@@ -67,11 +69,13 @@ pub struct EventBus {
     state: State,
     /// What is measured, when metrics are on.
     metrics: Option<Arc<Metrics>>,
+    /// What runs beside the handlers (the event store, task functions), until `start`.
+    beside: beside::Prepared,
 }
 
 enum State {
     Built,
-    Running(Running),
+    Running(Box<Running>),
     Stopped,
 }
 
@@ -83,11 +87,54 @@ struct Running {
     registry: Arc<HandlerRegistry>,
     /// The metrics endpoint, when asked for.
     endpoint: Option<Endpoint>,
+    /// The event store and the task workers, when the bus runs them.
+    beside: beside::Running,
 }
 
-/// What a stopped bus did: its worker pool's counters, summed, and how many workers
-/// consumed (none in process, or without handlers).
-pub type BusStats = PoolStats;
+/// What a stopped bus did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BusStats {
+    /// The handlers' workers' counters, summed.
+    pub subscriber: SubscriberStats,
+    /// How many workers consumed for the handlers (none in process, or without handlers).
+    pub workers: usize,
+    /// The event store's, when the bus ran it ([`EventBusBuilder::store`]).
+    #[cfg(feature = "store")]
+    pub store: Option<pubsub_recorder::RecorderStats>,
+    /// The task workers', when the bus ran task functions ([`EventBusBuilder::task`]).
+    #[cfg(feature = "tasks")]
+    pub tasks: Option<PoolStats>,
+}
+
+impl From<PoolStats> for BusStats {
+    fn from(pool: PoolStats) -> Self {
+        BusStats {
+            subscriber: pool.subscriber,
+            workers: pool.workers,
+            ..BusStats::default()
+        }
+    }
+}
+
+impl fmt::Display for BusStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "handlers, {} worker(s): {}",
+            self.workers, self.subscriber
+        )?;
+        #[cfg(feature = "store")]
+        if let Some(store) = &self.store {
+            write!(f, "; store, {} new row(s), {}", store.stored, store.pool)?;
+        }
+        #[cfg(feature = "tasks")]
+        if let Some(tasks) = &self.tasks {
+            write!(f, "; tasks, {tasks}")?;
+        }
+        Ok(())
+    }
+}
 
 /// What [`EventBus::teardown`] deleted, and what it kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,9 +202,12 @@ impl EventBus {
             .unwrap_or(&self.settings.service)
     }
 
-    /// The names of the service's queues: the queue, its retry queues, its dead-letter queue.
+    /// The names of the service's queues: the queue, its retry queues, its dead-letter queue;
+    /// then those of the event store and of the task workers, when the bus runs them.
     pub fn queues(&self) -> Vec<String> {
-        queue_names(self.queue(), &self.settings.retry)
+        let mut queues = queue_names(self.queue(), &self.settings.retry);
+        queues.extend_from_slice(self.beside.queues());
+        queues
     }
 
     /// Subscribes `handler` to the events whose routing key matches `pattern` (AMQP topic
@@ -237,6 +287,38 @@ impl EventBus {
         self.publisher.clone()
     }
 
+    /// A task queue on the bus's broker (feature `tasks`): submits tasks to the task exchange
+    /// (`task.exchange`, or [`EventBusBuilder::task_exchange`]) with the service as their
+    /// producer. Each call opens a connection and a publishing thread of its own: take one
+    /// and clone it (`Clone + Send + Sync`), also into handlers. Works before
+    /// [`start`](Self::start), but a task is refused as unroutable until some worker's queue
+    /// is bound for it (this bus's task workers bind theirs at start).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] on an in-process bus; [`Error::Amqp`] when the broker cannot
+    /// be reached; `Error::Tasks` when the exchange cannot be declared.
+    #[cfg(feature = "tasks")]
+    pub fn task_queue(&self) -> Result<pubsub_tasks::TaskQueue> {
+        let Some(config) = &self.amqp else {
+            return Err(Error::InvalidConfig {
+                message: "an in-process bus has no broker to submit tasks to".to_owned(),
+            });
+        };
+        let name = format!("{} tasks", self.settings.service);
+        let connection = Connection::open(&config.clone().with_connection_name(&name))?;
+        let exchange = self
+            .settings
+            .beside
+            .task_exchange
+            .as_deref()
+            .unwrap_or(pubsub_tasks::DEFAULT_EXCHANGE);
+        Ok(pubsub_tasks::TaskQueue::builder(connection)
+            .exchange(exchange)
+            .producer(&self.settings.service)
+            .build()?)
+    }
+
     /// Publishes one event through the bus's handle and waits for the confirm; see
     /// [`Publisher::publish`].
     ///
@@ -299,7 +381,7 @@ impl EventBus {
             State::Stopped => return Err(Error::Stopped),
         }
         let registry = Arc::new(self.registry.take().unwrap_or_default());
-        let running = match &self.amqp {
+        let running = match self.amqp.clone() {
             None => {
                 self.publisher.retarget(Target::InProcess(registry.clone()));
                 Running {
@@ -307,9 +389,10 @@ impl EventBus {
                     publisher_thread: None,
                     registry,
                     endpoint: None,
+                    beside: beside::Running::default(),
                 }
             }
-            Some(config) => match self.start_broker(config, registry.clone()) {
+            Some(config) => match self.start_broker(&config, registry.clone()) {
                 Ok(running) => running,
                 Err(e) => {
                     // Nothing runs; subscribing is over, so the bus cannot start again.
@@ -321,7 +404,7 @@ impl EventBus {
         };
         let mut running = running;
         if let Err(e) = self.serve_metrics(&mut running) {
-            self.state = State::Running(running);
+            self.state = State::Running(Box::new(running));
             // Nothing is left running on an error.
             let _ = self.stop();
             return Err(e);
@@ -337,11 +420,18 @@ impl EventBus {
             running.workers.as_ref().map_or(0, RunningPool::len),
             running.registry.len()
         );
-        self.state = State::Running(running);
+        self.state = State::Running(Box::new(running));
         Ok(())
     }
 
-    fn start_broker(&self, config: &AmqpConfig, registry: Arc<HandlerRegistry>) -> Result<Running> {
+    fn start_broker(
+        &mut self,
+        config: &AmqpConfig,
+        registry: Arc<HandlerRegistry>,
+    ) -> Result<Running> {
+        // The store first, so that it keeps what the handlers publish from the first event
+        // on; on an error below, dropping what started stops it.
+        let beside = self.beside.start(config)?;
         let s = &self.settings;
         let workers = if registry.is_empty() {
             None
@@ -385,6 +475,7 @@ impl EventBus {
             publisher_thread: Some(thread),
             registry,
             endpoint: None,
+            beside,
         })
     }
 
@@ -426,7 +517,10 @@ impl EventBus {
     /// returns that error.
     pub fn is_running(&self) -> bool {
         match &self.state {
-            State::Running(running) => running.workers.as_ref().is_none_or(RunningPool::is_running),
+            State::Running(running) => {
+                running.workers.as_ref().is_none_or(RunningPool::is_running)
+                    && running.beside.is_running()
+            }
             State::Built | State::Stopped => false,
         }
     }
@@ -448,7 +542,8 @@ impl EventBus {
             publisher_thread,
             registry: _,
             endpoint,
-        } = running;
+            beside,
+        } = *running;
         if let Some(endpoint) = endpoint {
             endpoint.stop();
         }
@@ -464,11 +559,15 @@ impl EventBus {
                 );
             }
         }
-        match workers.map(RunningPool::stop) {
-            None => Ok(BusStats::default()),
-            Some(Ok(stats)) => Ok(stats),
-            Some(Err(e)) => Err(Error::Subscriber(e)),
+        let handlers = workers.map(RunningPool::stop).transpose();
+        // Then the task workers and the store, whatever the handlers' workers ended on.
+        let mut stats = BusStats::default();
+        let beside = beside.stop(&mut stats);
+        if let Some(pool) = handlers? {
+            stats.subscriber = pool.subscriber;
+            stats.workers = pool.workers;
         }
+        beside.map(|()| stats)
     }
 
     /// Stops the bus (if running) and deletes the service's queue, its retry queues and its

@@ -55,6 +55,20 @@ pub enum Error {
     },
     /// The bus's publishing thread ended without answering (it panicked).
     PublisherGone,
+    /// The settings do not fit together (tasks without a database, the store or tasks on an
+    /// in-process bus).
+    InvalidConfig {
+        /// What is wrong.
+        message: String,
+    },
+    /// The event store beside the handlers failed: its database cannot be opened, or its
+    /// recorder stopped on an error (feature `store`).
+    #[cfg(feature = "store")]
+    Store(pubsub_recorder::Error),
+    /// The task functions beside the handlers failed: an invalid task name, the task store,
+    /// or a task worker stopped on an error (feature `tasks`).
+    #[cfg(feature = "tasks")]
+    Tasks(pubsub_tasks::Error),
     /// The metrics endpoint cannot listen on its address (in use, or not this host's).
     MetricsEndpoint {
         /// The address asked for.
@@ -95,6 +109,11 @@ impl fmt::Display for Error {
             Error::MetricsEndpoint { address, .. } => {
                 write!(f, "cannot serve metrics on {address}")
             }
+            Error::InvalidConfig { message } => f.write_str(message),
+            #[cfg(feature = "store")]
+            Error::Store(e) => write!(f, "the event store: {e}"),
+            #[cfg(feature = "tasks")]
+            Error::Tasks(e) => write!(f, "the tasks: {e}"),
         }
     }
 }
@@ -109,6 +128,10 @@ impl std::error::Error for Error {
             Error::Publish(e) => std::error::Error::source(e),
             Error::Subscriber(e) => std::error::Error::source(e),
             Error::MetricsEndpoint { source, .. } => Some(source),
+            #[cfg(feature = "store")]
+            Error::Store(e) => std::error::Error::source(e),
+            #[cfg(feature = "tasks")]
+            Error::Tasks(e) => std::error::Error::source(e),
             _ => None,
         }
     }
@@ -129,6 +152,20 @@ impl From<pubsub_registry::Error> for Error {
 impl From<pubsub_publisher::Error> for Error {
     fn from(e: pubsub_publisher::Error) -> Self {
         Error::Publish(e)
+    }
+}
+
+#[cfg(feature = "store")]
+impl From<pubsub_recorder::Error> for Error {
+    fn from(e: pubsub_recorder::Error) -> Self {
+        Error::Store(e)
+    }
+}
+
+#[cfg(feature = "tasks")]
+impl From<pubsub_tasks::Error> for Error {
+    fn from(e: pubsub_tasks::Error) -> Self {
+        Error::Tasks(e)
     }
 }
 

@@ -59,45 +59,42 @@
 //!
 //! # A whole service on this one crate
 //!
-//! With the features `store` and `tasks`, the event store (`pubsub::store`) and the task queue
-//! (`pubsub::tasks`) are here too, on the same worker pool as the bus's workers
-//! ([`subscriber::WorkerPool`]): a service that handles events, keeps them and runs tasks
-//! depends on `pubsub` alone (`pubsub = { version = "0.1", features = ["store", "tasks"] }`).
+//! With the features `store` and `tasks`, a service is one object, as seed 003's is: the bus
+//! runs the event store beside its handlers (`EventBusBuilder::store`) and task functions
+//! (`EventBusBuilder::task`), on the same worker pool ([`subscriber::WorkerPool`]), with its
+//! broker, exchange, retry policy and lifecycle; `stop` returns everyone's counters in
+//! [`BusStats`]. A service that handles events, keeps them and runs tasks depends on `pubsub`
+//! alone (`pubsub = { version = "0.1", features = ["store", "tasks"] }`). The building blocks
+//! are there too (`pubsub::store`, `pubsub::tasks`) for a store or a task worker on its own.
 //!
 #![cfg_attr(
     all(feature = "store", feature = "tasks"),
     doc = r#"```no_run
-use pubsub::store::{Database, RecordOptions};
-use pubsub::tasks::{TaskQueue, TaskWorker};
-use pubsub::{handler_fn, serde_json::json, AmqpConfig, Event, EventBus};
+use pubsub::store::Database;
+use pubsub::{handler_fn, serde_json::json, Event, EventBus};
 
-let amqp = AmqpConfig::from_env()?;
-let database = Database::parse("sqlite:service.db")?;
+// DATABASE_URL as the Python sibling reads it (SQLAlchemy's forms are taken too).
+let database = Database::from_env()?;
+let mut bus = EventBus::builder("billing") // or EventBus::from_env()?: SERVICE_NAME
+    .workers(2)
+    // Every message of the exchange kept in the database (queue `billing.store`).
+    .store(database)
+    // Task functions, run and recorded in the same database (queue `billing.tasks`).
+    .task("send-invoice", |task| Ok(json!({ "sent": task.payload()["order_id"] })))
+    .build()?;
 
-// Handlers, on 2 workers.
-let mut bus = EventBus::builder("billing").amqp(amqp.clone()).workers(2).build()?;
-bus.subscribe("order.*", handler_fn("bill", |event, _| {
-    log::info!("billing {event}");
+// Handlers turn events into tasks.
+let tasks = bus.task_queue()?; // Clone + Send + Sync
+bus.subscribe("order.created", handler_fn("bill", move |event, _| {
+    tasks.submit("send-invoice", json!({ "order_id": event.data()["order_id"] }))?;
     Ok(())
 }))?;
-bus.start()?;
-
-// Every event of the exchange kept in the database.
-let store = pubsub::store::start(&amqp, &database, &RecordOptions::default(), 1)?;
-
-// Task functions, run and recorded.
-let worker = TaskWorker::builder(amqp.clone(), database.clone())
-    .task("send-invoice", |task| Ok(json!({ "sent": task.payload()["order_id"] })))
-    .build()?
-    .start()?;
-let tasks = TaskQueue::builder(pubsub::amqp::Connection::open(&amqp)?).build()?;
+bus.start()?; // the store, the task workers, the handlers' workers, the publisher
 
 bus.publish(Event::new("order", "created", json!({ "order_id": "ORD-1" }))?)?;
-tasks.submit("send-invoice", json!({ "order_id": "ORD-1" }))?;
 
-worker.stop()?;
-store.stop()?;
-bus.stop()?;
+let stats = bus.stop()?; // everything stopped and joined, in order
+println!("{stats}"); // handlers, store and tasks, counted
 # Ok::<(), Box<dyn std::error::Error>>(())
 ```"#
 )]

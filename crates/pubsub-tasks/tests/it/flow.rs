@@ -57,7 +57,11 @@ fn a_submitted_task_completes_with_its_result() {
         assert_eq!(task.correlation_id.as_deref(), Some(id.as_str()));
 
         let stats = worker.stop().unwrap();
-        assert_eq!((stats.received, stats.acked), (1, 1), "{stats}");
+        assert_eq!(
+            (stats.subscriber.received, stats.subscriber.acked),
+            (1, 1),
+            "{stats}"
+        );
     }
 }
 
@@ -332,7 +336,7 @@ fn several_workers_share_the_queue() {
     let first = setup.record(&ids[0]);
     assert_eq!(first.result, Some(json!(1)));
     let stats = worker.stop().unwrap();
-    assert_eq!(stats.acked, 60, "{stats}");
+    assert_eq!(stats.subscriber.acked, 60, "{stats}");
 }
 
 #[test]
@@ -371,7 +375,7 @@ fn clones_of_one_queue_submit_from_several_threads() {
         assert_eq!(setup.record(id).status, TaskStatus::Completed);
     }
     let stats = worker.stop().unwrap();
-    assert_eq!(stats.acked, 4, "{stats}");
+    assert_eq!(stats.subscriber.acked, 4, "{stats}");
 }
 
 #[test]

@@ -11,6 +11,9 @@ use pubsub_publisher::Unroutable;
 use pubsub_registry::HandlerRegistry;
 use pubsub_subscriber::{DeliveryReport, RetryPolicy, SubscriberBuilder};
 
+#[cfg(feature = "store")]
+use super::beside;
+use super::beside::{Beside, Prepared, Shared};
 use super::{EventBus, State};
 use crate::error::{Error, Result};
 use crate::names::{validate_exchange, validate_service_name};
@@ -35,6 +38,7 @@ pub struct EventBusBuilder {
     pub(super) metrics: bool,
     pub(super) metrics_endpoint: Option<SocketAddr>,
     pub(super) consumer: ConsumerOptions,
+    pub(super) beside: Beside,
 }
 
 /// The subscriber settings the bus passes on to each worker as they are (the subscriber's
@@ -99,6 +103,7 @@ impl EventBusBuilder {
             metrics: false,
             metrics_endpoint: None,
             consumer: ConsumerOptions::default(),
+            beside: Beside::default(),
         }
     }
 
@@ -263,13 +268,100 @@ impl EventBusBuilder {
         self
     }
 
+    /// Runs the event store beside the handlers (feature `store`): every message of the
+    /// bus's exchange kept in `database`, as seed 003's service keeps what reaches its
+    /// `event.store` queue. It consumes the queue `<service>.store`, bound with `#`, with
+    /// [`Envelope::Any`] (six-field events as they are, any other JSON message under its
+    /// routing key), on one recorder of its own, acking each message once its row is
+    /// committed. It starts before the handlers and stops after them, and its counters are
+    /// in [`BusStats::store`](super::BusStats::store). Tasks use the same database unless
+    /// [`task_database`](Self::task_database) names another.
+    #[cfg(feature = "store")]
+    pub fn store(self, database: pubsub_store::Database) -> Self {
+        let options = pubsub_recorder::RecordOptions {
+            queue: beside::store_queue(&self.service),
+            envelope: Envelope::Any,
+            ..pubsub_recorder::RecordOptions::default()
+        };
+        self.store_with(database, options)
+    }
+
+    /// [`store`](Self::store) with options of one's own: another queue (seed 003's
+    /// `event.store`), pattern, envelope or prefetch. The options' exchange is replaced by
+    /// the bus's: the store keeps what the service's exchange carries.
+    #[cfg(feature = "store")]
+    pub fn store_with(
+        mut self,
+        database: pubsub_store::Database,
+        options: pubsub_recorder::RecordOptions,
+    ) -> Self {
+        self.beside.store = Some((database, options));
+        self
+    }
+
+    /// Runs the task function `function` as the task `name` beside the handlers (feature
+    /// `tasks`), as seed 003's one service runs its tasks: a [`TaskWorker`] on the queue
+    /// `<service>.tasks` (see [`task_queue`](Self::task_queue)), bound on `task.exchange`
+    /// with the task's key, on as many workers as the handlers
+    /// ([`workers`](Self::workers)), with the bus's retry policy, quorum setting and
+    /// observer. Each task is recorded in the database given to [`store`](Self::store) or
+    /// [`task_database`](Self::task_database) (one is needed). The task workers start with
+    /// the bus and stop with it, and their counters are in
+    /// [`BusStats::tasks`](super::BusStats::tasks). Submit tasks with
+    /// [`EventBus::task_queue`](super::EventBus::task_queue).
+    ///
+    /// [`TaskWorker`]: pubsub_tasks::TaskWorker
+    #[cfg(feature = "tasks")]
+    pub fn task<F>(self, name: &str, function: F) -> Self
+    where
+        F: Fn(&pubsub_tasks::Task<'_>) -> pubsub_tasks::TaskResult + Send + Sync + 'static,
+    {
+        self.task_fn(name, function)
+    }
+
+    /// [`task`](Self::task) with a [`TaskFn`](pubsub_tasks::TaskFn) value (a struct with
+    /// state of its own).
+    #[cfg(feature = "tasks")]
+    pub fn task_fn<T: pubsub_tasks::TaskFn>(mut self, name: &str, function: T) -> Self {
+        self.beside
+            .tasks
+            .push((name.to_owned(), Arc::new(function)));
+        self
+    }
+
+    /// The database tasks are recorded in, when it is not the event store's (or the bus
+    /// runs no event store).
+    #[cfg(feature = "tasks")]
+    pub fn task_database(mut self, database: pubsub_store::Database) -> Self {
+        self.beside.task_database = Some(database);
+        self
+    }
+
+    /// The queue the task workers consume (`<service>.tasks` by default): seed 003's
+    /// `tasks` to share the Python service's queue. Every worker on one queue must run the
+    /// same tasks.
+    #[cfg(feature = "tasks")]
+    pub fn task_queue(mut self, queue: &str) -> Self {
+        self.beside.task_queue = Some(queue.to_owned());
+        self
+    }
+
+    /// The exchange tasks come from (seed 003's `task.exchange` by default).
+    #[cfg(feature = "tasks")]
+    pub fn task_exchange(mut self, exchange: &str) -> Self {
+        self.beside.task_exchange = Some(exchange.to_owned());
+        self
+    }
+
     /// Checks the names and reads the environment; connects to nothing yet (see
     /// [`EventBus::start`]).
     ///
     /// # Errors
     ///
     /// [`Error::InvalidServiceName`] (see [`validate_service_name`] for what is valid),
-    /// [`Error::InvalidExchange`], or [`Error::Amqp`] for an `AMQP_URL` that cannot be read.
+    /// [`Error::InvalidExchange`], or [`Error::Amqp`] for an `AMQP_URL` that cannot be read;
+    /// [`Error::InvalidConfig`] for tasks without a database, or the store or tasks on an
+    /// in-process bus; an invalid or duplicate task name (`Error::Tasks`).
     pub fn build(self) -> Result<EventBus> {
         validate_service_name(&self.service)?;
         let exchange = match &self.exchange {
@@ -283,7 +375,20 @@ impl EventBusBuilder {
             (None, true) => None,
         };
         let publisher = Publisher::new(&self.service, &exchange, self.event_type);
+        let beside = Prepared::new(
+            &self.beside,
+            amqp.as_ref(),
+            &Shared {
+                service: &self.service,
+                exchange: &exchange,
+                workers: self.workers,
+                retry: &self.retry,
+                quorum: self.consumer.quorum,
+                observer: self.observer.as_ref(),
+            },
+        )?;
         Ok(EventBus {
+            beside,
             metrics: self.metrics.then(Arc::default),
             amqp,
             exchange,

@@ -7,6 +7,8 @@ mod in_process;
 mod metrics;
 #[cfg(feature = "otel")]
 mod otel;
+#[cfg(all(feature = "store", feature = "tasks"))]
+mod service;
 
 use std::time::Duration;
 
