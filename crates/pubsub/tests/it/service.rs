@@ -186,3 +186,95 @@ fn settings_that_do_not_fit_together_are_refused_at_build() {
         "in-process bus cannot run them",
     );
 }
+
+/// Seed 003's sibling service, in pika: an event of its own (`routing.event.create.user`, a
+/// model's JSON as the body, `app_id` and `correlation_id` set) on the event exchange, and a
+/// task in the seed's format on the task exchange.
+const PY_SEED_003: &str = r#"
+import json, os, sys
+import pika
+
+events, tasks = sys.argv[1], sys.argv[2]
+connection = pika.BlockingConnection(pika.URLParameters(os.environ["AMQP_URL"]))
+channel = connection.channel()
+channel.confirm_delivery()
+channel.basic_publish(
+    exchange=events, routing_key="routing.event.create.user",
+    body=json.dumps({"id": 42, "name": "Ada", "email": "ada@example.com"}),
+    properties=pika.BasicProperties(
+        delivery_mode=2, content_type="application/json",
+        app_id="py-users", correlation_id="corr-003"),
+    mandatory=True)
+channel.basic_publish(
+    exchange=tasks, routing_key="routing.task.send.invoice",
+    body=json.dumps({"task_name": "send-invoice", "payload": {"order": 9}}),
+    properties=pika.BasicProperties(
+        delivery_mode=2, content_type="application/json",
+        headers={"producer_app": "py-users", "correlation_id": "corr-003"}),
+    mandatory=True)
+connection.close()
+print("sent")
+"#;
+
+/// The Rust service as seed 003's one service: what its Python sibling sends is stored (the
+/// seed's own event, not a six-field body) and run (the task), by one bus.
+#[test]
+fn interop_seed_003_events_and_tasks_from_pika_reach_one_bus() {
+    let Some(mut fixture) = Bus::new("svc-003") else {
+        return;
+    };
+    let db = TestDatabase::sqlite("svc-003");
+    let database = Database::parse(db.url()).unwrap();
+    let service = unique("svc-003");
+    let task_exchange = fixture.exchange_name("svc-003-tasks");
+    let mut bus = EventBus::builder(&service)
+        .amqp(fixture.config().clone())
+        .exchange(fixture.exchange())
+        .store(database.clone())
+        .task("send-invoice", |task| {
+            Ok(json!({ "order": task.payload()["order"], "for": task.producer() }))
+        })
+        .task_exchange(&task_exchange)
+        .build()
+        .unwrap();
+    for queue in bus.queues() {
+        fixture.delete_queue_at_end(&queue);
+    }
+    bus.start().unwrap();
+    let Some(out) = pubsub_testkit::python::pika(
+        fixture.config(),
+        PY_SEED_003,
+        &[fixture.exchange(), &task_exchange],
+    ) else {
+        return;
+    };
+    assert_eq!(out.trim(), "sent");
+
+    let mut tasks = TaskStore::open(&database).unwrap();
+    let completed = || pubsub::store::TaskFilter {
+        status: Some(TaskStatus::Completed),
+        ..Default::default()
+    };
+    eventually("the task to complete", || {
+        tasks.list(&completed()).unwrap().len() == 1
+    });
+    let task = tasks.list(&completed()).unwrap().remove(0);
+    assert_eq!(task.task_name, "send-invoice");
+    assert_eq!(task.result, Some(json!({ "order": 9, "for": "py-users" })));
+    assert_eq!(task.correlation_id.as_deref(), Some("corr-003"));
+
+    let mut events = EventStore::open(&database).unwrap();
+    let query = EventQuery::new().pattern("routing.event.*.user").unwrap();
+    eventually("the seed's event to be stored", || {
+        events.query(&query).unwrap().len() == 1
+    });
+    let stored = events.query(&query).unwrap().remove(0);
+    assert_eq!(stored.routing_key, "routing.event.create.user");
+    assert_eq!(stored.producer.as_deref(), Some("py-users"));
+    assert_eq!(stored.correlation_id.as_deref(), Some("corr-003"));
+    assert_eq!(stored.event.data()["name"], "Ada");
+
+    let stats = bus.stop().unwrap();
+    assert_eq!(stats.store.map(|s| s.stored), Some(1), "{stats}");
+    assert_eq!(stats.tasks.map(|t| t.subscriber.acked), Some(1), "{stats}");
+}
