@@ -97,14 +97,16 @@ impl EventHandler for RunTask {
                 .into());
             }
         };
-        store
+        let started = store
             .start(id)
             .map_err(|e| before_run("marking the task RUNNING", &e))?;
         let task = Task {
             id,
             name,
             payload: &payload,
-            attempt: meta.attempt(),
+            // Every run counts, replays from the dead-letter queue included, as the record's
+            // `attempts` does (the retry policy counts this delivery's attempts).
+            attempt: started.attempts.max(1),
             correlation_id: origin.correlation_id.as_deref(),
             producer: origin.producer.as_deref(),
         };
@@ -141,7 +143,7 @@ impl EventHandler for RunTask {
         let text = truncate_chars(&error_chain(&*error), MAX_ERROR_CHARS);
         // The subscriber decides by the same function: the store says what it will do.
         let permanent = Permanent::is_permanent(&*error);
-        let recorded = match self.retry.retry_after_failure(task.attempt, permanent) {
+        let recorded = match self.retry.retry_after_failure(meta.attempt(), permanent) {
             Some(_) => store.retry_later(id, &text),
             None => store.fail(id, &text),
         };

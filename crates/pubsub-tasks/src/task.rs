@@ -43,7 +43,10 @@ impl<'a> Task<'a> {
         self.payload
     }
 
-    /// Which attempt this is: 1 the first time, 2 on the first retry.
+    /// Which run of the task this is: 1 the first time, 2 on the first retry, and so on
+    /// across replays from the dead-letter queue (after three failed attempts and a replay,
+    /// 4): the task store's `attempts` once it runs. The retry policy counts only the
+    /// attempts since the last replay.
     pub fn attempt(&self) -> u32 {
         self.attempt
     }

@@ -27,7 +27,9 @@ fn submit_then_status_and_list_from_the_store() {
         .retry(retry)
         .observer(reports_tx)
         .task("echo", |task| Ok(task.payload().clone()))
-        .task("fail", |_task| Err("no luck".into()))
+        .task("fail", |task| {
+            Err(format!("no luck on attempt {}", task.attempt()).into())
+        })
         .build()
         .unwrap()
         .start()
@@ -73,7 +75,7 @@ fn submit_then_status_and_list_from_the_store() {
     let record: Value = serde_json::from_str(stdout(&json_status).trim()).unwrap();
     assert_eq!(record["status"], "FAILED");
     assert_eq!(record["attempts"], 2);
-    assert_eq!(record["error"], "no luck");
+    assert_eq!(record["error"], "no luck on attempt 2");
     assert_eq!(record["payload"], json!({ "n": 1 }));
 
     let failed = pubsub(&[
@@ -106,9 +108,14 @@ fn submit_then_status_and_list_from_the_store() {
         &database_url,
     ]);
     let record: Value = serde_json::from_str(stdout(&again).trim()).unwrap();
+    // The function's attempt and the record's count agree across the replay.
     assert_eq!(
-        (record["status"].as_str(), record["attempts"].as_u64()),
-        (Some("FAILED"), Some(4))
+        (
+            record["status"].as_str(),
+            record["attempts"].as_u64(),
+            record["error"].as_str()
+        ),
+        (Some("FAILED"), Some(4), Some("no luck on attempt 4"))
     );
 
     let missing = pubsub(&[
