@@ -78,6 +78,10 @@ fuzz SECONDS="60":
     # New inputs go to the first folder (temporary); the committed seeds are only read.
     cargo "${toolchain[@]}" fuzz run inbound "$found" corpus/inbound -- -max_total_time={{SECONDS}} -rss_limit_mb=2048 -print_final_stats=1
 
+# The incident walkthrough's `orders` service (docs/cli.md): `break` (dead-letters 4 events), `fixed` (handles a replay), `clean` (deletes its queues).
+incident STEP *ARGS:
+    cargo run --quiet -p demo --example incident -- {{STEP}} {{ARGS}}
+
 # Start a local 3-node RabbitMQ cluster beside the default broker (AMQP ports 5673-5675).
 cluster:
     scripts/cluster.sh start

@@ -78,14 +78,27 @@ pub trait Backend: Send {
     fn tasks(&mut self, filter: &TaskFilter) -> Result<Vec<TaskRecord>>;
 }
 
+/// How a store opens its database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Opening {
+    /// Creates what is missing (the SQLite file, the PostgreSQL schema, the tables), then
+    /// migrates: for a store that writes.
+    Create,
+    /// Only a database that holds a store (then migrated); else [`Error::NoStore`], with
+    /// nothing created: for a reader pointed at the wrong place.
+    ///
+    /// [`Error::NoStore`]: crate::Error::NoStore
+    Existing,
+}
+
 /// Opens the backend of `database`, its schema created or migrated.
-pub(crate) fn open(database: &crate::Database) -> Result<Box<dyn Backend>> {
+pub(crate) fn open(database: &crate::Database, opening: Opening) -> Result<Box<dyn Backend>> {
     match &database.kind {
-        crate::database::Kind::Sqlite(target) => {
-            Ok(Box::new(crate::sqlite::Sqlite::open(target, database)?))
-        }
+        crate::database::Kind::Sqlite(target) => Ok(Box::new(crate::sqlite::Sqlite::open(
+            target, database, opening,
+        )?)),
         crate::database::Kind::Postgres { config, schema } => Ok(Box::new(
-            crate::postgres::Postgres::open(config, schema.as_deref(), database)?,
+            crate::postgres::Postgres::open(config, schema.as_deref(), database, opening)?,
         )),
     }
 }

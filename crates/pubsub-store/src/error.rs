@@ -52,6 +52,15 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
+    /// The database holds no store, and it was opened to be read
+    /// ([`EventStore::open_existing`](crate::EventStore::open_existing)): nothing was
+    /// created.
+    NoStore {
+        /// The database, without its password.
+        database: String,
+        /// What is missing (the file, the tables).
+        missing: String,
+    },
     /// A task that is not in the store.
     UnknownTask {
         /// Its id.
@@ -114,6 +123,10 @@ impl fmt::Display for Error {
                 "the database's store schema is version {found}, newer than this program knows ({known}): upgrade it"
             ),
             Error::CorruptRow { key, message } => write!(f, "stored row {key} is unreadable: {message}"),
+            Error::NoStore { database, missing } => write!(
+                f,
+                "{database} holds no store ({missing}): check --database / DATABASE_URL, or start a store there first"
+            ),
             Error::UnknownTask { task_id } => write!(f, "no task {task_id} in the store"),
         }
     }

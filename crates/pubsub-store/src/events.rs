@@ -4,7 +4,7 @@ use std::fmt;
 
 use uuid::Uuid;
 
-use crate::backend::{self, Backend};
+use crate::backend::{self, Backend, Opening};
 use crate::database::Database;
 use crate::error::{Error, Result};
 use crate::fault;
@@ -43,7 +43,23 @@ impl EventStore {
     /// [`Error::SchemaTooNew`](crate::Error::SchemaTooNew), or the error of a migration.
     pub fn open(database: &Database) -> Result<EventStore> {
         Ok(EventStore {
-            backend: backend::open(database)?,
+            backend: backend::open(database, Opening::Create)?,
+            database: database.clone(),
+        })
+    }
+
+    /// Opens the store `database` already holds, for reading: unlike
+    /// [`open`](Self::open), it creates nothing (no SQLite file, no PostgreSQL schema, no
+    /// table) where there is no store, so that a reader given the wrong database says so
+    /// instead of reading an empty new one. A store of an older schema is migrated.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoStore`](crate::Error::NoStore) when the file does not exist or holds no
+    /// store's tables; otherwise as [`open`](Self::open).
+    pub fn open_existing(database: &Database) -> Result<EventStore> {
+        Ok(EventStore {
+            backend: backend::open(database, Opening::Existing)?,
             database: database.clone(),
         })
     }

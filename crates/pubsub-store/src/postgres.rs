@@ -8,7 +8,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::backend::{migrations_from, Backend};
+use crate::backend::{migrations_from, Backend, Opening};
 use crate::error::{Error, Result};
 use crate::exact::Originals;
 use crate::filter::{self, Param, Placeholder, TASK_COLUMNS};
@@ -75,6 +75,7 @@ impl Postgres {
         config: &postgres::Config,
         schema: Option<&str>,
         database: &crate::Database,
+        opening: Opening,
     ) -> Result<Postgres> {
         let name = database.to_string();
         let client = config.connect(NoTls).map_err(|e| Error::Connect {
@@ -88,11 +89,30 @@ impl Postgres {
         };
         if let Some(schema) = schema {
             // `schema` is a checked plain name (see `Database::with_schema`).
+            let create = match opening {
+                Opening::Create => format!("CREATE SCHEMA IF NOT EXISTS {schema}; "),
+                Opening::Existing => String::new(),
+            };
             pg.client
-                .batch_execute(&format!(
-                    "CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}"
-                ))
+                .batch_execute(&format!("{create}SET search_path TO {schema}"))
                 .map_err(|e| Error::query(format!("selecting schema {schema}"), e))?;
+        }
+        if opening == Opening::Existing {
+            let doing = "looking for the store's tables";
+            let found: bool = pg
+                .client
+                .query_one("SELECT to_regclass('pubsub_store_schema') IS NOT NULL", &[])
+                .and_then(|r| r.try_get(0))
+                .map_err(|e| Error::query(doing, e))?;
+            if !found {
+                return Err(Error::NoStore {
+                    database: pg.name,
+                    missing: match schema {
+                        Some(schema) => format!("schema {schema} has no store tables"),
+                        None => "it has no store tables".to_owned(),
+                    },
+                });
+            }
         }
         pg.migrate()?;
         Ok(pg)

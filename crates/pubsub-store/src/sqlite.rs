@@ -2,14 +2,14 @@
 
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use serde_json::Value;
 use time::format_description::FormatItem;
 use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 use uuid::Uuid;
 
-use crate::backend::{migrations_from, Backend};
+use crate::backend::{migrations_from, Backend, Opening};
 use crate::database::SqliteTarget;
 use crate::error::{Error, Result};
 use crate::filter::{self, Param, Placeholder, TASK_COLUMNS};
@@ -75,12 +75,31 @@ pub(crate) struct Sqlite {
 }
 
 impl Sqlite {
-    pub(crate) fn open(target: &SqliteTarget, database: &crate::Database) -> Result<Sqlite> {
+    pub(crate) fn open(
+        target: &SqliteTarget,
+        database: &crate::Database,
+        opening: Opening,
+    ) -> Result<Sqlite> {
         let name = database.to_string();
         let connect = |e: rusqlite::Error| Error::Connect {
             database: name.clone(),
             source: Box::new(e),
         };
+        if opening == Opening::Existing {
+            let missing = match target {
+                SqliteTarget::Memory => Some("a new in-memory database is empty".to_owned()),
+                SqliteTarget::File(path) if !path.is_file() => {
+                    Some(format!("the file {} does not exist", path.display()))
+                }
+                SqliteTarget::File(_) => None,
+            };
+            if let Some(missing) = missing {
+                return Err(Error::NoStore {
+                    database: name,
+                    missing,
+                });
+            }
+        }
         if let SqliteTarget::File(path) = target {
             // Like the schema, the file's directory is the store's to create.
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -90,11 +109,33 @@ impl Sqlite {
                 })?;
             }
         }
-        let connection = match target {
-            SqliteTarget::File(path) => Connection::open(path),
-            SqliteTarget::Memory => Connection::open_in_memory(),
+        let connection = match (target, opening) {
+            // Never creates the file (it could be removed since it was checked).
+            (SqliteTarget::File(path), Opening::Existing) => Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE
+                    | OpenFlags::SQLITE_OPEN_URI
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            ),
+            (SqliteTarget::File(path), Opening::Create) => Connection::open(path),
+            (SqliteTarget::Memory, _) => Connection::open_in_memory(),
         }
         .map_err(connect)?;
+        if opening == Opening::Existing {
+            let holds_store: bool = connection
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'pubsub_store_schema')",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(connect)?;
+            if !holds_store {
+                return Err(Error::NoStore {
+                    database: name,
+                    missing: "it has no store tables".to_owned(),
+                });
+            }
+        }
         connection.busy_timeout(BUSY_TIMEOUT).map_err(connect)?;
         if let SqliteTarget::File(_) = target {
             // WAL: readers do not block the writer. FULL: a commit is on disk before the

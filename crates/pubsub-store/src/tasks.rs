@@ -5,7 +5,7 @@ use std::fmt;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::backend::{self, Backend};
+use crate::backend::{self, Backend, Opening};
 use crate::database::Database;
 use crate::error::{Error, Result};
 use crate::model::{NewTask, TaskChange, TaskFilter, TaskRecord};
@@ -48,7 +48,23 @@ impl TaskStore {
     /// As [`EventStore::open`](crate::EventStore::open).
     pub fn open(database: &Database) -> Result<TaskStore> {
         Ok(TaskStore {
-            backend: backend::open(database)?,
+            backend: backend::open(database, Opening::Create)?,
+            database: database.clone(),
+        })
+    }
+
+    /// Opens the store `database` already holds, for reading: unlike
+    /// [`open`](Self::open), it creates nothing (no SQLite file, no PostgreSQL schema, no
+    /// table) where there is no store, so that a reader given the wrong database says so
+    /// instead of reading an empty new one. A store of an older schema is migrated.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoStore`](crate::Error::NoStore) when the file does not exist or holds no
+    /// store's tables; otherwise as [`open`](Self::open).
+    pub fn open_existing(database: &Database) -> Result<TaskStore> {
+        Ok(TaskStore {
+            backend: backend::open(database, Opening::Existing)?,
             database: database.clone(),
         })
     }

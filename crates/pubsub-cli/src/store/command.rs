@@ -114,7 +114,7 @@ fn query(args: QueryArgs, console: &mut Console<'_>) -> Result<()> {
         } else {
             Order::OldestFirst
         });
-    let mut store = EventStore::open(&db)?;
+    let mut store = EventStore::open_existing(&db)?;
     if args.json {
         let mut failed = None;
         store.for_each(&query, |event| {
@@ -181,7 +181,7 @@ fn replay(
             return Err(UsageError::new(format!("--rate: {rate} is not a positive number")).into());
         }
     }
-    let mut store = EventStore::open(&db)?;
+    let mut store = EventStore::open_existing(&db)?;
     let options = ReplayOptions {
         target: target.clone(),
         rate: args.rate,

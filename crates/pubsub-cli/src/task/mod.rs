@@ -179,7 +179,7 @@ fn submit(url: Option<&str>, args: SubmitArgs, console: &mut Console<'_>) -> Res
 fn open_store(args: &StoreArgs) -> Result<TaskStore> {
     let database = Database::parse(&args.database)
         .map_err(|e| UsageError::new(format!("--database / DATABASE_URL: {e}")))?;
-    TaskStore::open(&database).map_err(store_error)
+    TaskStore::open_existing(&database).map_err(store_error)
 }
 
 fn store_error(e: pubsub_store::Error) -> Error {

@@ -150,6 +150,22 @@ fn bad_input_is_a_usage_error_and_a_database_that_is_down_a_failure() {
         "postgres://app:hunter2@127.0.0.1:1/x?connect_timeout=2",
     ]);
     assert!(!stderr(&output).contains("hunter2"));
+    // A database that holds no store: said so, exit 1, and nothing is created there.
+    for args in [
+        &["store", "query", "--database", &url][..],
+        &["store", "replay", "--database", &url, "--to-queue", "q"][..],
+        &["task", "list", "--database", &url][..],
+        &[
+            "task",
+            "status",
+            "7c9e6679-7425-40de-944b-e07fc1f90ae7",
+            "--database",
+            &url,
+        ][..],
+    ] {
+        check(args, 1, "holds no store (the file");
+        assert!(!db.0.exists(), "{args:?} created {}", db.0.display());
+    }
 }
 
 #[test]

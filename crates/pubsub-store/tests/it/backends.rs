@@ -244,3 +244,55 @@ fn a_row_the_database_refuses_is_sifted_out_and_the_rest_stored() {
         assert_eq!(store.count().unwrap(), 9, "{name}");
     }
 }
+
+/// A reader opened on a database without a store says so and creates nothing: no SQLite
+/// file, no PostgreSQL schema. Once a store is there, both readers open it.
+#[test]
+fn a_reader_of_a_database_without_a_store_creates_nothing() {
+    for db in TestDb::all() {
+        let no_store = |e: Error| match e {
+            Error::NoStore { missing, .. } => missing,
+            other => panic!("{}: expected NoStore, got {other}", db.database),
+        };
+        let missing = no_store(EventStore::open_existing(&db.database).err().unwrap());
+        no_store(TaskStore::open_existing(&db.database).err().unwrap());
+        let message = EventStore::open_existing(&db.database)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(message.contains("holds no store"), "{message}");
+        match db.url().strip_prefix("sqlite:") {
+            Some(path) => {
+                assert!(missing.contains("does not exist"), "{missing}");
+                assert!(!std::path::Path::new(path).exists(), "{path} was created");
+                // A file that is not a store: its tables are named as missing.
+                std::fs::write(path, b"").unwrap();
+                let missing = no_store(EventStore::open_existing(&db.database).err().unwrap());
+                assert!(missing.contains("no store tables"), "{missing}");
+                std::fs::remove_file(path).unwrap();
+            }
+            None => {
+                assert!(missing.contains("has no store tables"), "{missing}");
+                let url = pubsub_testkit::postgres_url().unwrap();
+                let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+                let schema = db.url().rsplit("schema=").next().unwrap().to_owned();
+                let found = client
+                    .query_opt(
+                        "SELECT 1 FROM information_schema.schemata WHERE schema_name = $1",
+                        &[&schema],
+                    )
+                    .unwrap();
+                assert!(found.is_none(), "schema {schema} was created");
+            }
+        }
+        EventStore::open(&db.database).unwrap();
+        assert_eq!(
+            EventStore::open_existing(&db.database)
+                .unwrap()
+                .count()
+                .unwrap(),
+            0
+        );
+        TaskStore::open_existing(&db.database).unwrap();
+    }
+}

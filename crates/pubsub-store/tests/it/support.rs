@@ -17,6 +17,11 @@ impl TestDb {
         }
     }
 
+    /// Its URL.
+    pub(crate) fn url(&self) -> &str {
+        self._owned.url()
+    }
+
     /// Both kinds, SQLite first (PostgreSQL when it answers, or under `CI=true`).
     pub(crate) fn all() -> Vec<TestDb> {
         TestDatabase::all("store")
