@@ -151,8 +151,7 @@ impl<'a> Session<'a> {
 
     fn consume(&mut self, connection: &mut Connection) -> SessionResult<()> {
         let cx = self.cx;
-        let channel = connection.open_channel()?;
-        cx.topology.declare(&channel)?;
+        let channel = cx.topology.declare_on(connection)?;
         channel.set_prefetch(cx.settings().prefetch)?;
         let consumer = channel.consume(cx.queue(), false)?;
         self.consuming_since = Some(Instant::now());

@@ -416,10 +416,9 @@ impl EventSubscriber {
             settings: &self.settings,
         };
         let connection = connection_mut(&mut self.connection, &self.config)?;
-        let channel = connection.open_channel()?;
-        let declared = topology.declare(&channel);
+        let channel = topology.declare_on(connection)?;
         let _ = channel.close();
-        Ok(declared?)
+        Ok(())
     }
 
     /// Adds a binding key (any topic pattern the broker understands, e.g. `#`) to the

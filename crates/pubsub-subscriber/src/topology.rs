@@ -1,7 +1,7 @@
 //! Declaring the subscriber's topology: exchange, queue, dead-letter and delay queues,
 //! bindings.
 
-use pubsub_amqp::{Channel, HeaderValue, QueueConfig};
+use pubsub_amqp::{Channel, Connection, HeaderValue, QueueConfig};
 
 use crate::settings::{dead_letter_queue_name, retry_queue_name, Settings};
 
@@ -15,8 +15,36 @@ pub(crate) struct Topology<'a> {
 }
 
 impl Topology<'_> {
-    /// Declares exchange, dead-letter queue, retry queues, queue and bindings.
-    pub(crate) fn declare(&self, channel: &Channel) -> pubsub_amqp::Result<()> {
+    /// Declares exchange, dead-letter queue, retry queues, queue and bindings on a channel of
+    /// `connection`, and returns that channel. When a step fails, the queues this call
+    /// created (those that did not exist before it) are deleted again, so that a failed
+    /// setup leaves the broker as it found it; the queues that existed are left alone.
+    pub(crate) fn declare_on(&self, connection: &mut Connection) -> pubsub_amqp::Result<Channel> {
+        let queues = Queues::of(self.queue, self.settings);
+        let names = queues.declared_names(self.queue, self.settings.existing_queue);
+        let existed = probe(connection, &names)?;
+        let channel = connection.open_channel()?;
+        let mut declared = Vec::new();
+        match self.declare(&channel, &queues, &mut declared) {
+            Ok(()) => Ok(channel),
+            Err(error) => {
+                drop(channel); // closed by the broker on most errors
+                let created = created_by(&names, &existed, &declared);
+                if !created.is_empty() {
+                    remove(connection, &created);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Declares everything on `channel`, noting each queue in `declared` once it is.
+    fn declare(
+        &self,
+        channel: &Channel,
+        queues: &Queues,
+        declared: &mut Vec<String>,
+    ) -> pubsub_amqp::Result<()> {
         let Topology {
             queue,
             exchange,
@@ -26,12 +54,13 @@ impl Topology<'_> {
         if let Some(config) = &settings.declare_exchange {
             channel.declare_exchange(exchange, config)?;
         }
-        let queues = Queues::of(queue, settings);
         if let Some((dlq, config)) = &queues.dead_letter {
             channel.declare_queue(dlq, config)?;
+            declared.push(dlq.clone());
         }
         for (name, config) in &queues.retries {
             channel.declare_queue(name, config)?;
+            declared.push(name.clone());
         }
         if settings.existing_queue {
             channel.queue_info(queue)?;
@@ -43,6 +72,8 @@ impl Topology<'_> {
                 );
             }
             return Err(e);
+        } else {
+            declared.push(queue.to_owned());
         }
         if bindings.is_empty() {
             log::warn!(
@@ -55,6 +86,68 @@ impl Topology<'_> {
         log::info!("queue `{queue}` bound to exchange `{exchange}` with {bindings:?}");
         Ok(())
     }
+}
+
+/// Which of `names` exist now (`true`), by a passive declare of each; a missing one closes
+/// the probing channel, so the next probe opens another.
+fn probe(connection: &mut Connection, names: &[String]) -> pubsub_amqp::Result<Vec<bool>> {
+    let mut existed = Vec::with_capacity(names.len());
+    let mut channel = None;
+    for name in names {
+        let probing = match channel.take() {
+            Some(open) => open,
+            None => connection.open_channel()?,
+        };
+        match probing.queue_info(name) {
+            Ok(_) => {
+                existed.push(true);
+                channel = Some(probing);
+            }
+            Err(pubsub_amqp::Error::NotFound { .. }) => existed.push(false),
+            Err(e) => return Err(e),
+        }
+    }
+    if let Some(open) = channel {
+        let _ = open.close();
+    }
+    Ok(existed)
+}
+
+/// The queues a failed setup created and must delete: those of `declared` that did not
+/// exist before (`existed`, in the order of `names`).
+fn created_by(names: &[String], existed: &[bool], declared: &[String]) -> Vec<String> {
+    declared
+        .iter()
+        .filter(|name| {
+            names
+                .iter()
+                .position(|n| n == *name)
+                .and_then(|i| existed.get(i))
+                == Some(&false)
+        })
+        .cloned()
+        .collect()
+}
+
+/// Deletes `queues` (best effort: a failure is logged, the setup's own error is what counts).
+fn remove(connection: &mut Connection, queues: &[String]) {
+    let channel = match connection.open_channel() {
+        Ok(channel) => channel,
+        Err(e) => {
+            log::warn!("the failed setup could not remove the queues it created {queues:?}: {e}");
+            return;
+        }
+    };
+    for queue in queues {
+        match channel.delete_queue(queue) {
+            Ok(_) => log::info!("removed `{queue}`, which the failed setup had created"),
+            Err(e) => {
+                log::warn!("the failed setup could not remove `{queue}`, which it created: {e}");
+                return;
+            }
+        }
+    }
+    let _ = channel.close();
 }
 
 /// The queues a subscriber declares, with their arguments: what the settings decide, without
@@ -70,6 +163,17 @@ pub(crate) struct Queues {
 }
 
 impl Queues {
+    /// The names of the queues a setup declares, in order: the dead-letter queue, the delay
+    /// queues, then `queue` itself unless it is an existing queue (only looked up).
+    pub(crate) fn declared_names(&self, queue: &str, existing_queue: bool) -> Vec<String> {
+        let mut names: Vec<String> = self.dead_letter.iter().map(|(n, _)| n.clone()).collect();
+        names.extend(self.retries.iter().map(|(n, _)| n.clone()));
+        if !existing_queue {
+            names.push(queue.to_owned());
+        }
+        names
+    }
+
     /// The queues for `queue` under `settings`.
     ///
     /// With quorum queues on, all of them are quorum queues (replicated on a cluster). The
@@ -146,6 +250,53 @@ mod tests {
 
     fn arg<'a>(config: &'a QueueConfig, name: &str) -> Option<&'a HeaderValue> {
         config.arguments.get(name)
+    }
+
+    #[test]
+    fn a_failed_setup_removes_only_what_it_created() {
+        let names: Vec<String> = ["q.dlq", "q.retry.1s", "q"].map(String::from).to_vec();
+        let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+        // (existed before, declared before the failure, to remove)
+        let table: &[(&[bool], &[&str], &[&str])] = &[
+            // A new service whose queue fails: its dead-letter and delay queues go.
+            (
+                &[false, false, false],
+                &["q.dlq", "q.retry.1s"],
+                &["q.dlq", "q.retry.1s"],
+            ),
+            // The queue exists with other arguments; its old DLQ stays, the new delay queue goes.
+            (
+                &[true, false, true],
+                &["q.dlq", "q.retry.1s"],
+                &["q.retry.1s"],
+            ),
+            // Everything existed: nothing is removed.
+            (&[true, true, true], &["q.dlq", "q.retry.1s", "q"], &[]),
+            // A binding failed after a new queue was declared: all three go.
+            (
+                &[false, false, false],
+                &["q.dlq", "q.retry.1s", "q"],
+                &["q.dlq", "q.retry.1s", "q"],
+            ),
+            // Nothing declared yet (the exchange failed).
+            (&[false, false, false], &[], &[]),
+        ];
+        for (existed, declared, remove) in table {
+            assert_eq!(
+                created_by(&names, existed, &s(declared)),
+                s(remove),
+                "{existed:?} {declared:?}"
+            );
+        }
+        let q = Queues::of("q", &settings(false, true));
+        assert_eq!(
+            q.declared_names("q", false),
+            ["q.dlq", "q.retry.1s", "q.retry.5s", "q"]
+        );
+        assert_eq!(
+            q.declared_names("q", true),
+            ["q.dlq", "q.retry.1s", "q.retry.5s"]
+        );
     }
 
     #[test]

@@ -304,6 +304,17 @@ fn a_queue_with_other_arguments_is_an_error_not_a_reconnect_loop() {
         err.to_string().contains("x-queue-type") || err.to_string().contains("x-dead-letter"),
         "{err}"
     );
+    // The failed setup removed the dead-letter and delay queues it had declared; the queue
+    // someone else declared stays.
+    let mut probe = pubsub_amqp::Connection::open(bus.config()).unwrap();
+    for made in [
+        pubsub_subscriber::dead_letter_queue_name(&queue),
+        pubsub_subscriber::retry_queue_name(&queue, std::time::Duration::from_millis(100)),
+    ] {
+        let channel = probe.open_channel().unwrap();
+        assert!(channel.queue_info(&made).is_err(), "{made} was left behind");
+    }
+    assert!(probe.open_channel().unwrap().queue_info(&queue).is_ok());
 
     let mut running = subscriber.spawn().unwrap();
     let ended = running
