@@ -77,8 +77,9 @@ struct Args {
     asyncapi: bool,
 
     /// Keep every event of the run in this database too: `sqlite:PATH`, or
-    /// `postgres://user:password@host/db` [default: DATABASE_URL, else
-    /// sqlite:target/pubsub-demo.db, for the order flow; none with --count unless given].
+    /// `postgres://user:password@host/db` (a demo built with `--features postgres`)
+    /// [default: DATABASE_URL, else sqlite:target/pubsub-demo.db, for the order flow; none
+    /// with --count unless given].
     #[arg(long, value_name = "URL")]
     database: Option<String>,
 

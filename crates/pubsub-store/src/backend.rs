@@ -97,6 +97,7 @@ pub(crate) fn open(database: &crate::Database, opening: Opening) -> Result<Box<d
         crate::database::Kind::Sqlite(target) => Ok(Box::new(crate::sqlite::Sqlite::open(
             target, database, opening,
         )?)),
+        #[cfg(feature = "postgres")]
         crate::database::Kind::Postgres { config, schema } => Ok(Box::new(
             crate::postgres::Postgres::open(config, schema.as_deref(), database, opening)?,
         )),

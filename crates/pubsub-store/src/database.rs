@@ -3,6 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+#[cfg(feature = "postgres")]
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -57,6 +58,7 @@ pub(crate) enum Kind {
     /// A SQLite file, or memory.
     Sqlite(SqliteTarget),
     /// PostgreSQL.
+    #[cfg(feature = "postgres")]
     Postgres {
         config: Box<postgres::Config>,
         /// The schema the tables live in (`None`: the connection's search path).
@@ -72,6 +74,7 @@ pub(crate) enum SqliteTarget {
 }
 
 /// How long connecting to PostgreSQL may take unless the URL says otherwise.
+#[cfg(feature = "postgres")]
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Database {
@@ -94,6 +97,15 @@ impl Database {
                 )),
             };
         }
+        #[cfg(not(feature = "postgres"))]
+        if postgres_url(url).is_some() {
+            return Err(invalid(
+                "this program was built without PostgreSQL: enable the `postgres` feature of \
+                 pubsub-store (on by default), or use `sqlite:PATH`"
+                    .into(),
+            ));
+        }
+        #[cfg(feature = "postgres")]
         if let Some(url) = postgres_url(url) {
             let (base, schema) = take_schema(&url)?;
             let mut config = postgres::Config::from_str(&base)
@@ -153,6 +165,7 @@ impl Database {
     pub fn with_schema(mut self, schema: &str) -> Result<Database> {
         check_schema(schema)?;
         match &mut self.kind {
+            #[cfg(feature = "postgres")]
             Kind::Postgres { schema: s, .. } => {
                 *s = Some(schema.to_owned());
                 Ok(self)
@@ -167,6 +180,7 @@ impl Database {
     pub fn backend_name(&self) -> &'static str {
         match self.kind {
             Kind::Sqlite(_) => "SQLite",
+            #[cfg(feature = "postgres")]
             Kind::Postgres { .. } => "PostgreSQL",
         }
     }
@@ -225,6 +239,7 @@ fn postgres_url(url: &str) -> Option<String> {
 }
 
 /// Splits a `schema=NAME` parameter off a PostgreSQL URL (libpq does not know it).
+#[cfg(feature = "postgres")]
 fn take_schema(url: &str) -> Result<(String, Option<String>)> {
     let Some((base, query)) = url.split_once('?') else {
         return Ok((url.to_owned(), None));
@@ -273,6 +288,7 @@ impl fmt::Display for Database {
         match &self.kind {
             Kind::Sqlite(SqliteTarget::Memory) => f.write_str("sqlite::memory:"),
             Kind::Sqlite(SqliteTarget::File(path)) => write!(f, "sqlite:{}", path.display()),
+            #[cfg(feature = "postgres")]
             Kind::Postgres { config, schema } => {
                 f.write_str("postgres://")?;
                 if let Some(user) = config.get_user() {

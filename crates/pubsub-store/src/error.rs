@@ -74,13 +74,10 @@ impl Error {
     pub fn is_connection(&self) -> bool {
         match self {
             Error::Connect { .. } => true,
-            Error::Query { source, .. } => {
-                if let Some(pg) = source.downcast_ref::<postgres::Error>() {
-                    pg.is_closed() || pg.code().is_none()
-                } else {
-                    false
-                }
-            }
+            #[cfg(feature = "postgres")]
+            Error::Query { source, .. } => source
+                .downcast_ref::<postgres::Error>()
+                .is_some_and(|pg| pg.is_closed() || pg.code().is_none()),
             _ => false,
         }
     }
@@ -92,12 +89,13 @@ impl Error {
     pub fn fault(&self) -> Fault {
         match self {
             Error::Query { source, .. } => {
+                #[cfg(feature = "postgres")]
                 if let Some(pg) = source.downcast_ref::<postgres::Error>() {
-                    Fault::of_postgres(pg)
-                } else if let Some(sqlite) = source.downcast_ref::<rusqlite::Error>() {
-                    Fault::of_rusqlite(sqlite)
-                } else {
-                    Fault::Outage
+                    return Fault::of_postgres(pg);
+                }
+                match source.downcast_ref::<rusqlite::Error>() {
+                    Some(sqlite) => Fault::of_rusqlite(sqlite),
+                    None => Fault::Outage,
                 }
             }
             _ => Fault::Outage,

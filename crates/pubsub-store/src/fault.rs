@@ -62,6 +62,7 @@ impl Fault {
         }
     }
 
+    #[cfg(feature = "postgres")]
     /// The fault of a postgres client error: a server error by its SQLSTATE, anything else
     /// (I/O, a closed connection, a protocol error) is an outage.
     pub(crate) fn of_postgres(error: &postgres::Error) -> Fault {

@@ -26,6 +26,7 @@ pub(crate) enum Placeholder {
     /// SQLite's `?1`, `?2`.
     Question,
     /// PostgreSQL's `$1`, `$2`.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     Dollar,
 }
 

@@ -43,10 +43,13 @@ mod backend;
 mod database;
 mod error;
 mod events;
+// What PostgreSQL cannot hold, kept beside (the PostgreSQL backend's only).
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 mod exact;
 mod fault;
 mod filter;
 mod model;
+#[cfg(feature = "postgres")]
 mod postgres;
 mod sqlite;
 mod tasks;
