@@ -151,7 +151,8 @@ impl Properties {
             props = props.with_headers(table_to_amqp(&self.headers)?);
         }
         if let Some(ttl) = self.expiration {
-            props = props.with_expiration(crate::topology::duration_ms(ttl).to_string());
+            // Whole milliseconds, as AMQP's `expiration` wants them written.
+            props = props.with_expiration(ttl.as_millis().to_string());
         }
         Ok(props)
     }
