@@ -65,7 +65,7 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::event::{check_word, parse_routing_key, Event, DEFAULT_VERSION};
-use crate::handler::EventType;
+use crate::event_type::EventType;
 use crate::json;
 use crate::text::{json_type, quote};
 use crate::timestamp::{format_rfc3339_micros, parse_iso8601};

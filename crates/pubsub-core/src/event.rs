@@ -8,10 +8,9 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::text::{json_type, quote};
-use crate::typed::{major_version, TypedEvent};
-
-/// Version an event gets when none is given, as in the original design.
-pub const DEFAULT_VERSION: &str = "1.0";
+use crate::typed::TypedEvent;
+use crate::version::major_version;
+pub use crate::version::DEFAULT_VERSION;
 
 /// Longest routing key AMQP can carry (a short string).
 const MAX_ROUTING_KEY_LEN: usize = 255;

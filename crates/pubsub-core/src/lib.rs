@@ -56,6 +56,7 @@
 pub mod envelope;
 mod error;
 mod event;
+mod event_type;
 mod handler;
 pub mod json;
 mod migration;
@@ -66,12 +67,13 @@ pub mod text;
 mod timestamp;
 pub mod trace;
 mod typed;
+mod version;
 
 pub use crate::error::{Error, Result};
 pub use crate::event::{Event, EventBuilder, DEFAULT_VERSION};
+pub use crate::event_type::{EventType, CAUSATION_ID_HEADER, EVENT_TYPE_HEADER};
 pub use crate::handler::{
-    handler_fn, EventHandler, EventType, FnHandler, HandlerError, HandlerResult, Headers, Metadata,
-    Permanent, CAUSATION_ID_HEADER, EVENT_TYPE_HEADER,
+    handler_fn, EventHandler, FnHandler, HandlerError, HandlerResult, Headers, Metadata, Permanent,
 };
 pub use crate::migration::Migration;
 pub use crate::sourced::SourcedEvent;

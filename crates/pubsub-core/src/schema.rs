@@ -36,7 +36,7 @@ pub use schemars;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{json, Map, Value};
 
-use crate::typed::major_version;
+use crate::version::major_version;
 use crate::{Event, EventType, TypedEvent, CAUSATION_ID_HEADER, EVENT_TYPE_HEADER};
 
 /// The body of the typed event `T` on the wire, as a [`JsonSchema`]: never built, only

@@ -4,7 +4,8 @@ use serde_json::Value;
 
 use crate::envelope::EnvelopeMeta;
 use crate::error::{Error, Result};
-use crate::handler::{EventType, Metadata};
+use crate::event_type::EventType;
+use crate::handler::Metadata;
 use crate::Event;
 
 /// Longest `source` accepted: it travels as the AMQP `app_id`, a short string.

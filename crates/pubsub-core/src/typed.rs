@@ -44,7 +44,7 @@ pub trait TypedEvent: Serialize + DeserializeOwned {
     /// The event's action, e.g. `"created"`.
     const ACTION: &'static str;
     /// The schema version, `"1.0"` unless overridden; decoding requires the same major number.
-    const VERSION: &'static str = crate::event::DEFAULT_VERSION;
+    const VERSION: &'static str = crate::version::DEFAULT_VERSION;
     /// Whether the routing key carries the major version as a last word,
     /// `domain.action.vN` (seed 002's versioning by routing key); `false` by default:
     /// `domain.action`.
@@ -63,20 +63,11 @@ pub trait TypedEvent: Serialize + DeserializeOwned {
     /// (the major number of [`VERSION`](Self::VERSION)).
     fn key_version() -> Option<u32> {
         if Self::VERSIONED_KEY {
-            major_version(Self::VERSION).and_then(|m| u32::try_from(m).ok())
+            crate::version::major_version(Self::VERSION).and_then(|m| u32::try_from(m).ok())
         } else {
             None
         }
     }
-}
-
-/// The major number of a version string: the digits before the first `.`.
-pub(crate) fn major_version(version: &str) -> Option<u64> {
-    let major = version.split('.').next()?;
-    if major.is_empty() || !major.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    major.parse().ok()
 }
 
 #[cfg(test)]
@@ -144,7 +135,11 @@ mod tests {
         // An event with any version the wire may carry (decoding is liberal), and the version
         // string itself (a `TypedEvent::VERSION`, a builder's version).
         let check = |version: &str, expected: Option<u64>| {
-            assert_eq!(major_version(version), expected, "{version:?}");
+            assert_eq!(
+                crate::version::major_version(version),
+                expected,
+                "{version:?}"
+            );
             let event = Event::from_parts(
                 "shop",
                 "placed",
@@ -169,7 +164,7 @@ mod tests {
         check("1a.0", None);
         check("18446744073709551615.0", Some(u64::MAX));
         check("18446744073709551616.0", None);
-        assert_eq!(major_version(""), None);
+        assert_eq!(crate::version::major_version(""), None);
     }
 
     #[test]

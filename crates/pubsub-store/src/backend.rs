@@ -91,19 +91,6 @@ pub(crate) enum Opening {
     Existing,
 }
 
-/// Opens the backend of `database`, its schema created or migrated.
-pub(crate) fn open(database: &crate::Database, opening: Opening) -> Result<Box<dyn Backend>> {
-    match &database.kind {
-        crate::database::Kind::Sqlite(target) => Ok(Box::new(crate::sqlite::Sqlite::open(
-            target, database, opening,
-        )?)),
-        #[cfg(feature = "postgres")]
-        crate::database::Kind::Postgres { config, schema } => Ok(Box::new(
-            crate::postgres::Postgres::open(config, schema.as_deref(), database, opening)?,
-        )),
-    }
-}
-
 /// What to do with a database whose schema is at `found`: migrate from it, nothing, or
 /// refuse.
 pub(crate) fn migrations_from(found: i64) -> Result<std::ops::RangeInclusive<i64>> {

@@ -4,11 +4,12 @@ use std::fmt;
 
 use uuid::Uuid;
 
-use crate::backend::{self, Backend, Opening};
+use crate::backend::{Backend, Opening};
 use crate::database::Database;
 use crate::error::{Error, Result};
 use crate::fault;
 use crate::model::{EventQuery, EventRow, StoredEvent};
+use crate::open;
 
 /// The events of a bus, kept in a database: one row per event id.
 ///
@@ -43,7 +44,7 @@ impl EventStore {
     /// [`Error::SchemaTooNew`](crate::Error::SchemaTooNew), or the error of a migration.
     pub fn open(database: &Database) -> Result<EventStore> {
         Ok(EventStore {
-            backend: backend::open(database, Opening::Create)?,
+            backend: open::open(database, Opening::Create)?,
             database: database.clone(),
         })
     }
@@ -59,7 +60,7 @@ impl EventStore {
     /// store's tables; otherwise as [`open`](Self::open).
     pub fn open_existing(database: &Database) -> Result<EventStore> {
         Ok(EventStore {
-            backend: backend::open(database, Opening::Existing)?,
+            backend: open::open(database, Opening::Existing)?,
             database: database.clone(),
         })
     }

@@ -49,6 +49,7 @@ mod exact;
 mod fault;
 mod filter;
 mod model;
+mod open;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod sqlite;

@@ -5,10 +5,11 @@ use std::fmt;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::backend::{self, Backend, Opening};
+use crate::backend::{Backend, Opening};
 use crate::database::Database;
 use crate::error::{Error, Result};
 use crate::model::{NewTask, TaskChange, TaskFilter, TaskRecord};
+use crate::open;
 
 /// Where each task is: `PENDING` when received, `RUNNING` while a worker runs it, then
 /// `COMPLETED` with its result or `FAILED` with its error; with the number of attempts.
@@ -48,7 +49,7 @@ impl TaskStore {
     /// As [`EventStore::open`](crate::EventStore::open).
     pub fn open(database: &Database) -> Result<TaskStore> {
         Ok(TaskStore {
-            backend: backend::open(database, Opening::Create)?,
+            backend: open::open(database, Opening::Create)?,
             database: database.clone(),
         })
     }
@@ -64,7 +65,7 @@ impl TaskStore {
     /// store's tables; otherwise as [`open`](Self::open).
     pub fn open_existing(database: &Database) -> Result<TaskStore> {
         Ok(TaskStore {
-            backend: backend::open(database, Opening::Existing)?,
+            backend: open::open(database, Opening::Existing)?,
             database: database.clone(),
         })
     }
