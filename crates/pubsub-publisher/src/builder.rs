@@ -6,39 +6,8 @@ use pubsub_amqp::{Connection, ExchangeConfig, ReconnectPolicy};
 use pubsub_core::envelope::Envelope;
 
 use crate::error::Result;
-use crate::message::Unroutable;
 use crate::publisher::EventPublisher;
-
-/// A publisher's settings, as its builder sets them.
-#[derive(Debug, Clone)]
-pub(crate) struct Settings {
-    pub(crate) app_id: Option<String>,
-    pub(crate) envelope: Envelope,
-    pub(crate) confirms: bool,
-    pub(crate) unroutable: Unroutable,
-    pub(crate) declare: Option<ExchangeConfig>,
-    pub(crate) confirm_timeout: Duration,
-    pub(crate) confirm_window: usize,
-    pub(crate) reconnect: ReconnectPolicy,
-    /// Every event to this queue, through the default exchange (see
-    /// [`PublisherBuilder::to_queue`]).
-    pub(crate) to_queue: Option<String>,
-}
-
-/// The settings a new builder starts from.
-pub(crate) fn default_settings() -> Settings {
-    Settings {
-        app_id: None,
-        envelope: Envelope::Standard,
-        confirms: true,
-        unroutable: Unroutable::default(),
-        declare: Some(ExchangeConfig::default()),
-        confirm_timeout: Duration::from_secs(30),
-        confirm_window: 1000,
-        reconnect: ReconnectPolicy::default().with_max_total(Some(Duration::from_secs(30))),
-        to_queue: None,
-    }
-}
+use crate::settings::{default_settings, Settings, Unroutable};
 
 /// Builds an [`EventPublisher`]; see [`EventPublisher::builder`].
 #[derive(Debug)]
@@ -144,5 +113,24 @@ impl PublisherBuilder {
             exchange: exchange.to_owned(),
             settings: default_settings(),
         }
+    }
+}
+
+/// The ways to make a publisher (here, beside its builder, so that `publisher.rs` needs
+/// nothing of this file).
+impl EventPublisher {
+    /// A publisher with the default settings: confirms on, durable topic exchange declared,
+    /// unroutable events logged as warnings.
+    ///
+    /// # Errors
+    ///
+    /// As [`PublisherBuilder::build`].
+    pub fn new(connection: Connection, exchange: &str) -> Result<Self> {
+        Self::builder(connection, exchange).build()
+    }
+
+    /// Starts configuring a publisher that owns `connection` and publishes to `exchange`.
+    pub fn builder(connection: Connection, exchange: &str) -> PublisherBuilder {
+        PublisherBuilder::new(connection, exchange)
     }
 }

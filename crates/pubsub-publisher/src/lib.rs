@@ -61,6 +61,7 @@ mod error;
 mod message;
 mod publisher;
 mod recovery;
+mod settings;
 mod shared;
 mod stats;
 #[cfg(feature = "otel")]
@@ -68,7 +69,8 @@ pub mod trace;
 
 pub use crate::builder::PublisherBuilder;
 pub use crate::error::{Error, PublishError, Result};
-pub use crate::message::{PublishOptions, Unroutable};
+pub use crate::message::PublishOptions;
 pub use crate::publisher::EventPublisher;
+pub use crate::settings::Unroutable;
 pub use crate::shared::{BatchReceipt, PublishingThread, Receipt, SharedPublisher, DEFAULT_QUEUE};
 pub use crate::stats::{PublisherStats, StatsHandle};

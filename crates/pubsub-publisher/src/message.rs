@@ -8,19 +8,7 @@ use pubsub_amqp::{Headers, Properties};
 use pubsub_core::trace::{TraceContext, TRACEPARENT_HEADER, TRACESTATE_HEADER};
 use pubsub_core::{json, Event, EventType, SourcedEvent, CAUSATION_ID_HEADER, EVENT_TYPE_HEADER};
 
-use crate::builder::Settings;
-
-/// What to do with an event the broker can route to no queue (no service subscribes to it).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Unroutable {
-    /// Log a warning and report success: the broker took the event, nobody wanted it.
-    #[default]
-    Warn,
-    /// Report it as an [`Error::Unroutable`](crate::Error::Unroutable).
-    Error,
-    /// Do not ask (publish without `mandatory`).
-    Ignore,
-}
+use crate::settings::Settings;
 
 /// Per-publish options.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -166,7 +154,7 @@ mod tests {
     use pubsub_core::serde_json::json;
 
     use super::*;
-    use crate::builder::default_settings;
+    use crate::settings::default_settings;
 
     #[test]
     fn options_choose_the_routing_key_and_add_headers() {

@@ -13,10 +13,10 @@ use pubsub_amqp::{
 use pubsub_core::{Event, Migration};
 use uuid::Uuid;
 
-use crate::builder::{PublisherBuilder, Settings};
 use crate::error::{Error, PublishError, Result};
-use crate::message::{properties, publish_key, write_body, PublishOptions, Unroutable};
+use crate::message::{properties, publish_key, write_body, PublishOptions};
 use crate::recovery::{recover, Recovery};
+use crate::settings::{Settings, Unroutable};
 use crate::stats::{Counters, StatsHandle};
 
 /// Publishes events to an exchange, routed by their routing key, and waits for the broker to
@@ -100,21 +100,6 @@ impl EventPublisher {
             body: Vec::with_capacity(512),
             counters: Arc::default(),
         })
-    }
-
-    /// A publisher with the default settings: confirms on, durable topic exchange declared,
-    /// unroutable events logged as warnings.
-    ///
-    /// # Errors
-    ///
-    /// As [`PublisherBuilder::build`].
-    pub fn new(connection: Connection, exchange: &str) -> Result<Self> {
-        Self::builder(connection, exchange).build()
-    }
-
-    /// Starts configuring a publisher that owns `connection` and publishes to `exchange`.
-    pub fn builder(connection: Connection, exchange: &str) -> PublisherBuilder {
-        PublisherBuilder::new(connection, exchange)
     }
 
     /// The exchange this publisher publishes to.
