@@ -62,7 +62,7 @@ enum Publishing {
     /// With confirms (the default): the events in flight, by index in the batch being
     /// published.
     Confirmed(ConfirmedChannel<usize>),
-    /// Without confirms ([`PublisherBuilder::confirms`]`(false)`); its returns are listened
+    /// Without confirms ([`PublisherBuilder::confirms`](crate::PublisherBuilder::confirms)`(false)`); its returns are listened
     /// for, so that the client library does not log each one.
     Unconfirmed { channel: Channel, _returns: Returns },
 }
@@ -85,7 +85,7 @@ impl Session {
 
 impl EventPublisher {
     /// Opens the publishing channel on `connection`, declares the exchange and turns
-    /// confirms on ([`PublisherBuilder::build`]).
+    /// confirms on ([`PublisherBuilder::build`](crate::PublisherBuilder::build)).
     pub(crate) fn open(
         connection: Connection,
         exchange: String,
@@ -107,7 +107,7 @@ impl EventPublisher {
         &self.exchange
     }
 
-    /// The publishing service's name, sent as `app_id` ([`PublisherBuilder::app_id`]).
+    /// The publishing service's name, sent as `app_id` ([`PublisherBuilder::app_id`](crate::PublisherBuilder::app_id)).
     pub fn app_id(&self) -> Option<&str> {
         self.settings.app_id.as_deref()
     }
