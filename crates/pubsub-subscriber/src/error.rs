@@ -71,17 +71,6 @@ impl std::error::Error for Error {
     }
 }
 
-impl From<crate::sink::Failure> for Error {
-    fn from(failure: crate::sink::Failure) -> Self {
-        match failure {
-            crate::sink::Failure::Amqp(e) => Error::Amqp(e),
-            crate::sink::Failure::Sink(e) => Error::Sink {
-                message: chain(e.as_ref()),
-            },
-        }
-    }
-}
-
 impl From<pubsub_amqp::Error> for Error {
     fn from(e: pubsub_amqp::Error) -> Self {
         Error::Amqp(e)

@@ -262,6 +262,19 @@ impl std::error::Error for Failure {
     }
 }
 
+/// What ended a session, as the subscriber's error (here, beside [`Failure`], so that
+/// `error.rs` needs nothing of this file).
+impl From<Failure> for crate::error::Error {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::Amqp(e) => crate::error::Error::Amqp(e),
+            Failure::Sink(e) => crate::error::Error::Sink {
+                message: crate::error::chain(e.as_ref()),
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
