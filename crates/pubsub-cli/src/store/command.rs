@@ -5,6 +5,7 @@ use std::time::Duration;
 use crossbeam_channel::Receiver;
 use pubsub_recorder::{RecordOptions, ReplayOptions, ReplayTarget};
 use pubsub_store::{Database, EventQuery, EventStore, Order};
+use pubsub_subscriber::RetryPolicy;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -100,6 +101,21 @@ fn serve(
         plural(stored, "new event"),
         stats.received,
         stats.dead_lettered()
+    )
+    .map_err(Error::Io)?;
+    // A store's queue outlives the process on purpose: what is published while it is down
+    // waits there. After a try-out, that is a queue that keeps collecting.
+    let queues = pubsub_subscriber::queue_names(&options.queue, &RetryPolicy::default());
+    writeln!(
+        console.err,
+        "queue `{}` stays and keeps collecting events until the store runs again (nothing is lost); \
+         after a try-out, delete it and its companions: {}",
+        options.queue,
+        queues
+            .iter()
+            .map(|q| format!("rabbitmqctl delete_queue {q}"))
+            .collect::<Vec<_>>()
+            .join("; ")
     )
     .map_err(Error::Io)?;
     Ok(())

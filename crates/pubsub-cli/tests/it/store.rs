@@ -268,4 +268,11 @@ fn run_keeps_what_flows_until_interrupted() {
         "{}",
         stderr(&output)
     );
+    // It says that its queue stays, and how to remove it after a try-out.
+    assert!(
+        stderr(&output).contains("stays and keeps collecting")
+            && stderr(&output).contains("rabbitmqctl delete_queue"),
+        "{}",
+        stderr(&output)
+    );
 }
