@@ -212,3 +212,37 @@ pub mod store {
 pub mod tasks {
     pub use pubsub_tasks::*;
 }
+
+/// The README's and the guides' Rust examples, compiled as doctests (`cargo test -p pubsub --doc --features store,tasks`).
+#[cfg(all(doctest, feature = "store", feature = "tasks"))]
+mod readme {
+    #[doc = include_str!("../../../README.md")]
+    struct Readme;
+    // one line per docs/*.md file:
+    #[doc = include_str!("../../../docs/asyncapi.md")]
+    struct Asyncapi;
+    #[doc = include_str!("../../../docs/cli.md")]
+    struct Cli;
+    #[doc = include_str!("../../../docs/clusters.md")]
+    struct Clusters;
+    #[doc = include_str!("../../../docs/configuration.md")]
+    struct Configuration;
+    #[doc = include_str!("../../../docs/estates.md")]
+    struct Estates;
+    #[doc = include_str!("../../../docs/event-bus.md")]
+    struct EventBus;
+    #[doc = include_str!("../../../docs/event-store.md")]
+    struct EventStore;
+    #[doc = include_str!("../../../docs/events-and-handlers.md")]
+    struct EventsAndHandlers;
+    #[doc = include_str!("../../../docs/observability.md")]
+    struct Observability;
+    #[doc = include_str!("../../../docs/publishing-and-subscribing.md")]
+    struct PublishingAndSubscribing;
+    #[doc = include_str!("../../../docs/retries-and-dead-letters.md")]
+    struct RetriesAndDeadLetters;
+    #[doc = include_str!("../../../docs/task-queue.md")]
+    struct TaskQueue;
+    #[doc = include_str!("../../../docs/troubleshooting.md")]
+    struct Troubleshooting;
+}
