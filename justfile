@@ -54,6 +54,12 @@ test: _test-prepare
     cargo clippy -p pubsub --all-targets --features store,tasks -- -D warnings
     cargo test -p pubsub --features store,tasks --doc
     cargo test -p pubsub --features store,tasks --test it service
+    # Every shell walkthrough of the README and docs/, run as written (needs the broker).
+    scripts/walkthroughs.sh
+
+# Run the shell walkthroughs of the README and docs/ as written, in order, each file as one script (`just walkthroughs docs/cli.md`).
+walkthroughs *FILES:
+    scripts/walkthroughs.sh {{FILES}}
 
 # The fault suite: broker restarts, killed connections, a fault proxy, memory alarm (needs RabbitMQ and rabbitmqctl).
 test-faults *ARGS:

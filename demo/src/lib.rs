@@ -18,7 +18,8 @@
 //!   the routing keys it subscribes to and publishes, the events' JSON Schemas.
 //!
 //! It sits at the top of the workspace: on `demo-domain` (the events and handlers) and the
-//! `pubsub` facade (the bus). The README's code blocks are compiled as this crate's doctests.
+//! `pubsub` facade (the bus). (The README's and the guides' code blocks are compiled as the
+//! `pubsub` crate's doctests.)
 //!
 //! # Example
 //!
@@ -50,9 +51,3 @@ pub use crate::report::{Attempt, Handled, HandlerTally, Outcome, Progress, RunRe
 pub use crate::run::{run, Settings, Transport, MAX_ATTEMPTS, RETRY_DELAYS};
 pub use crate::store::{StoredRows, DEMO_DATABASE};
 pub use crate::tasks::TaskDone;
-
-/// The README's code blocks, compiled and run as doctests: this crate depends on every crate
-/// the README shows.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct ReadmeDoctests;

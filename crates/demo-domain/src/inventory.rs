@@ -20,9 +20,9 @@ use crate::events::{is, OrderCreated, OrderItem};
 /// operator sees it, with the reason in its headers. Retrying would only delay that, and
 /// make the event look like a transient fault.
 ///
-/// Delivery is at least once, so an `order.created` can arrive twice (see the README's
-/// delivery guarantees). Taking stock twice would be wrong, so the handler remembers the ids
-/// of the events it applied and skips a repeat. A real service would record them in the same
+/// Delivery is at least once, so an `order.created` can arrive twice (see the delivery
+/// guarantees in `docs/retries-and-dead-letters.md`). Taking stock twice would be wrong, so
+/// the handler remembers the ids of the events it applied and skips a repeat. A real service would record them in the same
 /// database transaction as the stock change.
 ///
 /// ```

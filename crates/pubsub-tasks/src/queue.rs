@@ -18,7 +18,7 @@ use crate::names::{routing_key, CORRELATION_ID_HEADER, PRODUCER_APP_HEADER};
 
 /// The exchange tasks go to unless told otherwise: seed 003's `task.exchange` (its queue is
 /// `tasks`, [`DEFAULT_QUEUE`](crate::DEFAULT_QUEUE)). Before, the default was `tasks`: a
-/// queue declared then stays bound to that exchange (see the README's task-queue section).
+/// queue declared then stays bound to that exchange (see `docs/task-queue.md`).
 pub const DEFAULT_EXCHANGE: &str = "task.exchange";
 
 /// The producer named in `producer_app` and `app_id` unless told otherwise.

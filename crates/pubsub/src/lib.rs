@@ -64,7 +64,7 @@
 //! (`EventBusBuilder::task`), on the same worker pool ([`subscriber::WorkerPool`]), with its
 //! broker, exchange, retry policy and lifecycle; `stop` returns everyone's counters in
 //! [`BusStats`]. A service that handles events, keeps them and runs tasks depends on `pubsub`
-//! alone (`pubsub = { version = "0.1", features = ["store", "tasks"] }`). The building blocks
+//! alone (`pubsub = { path = "...", features = ["store", "tasks"] }`). The building blocks
 //! are there too (`pubsub::store`, `pubsub::tasks`) for a store or a task worker on its own.
 //!
 #![cfg_attr(

@@ -2,7 +2,7 @@
 
 use demo::{Outcome, Settings, Transport, Workload, RETRY_DELAYS};
 use demo_domain::Handlers;
-use pubsub_subscriber::{dead_letter_queue_name, retry_queue_name, DeadLetterKind, Disposition};
+use pubsub::subscriber::{dead_letter_queue_name, retry_queue_name, DeadLetterKind, Disposition};
 use pubsub_testkit::Bus;
 
 /// The demo's settings on a test bus of its own: the bus's exchange, a unique queue, and
@@ -198,8 +198,8 @@ fn a_kept_queue_is_reused_and_what_was_left_in_it_drained() {
     // An event arrives while no demo runs: it waits in the kept queue.
     let connection = names.bus.connection();
     let mut publisher =
-        pubsub_publisher::EventPublisher::new(connection, &names.settings.exchange).unwrap();
-    let stray = pubsub_core::Event::new("user", "registered", serde_json::json!({})).unwrap();
+        pubsub::publisher::EventPublisher::new(connection, &names.settings.exchange).unwrap();
+    let stray = pubsub::Event::new("user", "registered", serde_json::json!({})).unwrap();
     publisher.publish(&stray).unwrap();
     publisher.close().unwrap();
     let queue = names.settings.queue.clone();

@@ -1,4 +1,4 @@
-//! The README's incident walk-through, end to end: a handler bug sends events to the
+//! The incident walk-through of `docs/cli.md`, end to end: a handler bug sends events to the
 //! dead-letter queue, the fix is deployed, `pubsub dlq replay` brings them back.
 
 use std::collections::BTreeSet;
