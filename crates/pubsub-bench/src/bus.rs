@@ -1,5 +1,6 @@
 //! The `EventBus` rows: one publisher handle shared by 8 threads against one thread's
-//! `publish_all` and against a `Mutex<EventPublisher>`; `workers(n)` with a sleeping and with
+//! `publish_all` and against a `Mutex<EventPublisher>`, and by 1,000 tokio tasks awaiting
+//! their receipts; `workers(n)` with a sleeping and with
 //! a trivial handler; the bus as the consumer of the latency measurement (`consume`); and
 //! the resident memory of an idle bus with 16 workers (`idle`, in a child process).
 
@@ -26,6 +27,11 @@ use crate::workload::{self, status_kb, Sink};
 /// Threads publishing through one handle.
 const THREADS: usize = 8;
 
+/// Tokio tasks publishing through one handle, and the events each publishes (awaiting each
+/// receipt before the next publish).
+const TASKS: usize = 1_000;
+const PER_TASK: usize = 20;
+
 /// How long a run may go without handling an event before it is abandoned.
 const STALL: Duration = Duration::from_secs(60);
 
@@ -39,6 +45,8 @@ pub(crate) struct BusResults {
     pub(crate) handle_vs_mutex: Option<f64>,
     /// 8 threads calling the handle's blocking `publish` over the `Mutex<EventPublisher>`.
     pub(crate) blocking_vs_mutex: Option<f64>,
+    /// 1,000 tokio tasks awaiting each receipt over the 8 threads' `send` rate.
+    pub(crate) awaiting_vs_handle: Option<f64>,
     /// `workers(16)` over `workers(1)`, handler sleeping 5 ms.
     pub(crate) sleepy_speedup: Option<f64>,
     /// `workers(2)` over `workers(1)` draining a full queue, trivial handlers: median, min
@@ -68,6 +76,8 @@ pub(crate) fn run(admin: &mut Admin, options: &Options) -> Result<BusResults> {
         let bus = publisher_bus(&config, &names.exchange)?;
         let handle = threads(&bus.1, chunks(events, THREADS), Through::Send)?;
         admin.purge(&names.queue)?;
+        let awaiting = tasks(&bus.1, chunks(self::events(TASKS * PER_TASK)?, TASKS))?;
+        admin.purge(&names.queue)?;
         let blocking = threads(
             &bus.1,
             chunks(self::events(blocking_per_thread * THREADS)?, THREADS),
@@ -80,18 +90,20 @@ pub(crate) fn run(admin: &mut Admin, options: &Options) -> Result<BusResults> {
             &names.exchange,
             chunks(self::events(mutex_per_thread * THREADS)?, THREADS),
         )?;
-        Ok::<_, anyhow::Error>((all, publish_all, handle, blocking, mutex))
+        Ok::<_, anyhow::Error>((all, publish_all, handle, awaiting, blocking, mutex))
     })();
     admin.delete(&names);
-    let (all, publish_all, handle, blocking, mutex) = shared?;
+    let (all, publish_all, handle, awaiting, blocking, mutex) = shared?;
     let rate = |n: usize, seconds: f64| n as f64 / seconds;
     let publish_all_rate = rate(all, publish_all);
     let handle_rate = rate(all, handle);
+    let awaiting_rate = rate(TASKS * PER_TASK, awaiting);
     let blocking_rate = rate(blocking_per_thread * THREADS, blocking);
     let mutex_rate = rate(mutex_per_thread * THREADS, mutex);
     results.handle_vs_publish_all = Some(handle_rate / publish_all_rate);
     results.handle_vs_mutex = Some(handle_rate / mutex_rate);
     results.blocking_vs_mutex = Some(blocking_rate / mutex_rate);
+    results.awaiting_vs_handle = Some(awaiting_rate / handle_rate);
     for (what, n, r) in [
         (
             format!("1 thread, EventPublisher::publish_all({all})"),
@@ -104,6 +116,13 @@ pub(crate) fn run(admin: &mut Admin, options: &Options) -> Result<BusResults> {
             ),
             all,
             handle_rate,
+        ),
+        (
+            format!(
+                "{TASKS} tokio tasks x {PER_TASK} (2 runtime threads), one bus handle: send(event)?.await each"
+            ),
+            TASKS * PER_TASK,
+            awaiting_rate,
         ),
         (
             format!(
@@ -278,6 +297,35 @@ fn threads(publisher: &Publisher, chunks: Vec<Vec<Event>>, how: Through) -> Resu
             thread
                 .join()
                 .map_err(|_| anyhow::anyhow!("a publishing thread panicked"))??;
+        }
+        Ok::<(), anyhow::Error>(())
+    })?;
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// One tokio task per chunk publishes it through `publisher`, awaiting each receipt before
+/// the next publish, on a runtime of 2 threads; the seconds until every event is confirmed.
+fn tasks(publisher: &Publisher, chunks: Vec<Vec<Event>>) -> Result<f64> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .context("starting a tokio runtime")?;
+    let start = Instant::now();
+    runtime.block_on(async {
+        let running: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                let publisher = publisher.clone();
+                tokio::spawn(async move {
+                    for event in chunk {
+                        publisher.send(event)?.await?;
+                    }
+                    Ok::<(), pubsub::PublishError>(())
+                })
+            })
+            .collect();
+        for task in running {
+            task.await.context("a publishing task panicked")??;
         }
         Ok::<(), anyhow::Error>(())
     })?;

@@ -117,6 +117,12 @@ pub(crate) fn bus_targets(bus: Option<&BusResults>, latencies: &[(Side, Latency)
         ">= 5x",
         |r| r >= 5.0,
     );
+    ratio(
+        "bus handle, 1,000 tokio tasks awaiting each receipt, vs 8 threads (send + receipts)",
+        bus.awaiting_vs_handle,
+        ">= 0.9x",
+        |r| r >= 0.9,
+    );
     if let Some(r) = bus.blocking_vs_mutex {
         println!(
             "- bus handle, 8 threads (blocking publish), vs 8 threads on a Mutex<EventPublisher>: {r:.2}x (reported: one event in flight per thread, at most 8 per round trip)"

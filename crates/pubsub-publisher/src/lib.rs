@@ -56,6 +56,7 @@
 #![deny(missing_docs)]
 #![warn(clippy::print_stdout)]
 
+mod answer;
 mod builder;
 mod error;
 mod message;

@@ -7,13 +7,17 @@
 //! handle is gone and everything queued is answered; [`PublishingThread::join`] then joins it.
 
 use std::fmt;
+use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 use pubsub_core::Event;
 
+use crate::answer::{self, Answer, Answerer};
 use crate::error::{Error, PublishError, Result};
 use crate::message::PublishOptions;
 use crate::publisher::EventPublisher;
@@ -82,20 +86,39 @@ enum Command {
     One {
         event: Event,
         options: PublishOptions,
-        reply: Sender<Result<(), PublishError>>,
+        reply: Answerer<Result<(), PublishError>>,
     },
     Many {
         events: Vec<Event>,
         options: Vec<PublishOptions>,
-        reply: Sender<Vec<Result<(), PublishError>>>,
+        reply: Answerer<Vec<Result<(), PublishError>>>,
     },
 }
 
-/// The answer to a [`SharedPublisher::send`]: wait on it for the broker's confirm.
+/// The answer to a [`SharedPublisher::send`]: [`wait`](Self::wait) on it for the broker's
+/// confirm, or `.await` it.
+///
+/// A receipt is a [`Future`] on any executor (tokio, async-std, a hand-made one): awaiting
+/// it never blocks the executor's thread, so an async service publishes without
+/// `spawn_blocking`:
+///
+/// ```no_run
+/// # async fn handler(shared: pubsub_publisher::SharedPublisher) -> Result<(), Box<dyn std::error::Error>> {
+/// use pubsub_core::Event;
+/// use pubsub_publisher::PublishOptions;
+///
+/// let event = Event::new("order", "created", serde_json::json!({ "order_id": "ORD-1" }))?;
+/// shared.send(event, PublishOptions::default())?.await?; // resolves on the broker's confirm
+/// # Ok(())
+/// # }
+/// ```
+///
+/// (Only queueing the request can wait, briefly, when the thread's queue is full; see
+/// [`SharedPublisher::send`].)
 #[derive(Debug)]
-#[must_use = "a receipt says whether the event was published: wait on it"]
+#[must_use = "a receipt says whether the event was published: wait on it, or await it"]
 pub struct Receipt {
-    answer: Receiver<Result<(), PublishError>>,
+    answer: Answer<Result<(), PublishError>>,
 }
 
 impl Receipt {
@@ -110,30 +133,40 @@ impl Receipt {
     /// Only on a bug of this crate: the publishing thread answers every request, even when
     /// publishing panics.
     pub fn wait(self) -> Result<(), PublishError> {
-        match self.answer.recv() {
-            Ok(result) => result,
-            Err(_) => unanswered(),
-        }
+        self.answer.wait().unwrap_or_else(|| unanswered())
     }
 
     /// Whether the answer is there (then [`wait`](Self::wait) returns at once).
     pub fn is_ready(&self) -> bool {
-        !self.answer.is_empty()
+        self.answer.is_ready()
     }
 }
 
-/// The answer to a [`SharedPublisher::send_each`]: one outcome per event, in order.
+impl Future for Receipt {
+    type Output = Result<(), PublishError>;
+
+    /// Resolves once the broker has confirmed the event, or it failed (as
+    /// [`wait`](Self::wait)).
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.answer)
+            .poll(cx)
+            .map(|answer| answer.unwrap_or_else(|| unanswered()))
+    }
+}
+
+/// The answer to a [`SharedPublisher::send_each`]: one outcome per event, in order;
+/// [`wait`](Self::wait) on it, or `.await` it (as [`Receipt`]).
 #[derive(Debug)]
-#[must_use = "a receipt says whether the events were published: wait on it"]
+#[must_use = "a receipt says whether the events were published: wait on it, or await it"]
 pub struct BatchReceipt {
     answer: BatchAnswer,
 }
 
 #[derive(Debug)]
 enum BatchAnswer {
-    /// The thread was gone: every event given back.
-    Ready(Vec<Result<(), PublishError>>),
-    Pending(Receiver<Vec<Result<(), PublishError>>>),
+    /// The thread was gone: every event given back (taken when it resolves).
+    Ready(Option<Vec<Result<(), PublishError>>>),
+    Pending(Answer<Vec<Result<(), PublishError>>>),
 }
 
 impl BatchReceipt {
@@ -145,11 +178,23 @@ impl BatchReceipt {
     /// As [`Receipt::wait`].
     pub fn wait(self) -> Vec<Result<(), PublishError>> {
         match self.answer {
-            BatchAnswer::Ready(outcomes) => outcomes,
-            BatchAnswer::Pending(answer) => match answer.recv() {
-                Ok(outcomes) => outcomes,
-                Err(_) => unanswered(),
-            },
+            BatchAnswer::Ready(outcomes) => outcomes.unwrap_or_default(),
+            BatchAnswer::Pending(answer) => answer.wait().unwrap_or_else(|| unanswered()),
+        }
+    }
+}
+
+impl Future for BatchReceipt {
+    type Output = Vec<Result<(), PublishError>>;
+
+    /// Resolves once the broker has confirmed or refused every event (as
+    /// [`wait`](Self::wait)).
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.answer {
+            BatchAnswer::Ready(outcomes) => Poll::Ready(outcomes.take().unwrap_or_default()),
+            BatchAnswer::Pending(answer) => Pin::new(answer)
+                .poll(cx)
+                .map(|answer| answer.unwrap_or_else(|| unanswered())),
         }
     }
 }
@@ -188,13 +233,14 @@ impl SharedPublisher {
     }
 
     /// Queues `event` for publishing without waiting for the confirm (only for room in the
-    /// queue); the [`Receipt`] says later whether it was confirmed.
+    /// queue: a full queue makes the caller wait until the thread takes a batch); the
+    /// [`Receipt`] says later whether it was confirmed, waited on or awaited.
     ///
     /// # Errors
     ///
     /// [`Error::PublisherGone`] at once, with the event, when the thread has ended.
     pub fn send(&self, event: Event, options: PublishOptions) -> Result<Receipt, PublishError> {
-        let (reply, answer) = crossbeam_channel::bounded(1);
+        let (reply, answer) = answer::pair();
         match self.tx.send(Command::One {
             event,
             options,
@@ -224,14 +270,14 @@ impl SharedPublisher {
     /// [`publish_each`](Self::publish_each) without waiting for the confirms (only for room
     /// in the queue): the [`BatchReceipt`] gives the outcomes later.
     pub fn send_each(&self, events: Vec<Event>, options: Vec<PublishOptions>) -> BatchReceipt {
-        let (reply, answer) = crossbeam_channel::bounded(1);
+        let (reply, answer) = answer::pair();
         let answer = match self.tx.send(Command::Many {
             events,
             options,
             reply,
         }) {
             Ok(()) => BatchAnswer::Pending(answer),
-            Err(crossbeam_channel::SendError(command)) => BatchAnswer::Ready(gone(command)),
+            Err(crossbeam_channel::SendError(command)) => BatchAnswer::Ready(Some(gone(command))),
         };
         BatchReceipt { answer }
     }
@@ -335,8 +381,8 @@ fn spawn_serving<S: Sink + Send + 'static>(
 
 /// Who waits for which outcomes of a batch.
 enum Reply {
-    One(Sender<Result<(), PublishError>>),
-    Many(Sender<Vec<Result<(), PublishError>>>, usize),
+    One(Answerer<Result<(), PublishError>>),
+    Many(Answerer<Vec<Result<(), PublishError>>>, usize),
 }
 
 /// The requests taken for one pipelined batch.
@@ -382,12 +428,8 @@ impl Batch {
         for reply in self.replies.drain(..) {
             // A caller that stopped waiting (dropped its receipt) is not an error.
             match reply {
-                Reply::One(tx) => {
-                    let _ = tx.send(outcomes.next().unwrap_or(Ok(())));
-                }
-                Reply::Many(tx, n) => {
-                    let _ = tx.send(outcomes.by_ref().take(n).collect());
-                }
+                Reply::One(tx) => tx.send(outcomes.next().unwrap_or(Ok(()))),
+                Reply::Many(tx, n) => tx.send(outcomes.by_ref().take(n).collect()),
             }
         }
         self.events.clear();

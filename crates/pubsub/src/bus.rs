@@ -685,6 +685,7 @@ mod tests {
         shared::<Publisher>();
         sent::<EventBus>();
         sent::<crate::Receipt>();
+        sent::<crate::Receipts>();
         error::<Error>();
         error::<PublishError>();
     }

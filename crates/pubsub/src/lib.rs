@@ -108,12 +108,14 @@ mod metrics;
 mod names;
 #[path = "publisher.rs"]
 mod publishing;
+mod receipt;
 mod trace;
 
 pub use crate::bus::{BusStats, EventBus, EventBusBuilder, Teardown, SERVICE_NAME_ENV};
 pub use crate::error::{Error, PublishError, Result};
 pub use crate::names::{validate_service_name, MAX_SERVICE_NAME};
-pub use crate::publishing::{Publisher, Receipt};
+pub use crate::publishing::Publisher;
+pub use crate::receipt::{Receipt, Receipts};
 pub use pubsub_amqp::{exchange_from_env, DEFAULT_EXCHANGE, RABBITMQ_EXCHANGE_ENV};
 
 /// Re-exported because [`EventBusBuilder::observer`] takes its `Sender`.

@@ -13,6 +13,7 @@ use pubsub_registry::{HandlerRegistry, InvocationResult};
 
 use crate::context;
 use crate::error::{Error, PublishError, Result};
+use crate::receipt::{from_shared, Receipt, Receipts};
 use crate::trace;
 
 /// Publishes events for a service, from any thread: a cheap handle (`Clone + Send + Sync`) to
@@ -58,46 +59,6 @@ pub(crate) enum Target {
     Stopped,
 }
 
-/// The answer to a [`Publisher::send`]: wait on it for the broker's confirm.
-#[derive(Debug)]
-#[must_use = "a receipt says whether the event was published: wait on it"]
-pub struct Receipt {
-    answer: Answer,
-}
-
-#[derive(Debug)]
-enum Answer {
-    Ready(Box<Result<(), PublishError>>),
-    Pending(pubsub_publisher::Receipt),
-}
-
-impl Receipt {
-    /// Waits until the broker has confirmed the event, or it failed.
-    ///
-    /// # Errors
-    ///
-    /// A [`PublishError`] with the event and the reason.
-    ///
-    /// # Panics
-    ///
-    /// Only on a bug of this crate: the publishing thread answers every request, even when
-    /// publishing panics.
-    pub fn wait(self) -> Result<(), PublishError> {
-        match self.answer {
-            Answer::Ready(result) => *result,
-            Answer::Pending(receipt) => receipt.wait().map_err(from_shared),
-        }
-    }
-
-    /// Whether the answer is there (then [`wait`](Self::wait) returns at once).
-    pub fn is_ready(&self) -> bool {
-        match &self.answer {
-            Answer::Ready(_) => true,
-            Answer::Pending(receipt) => receipt.is_ready(),
-        }
-    }
-}
-
 impl Publisher {
     pub(crate) fn new(service: &str, exchange: &str, event_type: Option<EventType>) -> Self {
         Publisher {
@@ -133,13 +94,19 @@ impl Publisher {
     /// As [`publish`](Self::publish).
     pub fn publish_with(&self, event: Event, options: PublishOptions) -> Result<(), PublishError> {
         // The producer span lasts until the broker answered.
-        let (receipt, _producing) = self.send_traced(event, options);
-        receipt?.wait()
+        self.send_with(event, options)?.wait()
     }
 
     /// Publishes many events as one pipelined batch and waits for all of them; one outcome
     /// per event, in order.
     pub fn publish_all(&self, events: Vec<Event>) -> Vec<Result<(), PublishError>> {
+        self.send_all(events).wait()
+    }
+
+    /// Queues many events as one pipelined batch without waiting for the confirms; the
+    /// [`Receipts`] give one outcome per event, in order, waited on or awaited. (In process
+    /// the handlers run now, and the receipts are ready.)
+    pub fn send_all(&self, events: Vec<Event>) -> Receipts {
         let mut producing = Vec::new();
         let options: Vec<PublishOptions> = events
             .iter()
@@ -156,32 +123,30 @@ impl Publisher {
             .unwrap_or_else(PoisonError::into_inner);
         match &*target {
             Target::Broker(shared) => {
-                let receipt = shared.send_each(events, options);
-                drop(target);
-                receipt
-                    .wait()
-                    .into_iter()
-                    .map(|outcome| outcome.map_err(from_shared))
-                    .collect()
+                Receipts::pending(shared.send_each(events, options), producing)
             }
             Target::InProcess(registry) => {
                 let registry = registry.clone();
                 drop(target);
-                events
+                let outcomes = events
                     .into_iter()
                     .zip(options)
                     .map(|(event, options)| {
                         dispatch(&registry, &self.shared.service, event, &options)
                     })
-                    .collect()
+                    .collect();
+                Receipts::ready(outcomes, producing)
             }
-            Target::NotStarted => fail_all(events, || Error::NotStarted),
-            Target::Stopped => fail_all(events, || Error::Stopped),
+            Target::NotStarted => {
+                Receipts::ready(fail_all(events, || Error::NotStarted), producing)
+            }
+            Target::Stopped => Receipts::ready(fail_all(events, || Error::Stopped), producing),
         }
     }
 
     /// Queues `event` for publishing without waiting for the confirm; the [`Receipt`] says
-    /// later whether it was confirmed. (In process the handlers run now, and the receipt is
+    /// later whether it was confirmed, waited on or awaited (an async service awaits it:
+    /// `publisher.send(event)?.await`). (In process the handlers run now, and the receipt is
     /// ready.)
     ///
     /// # Errors
@@ -201,23 +166,20 @@ impl Publisher {
         event: Event,
         options: PublishOptions,
     ) -> Result<Receipt, PublishError> {
-        self.send_traced(event, options).0
-    }
-
-    /// [`send_with`](Self::send_with), and the producer span of the request.
-    fn send_traced(
-        &self,
-        event: Event,
-        options: PublishOptions,
-    ) -> (Result<Receipt, PublishError>, trace::Producing) {
         let mut options = self.prepare(options);
+        // The receipt keeps the producer span until the broker answered.
         let producing = trace::produce(&self.shared.exchange, &event, &mut options);
-        (self.queue(event, options), producing)
+        self.queue(event, options, producing)
     }
 
     /// Queues `event` with its finished `options` for the publishing thread (in process:
     /// runs the handlers now).
-    fn queue(&self, event: Event, options: PublishOptions) -> Result<Receipt, PublishError> {
+    fn queue(
+        &self,
+        event: Event,
+        options: PublishOptions,
+        producing: trace::Producing,
+    ) -> Result<Receipt, PublishError> {
         let target = self
             .shared
             .target
@@ -225,18 +187,14 @@ impl Publisher {
             .unwrap_or_else(PoisonError::into_inner);
         match &*target {
             Target::Broker(shared) => match shared.send(event, options) {
-                Ok(receipt) => Ok(Receipt {
-                    answer: Answer::Pending(receipt),
-                }),
+                Ok(receipt) => Ok(Receipt::pending(receipt, producing)),
                 Err(e) => Err(from_shared(e)),
             },
             Target::InProcess(registry) => {
                 let registry = registry.clone();
                 drop(target);
                 let result = dispatch(&registry, &self.shared.service, event, &options);
-                Ok(Receipt {
-                    answer: Answer::Ready(Box::new(result)),
-                })
+                Ok(Receipt::ready(result, producing))
             }
             Target::NotStarted => Err(PublishError::new(event, Error::NotStarted)),
             Target::Stopped => Err(PublishError::new(event, Error::Stopped)),
@@ -296,15 +254,6 @@ fn fail_all(events: Vec<Event>, error: impl Fn() -> Error) -> Vec<Result<(), Pub
         .into_iter()
         .map(|event| Err(PublishError::new(event, error())))
         .collect()
-}
-
-/// The publishing thread's failure as the bus's: its end is [`Error::PublisherGone`], as
-/// before the thread moved into the publisher crate.
-fn from_shared(e: pubsub_publisher::PublishError) -> PublishError {
-    match e.error() {
-        pubsub_publisher::Error::PublisherGone => e.map_error(|_| Error::PublisherGone),
-        _ => crate::error::from_publisher(e),
-    }
 }
 
 /// In process: runs the handlers on `event` with the metadata a delivery would carry.

@@ -291,10 +291,10 @@ fn requests_to_a_thread_that_is_gone_give_the_events_back() {
 #[test]
 fn answers_go_to_each_caller_in_order() {
     let mut batch = Batch::default();
-    let (one_tx, one) = crossbeam_channel::bounded(1);
-    let (many_tx, many) = crossbeam_channel::bounded(1);
-    let (dropped_tx, dropped) = crossbeam_channel::bounded(1);
-    let (last_tx, last) = crossbeam_channel::bounded(1);
+    let (one_tx, one) = crate::answer::pair();
+    let (many_tx, many) = crate::answer::pair();
+    let (dropped_tx, dropped) = crate::answer::pair::<Result<(), PublishError>>();
+    let (last_tx, last) = crate::answer::pair();
     let e = |action: &str| event("order", action);
     let taken = [
         batch.take(Command::One {
@@ -325,10 +325,70 @@ fn answers_go_to_each_caller_in_order() {
     drop(dropped);
     let refused = |action: &str| Err(PublishError::new(e(action), Error::Nacked));
     batch.answer(vec![Ok(()), refused("b"), Ok(()), Ok(()), refused("e")]);
-    assert!(one.try_recv().unwrap().is_ok());
-    let both = many.try_recv().unwrap();
+    assert!(one.is_ready() && many.is_ready() && last.is_ready());
+    assert!(one.wait().unwrap().is_ok());
+    let both = many.wait().unwrap();
     assert_eq!(both.len(), 2);
     assert!(both[0].is_err() && both[1].is_ok());
-    assert_eq!(last.try_recv().unwrap().unwrap_err().event().action(), "e");
+    assert_eq!(last.wait().unwrap().unwrap_err().event().action(), "e");
     assert!(batch.events.is_empty() && batch.options.is_empty() && batch.replies.is_empty());
+}
+
+/// Runs `future` to completion on this thread: a minimal executor that parks until woken
+/// (the receipts name no runtime).
+fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        std::thread::park();
+    }
+}
+
+#[test]
+fn receipts_are_futures_resolved_by_the_thread_on_any_executor() {
+    let running = start(true);
+    let gate = running.gate.clone().unwrap();
+    let one = running
+        .shared
+        .send(event("order", "created"), PublishOptions::default())
+        .unwrap();
+    let refused = running
+        .shared
+        .send(event("bad", "created"), PublishOptions::default())
+        .unwrap();
+    let many = running.shared.send_each(
+        vec![event("order", "a"), event("bad", "b")],
+        vec![PublishOptions::default()],
+    );
+    // The thread answers from its own side while this thread is parked in the executor.
+    let opener = std::thread::spawn(move || {
+        for _ in 0..3 {
+            let _ = gate.send(());
+        }
+    });
+    let (one, refused, many) = block_on(async { (one.await, refused.await, many.await) });
+    opener.join().unwrap();
+    assert!(one.is_ok());
+    assert!(matches!(refused.unwrap_err().error(), Error::Nacked));
+    assert_eq!(many.len(), 2);
+    assert!(many[0].is_ok() && many[1].is_err());
+    // A batch to a thread that is gone resolves at once, with every event given back.
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    drop(rx);
+    let gone = SharedPublisher { tx }.send_each(vec![event("order", "c")], Vec::new());
+    assert!(matches!(
+        block_on(gone)[0].as_ref().unwrap_err().error(),
+        Error::PublisherGone
+    ));
+    let _ = running.stop();
 }
