@@ -55,5 +55,6 @@ pub use crate::error::{Error, Result};
 pub use crate::idempotent::Idempotent;
 pub use crate::pattern::{binding_keys, Pattern};
 pub use crate::registry::{
-    HandlerFailure, HandlerOutcome, HandlerRegistry, InvocationResult, Subscription,
+    subscription_id, HandlerFailure, HandlerOutcome, HandlerRegistry, InvocationResult,
+    Subscription,
 };

@@ -124,7 +124,7 @@ impl HandlerRegistry {
             None => handler,
         };
         let name: Arc<str> = handler.name().into();
-        let id: Arc<str> = format!("{name}@{pattern}").into();
+        let id: Arc<str> = subscription_id(&name, &pattern).into();
         if self.subscriptions.iter().any(|s| s.id == id) {
             return Err(Error::DuplicateSubscription {
                 pattern: pattern.as_str().to_owned(),
@@ -238,6 +238,13 @@ impl fmt::Debug for HandlerRegistry {
     }
 }
 
+/// The identifier of handler `name` subscribed to `pattern`: `name@pattern` (see
+/// [`Subscription::id`]). Handlers run outside a registry (an async bus's) are named alike,
+/// so that a retried event's list of the handlers done with it means the same everywhere.
+pub fn subscription_id(name: &str, pattern: &Pattern) -> String {
+    format!("{name}@{pattern}")
+}
+
 /// Wraps a shared handler in a deduplication window.
 fn idempotent(handler: Arc<dyn EventHandler>, window: usize) -> Arc<dyn EventHandler> {
     Arc::new(Idempotent::new(Shared(handler), window))
@@ -272,12 +279,9 @@ fn run(sub: &Subscription, event: &Event, meta: &Metadata) -> HandlerOutcome {
             })
         }
         Err(payload) => {
-            let message = panic_message(&*payload);
-            log::error!("handler `{}` panicked on {event}: {message}", sub.name);
-            Err(HandlerFailure {
-                error: Box::new(Panicked(message)),
-                panicked: true,
-            })
+            let failure = HandlerFailure::from_panic(&*payload);
+            log::error!("handler `{}` panicked on {event}: {failure}", sub.name);
+            Err(failure)
         }
     };
     HandlerOutcome {
@@ -316,6 +320,12 @@ pub struct InvocationResult {
 }
 
 impl InvocationResult {
+    /// The result of handlers that ran elsewhere (an async runtime, say): one outcome per
+    /// handler that ran, in order.
+    pub fn from_outcomes(outcomes: Vec<HandlerOutcome>) -> Self {
+        InvocationResult { outcomes }
+    }
+
     /// How many handlers ran.
     pub fn total(&self) -> usize {
         self.outcomes.len()
@@ -361,6 +371,20 @@ pub struct HandlerOutcome {
 }
 
 impl HandlerOutcome {
+    /// How the handler `handler`, subscribed as `subscription` (`name@pattern`, see
+    /// [`Subscription::id`]), fared, when it ran outside [`HandlerRegistry::invoke`].
+    pub fn new(
+        handler: &str,
+        subscription: &str,
+        result: std::result::Result<(), HandlerFailure>,
+    ) -> Self {
+        HandlerOutcome {
+            handler: handler.into(),
+            subscription: subscription.into(),
+            result,
+        }
+    }
+
     /// The handler's name.
     pub fn handler(&self) -> &str {
         &self.handler
@@ -390,6 +414,22 @@ pub struct HandlerFailure {
 }
 
 impl HandlerFailure {
+    /// A handler returned `error`.
+    pub fn returned(error: HandlerError) -> Self {
+        HandlerFailure {
+            error,
+            panicked: false,
+        }
+    }
+
+    /// A handler panicked with `payload` (what `catch_unwind` or a task's join gives).
+    pub fn from_panic(payload: &(dyn Any + Send)) -> Self {
+        HandlerFailure {
+            error: Box::new(Panicked(panic_message(payload))),
+            panicked: true,
+        }
+    }
+
     /// The error the handler returned (for a panic, an error carrying the panic message).
     pub fn error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
         &*self.error

@@ -1,4 +1,6 @@
-//! Deliveries decided but not settled yet, acked together with one `multiple` ack.
+//! Deliveries decided but not settled yet, acked together with one `multiple` ack; with
+//! handlers dispatched elsewhere, deliveries finish out of order, and a `multiple` ack covers
+//! only those below the lowest one still in flight ([`plan`]).
 
 use pubsub_amqp::{Channel, Delivery};
 
@@ -38,6 +40,9 @@ pub(crate) struct Batch {
     last: Option<Delivery>,
     /// Delivery tag, what it counts as, its report.
     ready: Vec<(u64, Outcome, Option<DeliveryReport>)>,
+    /// With handlers dispatched elsewhere: every ready delivery, since some may have to be
+    /// acked one by one (`last` is then unused).
+    unordered: Option<Vec<Delivery>>,
     /// Waiting for the confirm of their republished copy.
     pub(crate) awaiting: Vec<Awaiting>,
     max: usize,
@@ -49,14 +54,26 @@ impl Batch {
         Batch {
             last: None,
             ready: Vec::with_capacity(max),
+            unordered: None,
             awaiting: Vec::new(),
             max,
         }
     }
 
+    /// A batch whose deliveries may finish out of order (handlers dispatched elsewhere).
+    pub(crate) fn unordered(max: usize) -> Self {
+        Batch {
+            unordered: Some(Vec::with_capacity(max)),
+            ..Batch::new(max)
+        }
+    }
+
     /// Whether some delivery is ready to ack.
     pub(crate) fn has_ready(&self) -> bool {
-        self.last.is_some()
+        match &self.unordered {
+            Some(kept) => !kept.is_empty(),
+            None => self.last.is_some(),
+        }
     }
 
     /// Whether it should be flushed now.
@@ -71,10 +88,15 @@ impl Batch {
         outcome: Outcome,
         report: Option<DeliveryReport>,
     ) {
+        let tag = delivery.delivery_tag();
+        if let Some(kept) = &mut self.unordered {
+            kept.push(delivery);
+            self.ready.push((tag, outcome, report));
+            return;
+        }
         // Every earlier delivery on the channel is settled, ready or awaiting a confirm (and
         // acks wait for those), so a `multiple` ack of the highest tag acks exactly the
         // ready ones.
-        let tag = delivery.delivery_tag();
         if self
             .last
             .as_ref()
@@ -85,16 +107,46 @@ impl Batch {
         self.ready.push((tag, outcome, report));
     }
 
-    /// Acks the ready deliveries (call only with nothing awaiting a confirm); returns how
-    /// many were acked. Counters and reports follow the ack.
-    pub(crate) fn ack(&mut self, channel: &Channel, cx: &Context<'_>) -> pubsub_amqp::Result<u64> {
-        let Some(last) = self.last.take() else {
-            return Ok(0);
-        };
-        if self.ready.len() == 1 {
-            channel.ack(last)?;
+    /// Acks the ready deliveries (call only with nothing awaiting a confirm or held for a
+    /// sink); `in_flight` is the lowest tag whose handlers run elsewhere still, if any.
+    /// Returns how many were acked. Counters and reports follow the ack.
+    pub(crate) fn ack(
+        &mut self,
+        channel: &Channel,
+        cx: &Context<'_>,
+        in_flight: Option<u64>,
+    ) -> pubsub_amqp::Result<u64> {
+        if let Some(kept) = self.unordered.as_mut() {
+            if kept.is_empty() {
+                return Ok(0);
+            }
+            let mut kept = std::mem::take(kept);
+            kept.sort_unstable_by_key(Delivery::delivery_tag);
+            let tags: Vec<u64> = kept.iter().map(Delivery::delivery_tag).collect();
+            let plan = plan(&tags, in_flight);
+            let mut kept = kept.into_iter().enumerate();
+            if let Some(upto) = plan.multiple_upto {
+                // The last of the covered ones, with `multiple` (alone: a plain ack).
+                if let Some((_, last)) = kept.by_ref().nth(upto) {
+                    if upto == 0 {
+                        channel.ack(last)?;
+                    } else {
+                        channel.ack_multiple(last)?;
+                    }
+                }
+            }
+            for (_, delivery) in kept {
+                channel.ack(delivery)?;
+            }
         } else {
-            channel.ack_multiple(last)?;
+            let Some(last) = self.last.take() else {
+                return Ok(0);
+            };
+            if self.ready.len() == 1 {
+                channel.ack(last)?;
+            } else {
+                channel.ack_multiple(last)?;
+            }
         }
         let c = cx.counters;
         // Deliveries whose copy was confirmed join the batch late: report in delivery order.
@@ -115,5 +167,57 @@ impl Batch {
             cx.send_report(report);
         }
         Ok(acked)
+    }
+}
+
+/// How a batch's ready deliveries are acked: the ones below `multiple_upto` (an index into
+/// the sorted tags) with one `multiple` ack of that one; the ones after it one by one.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct AckPlan {
+    pub(crate) multiple_upto: Option<usize>,
+}
+
+/// Plans the acks of the ready deliveries `tags` (sorted) when the lowest delivery whose
+/// handlers still run elsewhere is `in_flight`: a `multiple` ack covers every unsettled
+/// delivery up to its tag, so it may reach only as far as the last ready tag below
+/// `in_flight`; the ready ones above are acked one by one.
+pub(crate) fn plan(tags: &[u64], in_flight: Option<u64>) -> AckPlan {
+    let covered = match in_flight {
+        None => tags.len(),
+        Some(low) => tags.partition_point(|&t| t < low),
+    };
+    AckPlan {
+        multiple_upto: covered.checked_sub(1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_multiple_ack_stops_below_the_lowest_delivery_in_flight() {
+        let cases: &[(&[u64], Option<u64>, Option<usize>)] = &[
+            // Nothing in flight: one multiple ack of the highest.
+            (&[1, 2, 3], None, Some(2)),
+            (&[7], None, Some(0)),
+            // 4 in flight: 1..3 together, 5 and 6 alone.
+            (&[1, 2, 3, 5, 6], Some(4), Some(2)),
+            // The lowest in flight below every ready one: each alone.
+            (&[5, 6], Some(2), None),
+            // In flight above every ready one: all together.
+            (&[1, 2], Some(9), Some(1)),
+            (&[], None, None),
+            (&[], Some(3), None),
+        ];
+        for (tags, in_flight, expected) in cases {
+            assert_eq!(
+                plan(tags, *in_flight),
+                AckPlan {
+                    multiple_upto: *expected
+                },
+                "tags {tags:?}, in flight {in_flight:?}"
+            );
+        }
     }
 }

@@ -95,6 +95,7 @@ mod batch;
 mod context;
 mod decision;
 mod decode;
+mod dispatch;
 mod error;
 pub mod headers;
 mod meta;
@@ -110,6 +111,7 @@ mod subscriber;
 mod topology;
 mod trace;
 
+pub use crate::dispatch::{Dispatcher, Done, Job};
 pub use crate::error::{Error, Result};
 pub use crate::headers::DeadLetterKind;
 pub use crate::pool::{PoolStats, RunningPool, WorkerPool};

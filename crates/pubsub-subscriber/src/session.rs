@@ -1,10 +1,13 @@
 //! One connection's worth of consuming: the delivery loop, carrying out what
 //! [`decision`](crate::decision) decides for each delivery, and settling the batch.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::{Receiver, Sender};
 use pubsub_amqp::{
-    Channel, Connection, Consumer, ConsumerEvent, Delivery, HeaderValue, Headers, Properties,
+    Channel, Connection, Consumer, ConsumerEvent, Delivery, HeaderValue, Headers, Next, Properties,
 };
 use pubsub_core::envelope::Received;
 use pubsub_core::{Event, Metadata};
@@ -15,6 +18,7 @@ use crate::batch::{Awaiting, Batch, Outcome};
 use crate::context::Context;
 use crate::decision::{self, Arrival, Decision, RunSummary, Trust};
 use crate::decode;
+use crate::dispatch::{self, Completion, Dispatcher, Done, Job};
 use crate::headers::{
     self, clip, now_rfc3339, DeadLetterKind, DeadLetterRecord, Origin, RetryState,
 };
@@ -61,6 +65,30 @@ pub(crate) struct Session<'a> {
     batch_max: usize,
     /// Random samples for the retries' jitter.
     jitter: Samples,
+    /// Handlers run elsewhere: the deliveries handed over, and where their answers come.
+    dispatch: Option<Dispatch>,
+}
+
+/// The deliveries whose handlers a [`Dispatcher`] runs, until each answers.
+struct Dispatch {
+    dispatcher: Arc<dyn Dispatcher>,
+    /// How long a stop waits for the deliveries in flight.
+    drain: Duration,
+    answers_tx: Sender<Completion>,
+    answers: Receiver<Completion>,
+    /// By delivery tag: the lowest is the bound of a `multiple` ack.
+    in_flight: BTreeMap<u64, InFlight>,
+}
+
+/// What settling a delivery handed over needs once its handlers answer.
+struct InFlight {
+    delivery: Delivery,
+    body: Vec<u8>,
+    trust: Trust,
+    retry: RetryState,
+    published: Option<String>,
+    event: Event,
+    meta: Metadata,
 }
 
 /// A stream of random `u64`s (SplitMix64), seeded from the process's random hasher keys:
@@ -103,9 +131,25 @@ impl<'a> Session<'a> {
         sink: Option<&'a mut dyn Sink>,
     ) -> SessionEnd {
         let batch_max = usize::from(cx.settings().prefetch / 2).max(1);
+        // A session's own answer channel: answers for an earlier session's deliveries (the
+        // broker delivers those again) go nowhere.
+        let dispatch = cx.settings().dispatcher.as_ref().map(|d| {
+            let (answers_tx, answers) = crossbeam_channel::unbounded();
+            Dispatch {
+                dispatcher: d.dispatcher.clone(),
+                drain: d.drain,
+                answers_tx,
+                answers,
+                in_flight: BTreeMap::new(),
+            }
+        });
         let mut session = Session {
             cx,
-            batch: Batch::new(batch_max),
+            batch: if dispatch.is_some() {
+                Batch::unordered(batch_max)
+            } else {
+                Batch::new(batch_max)
+            },
             republisher: None,
             consuming_since: None,
             settled: 0,
@@ -113,6 +157,7 @@ impl<'a> Session<'a> {
             held: Vec::new(),
             batch_max,
             jitter: Samples::new(),
+            dispatch,
         };
         let result = session.consume(&mut connection);
         // What this session did not settle goes back to the broker with the connection.
@@ -161,7 +206,9 @@ impl<'a> Session<'a> {
             cx.settings().prefetch,
             cx.settings().retry.max_attempts()
         );
-        let result = self.deliveries(&channel, &consumer);
+        let result = self
+            .deliveries(&channel, &consumer)
+            .and_then(|()| self.drain(&channel));
         // Settle what was decided before leaving, whatever ended the loop.
         let flushed = self.flush(&channel);
         // A failure ends the session; what is unacknowledged comes back from the broker.
@@ -178,9 +225,15 @@ impl<'a> Session<'a> {
 
     /// Takes deliveries until stopped or until the channel or connection fails.
     fn deliveries(&mut self, channel: &Channel, consumer: &Consumer<'_>) -> SessionResult<()> {
+        let answers = self.dispatch.as_ref().map(|d| d.answers.clone());
         loop {
             if self.cx.stop.try_recv().is_ok() {
                 return Ok(());
+            }
+            if let Some(answers) = &answers {
+                while let Ok(answer) = answers.try_recv() {
+                    self.finish(channel, answer)?;
+                }
             }
             let event = match consumer.try_next() {
                 Some(event) => event,
@@ -188,10 +241,21 @@ impl<'a> Session<'a> {
                     // The queue is momentarily empty: settle what is pending, then wait. The
                     // wait is on the deliveries alone (cheaper than a select with the stop
                     // channel, which matters at prefetch 1); stop is checked between waits.
+                    // With handlers elsewhere, it is on their answers too.
                     self.flush(channel)?;
-                    match consumer.next_timeout(STOP_POLL) {
-                        Some(event) => event,
-                        None => continue,
+                    match &answers {
+                        None => match consumer.next_timeout(STOP_POLL) {
+                            Some(event) => event,
+                            None => continue,
+                        },
+                        Some(answers) => match consumer.next_or(answers, STOP_POLL) {
+                            Next::Event(event) => event,
+                            Next::Other(Some(answer)) => {
+                                self.finish(channel, answer)?;
+                                continue;
+                            }
+                            Next::Other(None) | Next::Timeout => continue,
+                        },
                     }
                 }
             };
@@ -275,6 +339,18 @@ impl<'a> Session<'a> {
             }
         };
         let meta = crate::meta::metadata(&delivery, retry.attempt, fields);
+        if self.dispatch.is_some() {
+            self.hand_over(InFlight {
+                delivery,
+                body,
+                trust,
+                retry,
+                published,
+                event,
+                meta,
+            });
+            return Ok(());
+        }
         let result = crate::trace::process(cx.queue(), &delivery, &event, || {
             cx.registry
                 .invoke_where(&event, &meta, |s| !retry.done.iter().any(|d| d == s.id()))
@@ -291,6 +367,114 @@ impl<'a> Session<'a> {
         handled.published = published.as_deref();
         handled.result = Some(&result);
         self.carry_out(channel, delivery, &body, handled, decision)
+    }
+
+    /// Hands a decoded delivery's event to the dispatcher, and keeps the delivery until its
+    /// handlers answer ([`finish`](Self::finish)).
+    fn hand_over(&mut self, in_flight: InFlight) {
+        let Some(dispatch) = self.dispatch.as_mut() else {
+            return;
+        };
+        let tag = in_flight.delivery.delivery_tag();
+        let job = Job {
+            event: in_flight.event.clone(),
+            meta: in_flight.meta.clone(),
+            done_before: in_flight.retry.done.clone(),
+            done: Done::new(tag, dispatch.answers_tx.clone()),
+        };
+        dispatch.in_flight.insert(tag, in_flight);
+        let dispatcher = dispatch.dispatcher.clone();
+        // A dispatcher that answers at once (or drops the job) answers on the channel: the
+        // delivery is settled on the loop's next turn.
+        dispatcher.dispatch(job);
+    }
+
+    /// Settles a delivery whose handlers answered elsewhere, as [`handle`](Self::handle)
+    /// settles one whose handlers ran here. An answer for no delivery in flight is ignored.
+    fn finish(&mut self, channel: &Channel, answer: Completion) -> SessionResult<()> {
+        let Some(f) = self
+            .dispatch
+            .as_mut()
+            .and_then(|d| d.in_flight.remove(&answer.tag))
+        else {
+            return Ok(());
+        };
+        let run = match &answer.result {
+            Some(result) => RunSummary::of(result),
+            None => {
+                log::warn!(
+                    "{}: {}",
+                    describe(
+                        &f.delivery,
+                        Handled {
+                            trust: f.trust,
+                            attempt: f.retry.attempt,
+                            published: None,
+                            event: Some(&f.event),
+                            meta: None,
+                            result: None,
+                        }
+                    ),
+                    dispatch::ABANDONED
+                );
+                dispatch::abandoned()
+            }
+        };
+        Counters::add(
+            &self.cx.counters.handler_failures,
+            run.failures.len() as u64,
+        );
+        let decision = decision::after_run(&f.retry, &run, &self.cx.settings().retry, now_rfc3339);
+        let handled = Handled {
+            trust: f.trust,
+            attempt: f.retry.attempt,
+            published: f.published.as_deref(),
+            event: Some(&f.event),
+            meta: Some(&f.meta),
+            result: answer.result.as_ref(),
+        };
+        self.carry_out(channel, f.delivery, &f.body, handled, decision)
+    }
+
+    /// After a stop, waits (up to the dispatcher's drain time) for the handlers still running
+    /// elsewhere, and settles each delivery as it answers; the ones still running after that
+    /// stay unacknowledged, and the broker delivers them again.
+    fn drain(&mut self, channel: &Channel) -> SessionResult<()> {
+        let Some((answers, drain)) = self
+            .dispatch
+            .as_ref()
+            .filter(|d| !d.in_flight.is_empty())
+            .map(|d| (d.answers.clone(), d.drain))
+        else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + drain;
+        while self
+            .dispatch
+            .as_ref()
+            .is_some_and(|d| !d.in_flight.is_empty())
+        {
+            match answers.recv_deadline(deadline) {
+                Ok(answer) => self.finish(channel, answer)?,
+                Err(_) => break,
+            }
+        }
+        let left = self.dispatch.as_ref().map_or(0, |d| d.in_flight.len());
+        if left > 0 {
+            log::warn!(
+                "stopping `{}`: {left} deliveries still in their handlers after {:.1}s; the broker delivers them again",
+                self.cx.queue(),
+                drain.as_secs_f64()
+            );
+        }
+        Ok(())
+    }
+
+    /// The lowest delivery tag whose handlers still run elsewhere.
+    fn lowest_in_flight(&self) -> Option<u64> {
+        self.dispatch
+            .as_ref()
+            .and_then(|d| d.in_flight.keys().next().copied())
     }
 
     fn carry_out(
@@ -571,7 +755,8 @@ impl<'a> Session<'a> {
             self.settle_awaiting(channel)?;
         }
         if self.batch.has_ready() {
-            let acked = self.batch.ack(channel, &self.cx)?;
+            let in_flight = self.lowest_in_flight();
+            let acked = self.batch.ack(channel, &self.cx, in_flight)?;
             self.count_settled(acked);
         }
         Ok(())

@@ -1,11 +1,13 @@
 //! The subscriber's settings, the retry policy and topology naming.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use pubsub_amqp::{ExchangeConfig, QueueConfig, ReconnectPolicy};
 
 use crate::decode::Decoder;
+use crate::dispatch::Dispatcher;
 use crate::report::DeliveryReport;
 
 /// What a [`SubscriberBuilder`](crate::SubscriberBuilder) sets.
@@ -24,6 +26,24 @@ pub(crate) struct Settings {
     pub(crate) quorum: bool,
     pub(crate) reconnect: ReconnectPolicy,
     pub(crate) observer: Option<Sender<DeliveryReport>>,
+    /// Where the handlers run when not on the subscriber's thread.
+    pub(crate) dispatcher: Option<Dispatching>,
+}
+
+/// A [`Dispatcher`] and how long a stop waits for the handlers it is running.
+#[derive(Clone)]
+pub(crate) struct Dispatching {
+    pub(crate) dispatcher: Arc<dyn Dispatcher>,
+    /// How long a stop waits for the jobs in flight before it leaves them to the broker.
+    pub(crate) drain: Duration,
+}
+
+impl std::fmt::Debug for Dispatching {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatching")
+            .field("drain", &self.drain)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Settings {

@@ -12,11 +12,12 @@ use pubsub_registry::{HandlerRegistry, Pattern};
 
 use crate::context::Context;
 use crate::decode::Decoder;
+use crate::dispatch::Dispatcher;
 use crate::error::{chain, Error, Result};
 use crate::recovery::{self, SessionRun};
 use crate::report::DeliveryReport;
 use crate::session::{Session, SessionEnd};
-use crate::settings::{dead_letter_queue_name, RetryPolicy, Settings};
+use crate::settings::{dead_letter_queue_name, Dispatching, RetryPolicy, Settings};
 use crate::sink::{BoxedSink, Failure, Sink};
 use crate::stats::{Counters, StatsHandle, SubscriberStats};
 use crate::topology::Topology;
@@ -252,6 +253,18 @@ impl SubscriberBuilder {
         self
     }
 
+    /// Runs the handlers through `dispatcher` (an async runtime, say) instead of on the
+    /// subscriber's thread: each decoded delivery is handed over as a [`Job`](crate::Job),
+    /// the subscriber keeps consuming up to the prefetch (which bounds the jobs in flight),
+    /// and settles each delivery when its job answers, in any order, as it settles the others
+    /// (retries, dead letters, acks). The registry's handlers are not run; bind the queue
+    /// with [`bindings`](Self::bindings). A stop waits up to `drain` for the jobs in flight,
+    /// then leaves the rest to the broker, which delivers them again.
+    pub fn dispatcher(mut self, dispatcher: Arc<dyn Dispatcher>, drain: Duration) -> Self {
+        self.settings.dispatcher = Some(Dispatching { dispatcher, drain });
+        self
+    }
+
     /// Builds the subscriber. Nothing is declared yet: see [`EventSubscriber::setup`].
     ///
     /// # Errors
@@ -332,6 +345,7 @@ pub(crate) fn default_settings() -> Settings {
         quorum: false,
         reconnect: ReconnectPolicy::default().forever(),
         observer: None,
+        dispatcher: None,
     }
 }
 
