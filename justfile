@@ -49,11 +49,13 @@ test: _test-prepare
     # The optional trace context (`otel`): its lints, and the trace test with an in-memory exporter.
     cargo clippy -p pubsub --all-targets --features otel -- -D warnings
     cargo test -p pubsub --features otel --test it otel
-    # The store and the task queue through the facade (features `store`, `tasks`): lints, the
-    # doctest of a whole service on the one crate, and the bus running them beside its handlers.
-    cargo clippy -p pubsub --all-targets --features store,tasks -- -D warnings
-    cargo test -p pubsub --features store,tasks --doc
-    cargo test -p pubsub --features store,tasks --test it service
+    # The store and the task queue through the facade (features `store`, `tasks`) and the async
+    # bus (`tokio`), in one build: lints, the doctests (the README's and the guides' too), the
+    # bus running the store and tasks beside its handlers, and the async bus.
+    cargo clippy -p pubsub --all-targets --features store,tasks,tokio -- -D warnings
+    RUSTDOCFLAGS="-D warnings" cargo doc -p pubsub --no-deps --quiet --features store,tasks,tokio
+    cargo test -p pubsub --features store,tasks,tokio --doc
+    cargo test -p pubsub --features store,tasks,tokio --test it -- service asynchronous
     # Every shell walkthrough of the README and docs/, run as written (needs the broker).
     scripts/walkthroughs.sh
 

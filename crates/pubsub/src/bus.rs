@@ -71,6 +71,18 @@ pub struct EventBus {
     metrics: Option<Arc<Metrics>>,
     /// What runs beside the handlers (the event store, task functions), until `start`.
     beside: beside::Prepared,
+    /// Handlers run elsewhere (an [`AsyncEventBus`](crate::AsyncEventBus)'s), when set.
+    #[cfg(feature = "tokio")]
+    pub(crate) dispatch: Option<DispatchPlan>,
+}
+
+/// Where an async bus's handlers run, and what its queue is bound to.
+#[cfg(feature = "tokio")]
+pub(crate) struct DispatchPlan {
+    pub(crate) dispatcher: Arc<dyn pubsub_subscriber::Dispatcher>,
+    pub(crate) bindings: Vec<String>,
+    /// How long a stop waits for the handlers in flight.
+    pub(crate) drain: std::time::Duration,
 }
 
 enum State {
@@ -433,7 +445,11 @@ impl EventBus {
         // on; on an error below, dropping what started stops it.
         let beside = self.beside.start(config)?;
         let s = &self.settings;
-        let workers = if registry.is_empty() {
+        #[cfg(feature = "tokio")]
+        let dispatch = self.dispatch.as_ref();
+        #[cfg(not(feature = "tokio"))]
+        let dispatch: Option<&()> = None;
+        let workers = if registry.is_empty() && dispatch.is_none() {
             None
         } else {
             let pool = WorkerPool::new(config, &s.service).workers(s.workers);
@@ -451,6 +467,12 @@ impl EventBus {
                 }
                 if let Some(observer) = &s.observer {
                     builder = builder.observer(observer.clone());
+                }
+                #[cfg(feature = "tokio")]
+                if let Some(plan) = dispatch {
+                    builder = builder
+                        .bindings(plan.bindings.iter().cloned())
+                        .dispatcher(plan.dispatcher.clone(), plan.drain);
                 }
                 Ok::<_, Error>(builder)
             })?)
@@ -665,7 +687,7 @@ impl fmt::Debug for EventBus {
 }
 
 /// `my_crate::events::OrderPaid` becomes `OrderPaid`.
-fn short_type_name(full: &'static str) -> &'static str {
+pub(crate) fn short_type_name(full: &'static str) -> &'static str {
     let base = full.split('<').next().unwrap_or(full);
     match base.rfind("::") {
         Some(i) => &full[i + 2..],

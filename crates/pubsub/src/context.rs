@@ -1,5 +1,6 @@
-//! Correlation: the event a handler is handling is the "current" one on its thread, and what
-//! the bus publishes from that thread is correlated with it.
+//! Correlation: the event a handler is handling is the "current" one on its thread (for an
+//! async handler, in its task: feature `tokio`), and what the bus publishes from there is
+//! correlated with it.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -17,13 +18,36 @@ pub(crate) struct Incoming {
     pub(crate) correlation_id: Option<String>,
 }
 
+impl Incoming {
+    /// The event `event`, delivered with `meta`, as the one being handled.
+    pub(crate) fn of(event: &Event, meta: &Metadata) -> Incoming {
+        Incoming {
+            event_id: event.event_id(),
+            correlation_id: meta.correlation_id().map(str::to_owned),
+        }
+    }
+}
+
 thread_local! {
     static CURRENT: RefCell<Option<Incoming>> = const { RefCell::new(None) };
 }
 
-/// The event being handled on this thread, if a bus handler is running.
+#[cfg(feature = "tokio")]
+tokio::task_local! {
+    /// The event an async handler's task is handling: it stays with the task across
+    /// `.await` points, whichever thread polls it.
+    pub(crate) static TASK_CURRENT: Incoming;
+}
+
+/// The event being handled on this thread, if a bus handler is running (or, with the `tokio`
+/// feature, in this task, if an async handler is).
 pub(crate) fn current() -> Option<Incoming> {
-    CURRENT.with(|c| c.borrow().clone())
+    let on_thread = CURRENT.with(|c| c.borrow().clone());
+    #[cfg(feature = "tokio")]
+    if on_thread.is_none() {
+        return TASK_CURRENT.try_with(Clone::clone).ok();
+    }
+    on_thread
 }
 
 /// Restores the previous current event when dropped, also when the handler panics.
@@ -77,10 +101,7 @@ pub(crate) struct Contextual {
 
 impl EventHandler for Contextual {
     fn handle(&self, event: &Event, meta: &Metadata) -> HandlerResult {
-        let incoming = Incoming {
-            event_id: event.event_id(),
-            correlation_id: meta.correlation_id().map(str::to_owned),
-        };
+        let incoming = Incoming::of(event, meta);
         let Some(durations) = &self.durations else {
             return with_incoming(incoming, || self.handler.handle(event, meta));
         };

@@ -101,6 +101,8 @@ println!("{stats}"); // handlers, store and tasks, counted
 #![deny(missing_docs)]
 #![warn(clippy::print_stdout)]
 
+#[cfg(feature = "tokio")]
+mod async_bus;
 mod bus;
 mod context;
 mod error;
@@ -111,6 +113,11 @@ mod publishing;
 mod receipt;
 mod trace;
 
+#[cfg(feature = "tokio")]
+pub use crate::async_bus::{
+    async_handler_fn, AsyncEventBus, AsyncEventHandler, AsyncFnHandler, HandlerFuture,
+    DEFAULT_CONCURRENCY, DEFAULT_DRAIN,
+};
 pub use crate::bus::{BusStats, EventBus, EventBusBuilder, Teardown, SERVICE_NAME_ENV};
 pub use crate::error::{Error, PublishError, Result};
 pub use crate::names::{validate_service_name, MAX_SERVICE_NAME};

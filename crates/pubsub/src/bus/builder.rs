@@ -26,9 +26,9 @@ pub struct EventBusBuilder {
     pub(super) service: String,
     pub(super) amqp: Option<AmqpConfig>,
     pub(super) exchange: Option<String>,
-    pub(super) in_process: bool,
+    pub(crate) in_process: bool,
     pub(super) workers: usize,
-    pub(super) prefetch: u16,
+    pub(crate) prefetch: u16,
     pub(super) retry: RetryPolicy,
     pub(super) event_type: Option<EventType>,
     pub(super) unroutable: Unroutable,
@@ -38,7 +38,10 @@ pub struct EventBusBuilder {
     pub(super) metrics: bool,
     pub(super) metrics_endpoint: Option<SocketAddr>,
     pub(super) consumer: ConsumerOptions,
-    pub(super) beside: Beside,
+    pub(crate) beside: Beside,
+    /// The async bus's concurrency, when set.
+    #[cfg(feature = "tokio")]
+    pub(crate) concurrency: Option<usize>,
 }
 
 /// The subscriber settings the bus passes on to each worker as they are (the subscriber's
@@ -104,6 +107,8 @@ impl EventBusBuilder {
             metrics_endpoint: None,
             consumer: ConsumerOptions::default(),
             beside: Beside::default(),
+            #[cfg(feature = "tokio")]
+            concurrency: None,
         }
     }
 
@@ -395,6 +400,8 @@ impl EventBusBuilder {
             publisher,
             registry: Some(HandlerRegistry::new()),
             state: State::Built,
+            #[cfg(feature = "tokio")]
+            dispatch: None,
             settings: self,
         })
     }

@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
+#[cfg(feature = "tokio")]
+mod asynchronous;
 mod awaiting;
 mod broker;
 mod in_process;
