@@ -228,12 +228,12 @@ pub(crate) fn run(admin: &mut Admin, options: &Options) -> Result<BusResults> {
 }
 
 /// `n` events of the workload.
-fn events(n: usize) -> Result<Vec<Event>> {
+pub(crate) fn events(n: usize) -> Result<Vec<Event>> {
     (0..n as u64).map(|i| workload::event(i, 0)).collect()
 }
 
 /// `events` in `parts` chunks of (about) equal size.
-fn chunks(mut events: Vec<Event>, parts: usize) -> Vec<Vec<Event>> {
+pub(crate) fn chunks(mut events: Vec<Event>, parts: usize) -> Vec<Vec<Event>> {
     let size = events.len().div_ceil(parts.max(1)).max(1);
     let mut chunks = Vec::new();
     while !events.is_empty() {
@@ -244,7 +244,7 @@ fn chunks(mut events: Vec<Event>, parts: usize) -> Vec<Vec<Event>> {
 }
 
 /// A started bus without handlers (it only publishes) and its handle.
-fn publisher_bus(config: &AmqpConfig, exchange: &str) -> Result<(EventBus, Publisher)> {
+pub(crate) fn publisher_bus(config: &AmqpConfig, exchange: &str) -> Result<(EventBus, Publisher)> {
     let mut bus = EventBus::builder("pubsub-bench-publisher")
         .amqp(config.clone().with_connection_attempts(1))
         .exchange(exchange)

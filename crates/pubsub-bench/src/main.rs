@@ -59,6 +59,7 @@
 //! ```
 
 mod admin;
+mod asynchronous;
 mod bus;
 mod cli;
 mod cluster;

@@ -9,7 +9,7 @@ use crate::cli::Options;
 use crate::e2e::matrix;
 use crate::latency::{latency, publish_speedup};
 use crate::targets::{bus_targets, targets};
-use crate::{bus, micro};
+use crate::{asynchronous, bus, micro};
 
 /// Runs the whole benchmark: micro-benchmarks, matrix, latency, publish_all, targets.
 pub(crate) fn run_all(config: &AmqpConfig, options: &Options) -> Result<()> {
@@ -43,7 +43,9 @@ pub(crate) fn run_all(config: &AmqpConfig, options: &Options) -> Result<()> {
     let bus = if options.skip_bus {
         None
     } else {
-        Some(bus::run(&mut admin, options)?)
+        let bus = bus::run(&mut admin, options)?;
+        asynchronous::run(&mut admin, options)?;
+        Some(bus)
     };
     if !options.skip_store {
         crate::store::run(&mut admin, options)?;

@@ -10,8 +10,12 @@
 //!   [`stop`](EventBus::stop), [`teardown`](EventBus::teardown). `workers(n)` consumes on `n`
 //!   threads; [`EventBus::in_process`] runs the same handlers without a broker.
 //! - [`Publisher`]: the publishing handle, `Clone + Send + Sync`; `publish` (confirmed),
-//!   `publish_all`, `send` (a [`Receipt`] to wait on later). One thread owns the connection
-//!   and pipelines the confirms of every caller.
+//!   `publish_all`, `send` and `send_all` (a [`Receipt`] or [`Receipts`] to wait on later,
+//!   or to `.await` in async code, on any executor, without blocking it). One thread owns the
+//!   connection and pipelines the confirms of every caller.
+//! - With the feature `tokio`, `AsyncEventBus` (`EventBusBuilder::build_async`): async
+//!   handlers run as tasks of the caller's runtime, at most `concurrency(n)` at once, settled
+//!   as the blocking bus settles them (see `docs/async-services.md`).
 //! - Seed 004's metadata beside the six-field body: [`EventType`] and the causation id as
 //!   headers, the source as `app_id`, all in the handlers' [`Metadata`]; correlation flows
 //!   from a handled event to the events its handler publishes.
@@ -222,9 +226,17 @@ pub mod tasks {
     pub use pubsub_tasks::*;
 }
 
+/// The async guide's Rust examples, compiled as doctests (`--features tokio`).
+#[cfg(all(doctest, feature = "tokio"))]
+#[doc = include_str!("../../../docs/async-services.md")]
+struct AsyncServicesGuide;
+
 /// The README's and the guides' Rust examples, compiled as doctests (`cargo test -p pubsub --doc --features store,tasks`).
 #[cfg(all(doctest, feature = "store", feature = "tasks"))]
 mod readme {
+    // The shell walkthroughs mark what cannot run unattended `sh,norun` for
+    // scripts/walkthroughs.sh; rustdoc does not know the attribute (and runs no sh block).
+    #![allow(rustdoc::invalid_codeblock_attributes)]
     #[doc = include_str!("../../../README.md")]
     struct Readme;
     // one line per docs/*.md file:

@@ -1,0 +1,237 @@
+//! The `AsyncEventBus` rows: each bus drains a queue pre-filled with the same events, timed
+//! from the first event handled to the last. Handlers that await 5 ms (`concurrency(1)`,
+//! `concurrency(256)`, against the blocking bus's `workers(16)` sleeping 5 ms), and trivial
+//! handlers (`concurrency(64)` against the blocking bus's `workers(1)`), round by round.
+
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use pubsub::{handler_fn, EventBus};
+
+use crate::admin::Admin;
+use crate::bus::{chunks, events, publisher_bus};
+use crate::cli::Options;
+use crate::report::{self, Stat};
+use crate::workload::Sink;
+
+/// How each handler's I/O is played: an await (async) or a sleep (blocking) of 5 ms.
+const IO: Duration = Duration::from_millis(5);
+
+/// Who drains the queue.
+#[derive(Debug, Clone, Copy)]
+enum Drainer {
+    /// The blocking bus with `n` workers.
+    Workers(usize),
+    /// The async bus with concurrency `n`.
+    Concurrency(usize),
+}
+
+/// Runs the async bus rows, prints their table and targets.
+pub(crate) fn run(admin: &mut Admin, options: &Options) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .context("starting a tokio runtime")?;
+    let mut rows = Vec::new();
+    let (n1, n16, n256) = if options.quick {
+        (100, 800, 4_000)
+    } else {
+        (400, 3_200, 20_000)
+    };
+    eprintln!("async bus: handlers awaiting 5 ms, concurrency(1) and (256), workers(16)...");
+    let c1 = drain(admin, &runtime, Drainer::Concurrency(1), Some(IO), n1)?;
+    let w16 = drain(admin, &runtime, Drainer::Workers(16), Some(IO), n16)?;
+    let c256 = drain(admin, &runtime, Drainer::Concurrency(256), Some(IO), n256)?;
+    for (what, n, rate) in [
+        ("async bus, concurrency(1), handler awaits 5 ms", n1, c1),
+        ("blocking bus, workers(16), handler sleeps 5 ms", n16, w16),
+        (
+            "async bus, concurrency(256), handler awaits 5 ms",
+            n256,
+            c256,
+        ),
+    ] {
+        rows.push(vec![
+            what.to_owned(),
+            n.to_string(),
+            report::thousands(rate),
+        ]);
+    }
+
+    let trivial_n = if options.quick { 3_000 } else { 30_000 };
+    let rounds = if options.quick { 2 } else { 3 };
+    eprintln!(
+        "async bus: trivial handlers, concurrency(64) against workers(1), {rounds} rounds..."
+    );
+    let (mut blocking, mut asynchronous) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        blocking.push(drain(
+            admin,
+            &runtime,
+            Drainer::Workers(1),
+            None,
+            trivial_n,
+        )?);
+        asynchronous.push(drain(
+            admin,
+            &runtime,
+            Drainer::Concurrency(64),
+            None,
+            trivial_n,
+        )?);
+    }
+    let ratios: Vec<f64> = asynchronous
+        .iter()
+        .zip(&blocking)
+        .map(|(a, b)| a / b)
+        .collect();
+    let (Some(blocking), Some(asynchronous), Some(trivial)) = (
+        Stat::of(&blocking),
+        Stat::of(&asynchronous),
+        Stat::of(&ratios),
+    ) else {
+        bail!("async bus: no trivial-handler round ran");
+    };
+    rows.push(vec![
+        format!("blocking bus, workers(1), trivial handler (median of {rounds})"),
+        trivial_n.to_string(),
+        report::rate_range(&blocking),
+    ]);
+    rows.push(vec![
+        format!(
+            "async bus, concurrency(64), trivial handler (median of {rounds}; {} the blocking bus of the same round)",
+            report::ratio_range(&trivial)
+        ),
+        trivial_n.to_string(),
+        report::rate_range(&asynchronous),
+    ]);
+
+    println!("\n## AsyncEventBus: each bus drains a queue pre-filled with the same events\n");
+    report::print_table(&["run", "events", "msg/s"], &rows);
+    println!();
+    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    let (speedup, over_workers) = (c256 / c1, c256 / w16);
+    println!(
+        "- async bus, concurrency(256) vs concurrency(1), handlers awaiting 5 ms: {speedup:.1}x (target >= 50x): {}",
+        verdict(speedup >= 50.0)
+    );
+    println!(
+        "- async bus, concurrency(256) vs the blocking bus's workers(16), 5 ms of I/O: {over_workers:.1}x (target >= 4x): {}",
+        verdict(over_workers >= 4.0)
+    );
+    println!(
+        "- async bus vs the blocking bus, trivial handlers: {} (target >= 0.9x): {}",
+        report::ratio_range(&trivial),
+        verdict(trivial.median >= 0.9)
+    );
+    println!(
+        "{}",
+        report::bench_line(
+            "async-bus",
+            serde_json::json!({
+                "concurrency1_io_msgs_per_s": report::round(c1, 1),
+                "workers16_io_msgs_per_s": report::round(w16, 1),
+                "concurrency256_io_msgs_per_s": report::round(c256, 0),
+                "blocking_trivial_msgs_per_s": report::round(blocking.median, 0),
+                "async_trivial_msgs_per_s": report::round(asynchronous.median, 0),
+                "async_vs_blocking_trivial": report::round(trivial.median, 2),
+            })
+        )
+    );
+    Ok(())
+}
+
+/// Events per second that `drainer` takes out of a queue already holding `n` events, from
+/// the first handled to the last: one `#` handler that awaits (or sleeps) `io`, or does
+/// nothing.
+fn drain(
+    admin: &mut Admin,
+    runtime: &tokio::runtime::Runtime,
+    drainer: Drainer,
+    io: Option<Duration>,
+    n: u64,
+) -> Result<f64> {
+    let names = admin.names("async-drain")?;
+    let measured = (|| {
+        let config = admin.config().clone().with_connection_attempts(1);
+        let builder = || {
+            EventBus::builder(&names.queue)
+                .amqp(config.clone())
+                .exchange(&names.exchange)
+        };
+        // The queue, declared and bound by a first start of a blocking bus.
+        let mut setup = builder().build()?;
+        setup.subscribe("#", handler_fn("setup", |_, _| Ok(())))?;
+        setup.start()?;
+        setup.stop()?;
+        let (publishing, publisher) = publisher_bus(&config, &names.exchange)?;
+        for chunk in chunks(events(n as usize)?, (n as usize).div_ceil(1_000)) {
+            for outcome in publisher.publish_all(chunk) {
+                outcome?;
+            }
+        }
+        drop(publishing);
+        let depth = u64::from(admin.depth(&names.queue)?);
+        if depth != n {
+            bail!("the queue holds {depth} events, expected {n}");
+        }
+        let sink = Arc::new(Sink::new(n, false, Vec::new()));
+        match drainer {
+            Drainer::Workers(workers) => {
+                let mut bus = builder().workers(workers).build()?;
+                let s = sink.clone();
+                bus.subscribe(
+                    "#",
+                    handler_fn("all", move |_, _| {
+                        if let Some(io) = io {
+                            thread::sleep(io);
+                        }
+                        s.all(None);
+                        Ok(())
+                    }),
+                )?;
+                bus.start()?;
+                wait(&sink)?;
+                bus.stop()?;
+            }
+            Drainer::Concurrency(concurrency) => runtime.block_on(async {
+                let mut bus = builder().concurrency(concurrency).build_async()?;
+                let s = sink.clone();
+                bus.subscribe_fn("#", "all", move |_, _| {
+                    let s = s.clone();
+                    async move {
+                        if let Some(io) = io {
+                            tokio::time::sleep(io).await;
+                        }
+                        s.all(None);
+                        Ok(())
+                    }
+                })?;
+                bus.start().await?;
+                let waited = {
+                    let sink = sink.clone();
+                    tokio::task::spawn_blocking(move || wait(&sink)).await?
+                };
+                bus.stop().await?;
+                waited
+            })?,
+        }
+        let tally = sink.tally();
+        let seconds = tally.last_ns.saturating_sub(tally.first_ns) as f64 / 1e9;
+        Ok(n as f64 / seconds.max(1e-9))
+    })();
+    admin.delete(&names);
+    measured
+}
+
+/// Waits until the sink has every event, for at most a minute.
+fn wait(sink: &Sink) -> Result<()> {
+    if sink.wait_done(Duration::from_secs(60)) {
+        Ok(())
+    } else {
+        bail!("only {} events handled within a minute", sink.handled())
+    }
+}
