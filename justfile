@@ -47,8 +47,8 @@ test: _test-prepare
     RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
     cargo test --workspace
     # The optional trace context (`otel`): its lints, and the trace test with an in-memory exporter.
-    cargo clippy -p pubsub --all-targets --features otel -- -D warnings
-    cargo test -p pubsub --features otel --test it otel
+    cargo clippy -p pubsub --all-targets --features otel,tokio -- -D warnings
+    cargo test -p pubsub --features otel,tokio --test it otel
     # The store and the task queue through the facade (features `store`, `tasks`) and the async
     # bus (`tokio`), in one build: lints, the doctests (the README's and the guides' too), the
     # bus running the store and tasks beside its handlers, and the async bus.

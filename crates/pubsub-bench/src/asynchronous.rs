@@ -235,3 +235,59 @@ fn wait(sink: &Sink) -> Result<()> {
         bail!("only {} events handled within a minute", sink.handled())
     }
 }
+
+/// The consumer of the latency measurement on the async bus: the workload's handlers as async
+/// handlers (each runs its blocking body in its task), concurrency 64 unless `prefetch` says
+/// otherwise.
+pub(crate) fn consume(
+    config: &pubsub_amqp::AmqpConfig,
+    exchange: &str,
+    queue: &str,
+    prefetch: Option<u16>,
+    sink: &Arc<Sink>,
+    gate: &crate::sides::Gate,
+) -> Result<pubsub::SubscriberStats> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .context("starting a tokio runtime")?;
+    let mut bus = runtime.block_on(async {
+        let mut builder = EventBus::builder(queue)
+            .amqp(config.clone().with_connection_attempts(1))
+            .exchange(exchange);
+        if let Some(prefetch) = prefetch {
+            builder = builder.concurrency(usize::from(prefetch));
+        }
+        let mut bus = builder.build_async()?;
+        for (pattern, handler) in crate::workload::handlers(sink) {
+            bus.subscribe(pattern, InTask(handler))?;
+        }
+        bus.start().await?;
+        Ok::<_, anyhow::Error>(bus)
+    })?;
+    // The runtime's threads run the handlers meanwhile.
+    gate.declared()?;
+    let mut admin = Admin::open(config)?;
+    crate::bus::wait_for_consumers(&mut admin, queue, 1)?;
+    admin.close()?;
+    gate.consuming()?;
+    crate::bus::wait_done(sink)?;
+    Ok(runtime
+        .block_on(bus.stop())
+        .context("async bus: stopping")?
+        .subscriber)
+}
+
+/// A blocking handler run inside an async handler's task.
+struct InTask(Arc<dyn pubsub_core::EventHandler>);
+
+impl pubsub::AsyncEventHandler for InTask {
+    fn handle(&self, event: pubsub::Event, meta: pubsub::Metadata) -> pubsub::HandlerFuture {
+        let handler = self.0.clone();
+        Box::pin(async move { handler.handle(&event, &meta) })
+    }
+
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+}

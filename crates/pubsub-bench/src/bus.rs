@@ -470,7 +470,7 @@ fn drain_rate(admin: &mut Admin, workers: usize, n: u64) -> Result<f64> {
 }
 
 /// Waits until the broker lists `count` consumers on `queue`.
-fn wait_for_consumers(admin: &mut Admin, queue: &str, count: usize) -> Result<()> {
+pub(crate) fn wait_for_consumers(admin: &mut Admin, queue: &str, count: usize) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     while (admin.consumers(queue)? as usize) < count {
         if Instant::now() > deadline {
@@ -482,7 +482,7 @@ fn wait_for_consumers(admin: &mut Admin, queue: &str, count: usize) -> Result<()
 }
 
 /// Waits until `sink` has its events, failing when none is handled for a minute.
-fn wait_done(sink: &Sink) -> Result<()> {
+pub(crate) fn wait_done(sink: &Sink) -> Result<()> {
     let mut last = (sink.handled(), Instant::now());
     while !sink.wait_done(Duration::from_millis(100)) {
         let handled = sink.handled();

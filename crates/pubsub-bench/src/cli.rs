@@ -134,6 +134,8 @@ pub(crate) enum Side {
     Lib,
     /// The `EventBus` facade: its publisher handle and its workers.
     Bus,
+    /// The `AsyncEventBus`: the same publisher handle, async handlers as tokio tasks.
+    AsyncBus,
 }
 
 impl Side {
@@ -143,6 +145,7 @@ impl Side {
             Side::Raw => "raw",
             Side::Lib => "lib",
             Side::Bus => "bus",
+            Side::AsyncBus => "async-bus",
         }
     }
 }
@@ -333,7 +336,8 @@ fn parse_consume(mut args: impl Iterator<Item = String>) -> Result<ConsumeArgs> 
                     "raw" => Side::Raw,
                     "lib" => Side::Lib,
                     "bus" => Side::Bus,
-                    other => bail!("consume: --side is raw, lib or bus, not {other:?}"),
+                    "async-bus" => Side::AsyncBus,
+                    other => bail!("consume: --side is raw, lib, bus or async-bus, not {other:?}"),
                 })
             }
             "--exchange" => exchange = Some(value()?),

@@ -59,6 +59,17 @@ fn consume(args: &ConsumeArgs) -> Result<()> {
             )?;
             json!(stats.to_string())
         }
+        Side::AsyncBus => {
+            let stats = crate::asynchronous::consume(
+                &config,
+                &args.exchange,
+                &args.queue,
+                args.prefetch,
+                &sink,
+                &gate,
+            )?;
+            json!(stats.to_string())
+        }
         Side::Bus => {
             let stats = crate::bus::consume(
                 &config,

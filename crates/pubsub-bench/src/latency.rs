@@ -25,7 +25,7 @@ pub(crate) fn latency(admin: &mut Admin, options: &Options) -> Result<Vec<(Side,
         tick: Duration::from_millis(5),
     };
     let mut results = Vec::new();
-    for side in [Side::Raw, Side::Lib, Side::Bus] {
+    for side in [Side::Raw, Side::Lib, Side::Bus, Side::AsyncBus] {
         eprintln!("latency, {}: {n} events at {RATE} msg/s...", side.as_str());
         let names = admin.names(&format!("latency-{}", side.as_str()))?;
         let measured = (|| {
@@ -53,7 +53,7 @@ pub(crate) fn latency(admin: &mut Admin, options: &Options) -> Result<Vec<(Side,
                 Side::Lib => {
                     library::publish(config, &names.exchange, n, LibPublish::Batch(5), Some(pace))?
                 }
-                Side::Bus => bus::publish(config, &names.exchange, n, pace)?,
+                Side::Bus | Side::AsyncBus => bus::publish(config, &names.exchange, n, pace)?,
             };
             let result = consumer.finish(Duration::from_secs(60))?;
             result
@@ -75,6 +75,7 @@ pub(crate) fn latency(admin: &mut Admin, options: &Options) -> Result<Vec<(Side,
                     Side::Raw => "raw amiquip loop".to_owned(),
                     Side::Lib => "library (default subscriber)".to_owned(),
                     Side::Bus => "EventBus (publisher handle, 1 worker)".to_owned(),
+                    Side::AsyncBus => "AsyncEventBus (publisher handle, concurrency 64)".to_owned(),
                 },
                 format!("{:.0}", l.p50_us),
                 format!("{:.0}", l.p99_us),

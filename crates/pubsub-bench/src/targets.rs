@@ -156,6 +156,15 @@ pub(crate) fn bus_targets(bus: Option<&BusResults>, latencies: &[(Side, Latency)
         ),
         None => println!("- idle bus memory: not measured"),
     }
+    let blocking = latencies.iter().find(|(side, _)| *side == Side::Bus);
+    let asynchronous = latencies.iter().find(|(side, _)| *side == Side::AsyncBus);
+    if let (Some((_, b)), Some((_, a))) = (blocking, asynchronous) {
+        let (p50, p99) = (a.p50_us / b.p50_us, a.p99_us / b.p99_us);
+        println!(
+            "- latency (async-bus) vs the blocking bus: p50 {p50:.2}x, p99 {p99:.2}x (target <= 1.1x): {}",
+            verdict(p50 <= 1.1 && p99 <= 1.1)
+        );
+    }
     let raw = latencies.iter().find(|(side, _)| *side == Side::Raw);
     for (side, l) in latencies.iter().filter(|(side, _)| *side != Side::Raw) {
         if let Some((_, raw)) = raw {

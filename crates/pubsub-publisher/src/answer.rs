@@ -18,6 +18,7 @@ pub(crate) fn pair<T>() -> (Answerer<T>, Answer<T>) {
         state: Mutex::new(State {
             value: None,
             closed: false,
+            waiting: false,
             waker: None,
         }),
         ready: Condvar::new(),
@@ -40,6 +41,9 @@ struct State<T> {
     value: Option<T>,
     /// The answerer is gone (answered or dropped).
     closed: bool,
+    /// A thread blocks in `wait` (only then is the condition variable signalled: most
+    /// answers come before anyone waits, and signalling costs a system call).
+    waiting: bool,
     /// The task awaiting the answer, woken when it comes.
     waker: Option<Waker>,
 }
@@ -52,15 +56,17 @@ impl<T> Slot<T> {
 
     /// Stores `value` (if any), closes, and wakes whoever waits.
     fn close(&self, value: Option<T>) {
-        let waker = {
+        let (waker, waiting) = {
             let mut state = self.lock();
             if value.is_some() {
                 state.value = value;
             }
             state.closed = true;
-            state.waker.take()
+            (state.waker.take(), state.waiting)
         };
-        self.ready.notify_all();
+        if waiting {
+            self.ready.notify_all();
+        }
         if let Some(waker) = waker {
             waker.wake();
         }
@@ -99,6 +105,7 @@ impl<T> Answer<T> {
     pub(crate) fn wait(self) -> Option<T> {
         let mut state = self.slot.lock();
         while !state.closed {
+            state.waiting = true;
             state = self
                 .slot
                 .ready

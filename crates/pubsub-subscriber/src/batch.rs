@@ -120,23 +120,33 @@ impl Batch {
             if kept.is_empty() {
                 return Ok(0);
             }
-            let mut kept = std::mem::take(kept);
-            kept.sort_unstable_by_key(Delivery::delivery_tag);
-            let tags: Vec<u64> = kept.iter().map(Delivery::delivery_tag).collect();
-            let plan = plan(&tags, in_flight);
-            let mut kept = kept.into_iter().enumerate();
+            let mut all = std::mem::take(kept);
+            all.sort_unstable_by_key(Delivery::delivery_tag);
+            let tags: Vec<u64> = all.iter().map(Delivery::delivery_tag).collect();
+            let plan = plan(&tags, in_flight, self.max);
+            let mut rest = all.into_iter();
+            let mut acked = 0;
             if let Some(upto) = plan.multiple_upto {
                 // The last of the covered ones, with `multiple` (alone: a plain ack).
-                if let Some((_, last)) = kept.by_ref().nth(upto) {
+                if let Some(last) = rest.by_ref().nth(upto) {
                     if upto == 0 {
                         channel.ack(last)?;
                     } else {
                         channel.ack_multiple(last)?;
                     }
+                    acked = upto + 1;
                 }
             }
-            for (_, delivery) in kept {
-                channel.ack(delivery)?;
+            if plan.one_by_one {
+                for delivery in rest {
+                    channel.ack(delivery)?;
+                }
+            } else {
+                // Kept for a later `multiple` ack, once what is in flight below them is done.
+                kept.extend(rest);
+                let (now, later) = self.ready_split(&tags[..acked]);
+                self.ready = later;
+                return Ok(self.count(cx, now));
             }
         } else {
             let Some(last) = self.last.take() else {
@@ -148,11 +158,36 @@ impl Batch {
                 channel.ack_multiple(last)?;
             }
         }
+        let ready = std::mem::take(&mut self.ready);
+        Ok(self.count(cx, ready))
+    }
+
+    /// Splits the ready entries into those whose tag is in `acked` (sorted) and the others.
+    #[allow(clippy::type_complexity)]
+    fn ready_split(
+        &mut self,
+        acked: &[u64],
+    ) -> (
+        Vec<(u64, Outcome, Option<DeliveryReport>)>,
+        Vec<(u64, Outcome, Option<DeliveryReport>)>,
+    ) {
+        std::mem::take(&mut self.ready)
+            .into_iter()
+            .partition(|(tag, _, _)| acked.binary_search(tag).is_ok())
+    }
+
+    /// Counts and reports `ready` entries that were just acked, in delivery order; returns
+    /// how many.
+    fn count(
+        &self,
+        cx: &Context<'_>,
+        mut ready: Vec<(u64, Outcome, Option<DeliveryReport>)>,
+    ) -> u64 {
         let c = cx.counters;
         // Deliveries whose copy was confirmed join the batch late: report in delivery order.
-        self.ready.sort_unstable_by_key(|(tag, _, _)| *tag);
-        let acked = self.ready.len() as u64;
-        for (_, outcome, report) in self.ready.drain(..) {
+        ready.sort_unstable_by_key(|(tag, _, _)| *tag);
+        let acked = ready.len() as u64;
+        for (_, outcome, report) in ready {
             match outcome {
                 Outcome::Acked => Counters::add(&c.acked, 1),
                 Outcome::Unhandled => {
@@ -166,28 +201,33 @@ impl Batch {
             }
             cx.send_report(report);
         }
-        Ok(acked)
+        acked
     }
 }
 
-/// How a batch's ready deliveries are acked: the ones below `multiple_upto` (an index into
-/// the sorted tags) with one `multiple` ack of that one; the ones after it one by one.
+/// How a batch's ready deliveries are acked: the ones up to `multiple_upto` (an index into
+/// the sorted tags) with one `multiple` ack of that one; the ones after it one by one if
+/// `one_by_one`, else kept for a later `multiple` ack.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct AckPlan {
     pub(crate) multiple_upto: Option<usize>,
+    pub(crate) one_by_one: bool,
 }
 
 /// Plans the acks of the ready deliveries `tags` (sorted) when the lowest delivery whose
-/// handlers still run elsewhere is `in_flight`: a `multiple` ack covers every unsettled
+/// handlers still run elsewhere is `in_flight`. A `multiple` ack covers every unsettled
 /// delivery up to its tag, so it may reach only as far as the last ready tag below
-/// `in_flight`; the ready ones above are acked one by one.
-pub(crate) fn plan(tags: &[u64], in_flight: Option<u64>) -> AckPlan {
+/// `in_flight`. The ready ones above wait for a later `multiple` ack (one frame for many),
+/// unless `limit` or more of them wait: unacked, they hold prefetch slots, and a slow
+/// handler below them would starve the consumer; then they are acked one by one.
+pub(crate) fn plan(tags: &[u64], in_flight: Option<u64>, limit: usize) -> AckPlan {
     let covered = match in_flight {
         None => tags.len(),
         Some(low) => tags.partition_point(|&t| t < low),
     };
     AckPlan {
         multiple_upto: covered.checked_sub(1),
+        one_by_one: tags.len() - covered >= limit.max(1),
     }
 }
 
@@ -197,26 +237,33 @@ mod tests {
 
     #[test]
     fn a_multiple_ack_stops_below_the_lowest_delivery_in_flight() {
-        let cases: &[(&[u64], Option<u64>, Option<usize>)] = &[
+        /// Ready tags, the lowest in flight, the limit; then the index a `multiple` ack goes up
+        /// to, and whether the rest go one by one.
+        type Case<'a> = (&'a [u64], Option<u64>, usize, Option<usize>, bool);
+        let cases: &[Case<'_>] = &[
             // Nothing in flight: one multiple ack of the highest.
-            (&[1, 2, 3], None, Some(2)),
-            (&[7], None, Some(0)),
-            // 4 in flight: 1..3 together, 5 and 6 alone.
-            (&[1, 2, 3, 5, 6], Some(4), Some(2)),
-            // The lowest in flight below every ready one: each alone.
-            (&[5, 6], Some(2), None),
+            (&[1, 2, 3], None, 4, Some(2), false),
+            (&[7], None, 4, Some(0), false),
+            // 4 in flight: 1..3 together; 5 and 6 wait for 4.
+            (&[1, 2, 3, 5, 6], Some(4), 4, Some(2), false),
+            // ... unless as many as the limit wait: then one by one.
+            (&[1, 2, 3, 5, 6], Some(4), 2, Some(2), true),
+            // The lowest in flight below every ready one: they wait, or go one by one.
+            (&[5, 6], Some(2), 4, None, false),
+            (&[5, 6, 7, 8], Some(2), 4, None, true),
             // In flight above every ready one: all together.
-            (&[1, 2], Some(9), Some(1)),
-            (&[], None, None),
-            (&[], Some(3), None),
+            (&[1, 2], Some(9), 1, Some(1), false),
+            (&[], None, 4, None, false),
+            (&[], Some(3), 4, None, false),
         ];
-        for (tags, in_flight, expected) in cases {
+        for (tags, in_flight, limit, upto, one_by_one) in cases {
             assert_eq!(
-                plan(tags, *in_flight),
+                plan(tags, *in_flight, *limit),
                 AckPlan {
-                    multiple_upto: *expected
+                    multiple_upto: *upto,
+                    one_by_one: *one_by_one,
                 },
-                "tags {tags:?}, in flight {in_flight:?}"
+                "tags {tags:?}, in flight {in_flight:?}, limit {limit}"
             );
         }
     }

@@ -35,6 +35,9 @@ pub struct Job {
     pub(crate) meta: Metadata,
     pub(crate) done_before: Vec<String>,
     pub(crate) done: Done,
+    /// The delivery's consumer span (feature `otel`, when tracing is on).
+    #[cfg(feature = "otel")]
+    pub(crate) span: Option<tracing::Span>,
 }
 
 impl Job {
@@ -53,6 +56,14 @@ impl Job {
     /// an earlier attempt: a retry runs only the handlers that failed.
     pub fn already_done(&self, id: &str) -> bool {
         self.done_before.iter().any(|d| d == id)
+    }
+
+    /// The delivery's consumer span (feature `otel`; `None` when tracing is off): run the
+    /// handlers in it (`tracing::Instrument`), so that what they publish is its child, and
+    /// record `otel.status_code = "error"` on it when one fails.
+    #[cfg(feature = "otel")]
+    pub fn span(&self) -> Option<&tracing::Span> {
+        self.span.as_ref()
     }
 
     /// The event, its metadata, the subscriptions already done, and the answer.

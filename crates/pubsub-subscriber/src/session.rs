@@ -377,6 +377,12 @@ impl<'a> Session<'a> {
         };
         let tag = in_flight.delivery.delivery_tag();
         let job = Job {
+            #[cfg(feature = "otel")]
+            span: crate::trace::consumer_span(
+                self.cx.queue(),
+                &in_flight.delivery,
+                &in_flight.event,
+            ),
             event: in_flight.event.clone(),
             meta: in_flight.meta.clone(),
             done_before: in_flight.retry.done.clone(),

@@ -14,6 +14,25 @@ pub(crate) fn process(
     event: &Event,
     run: impl FnOnce() -> InvocationResult,
 ) -> InvocationResult {
+    let Some(span) = consumer_span(queue, delivery, event) else {
+        return run();
+    };
+    let result = span.in_scope(run);
+    if result.failed() > 0 {
+        span.record("otel.status_code", "error");
+    }
+    result
+}
+
+/// The consumer span of `event`, delivered from `queue`, continued from the delivery's trace
+/// context; `None` when tracing is off. (Handlers run elsewhere, such as an async bus's,
+/// run in it too: the [`Job`](crate::Job) carries it.)
+#[cfg(feature = "otel")]
+pub(crate) fn consumer_span(
+    queue: &str,
+    delivery: &Delivery,
+    event: &Event,
+) -> Option<tracing::Span> {
     use tracing_opentelemetry::OpenTelemetrySpanExt;
 
     let span = tracing::info_span!(
@@ -32,17 +51,13 @@ pub(crate) fn process(
         "messaging.rabbitmq.message.delivery_tag" = delivery.delivery_tag(),
     );
     if span.is_disabled() {
-        return run();
+        return None;
     }
     if let Some(parent) = remote_parent(delivery) {
         // Fails only for a span already started, which this one is not.
         let _ = span.set_parent(parent);
     }
-    let result = span.in_scope(run);
-    if result.failed() > 0 {
-        span.record("otel.status_code", "error");
-    }
-    result
+    Some(span)
 }
 
 /// Without the `otel` feature: the handlers, and nothing else.

@@ -5,6 +5,7 @@
 //! the runtime by the subscriber's [`Dispatcher`] and the publisher's awaitable receipts.
 
 use std::fmt;
+use std::future::Future as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,7 +35,9 @@ pub const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
 /// and topology: `EventBus::builder(service)` ... [`build_async`](EventBusBuilder::build_async).
 ///
 /// - **Handlers** ([`subscribe`](Self::subscribe), [`subscribe_fn`](Self::subscribe_fn),
-///   [`subscribe_typed`](Self::subscribe_typed)) run as tasks, at most
+///   [`subscribe_typed`](Self::subscribe_typed)) run as tasks (polled first on the consumer's
+///   thread, in the runtime's context, so that a handler that never waits costs no hop;
+///   spawned at their first wait), at most
 ///   [`concurrency`](EventBusBuilder::concurrency) deliveries at once (64 by default); the
 ///   prefetch follows the concurrency, so deliveries never pile up in memory. Each delivery
 ///   is settled as the blocking bus settles it: acked, retried through the delay queues
@@ -70,7 +73,7 @@ pub const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
 /// ```
 ///
 /// Not yet on the async bus: the in-process mode, the event store and task functions beside
-/// it, handler durations in the metrics, and consumer spans for its handlers (`otel`).
+/// it, and consumer spans for its handlers (`otel`).
 pub struct AsyncEventBus {
     /// The blocking bus underneath; away while a blocking call (start, stop) has it, and
     /// gone if that call's future was dropped (the bus then stops on its own).
@@ -179,7 +182,11 @@ impl AsyncEventBus {
         if self.started {
             return Err(Error::AlreadyStarted);
         }
-        self.handlers.subscribe(pattern, handler)?;
+        let durations = self
+            .bus
+            .as_ref()
+            .and_then(|bus| bus.handler_durations(handler.name()));
+        self.handlers.subscribe(pattern, handler, durations)?;
         Ok(self)
     }
 
@@ -309,6 +316,12 @@ impl AsyncEventBus {
         blocking(move || bus.teardown()).await?
     }
 
+    /// The metrics now, in the Prometheus text format, handler durations included; `None`
+    /// unless metrics are on ([`EventBusBuilder::metrics`]), or while `start` or `stop` runs.
+    pub fn metrics(&self) -> Option<String> {
+        self.bus.as_ref().and_then(EventBus::metrics)
+    }
+
     /// Whether the bus is started and not stopped.
     pub fn is_running(&self) -> bool {
         self.bus.as_ref().is_some_and(EventBus::is_running)
@@ -357,7 +370,10 @@ impl fmt::Debug for AsyncEventBus {
     }
 }
 
-/// The dispatcher: each delivery's handlers as one task of the runtime.
+/// The dispatcher: each delivery's handlers as one task of the runtime, polled first on the
+/// consumer's thread (inside the runtime's context): handlers that finish without waiting
+/// for anything cost no hop between threads; the others are spawned as a task at their first
+/// `.await` that waits, and the runtime runs them from there.
 struct Tasks {
     runtime: tokio::runtime::Handle,
     handlers: Arc<Handlers>,
@@ -366,8 +382,17 @@ struct Tasks {
 impl Dispatcher for Tasks {
     fn dispatch(&self, job: Job) {
         let handlers = self.handlers.clone();
+        let mut task = Box::pin(async move { handlers.run(job).await });
+        {
+            let _context = self.runtime.enter();
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            if task.as_mut().poll(&mut cx).is_ready() {
+                return;
+            }
+        }
+        // Spawning polls the task again at once, and it registers the task's own waker then.
         // On a runtime that has shut down the task is dropped at once, and with it the job,
         // which answers that its handlers did not finish: the delivery is retried.
-        drop(self.runtime.spawn(async move { handlers.run(job).await }));
+        drop(self.runtime.spawn(task));
     }
 }

@@ -517,6 +517,12 @@ impl EventBus {
         Ok(())
     }
 
+    /// The duration histogram of handler `name`, when metrics are on.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn handler_durations(&self, name: &str) -> Option<Arc<crate::metrics::Histogram>> {
+        self.metrics.as_ref().map(|m| m.handler(name))
+    }
+
     /// The metrics now, in the Prometheus text format (what the endpoint serves); `None`
     /// unless metrics are on ([`EventBusBuilder::metrics`]).
     pub fn metrics(&self) -> Option<String> {

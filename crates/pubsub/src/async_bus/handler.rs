@@ -9,12 +9,14 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use pubsub_core::{Event, HandlerResult, Metadata};
 use pubsub_registry::{subscription_id, HandlerFailure, HandlerOutcome, InvocationResult, Pattern};
 use pubsub_subscriber::Job;
 
 use crate::context::{Incoming, TASK_CURRENT};
+use crate::metrics::Histogram;
 
 /// The future an [`AsyncEventHandler`] returns: boxed, `Send`, owning what it needs.
 pub type HandlerFuture = Pin<Box<dyn Future<Output = HandlerResult> + Send + 'static>>;
@@ -89,6 +91,8 @@ pub(crate) struct Subscription {
     pattern: Pattern,
     id: String,
     handler: Arc<dyn AsyncEventHandler>,
+    /// Its durations, when metrics are on.
+    durations: Option<Arc<Histogram>>,
 }
 
 /// The async handlers of a bus, in subscription order.
@@ -104,6 +108,7 @@ impl Handlers {
         &mut self,
         pattern: &str,
         handler: Arc<dyn AsyncEventHandler>,
+        durations: Option<Arc<Histogram>>,
     ) -> Result<(), pubsub_registry::Error> {
         let pattern = Pattern::parse(pattern)?;
         let id = subscription_id(handler.name(), &pattern);
@@ -117,6 +122,7 @@ impl Handlers {
             pattern,
             id,
             handler,
+            durations,
         });
         Ok(())
     }
@@ -135,6 +141,9 @@ impl Handlers {
     /// with how each fared. Dropped before it ends (cancelled, or its runtime shut down),
     /// the job answers by itself that the handlers did not finish.
     pub(crate) async fn run(&self, job: Job) {
+        // The delivery's consumer span (`otel`): the handlers run in it.
+        #[cfg(feature = "otel")]
+        let span = job.span().cloned();
         let (event, meta, done_before, done) = job.into_parts();
         let incoming = Incoming::of(&event, &meta);
         let mut outcomes = Vec::new();
@@ -144,8 +153,18 @@ impl Handlers {
             }
             let running = sub.handler.handle(event.clone(), meta.clone());
             // The event is the task's current one while the handler runs (and only then).
-            let scoped = Box::pin(TASK_CURRENT.scope(incoming.clone(), running));
-            let result = match CatchUnwind(scoped).await {
+            let scoped: HandlerFuture = Box::pin(TASK_CURRENT.scope(incoming.clone(), running));
+            #[cfg(feature = "otel")]
+            let scoped: HandlerFuture = match &span {
+                Some(span) => Box::pin(tracing::Instrument::instrument(scoped, span.clone())),
+                None => scoped,
+            };
+            let started = sub.durations.is_some().then(Instant::now);
+            let caught = CatchUnwind(scoped).await;
+            if let (Some(durations), Some(started)) = (&sub.durations, started) {
+                durations.observe(started.elapsed());
+            }
+            let result = match caught {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(error)) => {
                     log::warn!(
@@ -166,6 +185,12 @@ impl Handlers {
         }
         if outcomes.is_empty() {
             log::debug!("no async handler for {event}");
+        }
+        #[cfg(feature = "otel")]
+        if let Some(span) = &span {
+            if outcomes.iter().any(|o| !o.is_ok()) {
+                span.record("otel.status_code", "error");
+            }
         }
         done.finish(InvocationResult::from_outcomes(outcomes));
     }

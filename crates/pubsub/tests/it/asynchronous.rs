@@ -49,6 +49,7 @@ fn handlers_run_as_tasks_at_most_concurrency_at_once() {
     runtime().block_on(async {
         let mut bus = builder(&fixture, &service)
             .concurrency(16)
+            .metrics(true)
             .build_async()
             .unwrap();
         let running = Arc::new(AtomicUsize::new(0));
@@ -75,6 +76,11 @@ fn handlers_run_as_tasks_at_most_concurrency_at_once() {
             outcome.unwrap();
         }
         until("200 handled", || handled.load(Ordering::SeqCst) == 200).await;
+        let metrics = bus.metrics().unwrap();
+        let count = format!(
+            "pubsub_handler_duration_seconds_count{{queue=\"{service}\",handler=\"slow\"}} 200"
+        );
+        assert!(metrics.contains(&count), "{metrics}");
         let stats = bus.teardown().await.unwrap().stats;
         let peak = peak.load(Ordering::SeqCst);
         assert!(peak > 1, "the handlers ran one at a time");

@@ -281,3 +281,73 @@ fn an_event_publisher_on_its_own_traces_under_the_current_span() {
     publisher.close().unwrap();
     bus.teardown().unwrap();
 }
+
+/// An async service in the middle: its handler's consumer span continues the trace across an
+/// `.await`, and what it publishes after the await is that span's child.
+#[cfg(feature = "tokio")]
+#[test]
+fn an_async_handler_continues_the_trace_across_its_awaits() {
+    exporter();
+    let Some(fixture) = Bus::new("otel-async") else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    let mut front = service(&fixture, "front");
+    let mut back = EventBus::builder(&unique("back"))
+        .amqp(fixture.config().clone())
+        .exchange(fixture.exchange())
+        .build_async()
+        .unwrap();
+    let back_publisher = back.publisher();
+    back.subscribe_fn("order.created", "ship", move |_event, _meta| {
+        let publisher = back_publisher.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            publisher.send(shipped("lamp", 1))?.await?;
+            Ok(())
+        }
+    })
+    .unwrap();
+    let (tx, rx) = crossbeam_channel::unbounded::<String>();
+    front
+        .subscribe(
+            "item.shipped",
+            handler_fn("notify", move |event, _meta| {
+                tx.send(event.routing_key().to_owned()).unwrap();
+                Ok(())
+            }),
+        )
+        .unwrap();
+    runtime.block_on(back.start()).unwrap();
+    front.start().unwrap();
+
+    let root = tracing::info_span!("request");
+    let trace = root.context().span().span_context().trace_id();
+    root.in_scope(|| front.publish(event("order", "created", 1)))
+        .unwrap();
+    drop(root);
+    assert_eq!(rx.recv_timeout(WAIT).unwrap(), "item.shipped");
+
+    let spans = spans_of(trace, 5);
+    assert_eq!(spans.len(), 5, "{:#?}", names(&spans));
+    let publish_a = named(&spans, "order.created publish");
+    let process_a = named(&spans, "order.created process");
+    let publish_b = named(&spans, "item.shipped publish");
+    let process_b = named(&spans, "item.shipped process");
+    let id = |s: &SpanData| s.span_context.span_id();
+    assert_eq!(process_a.parent_span_id, id(publish_a));
+    assert!(process_a.parent_span_is_remote);
+    assert_eq!(process_a.span_kind, SpanKind::Consumer);
+    assert_eq!(
+        publish_b.parent_span_id,
+        id(process_a),
+        "published after an await"
+    );
+    assert_eq!(process_b.parent_span_id, id(publish_b));
+    front.teardown().unwrap();
+    runtime.block_on(back.teardown()).unwrap();
+}
