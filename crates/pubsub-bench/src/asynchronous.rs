@@ -19,6 +19,9 @@ use crate::workload::Sink;
 /// How each handler's I/O is played: an await (async) or a sleep (blocking) of 5 ms.
 const IO: Duration = Duration::from_millis(5);
 
+/// The deliveries held in the handlers for the memory row.
+const IN_FLIGHT: u64 = 10_000;
+
 /// Who drains the queue.
 #[derive(Debug, Clone, Copy)]
 enum Drainer {
@@ -109,9 +112,19 @@ pub(crate) fn run(admin: &mut Admin, options: &Options) -> Result<()> {
         report::rate_range(&asynchronous),
     ]);
 
+    eprintln!(
+        "async bus: memory, idle and with 10,000 deliveries in its handlers (child processes)..."
+    );
+    let (idle, busy) = memory(admin, IN_FLIGHT)?;
+
     println!("\n## AsyncEventBus: each bus drains a queue pre-filled with the same events\n");
     report::print_table(&["run", "events", "msg/s"], &rows);
-    println!();
+    println!(
+        "\nidle async bus: {} kB RSS; with {} deliveries in its handlers: {} kB RSS (child processes)\n",
+        report::thousands(idle as f64),
+        report::thousands(IN_FLIGHT as f64),
+        report::thousands(busy as f64)
+    );
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
     let (speedup, over_workers) = (c256 / c1, c256 / w16);
     println!(
@@ -128,6 +141,13 @@ pub(crate) fn run(admin: &mut Admin, options: &Options) -> Result<()> {
         verdict(trivial.median >= 0.9)
     );
     println!(
+        "- idle async bus: {} kB RSS (target < 16,384 kB): {}; with {} deliveries in flight: {} kB (reported)",
+        report::thousands(idle as f64),
+        verdict(idle < 16 * 1024),
+        report::thousands(IN_FLIGHT as f64),
+        report::thousands(busy as f64)
+    );
+    println!(
         "{}",
         report::bench_line(
             "async-bus",
@@ -138,6 +158,8 @@ pub(crate) fn run(admin: &mut Admin, options: &Options) -> Result<()> {
                 "blocking_trivial_msgs_per_s": report::round(blocking.median, 0),
                 "async_trivial_msgs_per_s": report::round(asynchronous.median, 0),
                 "async_vs_blocking_trivial": report::round(trivial.median, 2),
+                "idle_rss_kb": idle,
+                "in_flight_10000_rss_kb": busy,
             })
         )
     );
@@ -290,4 +312,89 @@ impl pubsub::AsyncEventHandler for InTask {
     fn name(&self) -> &str {
         self.0.name()
     }
+}
+
+/// The `idle-bus --async-in-flight N` command: an async bus with the workload's handlers
+/// (`N` = 0: idle) or, for `N` > 0, a `#` handler that waits until the bus stops, with `N`
+/// events published to it by this process; once they are all in the handlers, prints the
+/// process's memory. Stopping leaves them to the broker.
+pub(crate) fn run_idle(args: &crate::cli::IdleArgs, in_flight: u64) -> Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let config = crate::admin::config_from_env()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .context("starting a tokio runtime")?;
+    let entered = Arc::new(AtomicU64::new(0));
+    let sink = Arc::new(Sink::new(u64::MAX, false, Vec::new()));
+    let mut bus = runtime.block_on(async {
+        let concurrency = usize::try_from(in_flight.max(64)).unwrap_or(usize::MAX);
+        let mut bus = EventBus::builder(&args.queue)
+            .amqp(config.clone())
+            .exchange(&args.exchange)
+            .concurrency(concurrency)
+            .build_async()?;
+        bus.drain_timeout(Duration::ZERO);
+        if in_flight == 0 {
+            for (pattern, handler) in crate::workload::handlers(&sink) {
+                bus.subscribe(pattern, InTask(handler))?;
+            }
+        } else {
+            let entered = entered.clone();
+            bus.subscribe_fn("#", "wait", move |_, _| {
+                entered.fetch_add(1, Ordering::Relaxed);
+                std::future::pending()
+            })?;
+        }
+        bus.start().await?;
+        Ok::<_, anyhow::Error>(bus)
+    })?;
+    let mut admin = Admin::open(&config)?;
+    crate::bus::wait_for_consumers(&mut admin, &args.queue, 1)?;
+    admin.close()?;
+    if in_flight > 0 {
+        let publisher = bus.publisher();
+        for chunk in chunks(events(usize::try_from(in_flight)?)?, 10) {
+            for outcome in publisher.publish_all(chunk) {
+                outcome?;
+            }
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while entered.load(Ordering::Relaxed) < in_flight {
+            if std::time::Instant::now() > deadline {
+                bail!(
+                    "only {} of {in_flight} deliveries reached the handlers",
+                    entered.load(Ordering::Relaxed)
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+    thread::sleep(Duration::from_secs(1));
+    let result = serde_json::json!({
+        "rss_kb": crate::workload::status_kb("VmRSS").unwrap_or(0),
+        "hwm_kb": crate::workload::status_kb("VmHWM").unwrap_or(0),
+        "threads": crate::workload::status_kb("Threads").unwrap_or(0),
+    });
+    runtime.block_on(bus.stop())?;
+    crate::sides::say(&format!("RESULT {result}"))
+}
+
+/// The resident memory of an idle async bus, and of one holding `in_flight` deliveries in its
+/// handlers, each in a child process: kB.
+fn memory(admin: &mut Admin, in_flight: u64) -> Result<(u64, u64)> {
+    let mut measure = |n: u64| {
+        let names = admin.names("async-idle")?;
+        let rss = crate::bus::idle_rss(&crate::cli::IdleArgs {
+            exchange: names.exchange.clone(),
+            queue: names.queue.clone(),
+            workers: 1,
+            asynchronous: Some(n),
+        });
+        admin.delete(&names);
+        rss
+    };
+    Ok((measure(0)?, measure(in_flight)?))
 }

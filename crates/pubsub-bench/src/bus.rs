@@ -195,7 +195,12 @@ pub(crate) fn run(admin: &mut Admin, options: &Options) -> Result<BusResults> {
 
     eprintln!("bus: idle bus with 16 workers (child process)...");
     let names = admin.names("bus-idle")?;
-    let idle = idle_rss(&names.exchange, &names.queue, 16);
+    let idle = idle_rss(&IdleArgs {
+        exchange: names.exchange.clone(),
+        queue: names.queue.clone(),
+        workers: 16,
+        asynchronous: None,
+    });
     admin.delete(&names);
     let idle = idle?;
     results.idle_rss_kb = Some(idle);
@@ -557,6 +562,9 @@ pub(crate) fn consume(
 /// The `idle-bus` command: starts a bus with the workload's handlers and `workers` workers,
 /// waits until they all consume, idles a second, and prints its memory.
 pub(crate) fn run_idle(args: &IdleArgs) -> Result<()> {
+    if let Some(in_flight) = args.asynchronous {
+        return crate::asynchronous::run_idle(args, in_flight);
+    }
     let config = crate::admin::config_from_env()?;
     let sink = Arc::new(Sink::new(u64::MAX, false, Vec::new()));
     let mut bus = EventBus::builder(&args.queue)
@@ -582,17 +590,10 @@ pub(crate) fn run_idle(args: &IdleArgs) -> Result<()> {
 }
 
 /// Runs `idle-bus` in a child process; its VmRSS in kB.
-fn idle_rss(exchange: &str, queue: &str, workers: usize) -> Result<u64> {
+pub(crate) fn idle_rss(args: &IdleArgs) -> Result<u64> {
     let exe = std::env::current_exe().context("cannot find the benchmark's executable")?;
     let output = Command::new(exe)
-        .args(
-            IdleArgs {
-                exchange: exchange.to_owned(),
-                queue: queue.to_owned(),
-                workers,
-            }
-            .to_args(),
-        )
+        .args(args.to_args())
         .output()
         .context("cannot start the idle-bus process")?;
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -159,12 +159,15 @@ pub(crate) struct IdleArgs {
     pub(crate) queue: String,
     /// Its workers.
     pub(crate) workers: usize,
+    /// An `AsyncEventBus` instead of an `EventBus`, holding this many deliveries in its
+    /// handlers (each waits until the bus stops), or none: idle.
+    pub(crate) asynchronous: Option<u64>,
 }
 
 impl IdleArgs {
     /// The command-line arguments that reproduce these.
     pub(crate) fn to_args(&self) -> Vec<String> {
-        vec![
+        let mut args = vec![
             "idle-bus".to_owned(),
             "--exchange".to_owned(),
             self.exchange.clone(),
@@ -172,7 +175,11 @@ impl IdleArgs {
             self.queue.clone(),
             "--workers".to_owned(),
             self.workers.to_string(),
-        ]
+        ];
+        if let Some(in_flight) = self.asynchronous {
+            args.extend(["--async-in-flight".to_owned(), in_flight.to_string()]);
+        }
+        args
     }
 }
 
@@ -373,6 +380,7 @@ fn parse_idle(mut args: impl Iterator<Item = String>) -> Result<IdleArgs> {
     let mut exchange = None;
     let mut queue = None;
     let mut workers = None;
+    let mut asynchronous = None;
     while let Some(arg) = args.next() {
         let mut value = || {
             args.next()
@@ -382,6 +390,9 @@ fn parse_idle(mut args: impl Iterator<Item = String>) -> Result<IdleArgs> {
             "--exchange" => exchange = Some(value()?),
             "--queue" => queue = Some(value()?),
             "--workers" => workers = Some(number(&value()?, "--workers")?),
+            "--async-in-flight" => {
+                asynchronous = Some(number(&value()?, "--async-in-flight")?);
+            }
             other => bail!("idle-bus: unknown argument {other:?}"),
         }
     }
@@ -389,6 +400,7 @@ fn parse_idle(mut args: impl Iterator<Item = String>) -> Result<IdleArgs> {
         exchange: exchange.context("idle-bus: --exchange is required")?,
         queue: queue.context("idle-bus: --queue is required")?,
         workers: workers.context("idle-bus: --workers is required")?,
+        asynchronous,
     })
 }
 
@@ -452,10 +464,19 @@ mod tests {
             exchange: "x".to_owned(),
             queue: "q".to_owned(),
             workers: 16,
+            asynchronous: None,
         };
-        let Ok(Command::IdleBus(back)) = parse(args.to_args()) else {
-            panic!("not an idle-bus command");
-        };
-        assert_eq!(back, args);
+        for args in [
+            args.clone(),
+            IdleArgs {
+                asynchronous: Some(10_000),
+                ..args
+            },
+        ] {
+            let Ok(Command::IdleBus(back)) = parse(args.to_args()) else {
+                panic!("not an idle-bus command");
+            };
+            assert_eq!(back, args);
+        }
     }
 }
