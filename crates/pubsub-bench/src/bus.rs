@@ -562,9 +562,6 @@ pub(crate) fn consume(
 /// The `idle-bus` command: starts a bus with the workload's handlers and `workers` workers,
 /// waits until they all consume, idles a second, and prints its memory.
 pub(crate) fn run_idle(args: &IdleArgs) -> Result<()> {
-    if let Some(in_flight) = args.asynchronous {
-        return crate::asynchronous::run_idle(args, in_flight);
-    }
     let config = crate::admin::config_from_env()?;
     let sink = Arc::new(Sink::new(u64::MAX, false, Vec::new()));
     let mut bus = EventBus::builder(&args.queue)

@@ -102,7 +102,10 @@ fn run() -> Result<()> {
             Ok(())
         }
         Command::Consume(args) => consumer::run_child(&args),
-        Command::IdleBus(args) => bus::run_idle(&args),
+        Command::IdleBus(args) => match args.asynchronous {
+            Some(in_flight) => asynchronous::run_idle(&args, in_flight),
+            None => bus::run_idle(&args),
+        },
         Command::Bench(options) => {
             let config = admin::broker_config()?;
             if options.memory {

@@ -257,6 +257,25 @@ impl RunSummary {
     }
 }
 
+/// The reason a delivery is retried with when its handlers, run elsewhere, did not answer.
+pub(crate) const ABANDONED: &str =
+    "the handlers did not finish: their task was cancelled or its runtime shut down";
+
+/// How a delivery's run counts when its handlers, run elsewhere (a
+/// [`Dispatcher`](crate::Dispatcher)'s job), did not answer: one failure, not permanent (so
+/// the retry policy retries it, and counts the attempt), no handler done.
+pub(crate) fn abandoned() -> RunSummary {
+    RunSummary {
+        unhandled: false,
+        failures: vec![Failure {
+            handler: "dispatch".to_owned(),
+            error: ABANDONED.to_owned(),
+            permanent: false,
+        }],
+        succeeded: Vec::new(),
+    }
+}
+
 /// After the handlers ran on a delivery with the (trusted) `retry` state: ack, retry, or
 /// dead-letter. `now` gives the time of a first failure (RFC 3339); it is called only then.
 pub(crate) fn after_run(

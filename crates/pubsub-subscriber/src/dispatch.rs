@@ -15,8 +15,6 @@ use crossbeam_channel::Sender;
 use pubsub_core::{Event, Metadata};
 use pubsub_registry::InvocationResult;
 
-use crate::decision::{Failure, RunSummary};
-
 /// Runs the handlers of the deliveries a subscriber hands it, somewhere else than the
 /// subscriber's thread, and answers each through [`Job::into_parts`]'s [`Done`].
 ///
@@ -125,32 +123,9 @@ pub(crate) struct Completion {
     pub(crate) result: Option<InvocationResult>,
 }
 
-/// The reason a job dropped unanswered is retried with.
-pub(crate) const ABANDONED: &str =
-    "the handlers did not finish: their task was cancelled or its runtime shut down";
-
-/// How a delivery's run counts when its job came back unanswered: one failure, not
-/// permanent (so the retry policy retries it, and counts the attempt), no handler done.
-pub(crate) fn abandoned() -> RunSummary {
-    RunSummary {
-        unhandled: false,
-        failures: vec![Failure {
-            handler: "dispatch".to_owned(),
-            error: ABANDONED.to_owned(),
-            permanent: false,
-        }],
-        succeeded: Vec::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
-    use crate::decision::{after_run, Decision};
-    use crate::headers::RetryState;
-    use crate::RetryPolicy;
 
     #[test]
     fn a_done_answers_once_finished_or_dropped() {
@@ -171,27 +146,5 @@ mod tests {
         drop(rx);
         Done::new(1, tx.clone()).finish(InvocationResult::default());
         drop(Done::new(2, tx));
-    }
-
-    #[test]
-    fn an_abandoned_run_is_retried_then_dead_lettered_as_any_failure() {
-        let policy = RetryPolicy::new(2, vec![Duration::from_secs(1)]);
-        let first = RetryState::default();
-        match after_run(&first, &abandoned(), &policy, || "now".to_owned()) {
-            Decision::Retry { state, .. } => {
-                assert_eq!(state.attempt, 2);
-                assert_eq!(state.failed_handlers, ["dispatch"]);
-                assert!(state.done.is_empty());
-            }
-            other => panic!("expected a retry, got {other:?}"),
-        }
-        let last = RetryState {
-            attempt: 2,
-            ..RetryState::default()
-        };
-        assert!(matches!(
-            after_run(&last, &abandoned(), &policy, || "now".to_owned()),
-            Decision::DeadLetter { .. }
-        ));
     }
 }

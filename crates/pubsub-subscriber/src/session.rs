@@ -18,7 +18,7 @@ use crate::batch::{Awaiting, Batch, Outcome};
 use crate::context::Context;
 use crate::decision::{self, Arrival, Decision, RunSummary, Trust};
 use crate::decode;
-use crate::dispatch::{self, Completion, Dispatcher, Done, Job};
+use crate::dispatch::{Completion, Dispatcher, Done, Job};
 use crate::headers::{
     self, clip, now_rfc3339, DeadLetterKind, DeadLetterRecord, Origin, RetryState,
 };
@@ -421,9 +421,9 @@ impl<'a> Session<'a> {
                             result: None,
                         }
                     ),
-                    dispatch::ABANDONED
+                    decision::ABANDONED
                 );
-                dispatch::abandoned()
+                decision::abandoned()
             }
         };
         Counters::add(

@@ -437,3 +437,26 @@ fn facts_read_only_trusted_headers() {
         r#"retry 2 in 1s done ["a@#"] failed ["b"] first NOW: b: down"#
     );
 }
+
+#[test]
+fn an_abandoned_run_is_retried_then_dead_lettered_as_any_failure() {
+    let policy = RetryPolicy::new(2, vec![std::time::Duration::from_secs(1)]);
+    match after_run(&RetryState::default(), &abandoned(), &policy, || {
+        "now".to_owned()
+    }) {
+        Decision::Retry { state, .. } => {
+            assert_eq!(state.attempt, 2);
+            assert_eq!(state.failed_handlers, ["dispatch"]);
+            assert!(state.done.is_empty());
+        }
+        other => panic!("expected a retry, got {other:?}"),
+    }
+    let last = RetryState {
+        attempt: 2,
+        ..RetryState::default()
+    };
+    assert!(matches!(
+        after_run(&last, &abandoned(), &policy, || "now".to_owned()),
+        Decision::DeadLetter { .. }
+    ));
+}
