@@ -11,7 +11,6 @@
 mod cluster;
 mod harness;
 mod scenarios;
-mod store;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::process::ExitCode;
@@ -113,7 +112,7 @@ fn run(args: &Args) -> Result<bool> {
         let t = Instant::now();
         let outcome = catch_unwind(AssertUnwindSafe(|| (scenario.run)(&ctx)));
         ctx.guard.restore();
-        store::restore();
+        scenarios::restore_postgres();
         if args.cluster {
             cluster::restore();
         }

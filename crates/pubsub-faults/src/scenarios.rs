@@ -1,6 +1,9 @@
 //! The scenarios. Each runs against the real broker and returns one [`Line`] of figures.
 
+mod postgres_restart;
 mod store_hostile;
+
+pub(crate) use self::postgres_restart::restore as restore_postgres;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -94,7 +97,7 @@ pub(crate) const ALL: &[Scenario] = &[
     Scenario {
         name: "postgres-restart",
         about: "the event store on PostgreSQL, PostgreSQL stopped for 3 s mid-stream: nothing acked before its commit, every event stored once",
-        run: crate::store::postgres_restart,
+        run: postgres_restart::postgres_restart,
     },
     Scenario {
         name: "store-hostile",

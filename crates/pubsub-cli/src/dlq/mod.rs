@@ -27,6 +27,7 @@ use crate::error::Result;
 
 mod letter;
 mod list;
+mod progress;
 mod purge;
 mod queue;
 mod replay;
@@ -34,8 +35,9 @@ mod show;
 
 pub use self::letter::{dlq_name, replay_properties, DeadLetter, Destination, REPLAYED};
 pub use self::list::ListArgs;
+pub use self::progress::Progress;
 pub use self::purge::PurgeArgs;
-pub use self::queue::{Dlq, Progress};
+pub use self::queue::Dlq;
 pub use self::replay::command::ReplayArgs;
 pub use self::replay::{Moved, ReplayOptions, ReplayReport, Selection, Stayed};
 pub use self::show::ShowArgs;

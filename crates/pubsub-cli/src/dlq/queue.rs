@@ -4,21 +4,9 @@ use crossbeam_channel::Receiver;
 use pubsub_amqp::{Channel, Connection};
 
 use crate::dlq::letter::{dlq_name, DeadLetter};
+use crate::dlq::progress::Progress;
 use crate::dlq::replay::{self, ReplayOptions, ReplayReport};
 use crate::error::{Error, Result};
-
-/// Progress of a long operation, for display.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Progress {
-    /// Messages looked at so far.
-    pub examined: u32,
-    /// Messages in the queue at the start.
-    pub total: u32,
-    /// Messages moved so far (replay only).
-    pub moved: usize,
-    /// Selected messages left in the queue so far (replay only).
-    pub stayed: usize,
-}
 
 /// A dead-letter queue on a connection.
 #[derive(Debug)]

@@ -9,7 +9,7 @@ use crossbeam_channel::Receiver;
 use pubsub_amqp::{Channel, Connection, Delivery};
 
 use crate::dlq::letter::{DeadLetter, Destination};
-use crate::dlq::queue::Progress;
+use crate::dlq::progress::Progress;
 
 use self::batch::{Candidate, Publisher};
 

@@ -8,8 +8,8 @@ use anyhow::{anyhow, Context, Result};
 use pubsub_recorder::{RecordOptions, Recorder};
 use pubsub_store::{Database, EventQuery, EventStore};
 
+use super::{run_with_faults, Ctx};
 use crate::harness::{wait_for, wait_progress, Flow, Line};
-use crate::scenarios::{run_with_faults, Ctx};
 
 /// `pg_ctlcluster` arguments for the local cluster (`15 main`), found under
 /// `/etc/postgresql`.
