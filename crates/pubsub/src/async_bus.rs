@@ -72,8 +72,8 @@ pub const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
 /// # }
 /// ```
 ///
-/// Not yet on the async bus: the in-process mode, the event store and task functions beside
-/// it, and consumer spans for its handlers (`otel`).
+/// With the features `store` and `tasks`, the event store and task functions run beside it as
+/// beside the blocking bus. Not yet on the async bus: the in-process mode.
 pub struct AsyncEventBus {
     /// The blocking bus underneath; away while a blocking call (start, stop) has it, and
     /// gone if that call's future was dropped (the bus then stops on its own).
@@ -101,7 +101,9 @@ impl EventBusBuilder {
     /// # Errors
     ///
     /// As [`build`](Self::build); [`Error::InvalidConfig`] for a concurrency of 0 or over
-    /// 65,535, or an in-process, store or tasks setting (not on the async bus yet).
+    /// 65,535, or an in-process bus (not on the async bus yet). With the features `store`
+    /// and `tasks`, the event store and task functions (`store`, `task`) run beside the
+    /// async handlers as they run beside the blocking bus's: on their own threads.
     pub fn build_async(mut self) -> Result<AsyncEventBus> {
         let concurrency =
             match self.concurrency {
@@ -115,12 +117,6 @@ impl EventBusBuilder {
         if self.in_process {
             return Err(Error::InvalidConfig {
                 message: "the async bus has no in-process mode yet: use a broker".to_owned(),
-            });
-        }
-        if self.beside.is_set() {
-            return Err(Error::InvalidConfig {
-                message: "the async bus runs no event store or task functions beside it yet"
-                    .to_owned(),
             });
         }
         self.prefetch = concurrency;
@@ -320,6 +316,23 @@ impl AsyncEventBus {
     /// unless metrics are on ([`EventBusBuilder::metrics`]), or while `start` or `stop` runs.
     pub fn metrics(&self) -> Option<String> {
         self.bus.as_ref().and_then(EventBus::metrics)
+    }
+
+    /// A task queue on the bus's broker (feature `tasks`), as [`EventBus::task_queue`]; its
+    /// submissions block until confirmed (call them from `spawn_blocking` in async code).
+    ///
+    /// # Errors
+    ///
+    /// As [`EventBus::task_queue`]; [`Error::Stopped`] while `start` or `stop` runs.
+    #[cfg(feature = "tasks")]
+    pub fn task_queue(&self) -> Result<pubsub_tasks::TaskQueue> {
+        self.bus.as_ref().ok_or(Error::Stopped)?.task_queue()
+    }
+
+    /// The queues the bus declares: its own, its retry and dead-letter queues, and the store's
+    /// and the task workers' (as [`EventBus::queues`]).
+    pub fn queues(&self) -> Vec<String> {
+        self.bus.as_ref().map(EventBus::queues).unwrap_or_default()
     }
 
     /// Whether the bus is started and not stopped.

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 
 /// The settings of what runs beside the handlers, as the builder collects them.
 #[derive(Clone, Default)]
-pub(crate) struct Beside {
+pub(super) struct Beside {
     /// The event store: its database and where it consumes (the exchange is the bus's).
     #[cfg(feature = "store")]
     pub(super) store: Option<(Database, pubsub_recorder::RecordOptions)>,
@@ -33,23 +33,6 @@ pub(crate) struct Beside {
     /// The task exchange (seed 003's `task.exchange` by default).
     #[cfg(feature = "tasks")]
     pub(super) task_exchange: Option<String>,
-}
-
-impl Beside {
-    /// Whether anything is to run beside the handlers (a store, task functions).
-    pub(crate) fn is_set(&self) -> bool {
-        #[allow(unused_mut)]
-        let mut set = false;
-        #[cfg(feature = "store")]
-        {
-            set |= self.store.is_some();
-        }
-        #[cfg(feature = "tasks")]
-        {
-            set |= !self.tasks.is_empty();
-        }
-        set
-    }
 }
 
 /// What the bus shares with what runs beside its handlers.

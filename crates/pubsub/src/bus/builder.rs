@@ -38,7 +38,7 @@ pub struct EventBusBuilder {
     pub(super) metrics: bool,
     pub(super) metrics_endpoint: Option<SocketAddr>,
     pub(super) consumer: ConsumerOptions,
-    pub(crate) beside: Beside,
+    pub(super) beside: Beside,
     /// The async bus's concurrency, when set.
     #[cfg(feature = "tokio")]
     pub(crate) concurrency: Option<usize>,

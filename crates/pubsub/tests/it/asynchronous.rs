@@ -29,7 +29,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// Waits (async) until `done` is true, for at most [`WAIT`].
-async fn until(what: &str, done: impl Fn() -> bool) {
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !done() {
         assert!(
@@ -289,4 +289,76 @@ fn futures_lite_block_on<F: std::future::Future>(future: F) -> F::Output {
         }
         std::thread::park();
     }
+}
+
+/// A whole async service (features `store`, `tasks`): async handlers, the event store and a
+/// task function on one bus, as seed 003's service is one.
+#[cfg(all(feature = "store", feature = "tasks"))]
+#[test]
+fn an_async_service_keeps_its_events_and_runs_its_tasks() {
+    use pubsub::store::{Database, EventStore, TaskStatus, TaskStore};
+    use pubsub_testkit::TestDatabase;
+
+    let Some(mut fixture) = Bus::new("async-svc") else {
+        return;
+    };
+    let db = TestDatabase::sqlite("async-svc");
+    let database = Database::parse(db.url()).unwrap();
+    let service = unique("async-svc");
+    let task_exchange = fixture.exchange_name("async-svc-tasks");
+    runtime().block_on(async {
+        let mut bus = builder(&fixture, &service)
+            .store(database.clone())
+            .task("send-invoice", |task| {
+                Ok(json!({ "invoiced": task.payload()["order"] }))
+            })
+            .task_exchange(&task_exchange)
+            .build_async()
+            .unwrap();
+        for queue in bus.queues() {
+            fixture.delete_queue_at_end(&queue);
+        }
+        let tasks = bus.task_queue().unwrap();
+        let (submitted, ids) = crossbeam_channel::unbounded();
+        bus.subscribe_fn("order.created", "invoice", move |event, _meta| {
+            let (tasks, submitted) = (tasks.clone(), submitted.clone());
+            async move {
+                // Submitting blocks until confirmed: off the runtime's threads.
+                let order = event.data()["n"].clone();
+                let id = tokio::task::spawn_blocking(move || {
+                    tasks.submit("send-invoice", json!({ "order": order }))
+                })
+                .await??;
+                submitted.send(id)?;
+                Ok(())
+            }
+        })
+        .unwrap();
+        bus.start().await.unwrap();
+        bus.publish(crate::event("order", "created", 7))
+            .await
+            .unwrap();
+        let id = tokio::task::spawn_blocking(move || ids.recv_timeout(WAIT))
+            .await
+            .unwrap()
+            .expect("the handler submitted the task");
+        let mut task_store = TaskStore::open(&database).unwrap();
+        until("the task to complete", || {
+            task_store
+                .get(id)
+                .unwrap()
+                .is_some_and(|t| t.status == TaskStatus::Completed)
+        })
+        .await;
+        let mut events = EventStore::open(&database).unwrap();
+        until("the event to be stored", || events.count().unwrap() == 1).await;
+        let stats = bus.stop().await.unwrap();
+        assert_eq!(stats.subscriber.acked, 1, "{stats}");
+        assert_eq!(stats.store.expect("the store ran").stored, 1, "{stats}");
+        assert_eq!(
+            stats.tasks.expect("the tasks ran").subscriber.acked,
+            1,
+            "{stats}"
+        );
+    });
 }
