@@ -56,6 +56,11 @@ test: _test-prepare
     RUSTDOCFLAGS="-D warnings" cargo doc -p pubsub --no-deps --quiet --features store,tasks,tokio
     cargo test -p pubsub --features store,tasks,tokio --doc
     cargo test -p pubsub --features store,tasks,tokio --test it -- service asynchronous
+    # The async bus's HTTP example, run: requests in, events confirmed, handlers awaiting
+    # PostgreSQL (needs the broker and PostgreSQL; skipped without them unless CI=true).
+    if [ "${CI:-}" = true ] || { just _broker-answers 2>/dev/null && (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }; then \
+        cargo run -p pubsub --features store,tasks,tokio --example http_service -- --self-test 20; \
+    else echo "http_service self-test: skipped (no broker or no PostgreSQL on 127.0.0.1:5432)"; fi
     # Every shell walkthrough of the README and docs/, run as written (needs the broker).
     scripts/walkthroughs.sh
 
