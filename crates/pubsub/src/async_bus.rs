@@ -14,7 +14,7 @@ use pubsub_subscriber::{Dispatcher, Job};
 
 use crate::bus::{BusStats, DispatchPlan, EventBus, EventBusBuilder, Teardown};
 use crate::error::{Error, PublishError, Result};
-use crate::publishing::Publisher;
+use crate::publishing::{Publisher, RunInProcess, Target};
 
 mod handler;
 
@@ -73,7 +73,9 @@ pub const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
 /// ```
 ///
 /// With the features `store` and `tasks`, the event store and task functions run beside it as
-/// beside the blocking bus. Not yet on the async bus: the in-process mode.
+/// beside the blocking bus. In process (`in_process()`, for tests), a publish runs the
+/// matching handlers as its receipt is awaited, and fails with
+/// [`Error::Handlers`](crate::Error::Handlers) when one of them fails, as the blocking bus's.
 pub struct AsyncEventBus {
     /// The blocking bus underneath; away while a blocking call (start, stop) has it, and
     /// gone if that call's future was dropped (the bus then stops on its own).
@@ -101,7 +103,8 @@ impl EventBusBuilder {
     /// # Errors
     ///
     /// As [`build`](Self::build); [`Error::InvalidConfig`] for a concurrency of 0 or over
-    /// 65,535, or an in-process bus (not on the async bus yet). With the features `store`
+    /// 65,535, or the store or tasks on an in-process bus. In process (no broker), a
+    /// publish runs the async handlers as its receipt is awaited. With the features `store`
     /// and `tasks`, the event store and task functions (`store`, `task`) run beside the
     /// async handlers as they run beside the blocking bus's: on their own threads.
     pub fn build_async(mut self) -> Result<AsyncEventBus> {
@@ -114,11 +117,6 @@ impl EventBusBuilder {
                     }
                 })?,
             };
-        if self.in_process {
-            return Err(Error::InvalidConfig {
-                message: "the async bus has no in-process mode yet: use a broker".to_owned(),
-            });
-        }
         self.prefetch = concurrency;
         let bus = self.build()?;
         Ok(AsyncEventBus {
@@ -267,6 +265,17 @@ impl AsyncEventBus {
         let mut bus = self.take()?;
         self.started = true;
         let handlers = Arc::new(std::mem::take(&mut self.handlers));
+        if bus.is_in_process() {
+            // No broker: a publish runs the handlers as its receipt is awaited.
+            let started = bus.start();
+            self.publisher
+                .retarget(Target::InProcessAsync(Arc::new(InProcess {
+                    handlers,
+                    runtime,
+                })));
+            self.bus = Some(bus);
+            return started;
+        }
         if !handlers.is_empty() {
             bus.dispatch = Some(DispatchPlan {
                 bindings: handlers.bindings(),
@@ -380,6 +389,35 @@ impl fmt::Debug for AsyncEventBus {
             .field("bus", &self.bus)
             .field("handlers", &self.handlers)
             .finish()
+    }
+}
+
+/// In process: the handlers, run as a publish's receipt is awaited.
+struct InProcess {
+    handlers: Arc<Handlers>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl RunInProcess for InProcess {
+    fn run(
+        &self,
+        event: Event,
+        meta: Metadata,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = pubsub_registry::InvocationResult> + Send>,
+    > {
+        let handlers = self.handlers.clone();
+        Box::pin(async move {
+            #[cfg(feature = "otel")]
+            let result = handlers.invoke(&event, &meta, &[], None).await;
+            #[cfg(not(feature = "otel"))]
+            let result = handlers.invoke(&event, &meta, &[]).await;
+            result
+        })
+    }
+
+    fn runtime(&self) -> tokio::runtime::Handle {
+        self.runtime.clone()
     }
 }
 

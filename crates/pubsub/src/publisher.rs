@@ -46,6 +46,20 @@ pub(crate) struct Shared {
     target: RwLock<Target>,
 }
 
+/// An async bus's handlers in process: what runs them for one event.
+#[cfg(feature = "tokio")]
+pub(crate) trait RunInProcess: Send + Sync {
+    /// The handlers matching `event`, run with `meta`; how each fared.
+    fn run(
+        &self,
+        event: Event,
+        meta: Metadata,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = InvocationResult> + Send>>;
+
+    /// The runtime that runs them for a blocking `wait`.
+    fn runtime(&self) -> tokio::runtime::Handle;
+}
+
 /// Where publishes go now.
 pub(crate) enum Target {
     /// Before `start`.
@@ -55,6 +69,9 @@ pub(crate) enum Target {
     Broker(SharedPublisher),
     /// Straight to the handlers, in the calling thread.
     InProcess(Arc<HandlerRegistry>),
+    /// Straight to an async bus's handlers, run as the receipt is awaited.
+    #[cfg(feature = "tokio")]
+    InProcessAsync(Arc<dyn RunInProcess>),
     /// After `stop`.
     Stopped,
 }
@@ -137,6 +154,22 @@ impl Publisher {
                     .collect();
                 Receipts::ready(outcomes, producing)
             }
+            #[cfg(feature = "tokio")]
+            Target::InProcessAsync(run) => {
+                let run = run.clone();
+                drop(target);
+                let service = self.shared.service.clone();
+                let runtime = run.runtime();
+                let future = Box::pin(async move {
+                    let mut outcomes = Vec::with_capacity(events.len());
+                    for (event, options) in events.into_iter().zip(options) {
+                        let result = run.run(event.clone(), metadata(&service, &options)).await;
+                        outcomes.push(result_of(event, &result));
+                    }
+                    outcomes
+                });
+                Receipts::running(crate::receipt::Running { future, runtime }, producing)
+            }
             Target::NotStarted => {
                 Receipts::ready(fail_all(events, || Error::NotStarted), producing)
             }
@@ -196,6 +229,21 @@ impl Publisher {
                 let result = dispatch(&registry, &self.shared.service, event, &options);
                 Ok(Receipt::ready(result, producing))
             }
+            #[cfg(feature = "tokio")]
+            Target::InProcessAsync(run) => {
+                let run = run.clone();
+                drop(target);
+                let meta = metadata(&self.shared.service, &options);
+                let runtime = run.runtime();
+                let future = Box::pin(async move {
+                    let result = run.run(event.clone(), meta).await;
+                    result_of(event, &result)
+                });
+                Ok(Receipt::running(
+                    crate::receipt::Running { future, runtime },
+                    producing,
+                ))
+            }
             Target::NotStarted => Err(PublishError::new(event, Error::NotStarted)),
             Target::Stopped => Err(PublishError::new(event, Error::Stopped)),
         }
@@ -240,6 +288,8 @@ impl fmt::Debug for Publisher {
             Target::NotStarted => "not started",
             Target::Broker(_) => "broker",
             Target::InProcess(_) => "in process",
+            #[cfg(feature = "tokio")]
+            Target::InProcessAsync(_) => "in process (async)",
             Target::Stopped => "stopped",
         };
         f.debug_struct("Publisher")
@@ -264,6 +314,12 @@ pub(crate) fn dispatch(
     options: &PublishOptions,
 ) -> Result<(), PublishError> {
     let result = invoke(registry, service, &event, options);
+    result_of(event, &result)
+}
+
+/// In process: the publish's outcome from how the handlers fared (the event back, with the
+/// first failure, when any failed).
+fn result_of(event: Event, result: &InvocationResult) -> Result<(), PublishError> {
     let first = result.failures().next().map(|first| {
         let message = first
             .failure()
@@ -286,12 +342,16 @@ pub(crate) fn invoke(
     event: &Event,
     options: &PublishOptions,
 ) -> InvocationResult {
-    let meta = Metadata::default()
+    registry.invoke(event, &metadata(service, options))
+}
+
+/// In process: the metadata a delivery of an event published with `options` would carry.
+fn metadata(service: &str, options: &PublishOptions) -> Metadata {
+    Metadata::default()
         .with_app_id(Some(service.to_owned()))
         .with_correlation_id(options.correlation_id.clone())
         .with_causation_id(options.causation_id.clone())
-        .with_event_type(options.event_type);
-    registry.invoke(event, &meta)
+        .with_event_type(options.event_type)
 }
 
 /// Starts the publishing thread, which owns `publisher`, behind a queue of `capacity`

@@ -35,11 +35,46 @@ pub struct Receipt {
     _producing: Producing,
 }
 
-#[derive(Debug)]
 enum Answer {
     /// Answered already (in process); taken when it resolves.
     Ready(Option<Box<Result<(), PublishError>>>),
     Pending(pubsub_publisher::Receipt),
+    /// In process on an async bus: its handlers, run as the receipt is awaited.
+    #[cfg(feature = "tokio")]
+    Running(Running<Result<(), PublishError>>),
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Answer::Ready(result) => f.debug_tuple("Ready").field(result).finish(),
+            Answer::Pending(receipt) => f.debug_tuple("Pending").field(receipt).finish(),
+            #[cfg(feature = "tokio")]
+            Answer::Running(_) => f.write_str("Running"),
+        }
+    }
+}
+
+/// An async bus's in-process handlers for one request, and the runtime that can drive them
+/// for a blocking `wait`.
+#[cfg(feature = "tokio")]
+pub(crate) struct Running<T> {
+    pub(crate) future: Pin<Box<dyn Future<Output = T> + Send>>,
+    pub(crate) runtime: tokio::runtime::Handle,
+}
+
+#[cfg(feature = "tokio")]
+impl<T: Send + 'static> Running<T> {
+    /// Drives the handlers to their end from this thread: on a thread of its own, outside any
+    /// runtime's context, through the runtime's handle (awaiting is the way in async code).
+    fn wait(self) -> T {
+        let Running { future, runtime } = self;
+        std::thread::scope(|s| {
+            s.spawn(move || runtime.block_on(future))
+                .join()
+                .unwrap_or_else(|payload| std::panic::resume_unwind(payload))
+        })
+    }
 }
 
 impl Receipt {
@@ -59,6 +94,18 @@ impl Receipt {
         }
     }
 
+    /// A receipt whose in-process async handlers run as it is awaited.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn running(
+        running: Running<Result<(), PublishError>>,
+        producing: Producing,
+    ) -> Self {
+        Receipt {
+            answer: Answer::Running(running),
+            _producing: producing,
+        }
+    }
+
     /// Waits until the broker has confirmed the event, or it failed.
     ///
     /// # Errors
@@ -69,10 +116,16 @@ impl Receipt {
     ///
     /// Only on a bug of this crate: the publishing thread answers every request, even when
     /// publishing panics.
+    ///
+    /// An async bus in process runs its handlers as the receipt is awaited: await it. Waited
+    /// on, the handlers run on a thread of their own through the runtime; on a
+    /// current-thread runtime whose thread is the one waiting, timers in them never fire.
     pub fn wait(self) -> Result<(), PublishError> {
         match self.answer {
             Answer::Ready(result) => *result.unwrap_or_else(|| resolved()),
             Answer::Pending(receipt) => receipt.wait().map_err(from_shared),
+            #[cfg(feature = "tokio")]
+            Answer::Running(running) => running.wait(),
         }
     }
 
@@ -81,6 +134,8 @@ impl Receipt {
         match &self.answer {
             Answer::Ready(_) => true,
             Answer::Pending(receipt) => receipt.is_ready(),
+            #[cfg(feature = "tokio")]
+            Answer::Running(_) => false,
         }
     }
 }
@@ -94,6 +149,8 @@ impl Future for Receipt {
         match &mut self.answer {
             Answer::Ready(result) => Poll::Ready(*result.take().unwrap_or_else(|| resolved())),
             Answer::Pending(receipt) => Pin::new(receipt).poll(cx).map(|r| r.map_err(from_shared)),
+            #[cfg(feature = "tokio")]
+            Answer::Running(running) => running.future.as_mut().poll(cx),
         }
     }
 }
@@ -108,11 +165,24 @@ pub struct Receipts {
     _producing: Vec<Producing>,
 }
 
-#[derive(Debug)]
 enum Answers {
     /// Answered already (in process, or the bus not running); taken when it resolves.
     Ready(Option<Vec<Result<(), PublishError>>>),
     Pending(pubsub_publisher::BatchReceipt),
+    /// In process on an async bus: its handlers, run as the receipts are awaited.
+    #[cfg(feature = "tokio")]
+    Running(Running<Vec<Result<(), PublishError>>>),
+}
+
+impl std::fmt::Debug for Answers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Answers::Ready(outcomes) => f.debug_tuple("Ready").field(outcomes).finish(),
+            Answers::Pending(receipt) => f.debug_tuple("Pending").field(receipt).finish(),
+            #[cfg(feature = "tokio")]
+            Answers::Running(_) => f.write_str("Running"),
+        }
+    }
 }
 
 impl Receipts {
@@ -123,6 +193,18 @@ impl Receipts {
     ) -> Self {
         Receipts {
             answer: Answers::Ready(Some(outcomes)),
+            _producing: producing,
+        }
+    }
+
+    /// Receipts whose in-process async handlers run as they are awaited.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn running(
+        running: Running<Vec<Result<(), PublishError>>>,
+        producing: Vec<Producing>,
+    ) -> Self {
+        Receipts {
+            answer: Answers::Running(running),
             _producing: producing,
         }
     }
@@ -148,6 +230,8 @@ impl Receipts {
         match self.answer {
             Answers::Ready(outcomes) => outcomes.unwrap_or_else(|| resolved()),
             Answers::Pending(receipt) => convert(receipt.wait()),
+            #[cfg(feature = "tokio")]
+            Answers::Running(running) => running.wait(),
         }
     }
 }
@@ -161,6 +245,8 @@ impl Future for Receipts {
         match &mut self.answer {
             Answers::Ready(outcomes) => Poll::Ready(outcomes.take().unwrap_or_else(|| resolved())),
             Answers::Pending(receipt) => Pin::new(receipt).poll(cx).map(convert),
+            #[cfg(feature = "tokio")]
+            Answers::Running(running) => running.future.as_mut().poll(cx),
         }
     }
 }

@@ -145,7 +145,26 @@ impl Handlers {
         #[cfg(feature = "otel")]
         let span = job.span().cloned();
         let (event, meta, done_before, done) = job.into_parts();
-        let incoming = Incoming::of(&event, &meta);
+        #[cfg(feature = "otel")]
+        let result = self
+            .invoke(&event, &meta, &done_before, span.as_ref())
+            .await;
+        #[cfg(not(feature = "otel"))]
+        let result = self.invoke(&event, &meta, &done_before).await;
+        done.finish(result);
+    }
+
+    /// Runs the handlers of `event` that match its routing key and are not in `done_before`,
+    /// one after the other, each with the event as its task's current one (and, with
+    /// `otel`, inside `span`); how each fared.
+    pub(crate) async fn invoke(
+        &self,
+        event: &Event,
+        meta: &Metadata,
+        done_before: &[String],
+        #[cfg(feature = "otel")] span: Option<&tracing::Span>,
+    ) -> InvocationResult {
+        let incoming = Incoming::of(event, meta);
         let mut outcomes = Vec::new();
         for sub in &self.subscriptions {
             if !sub.pattern.matches(event.routing_key()) || done_before.contains(&sub.id) {
@@ -155,7 +174,7 @@ impl Handlers {
             // The event is the task's current one while the handler runs (and only then).
             let scoped: HandlerFuture = Box::pin(TASK_CURRENT.scope(incoming.clone(), running));
             #[cfg(feature = "otel")]
-            let scoped: HandlerFuture = match &span {
+            let scoped: HandlerFuture = match span {
                 Some(span) => Box::pin(tracing::Instrument::instrument(scoped, span.clone())),
                 None => scoped,
             };
@@ -187,12 +206,12 @@ impl Handlers {
             log::debug!("no async handler for {event}");
         }
         #[cfg(feature = "otel")]
-        if let Some(span) = &span {
+        if let Some(span) = span {
             if outcomes.iter().any(|o| !o.is_ok()) {
                 span.record("otel.status_code", "error");
             }
         }
-        done.finish(InvocationResult::from_outcomes(outcomes));
+        InvocationResult::from_outcomes(outcomes)
     }
 }
 

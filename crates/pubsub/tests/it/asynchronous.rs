@@ -256,8 +256,6 @@ fn bad_settings_and_starting_off_a_runtime_are_typed_errors() {
         .concurrency(70_000)
         .build_async();
     assert!(matches!(huge, Err(Error::InvalidConfig { .. })));
-    let in_process = EventBus::builder(&service).in_process().build_async();
-    assert!(matches!(in_process, Err(Error::InvalidConfig { .. })));
     let mut bus: AsyncEventBus = builder(&fixture, &service).build_async().unwrap();
     assert!(matches!(
         bus.subscribe_fn("order..created", "bad", |_, _| async { Ok(()) }),
@@ -360,5 +358,89 @@ fn an_async_service_keeps_its_events_and_runs_its_tasks() {
             1,
             "{stats}"
         );
+    });
+}
+
+/// In process (no broker), for async tests: a publish runs the matching handlers as its
+/// receipt is awaited; a failing handler fails the publish; what a handler publishes runs
+/// the handlers in turn, correlated.
+#[test]
+fn in_process_a_publish_runs_the_async_handlers_when_awaited() {
+    runtime().block_on(async {
+        let mut bus = EventBus::builder("async-in-process")
+            .in_process()
+            .build_async()
+            .unwrap();
+        let publisher = bus.publisher();
+        /// Each handled routing key, with its correlation id.
+        type Seen = Arc<Mutex<Vec<(String, Option<String>)>>>;
+        let seen: Seen = Arc::default();
+        let s = seen.clone();
+        bus.subscribe_fn("order.*", "record", move |event, meta| {
+            let s = s.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                s.lock().unwrap().push((
+                    event.routing_key().to_owned(),
+                    meta.correlation_id().map(str::to_owned),
+                ));
+                if event.action() == "refused" {
+                    return Err("refused by the test".into());
+                }
+                Ok(())
+            }
+        })
+        .unwrap();
+        bus.subscribe_fn("order.created", "follow-up", move |_event, _meta| {
+            let publisher = publisher.clone();
+            async move {
+                tokio::task::yield_now().await;
+                publisher
+                    .send(Event::new("order", "checked", json!({}))?)?
+                    .await?;
+                Ok(())
+            }
+        })
+        .unwrap();
+        bus.start().await.unwrap();
+        let created = Event::new("order", "created", json!({})).unwrap();
+        let id = created.event_id().to_string();
+        bus.publish(created).await.unwrap();
+        let seen_now = seen.lock().unwrap().clone();
+        assert_eq!(
+            seen_now,
+            [
+                ("order.created".to_owned(), None),
+                ("order.checked".to_owned(), Some(id)),
+            ]
+        );
+        let refused = bus
+            .publish(Event::new("order", "refused", json!({})).unwrap())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(refused.error(), Error::Handlers { failed: 1, .. }),
+            "{refused}"
+        );
+        assert_eq!(refused.event().action(), "refused");
+        // Waited on from a thread outside the runtime, the handlers run through it.
+        let receipt = bus
+            .publisher()
+            .send(Event::new("order", "waited", json!({})).unwrap())
+            .unwrap();
+        tokio::task::spawn_blocking(move || receipt.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(seen.lock().unwrap().len(), 4);
+        let outcomes = bus
+            .publish_all(vec![Event::new("order", "batched", json!({})).unwrap()])
+            .await;
+        assert!(outcomes[0].is_ok());
+        bus.stop().await.unwrap();
+        let late = bus
+            .publish(Event::new("order", "late", json!({})).unwrap())
+            .await;
+        assert!(matches!(late.unwrap_err().error(), Error::Stopped));
     });
 }
