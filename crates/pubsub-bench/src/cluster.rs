@@ -8,8 +8,9 @@ use serde_json::json;
 
 use crate::admin::{self, Admin};
 use crate::cli::Options;
-use crate::e2e::{run_once_on, Config, Paired, Run, Target, LIB_DEFAULT};
+use crate::e2e::{run_once_on, Config, Paired, Run, LIB_DEFAULT};
 use crate::report::{self, Stat};
+use crate::sides::Target;
 
 /// The cluster `scripts/cluster.sh` starts, unless `PUBSUB_CLUSTER_URL` names another.
 const DEFAULT_CLUSTER_URL: &str =

@@ -18,21 +18,23 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use serde_json::{json, Value};
 
 use crate::cli::{ConsumeArgs, Side};
-use crate::e2e::Target;
-use crate::sides::{say, Gate};
+use crate::sides::{say, Gate, Target};
 use crate::workload::{status_kb, Sink, ACK_FRAME_BYTES, TICKS_PER_SECOND};
 use crate::{admin, library, raw};
 
 /// The `consume` command: runs one consumer and prints its result.
 pub(crate) fn run_child(args: &ConsumeArgs) -> Result<()> {
-    let traced = std::env::var_os(crate::traced::CHILD_ENV).is_some();
+    let traced = std::env::var_os(crate::tracing_pipeline::CHILD_ENV).is_some();
     if traced {
-        crate::traced::install()?;
-        crate::traced::publishing(true);
+        crate::tracing_pipeline::install()?;
+        crate::tracing_pipeline::publishing(true);
     }
     let result = consume(args);
     if traced {
-        eprint!("(consumer: {} spans exported) ", crate::traced::exported());
+        eprint!(
+            "(consumer: {} spans exported) ",
+            crate::tracing_pipeline::exported()
+        );
     }
     result
 }
@@ -228,7 +230,7 @@ impl ConsumerProcess {
             command.env("AMQP_URL", url);
         }
         if target.tracing {
-            command.env(crate::traced::CHILD_ENV, "1");
+            command.env(crate::tracing_pipeline::CHILD_ENV, "1");
         }
         let mut child = command
             .args(args.to_args())

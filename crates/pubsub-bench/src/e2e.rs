@@ -27,7 +27,7 @@ use crate::consumer::ConsumerProcess;
 use crate::library::{self, LibPublish};
 use crate::raw::{self, RawConfirms};
 use crate::report::{self, Stat};
-use crate::sides::Published;
+use crate::sides::{Published, Target};
 use crate::workload;
 
 /// The raw loop every ratio is measured against (same round).
@@ -369,15 +369,6 @@ fn run_once(admin: &mut Admin, c: &Config, n: u64, tag: &str) -> Result<Run> {
     run_once_on(admin, c, n, tag, &Target::default())
 }
 
-/// Where a run goes besides its broker: the consumer's broker URL when it is not `AMQP_URL`,
-/// whether its queues are quorum queues, and whether both sides trace (`--tracing`).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Target {
-    pub(crate) url: Option<String>,
-    pub(crate) quorum: bool,
-    pub(crate) tracing: bool,
-}
-
 /// One run of `c` on the broker of `admin`, with its queues deleted afterwards.
 pub(crate) fn run_once_on(
     admin: &mut Admin,
@@ -413,9 +404,9 @@ fn run_with(
     };
     let consumer = ConsumerProcess::start_on(&args, target)?;
     let cpu_before = workload::cpu_ticks().unwrap_or(0);
-    crate::traced::publishing(target.tracing);
+    crate::tracing_pipeline::publishing(target.tracing);
     let published = c.publisher.publish(config, &names.exchange, n);
-    crate::traced::publishing(false);
+    crate::tracing_pipeline::publishing(false);
     let published = published?;
     let publisher_ticks = workload::cpu_ticks()
         .unwrap_or(0)

@@ -77,6 +77,7 @@ mod suite;
 mod targets;
 mod tasks;
 mod traced;
+mod tracing_pipeline;
 mod workload;
 
 use std::process::ExitCode;

@@ -95,3 +95,12 @@ pub(crate) fn say(line: &str) -> Result<()> {
     out.flush()?;
     Ok(())
 }
+
+/// Where a run goes besides its broker: the consumer's broker URL when it is not `AMQP_URL`,
+/// whether its queues are quorum queues, and whether both sides trace (`--tracing`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Target {
+    pub(crate) url: Option<String>,
+    pub(crate) quorum: bool,
+    pub(crate) tracing: bool,
+}
