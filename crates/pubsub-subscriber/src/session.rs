@@ -1,11 +1,8 @@
 //! One connection's worth of consuming: the delivery loop, carrying out what
 //! [`decision`](crate::decision) decides for each delivery, and settling the batch.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
 use pubsub_amqp::{
     Channel, Connection, Consumer, ConsumerEvent, Delivery, HeaderValue, Headers, Next, Properties,
 };
@@ -18,7 +15,6 @@ use crate::batch::{Awaiting, Batch, Outcome};
 use crate::context::Context;
 use crate::decision::{self, Arrival, Decision, RunSummary, Trust};
 use crate::decode;
-use crate::dispatch::{Completion, Dispatcher, Done, Job};
 use crate::headers::{
     self, clip, now_rfc3339, DeadLetterKind, DeadLetterRecord, Origin, RetryState,
 };
@@ -27,6 +23,10 @@ use crate::republisher::Republisher;
 use crate::settings::{dead_letter_queue_name, retry_queue_name};
 use crate::sink::{self, Failure, Held, Sink, Staged};
 use crate::stats::Counters;
+
+use self::dispatched::{Dispatch, InFlight};
+
+mod dispatched;
 
 type SessionResult<T> = Result<T, Failure>;
 
@@ -69,28 +69,6 @@ pub(crate) struct Session<'a> {
     dispatch: Option<Dispatch>,
 }
 
-/// The deliveries whose handlers a [`Dispatcher`] runs, until each answers.
-struct Dispatch {
-    dispatcher: Arc<dyn Dispatcher>,
-    /// How long a stop waits for the deliveries in flight.
-    drain: Duration,
-    answers_tx: Sender<Completion>,
-    answers: Receiver<Completion>,
-    /// By delivery tag: the lowest is the bound of a `multiple` ack.
-    in_flight: BTreeMap<u64, InFlight>,
-}
-
-/// What settling a delivery handed over needs once its handlers answer.
-struct InFlight {
-    delivery: Delivery,
-    body: Vec<u8>,
-    trust: Trust,
-    retry: RetryState,
-    published: Option<String>,
-    event: Event,
-    meta: Metadata,
-}
-
 /// A stream of random `u64`s (SplitMix64), seeded from the process's random hasher keys:
 /// enough to spread retries, no cryptography.
 struct Samples(u64);
@@ -131,18 +109,12 @@ impl<'a> Session<'a> {
         sink: Option<&'a mut dyn Sink>,
     ) -> SessionEnd {
         let batch_max = usize::from(cx.settings().prefetch / 2).max(1);
-        // A session's own answer channel: answers for an earlier session's deliveries (the
-        // broker delivers those again) go nowhere.
-        let dispatch = cx.settings().dispatcher.as_ref().map(|d| {
-            let (answers_tx, answers) = crossbeam_channel::unbounded();
-            Dispatch {
-                dispatcher: d.dispatcher.clone(),
-                drain: d.drain,
-                answers_tx,
-                answers,
-                in_flight: BTreeMap::new(),
-            }
-        });
+        // Handlers run elsewhere: see `dispatched.rs`.
+        let dispatch = cx
+            .settings()
+            .dispatcher
+            .as_ref()
+            .map(|d| Dispatch::new(d.dispatcher.clone(), d.drain));
         let mut session = Session {
             cx,
             batch: if dispatch.is_some() {
@@ -225,7 +197,7 @@ impl<'a> Session<'a> {
 
     /// Takes deliveries until stopped or until the channel or connection fails.
     fn deliveries(&mut self, channel: &Channel, consumer: &Consumer<'_>) -> SessionResult<()> {
-        let answers = self.dispatch.as_ref().map(|d| d.answers.clone());
+        let answers = self.dispatch.as_ref().map(Dispatch::answers);
         loop {
             if self.cx.stop.try_recv().is_ok() {
                 return Ok(());
@@ -367,120 +339,6 @@ impl<'a> Session<'a> {
         handled.published = published.as_deref();
         handled.result = Some(&result);
         self.carry_out(channel, delivery, &body, handled, decision)
-    }
-
-    /// Hands a decoded delivery's event to the dispatcher, and keeps the delivery until its
-    /// handlers answer ([`finish`](Self::finish)).
-    fn hand_over(&mut self, in_flight: InFlight) {
-        let Some(dispatch) = self.dispatch.as_mut() else {
-            return;
-        };
-        let tag = in_flight.delivery.delivery_tag();
-        let job = Job {
-            #[cfg(feature = "otel")]
-            span: crate::trace::consumer_span(
-                self.cx.queue(),
-                &in_flight.delivery,
-                &in_flight.event,
-            ),
-            event: in_flight.event.clone(),
-            meta: in_flight.meta.clone(),
-            done_before: in_flight.retry.done.clone(),
-            done: Done::new(tag, dispatch.answers_tx.clone()),
-        };
-        dispatch.in_flight.insert(tag, in_flight);
-        let dispatcher = dispatch.dispatcher.clone();
-        // A dispatcher that answers at once (or drops the job) answers on the channel: the
-        // delivery is settled on the loop's next turn.
-        dispatcher.dispatch(job);
-    }
-
-    /// Settles a delivery whose handlers answered elsewhere, as [`handle`](Self::handle)
-    /// settles one whose handlers ran here. An answer for no delivery in flight is ignored.
-    fn finish(&mut self, channel: &Channel, answer: Completion) -> SessionResult<()> {
-        let Some(f) = self
-            .dispatch
-            .as_mut()
-            .and_then(|d| d.in_flight.remove(&answer.tag))
-        else {
-            return Ok(());
-        };
-        let run = match &answer.result {
-            Some(result) => RunSummary::of(result),
-            None => {
-                log::warn!(
-                    "{}: {}",
-                    describe(
-                        &f.delivery,
-                        Handled {
-                            trust: f.trust,
-                            attempt: f.retry.attempt,
-                            published: None,
-                            event: Some(&f.event),
-                            meta: None,
-                            result: None,
-                        }
-                    ),
-                    decision::ABANDONED
-                );
-                decision::abandoned()
-            }
-        };
-        Counters::add(
-            &self.cx.counters.handler_failures,
-            run.failures.len() as u64,
-        );
-        let decision = decision::after_run(&f.retry, &run, &self.cx.settings().retry, now_rfc3339);
-        let handled = Handled {
-            trust: f.trust,
-            attempt: f.retry.attempt,
-            published: f.published.as_deref(),
-            event: Some(&f.event),
-            meta: Some(&f.meta),
-            result: answer.result.as_ref(),
-        };
-        self.carry_out(channel, f.delivery, &f.body, handled, decision)
-    }
-
-    /// After a stop, waits (up to the dispatcher's drain time) for the handlers still running
-    /// elsewhere, and settles each delivery as it answers; the ones still running after that
-    /// stay unacknowledged, and the broker delivers them again.
-    fn drain(&mut self, channel: &Channel) -> SessionResult<()> {
-        let Some((answers, drain)) = self
-            .dispatch
-            .as_ref()
-            .filter(|d| !d.in_flight.is_empty())
-            .map(|d| (d.answers.clone(), d.drain))
-        else {
-            return Ok(());
-        };
-        let deadline = Instant::now() + drain;
-        while self
-            .dispatch
-            .as_ref()
-            .is_some_and(|d| !d.in_flight.is_empty())
-        {
-            match answers.recv_deadline(deadline) {
-                Ok(answer) => self.finish(channel, answer)?,
-                Err(_) => break,
-            }
-        }
-        let left = self.dispatch.as_ref().map_or(0, |d| d.in_flight.len());
-        if left > 0 {
-            log::warn!(
-                "stopping `{}`: {left} deliveries still in their handlers after {:.1}s; the broker delivers them again",
-                self.cx.queue(),
-                drain.as_secs_f64()
-            );
-        }
-        Ok(())
-    }
-
-    /// The lowest delivery tag whose handlers still run elsewhere.
-    fn lowest_in_flight(&self) -> Option<u64> {
-        self.dispatch
-            .as_ref()
-            .and_then(|d| d.in_flight.keys().next().copied())
     }
 
     fn carry_out(
