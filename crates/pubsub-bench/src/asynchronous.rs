@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use pubsub::{handler_fn, EventBus};
 
 use crate::admin::Admin;
-use crate::bus::{chunks, events, publisher_bus};
+use crate::bus::{chunks, events, fill_queue, wait_done};
 use crate::cli::Options;
 use crate::report::{self, Stat};
 use crate::workload::Sink;
@@ -189,17 +189,7 @@ fn drain(
         setup.subscribe("#", handler_fn("setup", |_, _| Ok(())))?;
         setup.start()?;
         setup.stop()?;
-        let (publishing, publisher) = publisher_bus(&config, &names.exchange)?;
-        for chunk in chunks(events(n as usize)?, (n as usize).div_ceil(1_000)) {
-            for outcome in publisher.publish_all(chunk) {
-                outcome?;
-            }
-        }
-        drop(publishing);
-        let depth = u64::from(admin.depth(&names.queue)?);
-        if depth != n {
-            bail!("the queue holds {depth} events, expected {n}");
-        }
+        fill_queue(admin, &config, &names, n)?;
         let sink = Arc::new(Sink::new(n, false, Vec::new()));
         match drainer {
             Drainer::Workers(workers) => {
@@ -216,7 +206,7 @@ fn drain(
                     }),
                 )?;
                 bus.start()?;
-                wait(&sink)?;
+                wait_done(&sink)?;
                 bus.stop()?;
             }
             Drainer::Concurrency(concurrency) => runtime.block_on(async {
@@ -235,7 +225,7 @@ fn drain(
                 bus.start().await?;
                 let waited = {
                     let sink = sink.clone();
-                    tokio::task::spawn_blocking(move || wait(&sink)).await?
+                    tokio::task::spawn_blocking(move || wait_done(&sink)).await?
                 };
                 bus.stop().await?;
                 waited
@@ -247,15 +237,6 @@ fn drain(
     })();
     admin.delete(&names);
     measured
-}
-
-/// Waits until the sink has every event, for at most a minute.
-fn wait(sink: &Sink) -> Result<()> {
-    if sink.wait_done(Duration::from_secs(60)) {
-        Ok(())
-    } else {
-        bail!("only {} events handled within a minute", sink.handled())
-    }
 }
 
 /// The consumer of the latency measurement on the async bus: the workload's handlers as async

@@ -15,6 +15,7 @@ use pubsub_amqp::AmqpConfig;
 use pubsub_core::handler_fn;
 use pubsub_publisher::EventPublisher;
 use pubsub_subscriber::SubscriberStats;
+use pubsub_testkit::Names;
 use serde_json::{json, Value};
 
 use crate::admin::{open, Admin};
@@ -451,17 +452,7 @@ fn drain_rate(admin: &mut Admin, workers: usize, n: u64) -> Result<f64> {
         let mut setup = bus(1, &Arc::new(Sink::new(u64::MAX, false, Vec::new())))?;
         setup.start()?;
         setup.stop()?;
-        let (publishing, publisher) = publisher_bus(&config, &names.exchange)?;
-        for chunk in chunks(events(n as usize)?, (n as usize).div_ceil(1_000)) {
-            for outcome in publisher.publish_all(chunk) {
-                outcome?;
-            }
-        }
-        drop(publishing);
-        let depth = u64::from(admin.depth(&names.queue)?);
-        if depth != n {
-            bail!("the queue holds {depth} events, expected {n}");
-        }
+        fill_queue(admin, &config, &names, n)?;
         let sink = Arc::new(Sink::new(n, false, Vec::new()));
         let mut draining = bus(workers, &sink)?;
         draining.start()?;
@@ -473,6 +464,28 @@ fn drain_rate(admin: &mut Admin, workers: usize, n: u64) -> Result<f64> {
     })();
     admin.delete(&names);
     measured
+}
+
+/// Publishes `n` events of the workload into the bound queue of `names` (through a bus
+/// handle, in batches of about 1,000) and checks that the queue holds them all.
+pub(crate) fn fill_queue(
+    admin: &mut Admin,
+    config: &AmqpConfig,
+    names: &Names,
+    n: u64,
+) -> Result<()> {
+    let (publishing, publisher) = publisher_bus(config, &names.exchange)?;
+    for chunk in chunks(events(n as usize)?, (n as usize).div_ceil(1_000)) {
+        for outcome in publisher.publish_all(chunk) {
+            outcome?;
+        }
+    }
+    drop(publishing);
+    let depth = u64::from(admin.depth(&names.queue)?);
+    if depth != n {
+        bail!("the queue holds {depth} events, expected {n}");
+    }
+    Ok(())
 }
 
 /// Waits until the broker lists `count` consumers on `queue`.

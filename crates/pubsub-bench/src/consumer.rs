@@ -61,19 +61,12 @@ fn consume(args: &ConsumeArgs) -> Result<()> {
             )?;
             json!(stats.to_string())
         }
-        Side::AsyncBus => {
-            let stats = crate::asynchronous::consume(
-                &config,
-                &args.exchange,
-                &args.queue,
-                args.prefetch,
-                &sink,
-                &gate,
-            )?;
-            json!(stats.to_string())
-        }
-        Side::Bus => {
-            let stats = crate::bus::consume(
+        Side::Bus | Side::AsyncBus => {
+            let consume = match args.side {
+                Side::AsyncBus => crate::asynchronous::consume,
+                _ => crate::bus::consume,
+            };
+            let stats = consume(
                 &config,
                 &args.exchange,
                 &args.queue,
