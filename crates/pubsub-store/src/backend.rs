@@ -91,26 +91,27 @@ pub(crate) enum Opening {
     Existing,
 }
 
-/// What to do with a database whose schema is at `found`: migrate from it, nothing, or
-/// refuse.
-pub(crate) fn migrations_from(found: i64) -> Result<std::ops::RangeInclusive<i64>> {
-    if found > SCHEMA_VERSION {
-        return Err(crate::Error::SchemaTooNew {
-            found,
-            known: SCHEMA_VERSION,
-        });
-    }
-    Ok(found + 1..=SCHEMA_VERSION)
-}
+/// The store's tables: events and tasks, by version.
+pub(crate) const STORE: crate::Schema = crate::Schema {
+    name: "store",
+    version_table: "pubsub_store_schema",
+    sqlite: crate::sqlite::MIGRATIONS,
+    #[cfg(feature = "postgres")]
+    postgres: crate::postgres::MIGRATIONS,
+    #[cfg(not(feature = "postgres"))]
+    postgres: &[],
+    // A lock key only the store's migrations take.
+    lock: 0x7075_6273_7562_0001,
+};
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn which_migrations_run() {
-        assert_eq!(migrations_from(0).unwrap(), 1..=SCHEMA_VERSION);
-        assert!(migrations_from(SCHEMA_VERSION).unwrap().is_empty());
-        assert!(migrations_from(SCHEMA_VERSION + 1).is_err());
+    fn the_store_schema_is_this_version() {
+        assert_eq!(STORE.version(), SCHEMA_VERSION);
+        #[cfg(feature = "postgres")]
+        assert_eq!(STORE.postgres.len(), STORE.sqlite.len());
     }
 }

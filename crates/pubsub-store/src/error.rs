@@ -38,8 +38,11 @@ pub enum Error {
         /// The driver's error.
         source: DriverError,
     },
-    /// The database's schema is newer than this version of the store knows.
+    /// A set of tables in the database (the store's, the outbox's) is of a newer schema than
+    /// this program knows.
     SchemaTooNew {
+        /// Which tables (`store`, `outbox`).
+        schema: &'static str,
         /// The schema version found.
         found: i64,
         /// The newest this version knows.
@@ -116,9 +119,13 @@ impl fmt::Display for Error {
             Error::InvalidConfig { message } => write!(f, "invalid store settings: {message}"),
             Error::Connect { database, .. } => write!(f, "cannot open the database {database}"),
             Error::Query { doing, .. } => write!(f, "database error while {doing}"),
-            Error::SchemaTooNew { found, known } => write!(
+            Error::SchemaTooNew {
+                schema,
+                found,
+                known,
+            } => write!(
                 f,
-                "the database's store schema is version {found}, newer than this program knows ({known}): upgrade it"
+                "the database's {schema} schema is version {found}, newer than this program knows ({known}): upgrade it"
             ),
             Error::CorruptRow { key, message } => write!(f, "stored row {key} is unreadable: {message}"),
             Error::NoStore { database, missing } => write!(

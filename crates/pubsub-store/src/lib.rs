@@ -40,6 +40,7 @@
 #![warn(clippy::print_stdout)]
 
 mod backend;
+mod connect;
 mod database;
 mod error;
 mod events;
@@ -52,6 +53,7 @@ mod model;
 mod open;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod schema;
 mod sqlite;
 mod tasks;
 
@@ -60,6 +62,7 @@ pub use crate::database::{Database, DATABASE_URL_ENV, DEFAULT_DATABASE_URL};
 pub use crate::error::{DriverError, Error, Result};
 pub use crate::events::{Appended, EventStore, RefusedRow};
 pub use crate::fault::Fault;
+pub use crate::schema::Schema;
 pub use crate::model::{
     EventQuery, EventRow, NewTask, Order, StoredEvent, TaskChange, TaskFilter, TaskRecord,
     TaskStatus,

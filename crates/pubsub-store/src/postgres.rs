@@ -8,7 +8,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::backend::{migrations_from, Backend, Opening};
+use crate::backend::{Backend, Opening, STORE};
 use crate::error::{Error, Result};
 use crate::exact::Originals;
 use crate::filter::{self, Param, Placeholder, TASK_COLUMNS};
@@ -17,7 +17,7 @@ use crate::model::{
 };
 
 /// The schema, by version.
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     // 1: events and tasks.
     "CREATE TABLE pubsub_events (
         event_id UUID PRIMARY KEY,
@@ -58,10 +58,6 @@ const MIGRATIONS: &[&str] = &[
         ADD COLUMN error_original TEXT;",
 ];
 
-/// A lock key only the store's migrations take (`pg_advisory_xact_lock`), so that two
-/// processes opening a new database do not create the tables twice.
-const MIGRATION_LOCK: i64 = 0x7075_6273_7562_0001;
-
 /// A PostgreSQL connection holding the store's tables.
 pub(crate) struct Postgres {
     client: Client,
@@ -87,16 +83,7 @@ impl Postgres {
             name,
             insert_events: None,
         };
-        if let Some(schema) = schema {
-            // `schema` is a checked plain name (see `Database::with_schema`).
-            let create = match opening {
-                Opening::Create => format!("CREATE SCHEMA IF NOT EXISTS {schema}; "),
-                Opening::Existing => String::new(),
-            };
-            pg.client
-                .batch_execute(&format!("{create}SET search_path TO {schema}"))
-                .map_err(|e| Error::query(format!("selecting schema {schema}"), e))?;
-        }
+        crate::connect::select_schema(&mut pg.client, schema, opening == Opening::Create)?;
         if opening == Opening::Existing {
             let doing = "looking for the store's tables";
             let found: bool = pg
@@ -119,44 +106,7 @@ impl Postgres {
     }
 
     fn migrate(&mut self) -> Result<()> {
-        let doing = "creating the store's schema";
-        let mut tx = self
-            .client
-            .transaction()
-            .map_err(|e| Error::query(doing, e))?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-            .map_err(|e| Error::query(doing, e))?;
-        tx.batch_execute(
-            "CREATE TABLE IF NOT EXISTS pubsub_store_schema (version INTEGER NOT NULL)",
-        )
-        .map_err(|e| Error::query(doing, e))?;
-        let found: i32 = tx
-            .query_one(
-                "SELECT COALESCE(MAX(version), 0) FROM pubsub_store_schema",
-                &[],
-            )
-            .and_then(|r| r.try_get(0))
-            .map_err(|e| Error::query(doing, e))?;
-        for version in migrations_from(i64::from(found))? {
-            let Some(sql) = usize::try_from(version - 1)
-                .ok()
-                .and_then(|i| MIGRATIONS.get(i))
-            else {
-                continue;
-            };
-            tx.batch_execute(sql).map_err(|e| Error::query(doing, e))?;
-            let v = i32::try_from(version).unwrap_or(i32::MAX);
-            tx.execute(
-                "INSERT INTO pubsub_store_schema (version) VALUES ($1)",
-                &[&v],
-            )
-            .map_err(|e| Error::query(doing, e))?;
-            log::info!(
-                "store schema of {} migrated to version {version}",
-                self.name
-            );
-        }
-        tx.commit().map_err(|e| Error::query(doing, e))
+        STORE.migrate_postgres(&mut self.client, &self.name)
     }
 }
 

@@ -1,6 +1,5 @@
 //! The SQLite backend: one file (or memory), WAL journal, durable commits.
 
-use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use serde_json::Value;
@@ -9,7 +8,7 @@ use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 use uuid::Uuid;
 
-use crate::backend::{migrations_from, Backend, Opening};
+use crate::backend::{Backend, Opening, STORE};
 use crate::database::SqliteTarget;
 use crate::error::{Error, Result};
 use crate::filter::{self, Param, Placeholder, TASK_COLUMNS};
@@ -17,15 +16,12 @@ use crate::model::{
     EventQuery, EventRow, NewTask, StoredEvent, TaskChange, TaskFilter, TaskRecord, TaskStatus,
 };
 
-/// How long a statement waits for another connection's write lock before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Timestamps are stored as UTC text of fixed width, so that text order is time order.
 const TIMESTAMP: &[FormatItem<'static>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
 
 /// The schema, by version.
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     // 1: events and tasks.
     "CREATE TABLE pubsub_events (
         event_id TEXT PRIMARY KEY NOT NULL,
@@ -136,16 +132,7 @@ impl Sqlite {
                 });
             }
         }
-        connection.busy_timeout(BUSY_TIMEOUT).map_err(connect)?;
-        if let SqliteTarget::File(_) = target {
-            // WAL: readers do not block the writer. FULL: a commit is on disk before the
-            // store acks the deliveries it holds.
-            connection
-                .pragma_update(None, "journal_mode", "WAL")
-                .map_err(connect)?;
-        }
-        connection
-            .pragma_update(None, "synchronous", "FULL")
+        crate::connect::configure_sqlite(&connection, matches!(target, SqliteTarget::File(_)))
             .map_err(connect)?;
         let mut sqlite = Sqlite { connection, name };
         sqlite.migrate()?;
@@ -153,41 +140,7 @@ impl Sqlite {
     }
 
     fn migrate(&mut self) -> Result<()> {
-        let doing = "creating the store's schema";
-        let tx = self
-            .connection
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| Error::query(doing, e))?;
-        tx.execute_batch(
-            "CREATE TABLE IF NOT EXISTS pubsub_store_schema (version INTEGER NOT NULL)",
-        )
-        .map_err(|e| Error::query(doing, e))?;
-        let found: i64 = tx
-            .query_row(
-                "SELECT COALESCE(MAX(version), 0) FROM pubsub_store_schema",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(|e| Error::query(doing, e))?;
-        for version in migrations_from(found)? {
-            let Some(sql) = usize::try_from(version - 1)
-                .ok()
-                .and_then(|i| MIGRATIONS.get(i))
-            else {
-                continue;
-            };
-            tx.execute_batch(sql).map_err(|e| Error::query(doing, e))?;
-            tx.execute(
-                "INSERT INTO pubsub_store_schema (version) VALUES (?1)",
-                [version],
-            )
-            .map_err(|e| Error::query(doing, e))?;
-            log::info!(
-                "store schema of {} migrated to version {version}",
-                self.name
-            );
-        }
-        tx.commit().map_err(|e| Error::query(doing, e))
+        STORE.migrate_sqlite(&mut self.connection, &self.name)
     }
 }
 
@@ -451,6 +404,7 @@ impl Backend for Sqlite {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn timestamps_sort_as_text() {
