@@ -62,9 +62,9 @@ pub use crate::database::{Database, DATABASE_URL_ENV, DEFAULT_DATABASE_URL};
 pub use crate::error::{DriverError, Error, Result};
 pub use crate::events::{Appended, EventStore, RefusedRow};
 pub use crate::fault::Fault;
-pub use crate::schema::Schema;
 pub use crate::model::{
     EventQuery, EventRow, NewTask, Order, StoredEvent, TaskChange, TaskFilter, TaskRecord,
     TaskStatus,
 };
+pub use crate::schema::Schema;
 pub use crate::tasks::TaskStore;

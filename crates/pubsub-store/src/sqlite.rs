@@ -1,6 +1,5 @@
 //! The SQLite backend: one file (or memory), WAL journal, durable commits.
 
-
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use serde_json::Value;
 use time::format_description::FormatItem;

@@ -1,0 +1,127 @@
+//! The error type of this crate.
+
+use std::fmt;
+
+use uuid::Uuid;
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong with an outbox, its relay or an inbox.
+///
+/// The `Display` of a variant says what was being done; the cause (the database's, the
+/// broker's) is its [`source`](std::error::Error::source), so an error chain prints each once.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// A setting is invalid (a database the relay cannot share, a zero batch).
+    InvalidConfig {
+        /// What is wrong.
+        message: String,
+    },
+    /// The database could not be opened, or its outbox tables created or migrated (down,
+    /// refused credentials, a schema newer than this program knows).
+    Store(pubsub_store::Error),
+    /// An event could not be staged in the caller's transaction: roll it back.
+    Stage {
+        /// The event's id.
+        event_id: Uuid,
+        /// The database's error.
+        source: pubsub_store::DriverError,
+    },
+    /// The transaction's database has no outbox tables: the outbox was opened on another
+    /// database, or not at all.
+    NoOutbox {
+        /// The database's error.
+        source: pubsub_store::DriverError,
+    },
+    /// Committing the caller's transaction failed: nothing of it is kept.
+    Commit {
+        /// The database's error.
+        source: pubsub_store::DriverError,
+    },
+    /// The relay could not connect to the broker, or set up its publisher.
+    Publisher(pubsub_publisher::Error),
+    /// The relay's thread could not be spawned.
+    Spawn(std::io::Error),
+    /// The relay's thread panicked.
+    Panicked,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidConfig { message } => write!(f, "invalid outbox settings: {message}"),
+            Error::Store(_) => f.write_str("the outbox's database failed"),
+            Error::Stage { event_id, .. } => {
+                write!(f, "event {event_id} could not be staged in the outbox")
+            }
+            Error::NoOutbox { .. } => f.write_str(
+                "the transaction's database has no outbox tables: open the outbox \
+                 (`Outbox::open`) on the database the transaction writes to",
+            ),
+            Error::Commit { .. } => f.write_str("the transaction could not be committed"),
+            Error::Publisher(_) => f.write_str("the outbox relay cannot publish"),
+            Error::Spawn(_) => f.write_str("the outbox relay's thread could not be spawned"),
+            Error::Panicked => f.write_str("the outbox relay's thread panicked"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Store(e) => Some(e),
+            Error::Stage { source, .. } | Error::NoOutbox { source } | Error::Commit { source } => {
+                Some(source.as_ref())
+            }
+            Error::Publisher(e) => Some(e),
+            Error::Spawn(e) => Some(e),
+            Error::InvalidConfig { .. } | Error::Panicked => None,
+        }
+    }
+}
+
+impl From<pubsub_store::Error> for Error {
+    fn from(e: pubsub_store::Error) -> Self {
+        Error::Store(e)
+    }
+}
+
+impl From<pubsub_publisher::Error> for Error {
+    fn from(e: pubsub_publisher::Error) -> Self {
+        Error::Publisher(e)
+    }
+}
+
+impl From<pubsub_amqp::Error> for Error {
+    fn from(e: pubsub_amqp::Error) -> Self {
+        Error::Publisher(pubsub_publisher::Error::Amqp(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pubsub_core::text::error_chain;
+
+    use super::*;
+
+    #[test]
+    fn no_cause_is_printed_twice() {
+        let e = Error::Stage {
+            event_id: Uuid::nil(),
+            source: "disk I/O error".into(),
+        };
+        assert_eq!(
+            error_chain(&e),
+            "event 00000000-0000-0000-0000-000000000000 could not be staged in the outbox: disk I/O error"
+        );
+        let e = Error::Store(pubsub_store::Error::InvalidConfig {
+            message: "x".into(),
+        });
+        assert_eq!(
+            error_chain(&e),
+            "the outbox's database failed: invalid store settings: x"
+        );
+    }
+}

@@ -1,0 +1,190 @@
+//! The relay's statements, in each backend's SQL: the lease, the batch of staged rows, and
+//! their deletion once confirmed.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use pubsub_store::Database;
+
+use crate::error::Result;
+use crate::outbox::query_error;
+
+/// One staged row, as the relay reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Row {
+    pub(crate) id: i64,
+    pub(crate) body: String,
+    pub(crate) correlation_id: Option<String>,
+    pub(crate) causation_id: Option<String>,
+}
+
+/// A connection to the outbox's database.
+pub(crate) enum Store {
+    Sqlite(rusqlite::Connection),
+    #[cfg(feature = "postgres")]
+    Postgres(postgres::Client),
+}
+
+const CLAIM: &str = "SELECT id, body, correlation_id, causation_id FROM pubsub_outbox \
+                     WHERE failed IS NULL ORDER BY id LIMIT ";
+
+impl Store {
+    pub(crate) fn open(database: &Database) -> Result<Store> {
+        #[cfg(feature = "postgres")]
+        if database.is_postgres() {
+            return Ok(Store::Postgres(database.connect_postgres()?));
+        }
+        Ok(Store::Sqlite(database.open_sqlite()?))
+    }
+
+    /// Takes or renews the lease `name` for `owner` for `term`: `false` when another owner
+    /// holds it and it has not expired.
+    pub(crate) fn take_lease(&mut self, name: &str, owner: &str, term: Duration) -> Result<bool> {
+        let doing = "taking the outbox relay's lease";
+        let taken = match self {
+            Store::Sqlite(c) => {
+                let now = unix_ms(SystemTime::now());
+                let until = now.saturating_add(i64::try_from(term.as_millis()).unwrap_or(i64::MAX));
+                c.execute(
+                    "INSERT INTO pubsub_outbox_lease (name, owner, expires_at) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, \
+                     expires_at = excluded.expires_at \
+                     WHERE pubsub_outbox_lease.owner = excluded.owner \
+                     OR pubsub_outbox_lease.expires_at < ?4",
+                    rusqlite::params![name, owner, until, now],
+                )
+                .map_err(|e| query_error(doing, e))?
+            }
+            #[cfg(feature = "postgres")]
+            Store::Postgres(c) => {
+                let ms = i64::try_from(term.as_millis()).unwrap_or(i64::MAX);
+                let n = c
+                    .execute(
+                        "INSERT INTO pubsub_outbox_lease (name, owner, expires_at) \
+                         VALUES ($1, $2, now() + $3::bigint * interval '1 millisecond') \
+                         ON CONFLICT (name) DO UPDATE SET owner = EXCLUDED.owner, \
+                         expires_at = EXCLUDED.expires_at \
+                         WHERE pubsub_outbox_lease.owner = EXCLUDED.owner \
+                         OR pubsub_outbox_lease.expires_at < now()",
+                        &[&name, &owner, &ms],
+                    )
+                    .map_err(|e| query_error(doing, e))?;
+                usize::try_from(n).unwrap_or(0)
+            }
+        };
+        Ok(taken == 1)
+    }
+
+    /// Gives the lease up, so that a standby takes over at once.
+    pub(crate) fn release_lease(&mut self, name: &str, owner: &str) -> Result<()> {
+        let doing = "releasing the outbox relay's lease";
+        match self {
+            Store::Sqlite(c) => c
+                .execute(
+                    "UPDATE pubsub_outbox_lease SET expires_at = 0 WHERE name = ?1 AND owner = ?2",
+                    [name, owner],
+                )
+                .map(drop)
+                .map_err(|e| query_error(doing, e)),
+            #[cfg(feature = "postgres")]
+            Store::Postgres(c) => c
+                .execute(
+                    "UPDATE pubsub_outbox_lease SET expires_at = '-infinity' \
+                     WHERE name = $1 AND owner = $2",
+                    &[&name, &owner],
+                )
+                .map(drop)
+                .map_err(|e| query_error(doing, e)),
+        }
+    }
+
+    /// The first `limit` staged rows, in id order.
+    pub(crate) fn claim(&mut self, limit: usize) -> Result<Vec<Row>> {
+        let doing = "reading the outbox";
+        let sql = format!("{CLAIM}{limit}");
+        match self {
+            Store::Sqlite(c) => {
+                let mut statement = c.prepare_cached(&sql).map_err(|e| query_error(doing, e))?;
+                let rows = statement
+                    .query_map([], |r| {
+                        Ok(Row {
+                            id: r.get(0)?,
+                            body: r.get(1)?,
+                            correlation_id: r.get(2)?,
+                            causation_id: r.get(3)?,
+                        })
+                    })
+                    .map_err(|e| query_error(doing, e))?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(|e| query_error(doing, e))
+            }
+            #[cfg(feature = "postgres")]
+            Store::Postgres(c) => c
+                .query(&sql, &[])
+                .and_then(|rows| {
+                    rows.iter()
+                        .map(|r| {
+                            Ok(Row {
+                                id: r.try_get(0)?,
+                                body: r.try_get(1)?,
+                                correlation_id: r.try_get(2)?,
+                                causation_id: r.try_get(3)?,
+                            })
+                        })
+                        .collect()
+                })
+                .map_err(|e| query_error(doing, e)),
+        }
+    }
+
+    /// Deletes the rows whose events the broker confirmed (marked sent and pruned at once).
+    pub(crate) fn delete(&mut self, ids: &[i64]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let doing = "deleting published rows from the outbox";
+        match self {
+            Store::Sqlite(c) => {
+                // Integers the database gave: safe to write into the statement.
+                let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+                c.execute(
+                    &format!("DELETE FROM pubsub_outbox WHERE id IN ({list})"),
+                    [],
+                )
+                .map(drop)
+                .map_err(|e| query_error(doing, e))
+            }
+            #[cfg(feature = "postgres")]
+            Store::Postgres(c) => c
+                .execute("DELETE FROM pubsub_outbox WHERE id = ANY($1)", &[&ids])
+                .map(drop)
+                .map_err(|e| query_error(doing, e)),
+        }
+    }
+
+    /// Sets a row aside with the reason it cannot be published.
+    pub(crate) fn set_aside(&mut self, id: i64, reason: &str) -> Result<()> {
+        let doing = "setting an unreadable outbox row aside";
+        match self {
+            Store::Sqlite(c) => c
+                .execute(
+                    "UPDATE pubsub_outbox SET failed = ?1 WHERE id = ?2",
+                    rusqlite::params![reason, id],
+                )
+                .map(drop)
+                .map_err(|e| query_error(doing, e)),
+            #[cfg(feature = "postgres")]
+            Store::Postgres(c) => c
+                .execute(
+                    "UPDATE pubsub_outbox SET failed = $1 WHERE id = $2",
+                    &[&reason, &id],
+                )
+                .map(drop)
+                .map_err(|e| query_error(doing, e)),
+        }
+    }
+}
+
+fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
