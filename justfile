@@ -52,14 +52,14 @@ test: _test-prepare
     # The store and the task queue through the facade (features `store`, `tasks`) and the async
     # bus (`tokio`), in one build: lints, the doctests (the README's and the guides' too), the
     # bus running the store and tasks beside its handlers, and the async bus.
-    cargo clippy -p pubsub --all-targets --features store,tasks,tokio -- -D warnings
-    RUSTDOCFLAGS="-D warnings" cargo doc -p pubsub --no-deps --quiet --features store,tasks,tokio
-    cargo test -p pubsub --features store,tasks,tokio --doc
-    cargo test -p pubsub --features store,tasks,tokio --test it -- service asynchronous
+    cargo clippy -p pubsub --all-targets --features store,tasks,tokio,outbox -- -D warnings
+    RUSTDOCFLAGS="-D warnings" cargo doc -p pubsub --no-deps --quiet --features store,tasks,tokio,outbox
+    cargo test -p pubsub --features store,tasks,tokio,outbox --doc
+    cargo test -p pubsub --features store,tasks,tokio,outbox --test it -- service asynchronous
     # The async bus's HTTP example, run: requests in, events confirmed, handlers awaiting
     # PostgreSQL (needs the broker and PostgreSQL; skipped without them unless CI=true).
     if [ "${CI:-}" = true ] || { just _broker-answers 2>/dev/null && (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }; then \
-        cargo run -p pubsub --features store,tasks,tokio --example http_service -- --self-test 20; \
+        cargo run -p pubsub --features store,tasks,tokio,outbox --example http_service -- --self-test 20; \
     else echo "http_service self-test: skipped (no broker or no PostgreSQL on 127.0.0.1:5432)"; fi
     # Every shell walkthrough of the README and docs/, run as written (needs the broker).
     scripts/walkthroughs.sh

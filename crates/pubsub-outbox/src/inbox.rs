@@ -10,7 +10,7 @@
 //! use pubsub_store::Database;
 //!
 //! let database = Database::parse("sqlite:app.db")?;
-//! let reserve = SqliteInbox::new(&database, "reserve-stock", |event: &Event, _: &Metadata, tx: &rusqlite::Transaction<'_>| {
+//! let reserve = SqliteInbox::new(&database, "reserve-stock", |event: &Event, _: &Metadata, tx: &mut rusqlite::Transaction<'_>| {
 //!     let order_id = event.data().get("order_id").and_then(|v| v.as_str()).unwrap_or_default();
 //!     tx.execute("INSERT INTO reservations (order_id) VALUES (?1)", [order_id])?;
 //!     Ok(())
@@ -140,7 +140,7 @@ pub struct SqliteInbox<F> {
 
 impl<F> SqliteInbox<F>
 where
-    F: Fn(&Event, &Metadata, &rusqlite::Transaction<'_>) -> HandlerResult + Send + Sync,
+    F: Fn(&Event, &Metadata, &mut rusqlite::Transaction<'_>) -> HandlerResult + Send + Sync,
 {
     /// The handler `consumer` on `database` (its inbox table created or migrated).
     ///
@@ -158,14 +158,14 @@ where
 
 impl<F> EventHandler for SqliteInbox<F>
 where
-    F: Fn(&Event, &Metadata, &rusqlite::Transaction<'_>) -> HandlerResult + Send + Sync,
+    F: Fn(&Event, &Metadata, &mut rusqlite::Transaction<'_>) -> HandlerResult + Send + Sync,
 {
     fn handle(&self, event: &Event, meta: &Metadata) -> HandlerResult {
         let consumer = &self.connections.consumer;
         let doing = "recording the event in the inbox";
         let db = |e: rusqlite::Error| Failure::Database(query_error(doing, e));
         deliver(&self.connections, event, Database::open_sqlite, |c| {
-            let tx = c
+            let mut tx = c
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(db)?;
             let inserted = tx
@@ -178,7 +178,7 @@ where
             if verdict(inserted) == Verdict::Handled {
                 return Ok(Verdict::Handled);
             }
-            (self.f)(event, meta, &tx).map_err(Failure::Handler)?;
+            (self.f)(event, meta, &mut tx).map_err(Failure::Handler)?;
             tx.commit().map_err(db)?;
             crate::fault::pause_at("inbox-after-commit");
             Ok(Verdict::Run)

@@ -117,6 +117,9 @@ pub struct BusStats {
     /// The task workers', when the bus ran task functions ([`EventBusBuilder::task`]).
     #[cfg(feature = "tasks")]
     pub tasks: Option<PoolStats>,
+    /// The outbox relay's, when the bus ran it ([`EventBusBuilder::outbox`]).
+    #[cfg(feature = "outbox")]
+    pub relay: Option<pubsub_outbox::RelayStats>,
 }
 
 impl From<PoolStats> for BusStats {
@@ -143,6 +146,10 @@ impl fmt::Display for BusStats {
         #[cfg(feature = "tasks")]
         if let Some(tasks) = &self.tasks {
             write!(f, "; tasks, {tasks}")?;
+        }
+        #[cfg(feature = "outbox")]
+        if let Some(relay) = &self.relay {
+            write!(f, "; outbox relay, {relay}")?;
         }
         Ok(())
     }

@@ -69,6 +69,10 @@ pub enum Error {
     /// or a task worker stopped on an error (feature `tasks`).
     #[cfg(feature = "tasks")]
     Tasks(pubsub_tasks::Error),
+    /// The outbox's relay beside the handlers failed: its database or the broker cannot be
+    /// reached, or its thread panicked (feature `outbox`).
+    #[cfg(feature = "outbox")]
+    Outbox(pubsub_outbox::Error),
     /// The metrics endpoint cannot listen on its address (in use, or not this host's).
     MetricsEndpoint {
         /// The address asked for.
@@ -114,6 +118,8 @@ impl fmt::Display for Error {
             Error::Store(e) => write!(f, "the event store: {e}"),
             #[cfg(feature = "tasks")]
             Error::Tasks(e) => write!(f, "the tasks: {e}"),
+            #[cfg(feature = "outbox")]
+            Error::Outbox(e) => write!(f, "the outbox: {e}"),
         }
     }
 }
@@ -132,6 +138,8 @@ impl std::error::Error for Error {
             Error::Store(e) => std::error::Error::source(e),
             #[cfg(feature = "tasks")]
             Error::Tasks(e) => std::error::Error::source(e),
+            #[cfg(feature = "outbox")]
+            Error::Outbox(e) => std::error::Error::source(e),
             _ => None,
         }
     }
@@ -166,6 +174,13 @@ impl From<pubsub_recorder::Error> for Error {
 impl From<pubsub_tasks::Error> for Error {
     fn from(e: pubsub_tasks::Error) -> Self {
         Error::Tasks(e)
+    }
+}
+
+#[cfg(feature = "outbox")]
+impl From<pubsub_outbox::Error> for Error {
+    fn from(e: pubsub_outbox::Error) -> Self {
+        Error::Outbox(e)
     }
 }
 

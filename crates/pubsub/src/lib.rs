@@ -219,6 +219,15 @@ pub mod store {
     };
 }
 
+/// Exactly-once effects (`pubsub-outbox`): a transactional outbox whose relay the bus runs
+/// ([`EventBusBuilder::outbox`]), and inbox handlers whose writes commit with their record of
+/// the event. Feature `outbox`.
+#[cfg(feature = "outbox")]
+pub mod outbox {
+    pub use pubsub_outbox::*;
+    pub use pubsub_store::Database;
+}
+
 /// The task queue (seed 003): `TaskQueue` submits, `TaskWorker` runs task functions on the
 /// worker pool and records each task in a task store (`pubsub-tasks`). Feature `tasks`.
 #[cfg(feature = "tasks")]

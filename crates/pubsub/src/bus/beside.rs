@@ -1,6 +1,7 @@
 //! What a bus runs beside its handlers, on the same worker pool and the same lifecycle: the
 //! event store (feature `store`) and task functions (feature `tasks`), as seed 003's one
-//! service consumes events, keeps them and runs tasks.
+//! service consumes events, keeps them and runs tasks; and the relay of a transactional
+//! outbox (feature `outbox`), a publishing thread of its own beside the pool.
 //!
 //! Without either feature this is empty, and the bus runs its handlers alone.
 
@@ -33,6 +34,9 @@ pub(super) struct Beside {
     /// The task exchange (seed 003's `task.exchange` by default).
     #[cfg(feature = "tasks")]
     pub(super) task_exchange: Option<String>,
+    /// The outbox whose relay runs beside the handlers.
+    #[cfg(feature = "outbox")]
+    pub(super) outbox: Option<pubsub_outbox::Outbox>,
 }
 
 /// What the bus shares with what runs beside its handlers.
@@ -44,6 +48,7 @@ pub(super) struct Shared<'a> {
     pub(super) retry: &'a RetryPolicy,
     pub(super) quorum: bool,
     pub(super) observer: Option<&'a crossbeam_channel::Sender<pubsub_subscriber::DeliveryReport>>,
+    pub(super) unroutable: pubsub_publisher::Unroutable,
 }
 
 #[cfg(feature = "store")]
@@ -69,6 +74,9 @@ pub(super) struct Prepared {
     store: Option<(Database, pubsub_recorder::RecordOptions)>,
     #[cfg(feature = "tasks")]
     tasks: Option<pubsub_tasks::TaskWorker>,
+    /// The relay of the outbox, ready to start.
+    #[cfg(feature = "outbox")]
+    relay: Option<pubsub_outbox::RelayBuilder>,
 }
 
 impl Prepared {
@@ -84,8 +92,8 @@ impl Prepared {
         let mut prepared = Prepared::default();
         if amqp.is_none() && !beside.is_empty() {
             return Err(Error::InvalidConfig {
-                message: "the event store and tasks run over the broker: an in-process bus \
-                          cannot run them"
+                message: "the event store, tasks and the outbox's relay run over the broker: \
+                          an in-process bus cannot run them"
                     .to_owned(),
             });
         }
@@ -98,6 +106,15 @@ impl Prepared {
             let queues = pubsub_subscriber::queue_names(&options.queue, &RetryPolicy::default());
             prepared.queues.extend(queues);
             prepared.store = Some((database.clone(), options));
+        }
+        #[cfg(feature = "outbox")]
+        if let (Some(amqp), Some(outbox)) = (amqp, &beside.outbox) {
+            prepared.relay = Some(
+                outbox
+                    .relay(amqp, shared.exchange)
+                    .app_id(shared.service)
+                    .unroutable(shared.unroutable),
+            );
         }
         #[cfg(feature = "tasks")]
         if let (Some(amqp), false) = (amqp, beside.tasks.is_empty()) {
@@ -128,6 +145,10 @@ impl Prepared {
         if let Some(worker) = self.tasks.take() {
             // On an error, dropping `running` stops the store.
             running.tasks = Some(worker.start()?);
+        }
+        #[cfg(feature = "outbox")]
+        if let Some(relay) = self.relay.take() {
+            running.relay = Some(relay.start()?);
         }
         Ok(running)
     }
@@ -188,6 +209,10 @@ impl Beside {
         if !self.tasks.is_empty() {
             return false;
         }
+        #[cfg(feature = "outbox")]
+        if self.outbox.is_some() {
+            return false;
+        }
         true
     }
 }
@@ -209,6 +234,8 @@ impl fmt::Debug for Beside {
         .field("task_database", &self.task_database)
         .field("task_queue", &self.task_queue)
         .field("task_exchange", &self.task_exchange);
+        #[cfg(feature = "outbox")]
+        s.field("outbox", &self.outbox);
         s.finish()
     }
 }
@@ -220,6 +247,8 @@ pub(super) struct Running {
     store: Option<pubsub_recorder::RunningRecorder>,
     #[cfg(feature = "tasks")]
     tasks: Option<pubsub_tasks::RunningWorker>,
+    #[cfg(feature = "outbox")]
+    relay: Option<pubsub_outbox::RunningRelay>,
 }
 
 impl Running {
@@ -233,15 +262,29 @@ impl Running {
         if self.tasks.as_ref().is_some_and(|t| !t.is_running()) {
             return false;
         }
+        #[cfg(feature = "outbox")]
+        if self.relay.as_ref().is_some_and(|r| !r.is_running()) {
+            return false;
+        }
         true
     }
 
-    /// Stops the task workers, then the store (last, so that it keeps what the others
-    /// published while they finished); writes their counters into `stats`. Every part is
-    /// stopped; the first error is returned.
+    /// Stops the outbox's relay (after one last batch: what the handlers committed while
+    /// they finished), the task workers, then the store (last, so that it keeps what the
+    /// others published while they finished); writes their counters into `stats`. Every part
+    /// is stopped; the first error is returned.
     pub(super) fn stop(self, stats: &mut super::BusStats) -> Result<()> {
         let _ = &stats;
         let first_error: Option<Error> = None;
+        #[cfg(feature = "outbox")]
+        let first_error = match self.relay.map(pubsub_outbox::RunningRelay::stop) {
+            Some(Ok(relay)) => {
+                stats.relay = Some(relay);
+                first_error
+            }
+            Some(Err(e)) => first_error.or(Some(e.into())),
+            None => first_error,
+        };
         #[cfg(feature = "tasks")]
         let first_error = match self.tasks.map(pubsub_tasks::RunningWorker::stop) {
             Some(Ok(pool)) => {

@@ -273,6 +273,18 @@ impl EventBusBuilder {
         self
     }
 
+    /// Runs the relay of `outbox` beside the handlers (feature `outbox`): the events the
+    /// service stages in its own transactions ([`Outbox::stage`](pubsub_outbox::Outbox::stage))
+    /// are published to the bus's exchange, with confirms, once each transaction commits. The
+    /// relay has its own connections (to the database and the broker), starts after the
+    /// handlers' workers and stops after them (with one last batch), and its counters are in
+    /// [`BusStats::relay`](super::BusStats::relay).
+    #[cfg(feature = "outbox")]
+    pub fn outbox(mut self, outbox: pubsub_outbox::Outbox) -> Self {
+        self.beside.outbox = Some(outbox);
+        self
+    }
+
     /// Runs the event store beside the handlers (feature `store`): every message of the
     /// bus's exchange kept in `database`, as seed 003's service keeps what reaches its
     /// `event.store` queue. It consumes the queue `<service>.store`, bound with `#`, with
@@ -390,6 +402,7 @@ impl EventBusBuilder {
                 retry: &self.retry,
                 quorum: self.consumer.quorum,
                 observer: self.observer.as_ref(),
+                unroutable: self.unroutable,
             },
         )?;
         Ok(EventBus {

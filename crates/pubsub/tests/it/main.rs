@@ -6,6 +6,8 @@
 mod asynchronous;
 mod awaiting;
 mod broker;
+#[cfg(feature = "outbox")]
+mod exactly_once;
 mod in_process;
 mod metrics;
 #[cfg(feature = "otel")]
