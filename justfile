@@ -55,7 +55,7 @@ test: _test-prepare
     cargo clippy -p pubsub --all-targets --features store,tasks,tokio,outbox -- -D warnings
     RUSTDOCFLAGS="-D warnings" cargo doc -p pubsub --no-deps --quiet --features store,tasks,tokio,outbox
     cargo test -p pubsub --features store,tasks,tokio,outbox --doc
-    cargo test -p pubsub --features store,tasks,tokio,outbox --test it -- service asynchronous
+    cargo test -p pubsub --features store,tasks,tokio,outbox --test it -- service asynchronous exactly_once
     # The async bus's HTTP example, run: requests in, events confirmed, handlers awaiting
     # PostgreSQL (needs the broker and PostgreSQL; skipped without them unless CI=true).
     if [ "${CI:-}" = true ] || { just _broker-answers 2>/dev/null && (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }; then \

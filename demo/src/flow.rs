@@ -1,6 +1,6 @@
 //! [`Workload`]: the events the demo sends.
 
-use demo_domain::{Handlers, OrderCreated, OrderItem, OrderPaid, UserRegistered};
+use demo_domain::{Handlers, OrderCreated, OrderItem, OrderPaid, Shop, UserRegistered};
 use pubsub::core::Event;
 
 /// What the demo sends.
@@ -35,14 +35,20 @@ impl Workload {
         self.len() == 0
     }
 
-    /// Fresh handlers with just the stock the workload needs: the demo stock for the order
-    /// flow, one `PROD-001` per order otherwise (so the stock ends at zero when every order
-    /// was taken exactly once).
-    pub fn handlers(&self) -> Handlers {
-        match self {
-            Workload::OrderFlow => Handlers::default(),
-            Workload::Orders(n) => Handlers::with_stock([(BULK_PRODUCT, *n)]),
-        }
+    /// Fresh handlers over a new shop (a SQLite file under the temporary directory, removed
+    /// with the handlers) with just the stock the workload needs: the demo stock for the
+    /// order flow, one `PROD-001` per order otherwise (so the stock ends at zero when every
+    /// order was taken exactly once).
+    ///
+    /// # Errors
+    ///
+    /// The shop's database cannot be created.
+    pub fn handlers(&self) -> demo_domain::Result<Handlers> {
+        let shop = match self {
+            Workload::OrderFlow => Shop::scratch(demo_domain::DEMO_STOCK.iter().copied())?,
+            Workload::Orders(n) => Shop::scratch([(BULK_PRODUCT, *n)])?,
+        };
+        Handlers::new(&shop)
     }
 
     /// Whether each event is reported in detail.

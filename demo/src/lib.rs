@@ -27,11 +27,11 @@
 //! use demo::{Settings, Transport, Workload};
 //!
 //! let workload = Workload::OrderFlow;
-//! let handlers = workload.handlers();
+//! let handlers = workload.handlers()?;
 //! let report = demo::run(workload, &Transport::InProcess, &Settings::default(), &handlers, &mut |_| {})?;
 //! assert!(report.is_success());
 //! assert_eq!(report.events[1].handler_names(), ["send-email", "log-analytics"]);
-//! assert_eq!(handlers.inventory().stock("PROD-001"), Some(8));
+//! assert_eq!(handlers.shop().stock("PROD-001")?, Some(8));
 //! println!("{report}");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

@@ -163,7 +163,13 @@ fn main() -> ExitCode {
         ),
     };
 
-    let handlers = workload.handlers();
+    let handlers = match workload.handlers() {
+        Ok(handlers) => handlers,
+        Err(e) => {
+            eprintln!("error: cannot create the shop's database: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut line = ProgressLine::new(workload, intro);
     let result = demo::run(workload, &transport, &settings, &handlers, &mut |p| {
         line.update(p)

@@ -143,6 +143,9 @@ pub struct RunReport {
     pub stored: Option<crate::StoredRows>,
     /// The order flow's task, as the task store recorded it (over the broker, with a store).
     pub task: Option<crate::TaskDone>,
+    /// What the outbox's relay published (over the broker): the events committed with the
+    /// shop's rows.
+    pub relay: Option<pubsub::outbox::RelayStats>,
 }
 
 impl RunReport {
@@ -227,14 +230,21 @@ impl fmt::Display for RunReport {
                 writeln!(f, "  {head:<13} to {} \"{}\"", mail.to, mail.subject)?;
             }
         }
-        let stock: Vec<String> = self
-            .handlers
-            .inventory()
-            .levels()
-            .iter()
-            .map(|(product, n)| format!("{product} {n}"))
-            .collect();
-        writeln!(f, "  stock left:   {}", stock.join(", "))?;
+        let shop = self.handlers.shop();
+        match (shop.levels(), shop.reservations()) {
+            (Ok(levels), Ok(reservations)) => {
+                let stock: Vec<String> = levels
+                    .iter()
+                    .map(|(product, n)| format!("{product} {n}"))
+                    .collect();
+                writeln!(f, "  stock left:   {}", stock.join(", "))?;
+                writeln!(
+                    f,
+                    "  reserved:     {reservations} line(s), once per order (kept with the inventory's inbox records)"
+                )?;
+            }
+            (Err(e), _) | (_, Err(e)) => writeln!(f, "  stock:        unreadable: {e}")?,
+        }
         let counts: Vec<String> = self
             .handlers
             .analytics()
@@ -266,6 +276,13 @@ impl fmt::Display for RunReport {
                 self.succeeded + self.failed,
                 self.end_to_end_time.as_secs_f64(),
                 rate(self.succeeded + self.failed, self.end_to_end_time)
+            )?;
+        }
+        if let Some(relay) = &self.relay {
+            writeln!(
+                f,
+                "  outbox:       {} event(s) committed with their rows, published by the relay in {} batch(es)",
+                relay.published, relay.batches
             )?;
         }
         if let Some(stats) = &self.stats {

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use crossbeam_channel::Receiver;
 use demo_domain::Handlers;
+use pubsub::outbox::Outbox;
 use pubsub::subscriber::{DeliveryReport, HandlerRun};
 use pubsub::{AmqpConfig, EventBus, PublishOptions, RetryPolicy, Unroutable};
 
@@ -118,6 +119,12 @@ fn in_process(
     while start < workload.len() {
         for labeled in workload.events(start, batch)? {
             let id = tracker.expect(&labeled);
+            // The order's row first (in process there is no relay: the event is dispatched
+            // here, after its row is committed).
+            handlers
+                .shop()
+                .commit(None, std::slice::from_ref(&labeled.event))
+                .context("recording the order")?;
             // `publish` would say only whether every handler succeeded; the demo shows each.
             let result = bus.dispatch(&labeled.event, PublishOptions::default())?;
             let handlers = result
@@ -163,6 +170,8 @@ fn broker(
     progress: &mut dyn FnMut(Progress),
 ) -> anyhow::Result<RunReport> {
     let (reports_tx, reports) = crossbeam_channel::unbounded();
+    // The shop's rows and its events commit together: the bus runs the outbox's relay.
+    let outbox = Outbox::open(handlers.shop().database())?;
     // The service is named after its queue; it is also the `app_id` of what it publishes.
     let mut bus = EventBus::builder(&settings.queue)
         .amqp(config.clone())
@@ -172,12 +181,12 @@ fn broker(
         .supported_major_versions(&[1])
         .unroutable(Unroutable::Error)
         .observer(reports_tx)
+        .outbox(outbox.clone())
         .build()?;
     subscribe(&mut bus, handlers)?;
     // Declared and bound before anything is published, so that nothing is unroutable.
     bus.start()
         .with_context(|| format!("cannot set up queue `{}`", settings.queue))?;
-    let publisher = bus.publisher();
     let store = match &settings.store {
         Some(database) => Some(crate::store::start(
             config,
@@ -206,14 +215,12 @@ fn broker(
                 l.event.clone()
             })
             .collect();
-        let failures: Vec<_> = publisher
-            .publish_all(events)
-            .into_iter()
-            .filter_map(Result::err)
-            .collect();
-        if let Some(first) = failures.into_iter().next() {
-            return Err(first).context("publishing failed");
-        }
+        // Each batch is one transaction: the orders' rows and their events, staged in the
+        // outbox; the relay publishes them once it commits.
+        handlers
+            .shop()
+            .commit(Some(&outbox), &events)
+            .context("recording the orders")?;
         start += batch;
         tracker.published = start.min(workload.len());
         tracker.drain(&reports);
@@ -300,6 +307,7 @@ fn broker(
     );
     report.stored = stored;
     report.task = task;
+    report.relay = stats.relay;
     Ok(report)
 }
 
@@ -444,6 +452,7 @@ impl Tracker {
             handlers: handlers.clone(),
             stored: None,
             task: None,
+            relay: None,
         }
     }
 }
@@ -455,7 +464,7 @@ mod tests {
     #[test]
     fn the_order_flow_runs_in_process() {
         let workload = Workload::OrderFlow;
-        let handlers = workload.handlers();
+        let handlers = workload.handlers().unwrap();
         let mut seen = Vec::new();
         let report = run(
             workload,
@@ -492,7 +501,7 @@ mod tests {
     #[test]
     fn bulk_orders_run_in_process() {
         let workload = Workload::Orders(1234);
-        let handlers = workload.handlers();
+        let handlers = workload.handlers().unwrap();
         let settings = Settings {
             batch: 100,
             ..Settings::default()
@@ -507,7 +516,8 @@ mod tests {
         .unwrap();
         assert!(report.is_success(), "{report}");
         assert!(report.events.is_empty());
-        assert_eq!(handlers.inventory().stock("PROD-001"), Some(0));
+        assert_eq!(handlers.shop().stock("PROD-001").unwrap(), Some(0));
+        assert_eq!(handlers.shop().reservations().unwrap(), 1234);
         assert_eq!(
             report.handler_runs.get("update-inventory"),
             Some(&HandlerTally {
@@ -561,7 +571,7 @@ mod tests {
             assert_eq!(tracker.pending(), pending);
         }
         let done = tracker.finish(
-            &workload.handlers(),
+            &workload.handlers().unwrap(),
             None,
             None,
             Duration::ZERO,
@@ -591,7 +601,8 @@ mod tests {
     #[test]
     fn a_failing_handler_fails_the_run_in_process() {
         let workload = Workload::OrderFlow;
-        let handlers = demo_domain::Handlers::with_stock([("PROD-001", 1), ("PROD-002", 1)]);
+        let shop = demo_domain::Shop::scratch([("PROD-001", 1), ("PROD-002", 1)]).unwrap();
+        let handlers = demo_domain::Handlers::new(&shop).unwrap();
         let report = run(
             workload,
             &Transport::InProcess,

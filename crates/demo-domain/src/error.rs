@@ -47,6 +47,18 @@ pub enum Error {
     },
     /// A subscription of the demo's registry was refused.
     Registry(pubsub_registry::Error),
+    /// An event's data is not what its type says.
+    InvalidEvent {
+        /// The decoding error.
+        message: String,
+    },
+    /// The shop's database failed (its rows, or the outbox beside them).
+    Database {
+        /// What the shop was doing.
+        doing: &'static str,
+        /// The database's error, with its causes.
+        message: String,
+    },
 }
 
 impl Error {
@@ -71,6 +83,13 @@ impl Error {
     pub(crate) fn unknown_order(order_id: &str) -> Self {
         Error::UnknownOrder {
             order_id: quote(order_id),
+        }
+    }
+
+    pub(crate) fn database(doing: &'static str, e: &(dyn std::error::Error + 'static)) -> Self {
+        Error::Database {
+            doing,
+            message: pubsub_core::text::error_chain(e),
         }
     }
 
@@ -107,6 +126,10 @@ impl fmt::Display for Error {
             Error::InvalidTask { task, message } => write!(f, "task `{task}`: {message}"),
             // The registry's error is the source: `{:#}` prints it after this.
             Error::Registry(_) => write!(f, "cannot build the demo registry"),
+            Error::InvalidEvent { message } => write!(f, "invalid event: {message}"),
+            Error::Database { doing, message } => {
+                write!(f, "the shop's database failed while {doing}: {message}")
+            }
         }
     }
 }
@@ -116,6 +139,14 @@ impl std::error::Error for Error {
         match self {
             Error::Registry(e) => Some(e),
             _ => None,
+        }
+    }
+}
+
+impl From<pubsub_core::Error> for Error {
+    fn from(e: pubsub_core::Error) -> Self {
+        Error::InvalidEvent {
+            message: e.to_string(),
         }
     }
 }

@@ -1,14 +1,21 @@
-//! [`UpdateInventoryHandler`]: takes ordered items out of stock, never below zero.
+//! [`UpdateInventoryHandler`]: reserves the stock of each order, exactly once, in the shop's
+//! database.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::collections::BTreeMap;
 
 use pubsub_core::{Event, EventHandler, HandlerResult, Metadata, Permanent};
+use pubsub_outbox::SqliteInbox;
 
 use crate::error::{Error, Result};
 use crate::events::{is, OrderCreated, OrderItem};
+use crate::shop::Shop;
 
-/// Takes the items of each `order.created` out of stock.
+/// The inbox's form of the handler: the delivery's transaction in, the reservation written
+/// in it.
+type Reserve = fn(&Event, &Metadata, &mut rusqlite::Transaction<'_>) -> HandlerResult;
+
+/// Reserves the items of each `order.created` in the [`Shop`]'s stock: the levels go down and
+/// a reservation row per product is kept, in the delivery's own transaction.
 ///
 /// An order is taken whole or not at all: when one of its products is unknown or short, the
 /// handler fails with [`Error::UnknownProduct`] or [`Error::OutOfStock`] and no level changes.
@@ -21,80 +28,84 @@ use crate::events::{is, OrderCreated, OrderItem};
 /// make the event look like a transient fault.
 ///
 /// Delivery is at least once, so an `order.created` can arrive twice (see the delivery
-/// guarantees in `docs/retries-and-dead-letters.md`). Taking stock twice would be wrong, so
-/// the handler remembers the ids of the events it applied and skips a repeat. A real service would record them in the same
-/// database transaction as the stock change.
+/// guarantees in `docs/retries-and-dead-letters.md`). Taking stock twice would be wrong: the
+/// handler is an inbox handler ([`SqliteInbox`]), so the reservation and the record "the
+/// inventory handled this event" commit in one transaction, before the delivery is acked. A
+/// redelivery of an event whose reservation committed is acked without running, across
+/// restarts too.
 ///
 /// ```
-/// use demo_domain::{OrderCreated, OrderItem, UpdateInventoryHandler};
+/// use demo_domain::{OrderCreated, OrderItem, Shop, UpdateInventoryHandler};
 /// use pubsub_core::{Event, EventHandler, Metadata};
 ///
-/// let inventory = UpdateInventoryHandler::new([("PROD-001", 10)]);
-/// let order = OrderCreated {
+/// let shop = Shop::scratch([("PROD-001", 10)])?;
+/// let inventory = UpdateInventoryHandler::new(&shop)?;
+/// let order = Event::from_typed(&OrderCreated {
 ///     order_id: "ORD-1".into(),
 ///     customer_email: "ada@example.com".into(),
 ///     items: vec![OrderItem { product_id: "PROD-001".into(), quantity: 3 }],
 ///     total_amount: 29.97,
-/// };
-/// inventory.handle(&Event::from_typed(&order)?, &Metadata::default())?;
-/// assert_eq!(inventory.stock("PROD-001"), Some(7));
+/// })?;
+/// inventory.handle(&order, &Metadata::default())?;
+/// inventory.handle(&order, &Metadata::default().with_redelivered(true))?; // a redelivery
+/// assert_eq!(shop.stock("PROD-001")?, Some(7));
+/// assert_eq!(shop.reservations()?, 1);
 /// # Ok::<(), pubsub_core::HandlerError>(())
 /// ```
 #[derive(Debug)]
 pub struct UpdateInventoryHandler {
-    state: Mutex<State>,
-}
-
-#[derive(Debug)]
-struct State {
-    levels: BTreeMap<String, u64>,
-    /// Ids of the events already applied.
-    applied: HashSet<u128>,
+    inbox: SqliteInbox<Reserve>,
+    shop: Shop,
 }
 
 impl UpdateInventoryHandler {
-    /// The handler's name in registries, logs and retry headers.
+    /// The handler's name in registries, logs and retry headers, and its inbox's consumer
+    /// name.
     pub const NAME: &'static str = "update-inventory";
 
-    /// A handler over this stock: product ids and how many of each are in stock.
-    pub fn new<P: Into<String>>(stock: impl IntoIterator<Item = (P, u64)>) -> Self {
-        UpdateInventoryHandler {
-            state: Mutex::new(State {
-                levels: stock.into_iter().map(|(p, n)| (p.into(), n)).collect(),
-                applied: HashSet::new(),
-            }),
-        }
-    }
-
-    /// How many of `product_id` are in stock; `None` for a product the inventory does not
-    /// carry.
-    pub fn stock(&self, product_id: &str) -> Option<u64> {
-        self.state().levels.get(product_id).copied()
-    }
-
-    /// Every product's stock level, by product id.
-    pub fn levels(&self) -> BTreeMap<String, u64> {
-        self.state().levels.clone()
-    }
-
-    /// Takes `items` out of stock, all or nothing.
+    /// The handler over `shop`'s stock.
     ///
     /// # Errors
     ///
-    /// [`Error::UnknownProduct`] or [`Error::OutOfStock`] for the first product that cannot
-    /// be taken; the stock is then unchanged.
-    pub fn take(&self, items: &[OrderItem]) -> Result<()> {
-        take(&mut self.state().levels, items)
+    /// [`Error::Database`] when the inbox's table cannot be created.
+    pub fn new(shop: &Shop) -> Result<Self> {
+        let inbox = SqliteInbox::new(shop.database(), Self::NAME, reserve as Reserve)
+            .map_err(|e| Error::database("creating the inventory's inbox", &e))?;
+        Ok(UpdateInventoryHandler {
+            inbox,
+            shop: shop.clone(),
+        })
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
-        // Every update below is checked before it is applied: a panic cannot leave half of it.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The shop whose stock it reserves.
+    pub fn shop(&self) -> &Shop {
+        &self.shop
     }
 }
 
-/// Takes `items` out of `levels`, all or nothing.
-fn take(levels: &mut BTreeMap<String, u64>, items: &[OrderItem]) -> Result<()> {
+/// One delivery, in its transaction.
+fn reserve(event: &Event, _meta: &Metadata, tx: &mut rusqlite::Transaction<'_>) -> HandlerResult {
+    if !is::<OrderCreated>(event) {
+        let name = UpdateInventoryHandler::NAME;
+        return Err(Permanent::new(Error::unsupported(name, event.routing_key())).into());
+    }
+    let order = event.decode::<OrderCreated>()?;
+    match crate::shop::reserve(tx, event, &order) {
+        Ok(()) => Ok(()),
+        Err(e @ (Error::OutOfStock { .. } | Error::UnknownProduct { .. })) => {
+            Err(Permanent::new(e).into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Takes `items` out of `levels`, all or nothing (pure).
+///
+/// # Errors
+///
+/// [`Error::UnknownProduct`] or [`Error::OutOfStock`] for the first product that cannot be
+/// taken; `levels` is then unchanged.
+pub(crate) fn take(levels: &mut BTreeMap<String, u64>, items: &[OrderItem]) -> Result<()> {
     // The same product can appear on several lines: check each product's total.
     let mut wanted: BTreeMap<&str, u64> = BTreeMap::new();
     for item in items {
@@ -117,20 +128,8 @@ fn take(levels: &mut BTreeMap<String, u64>, items: &[OrderItem]) -> Result<()> {
 }
 
 impl EventHandler for UpdateInventoryHandler {
-    fn handle(&self, event: &Event, _meta: &Metadata) -> HandlerResult {
-        if !is::<OrderCreated>(event) {
-            return Err(Permanent::new(Error::unsupported(Self::NAME, event.routing_key())).into());
-        }
-        let order = event.decode::<OrderCreated>()?;
-        let mut state = self.state();
-        let id = event.event_id().as_u128();
-        if state.applied.contains(&id) {
-            log::info!("{event} was already applied to the stock: skipped");
-            return Ok(());
-        }
-        take(&mut state.levels, &order.items).map_err(Permanent::new)?;
-        state.applied.insert(id);
-        Ok(())
+    fn handle(&self, event: &Event, meta: &Metadata) -> HandlerResult {
+        self.inbox.handle(event, meta)
     }
 
     fn name(&self) -> &str {
@@ -149,17 +148,19 @@ mod tests {
         crate::fixtures::order("ORD-1", "c@example.com", lines)
     }
 
+    fn inventory(stock: &[(&str, u64)]) -> UpdateInventoryHandler {
+        UpdateInventoryHandler::new(&Shop::scratch(stock.iter().copied()).unwrap()).unwrap()
+    }
+
     #[test]
     fn take_is_all_or_nothing() {
         // (order lines, expected error, expected levels of A and B after)
         let check = |lines: &[(&str, u32)], error: Option<&str>, after: (u64, u64)| {
-            let inventory = UpdateInventoryHandler::new([("A", 5), ("B", 1)]);
-            let result = inventory.take(&items(lines));
+            let mut levels: BTreeMap<String, u64> =
+                [("A".to_owned(), 5), ("B".to_owned(), 1)].into();
+            let result = take(&mut levels, &items(lines));
             assert_eq!(result.err().map(|e| e.to_string()).as_deref(), error);
-            assert_eq!(
-                (inventory.stock("A"), inventory.stock("B")),
-                (Some(after.0), Some(after.1))
-            );
+            assert_eq!((levels["A"], levels["B"]), after);
         };
         check(&[("A", 2)], None, (3, 1));
         check(&[("A", 5), ("B", 1)], None, (0, 0));
@@ -183,8 +184,8 @@ mod tests {
     }
 
     #[test]
-    fn refusals_are_permanent() {
-        let inventory = UpdateInventoryHandler::new([("A", 1)]);
+    fn refusals_are_permanent_and_take_nothing() {
+        let inventory = inventory(&[("A", 1)]);
         let err = inventory
             .handle(&order(&[("A", 2)]), &Metadata::default())
             .unwrap_err();
@@ -196,26 +197,31 @@ mod tests {
             )
             .unwrap_err();
         assert!(Permanent::is_permanent(&*err), "{err}");
-        assert_eq!(inventory.stock("A"), Some(1));
+        assert_eq!(inventory.shop().stock("A").unwrap(), Some(1));
+        assert_eq!(inventory.shop().reservations().unwrap(), 0);
     }
 
     #[test]
-    fn a_repeated_event_is_applied_once() {
-        let inventory = UpdateInventoryHandler::new([("A", 10)]);
+    fn a_repeated_event_is_applied_once_even_by_another_handler_instance() {
+        let inventory = inventory(&[("A", 10)]);
         let event = order(&[("A", 4)]);
         let redelivered = Metadata::default().with_redelivered(true);
         inventory.handle(&event, &Metadata::default()).unwrap();
         inventory.handle(&event, &redelivered).unwrap();
-        assert_eq!(inventory.stock("A"), Some(6));
+        // A restarted service: a new handler on the same database.
+        let restarted = UpdateInventoryHandler::new(inventory.shop()).unwrap();
+        restarted.handle(&event, &redelivered).unwrap();
+        assert_eq!(inventory.shop().stock("A").unwrap(), Some(6));
+        assert_eq!(inventory.shop().reservations().unwrap(), 1);
         inventory
             .handle(&order(&[("A", 4)]), &Metadata::default())
             .unwrap();
-        assert_eq!(inventory.stock("A"), Some(2));
+        assert_eq!(inventory.shop().stock("A").unwrap(), Some(2));
     }
 
     #[test]
     fn only_orders_are_handled() {
-        let inventory = UpdateInventoryHandler::new([("A", 10)]);
+        let inventory = inventory(&[("A", 10)]);
         let err = inventory
             .handle(
                 &Event::new("user", "registered", json!({})).unwrap(),

@@ -7,9 +7,14 @@
 //! - Events ([`pubsub_core::TypedEvent`]s, with the original design's field names, so the
 //!   Python services' events decode): [`OrderCreated`] (with [`OrderItem`]s), [`OrderPaid`],
 //!   [`UserRegistered`].
+//! - [`Shop`]: the shop's tables in a SQLite file (orders, users, stock levels, reservations).
+//!   [`Shop::commit`] writes an order's row and stages its `order.created` in the transactional
+//!   outbox in one transaction (`pubsub-outbox`).
 //! - Handlers, each doing one thing, thread-safe: [`SendEmailHandler`] records the email it
-//!   would send in an outbox; [`UpdateInventoryHandler`] takes ordered items out of stock and
-//!   refuses to go below zero; [`LogAnalyticsHandler`] counts events per routing key.
+//!   would send in a list; [`UpdateInventoryHandler`] reserves ordered items in the shop's
+//!   stock, never below zero, exactly once per order (an inbox handler: the reservation and
+//!   its record of the event commit together); [`LogAnalyticsHandler`] counts events per
+//!   routing key.
 //! - [`Handlers`] holds one of each, and [`registry`] subscribes them as [`SUBSCRIPTIONS`]
 //!   says, for the `demo` binary and for tests.
 //! - [`Error`]: what the handlers refuse.
@@ -24,7 +29,8 @@
 //! use demo_domain::{Handlers, OrderCreated, OrderItem, UserRegistered};
 //! use pubsub_core::Event;
 //!
-//! let handlers = Handlers::with_stock([("PROD-001", 10)]);
+//! let shop = demo_domain::Shop::scratch([("PROD-001", 10)])?; // a SQLite file, removed at the end
+//! let handlers = Handlers::new(&shop)?;
 //! let registry = demo_domain::registry(&handlers)?;
 //!
 //! let order = Event::from_typed(&OrderCreated {
@@ -39,7 +45,8 @@
 //! assert!(result.is_success());
 //!
 //! assert_eq!(handlers.email().outbox()[0].to, "customer@example.com");
-//! assert_eq!(handlers.inventory().stock("PROD-001"), Some(8));
+//! assert_eq!(shop.stock("PROD-001")?, Some(8));
+//! assert_eq!(shop.reservations()?, 1); // kept in the database
 //! assert_eq!(handlers.analytics().count("order.created"), 1);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -54,6 +61,7 @@ mod events;
 mod fixtures;
 mod inventory;
 mod invoice;
+mod shop;
 
 use std::sync::Arc;
 
@@ -66,6 +74,7 @@ pub use crate::error::{Error, Result};
 pub use crate::events::{OrderCreated, OrderItem, OrderPaid, UserRegistered};
 pub use crate::inventory::UpdateInventoryHandler;
 pub use crate::invoice::{send_invoice, SEND_INVOICE};
+pub use crate::shop::Shop;
 
 /// Which handler listens to which pattern in the demo, in registration order (the order in
 /// which they run): `(pattern, handler name)`.
@@ -77,7 +86,7 @@ pub const SUBSCRIPTIONS: &[(&str, &str)] = &[
     ("#", LogAnalyticsHandler::NAME),
 ];
 
-/// The stock of [`Handlers::default`]: ten keyboards and five mice, so to speak.
+/// The demo's stock: ten keyboards and five mice, so to speak.
 pub const DEMO_STOCK: &[(&str, u64)] = &[("PROD-001", 10), ("PROD-002", 5)];
 
 /// One of each of the demo's handlers, shared (`Arc`) between the registry and whoever
@@ -90,13 +99,18 @@ pub struct Handlers {
 }
 
 impl Handlers {
-    /// Handlers over this stock (see [`UpdateInventoryHandler::new`]).
-    pub fn with_stock<P: Into<String>>(stock: impl IntoIterator<Item = (P, u64)>) -> Self {
-        Handlers {
+    /// Handlers over `shop`'s stock (see [`UpdateInventoryHandler::new`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] when the inventory's inbox cannot be created in the shop's
+    /// database.
+    pub fn new(shop: &Shop) -> Result<Self> {
+        Ok(Handlers {
             email: Arc::new(SendEmailHandler::new()),
-            inventory: Arc::new(UpdateInventoryHandler::new(stock)),
+            inventory: Arc::new(UpdateInventoryHandler::new(shop)?),
             analytics: Arc::new(LogAnalyticsHandler::new()),
-        }
+        })
     }
 
     /// The email handler and its outbox.
@@ -104,9 +118,14 @@ impl Handlers {
         &self.email
     }
 
-    /// The inventory handler and its stock.
+    /// The inventory handler.
     pub fn inventory(&self) -> &UpdateInventoryHandler {
         &self.inventory
+    }
+
+    /// The shop whose stock the inventory handler reserves.
+    pub fn shop(&self) -> &Shop {
+        self.inventory.shop()
     }
 
     /// The analytics handler and its counts.
@@ -123,13 +142,6 @@ impl Handlers {
             LogAnalyticsHandler::NAME => Some(self.analytics.clone()),
             _ => None,
         }
-    }
-}
-
-impl Default for Handlers {
-    /// Handlers over [`DEMO_STOCK`].
-    fn default() -> Self {
-        Self::with_stock(DEMO_STOCK.iter().copied())
     }
 }
 
@@ -165,9 +177,13 @@ mod tests {
         crate::fixtures::order(order_id, "customer@example.com", lines)
     }
 
+    fn handlers(stock: &[(&str, u64)]) -> Handlers {
+        Handlers::new(&Shop::scratch(stock.iter().copied()).unwrap()).unwrap()
+    }
+
     #[test]
     fn every_subscription_names_a_handler() {
-        let handlers = Handlers::default();
+        let handlers = handlers(DEMO_STOCK);
         for (_, name) in SUBSCRIPTIONS {
             assert!(handlers.by_name(name).is_some(), "{name}");
         }
@@ -177,7 +193,7 @@ mod tests {
     #[test]
     fn each_event_reaches_its_handlers() {
         // (event, the handlers that run, in order)
-        let registry = registry(&Handlers::default()).unwrap();
+        let registry = registry(&handlers(DEMO_STOCK)).unwrap();
         let check = |event: Event, expected: &[&str]| {
             let ran: Vec<String> = registry
                 .find_handlers(event.routing_key())
@@ -201,7 +217,7 @@ mod tests {
 
     #[test]
     fn the_order_flow_has_the_expected_effects() {
-        let handlers = Handlers::default();
+        let handlers = handlers(DEMO_STOCK);
         let registry = registry(&handlers).unwrap();
         for event in [
             order("ORD-123", &[("PROD-001", 2), ("PROD-002", 1)]),
@@ -225,14 +241,15 @@ mod tests {
                 "ada@example.com"
             ]
         );
-        assert_eq!(handlers.inventory().stock("PROD-001"), Some(8));
-        assert_eq!(handlers.inventory().stock("PROD-002"), Some(4));
+        assert_eq!(handlers.shop().stock("PROD-001").unwrap(), Some(8));
+        assert_eq!(handlers.shop().stock("PROD-002").unwrap(), Some(4));
+        assert_eq!(handlers.shop().reservations().unwrap(), 2);
         assert_eq!(handlers.analytics().total(), 3);
     }
 
     #[test]
     fn one_refusal_does_not_stop_the_other_handlers() {
-        let handlers = Handlers::with_stock([("PROD-001", 1)]);
+        let handlers = handlers(&[("PROD-001", 1)]);
         let registry = registry(&handlers).unwrap();
         let result = registry.invoke_all(&order("ORD-9", &[("PROD-001", 5)]));
         assert_eq!((result.succeeded(), result.failed()), (2, 1));
@@ -241,7 +258,7 @@ mod tests {
         assert!(failure.failure().unwrap().is_permanent());
         assert!(Permanent::is_permanent(failure.failure().unwrap().error()));
         assert_eq!(handlers.email().sent(), 1);
-        assert_eq!(handlers.inventory().stock("PROD-001"), Some(1));
+        assert_eq!(handlers.shop().stock("PROD-001").unwrap(), Some(1));
         assert_eq!(handlers.analytics().count("order.created"), 1);
     }
 }

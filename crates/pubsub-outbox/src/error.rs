@@ -40,7 +40,9 @@ pub enum Error {
         /// The database's error.
         source: pubsub_store::DriverError,
     },
-    /// The relay could not connect to the broker, or set up its publisher.
+    /// The relay could not connect to the broker.
+    Amqp(pubsub_amqp::Error),
+    /// The relay could not set up its publisher (the exchange refused).
     Publisher(pubsub_publisher::Error),
     /// The relay's thread could not be spawned.
     Spawn(std::io::Error),
@@ -61,7 +63,7 @@ impl fmt::Display for Error {
                  (`Outbox::open`) on the database the transaction writes to",
             ),
             Error::Commit { .. } => f.write_str("the transaction could not be committed"),
-            Error::Publisher(_) => f.write_str("the outbox relay cannot publish"),
+            Error::Amqp(_) | Error::Publisher(_) => f.write_str("the outbox relay cannot publish"),
             Error::Spawn(_) => f.write_str("the outbox relay's thread could not be spawned"),
             Error::Panicked => f.write_str("the outbox relay's thread panicked"),
         }
@@ -75,6 +77,7 @@ impl std::error::Error for Error {
             Error::Stage { source, .. } | Error::NoOutbox { source } | Error::Commit { source } => {
                 Some(source.as_ref())
             }
+            Error::Amqp(e) => Some(e),
             Error::Publisher(e) => Some(e),
             Error::Spawn(e) => Some(e),
             Error::InvalidConfig { .. } | Error::Panicked => None,
@@ -96,7 +99,7 @@ impl From<pubsub_publisher::Error> for Error {
 
 impl From<pubsub_amqp::Error> for Error {
     fn from(e: pubsub_amqp::Error) -> Self {
-        Error::Publisher(pubsub_publisher::Error::Amqp(e))
+        Error::Amqp(e)
     }
 }
 

@@ -486,7 +486,9 @@ mod tests {
             exchange: "x".into(),
             routing_key: "a.b".into(),
         };
-        let table: Vec<(Vec<std::result::Result<(), PublishError>>, Vec<usize>, bool)> = vec![
+        type Outcomes = Vec<std::result::Result<(), PublishError>>;
+        // (outcomes, rows sent, a failure)
+        let table: Vec<(Outcomes, Vec<usize>, bool)> = vec![
             (vec![], vec![], false),
             (vec![Ok(()), Ok(())], vec![0, 1], false),
             (

@@ -34,7 +34,9 @@ impl Database {
     /// [`Error::InvalidConfig`] when this is not SQLite; [`Error::Connect`] when the file
     /// cannot be opened or created.
     pub fn open_sqlite(&self) -> Result<Connection> {
-        let Kind::Sqlite(target) = &self.kind else {
+        #[cfg_attr(not(feature = "postgres"), allow(irrefutable_let_patterns))]
+        let Kind::Sqlite(target) = &self.kind
+        else {
             return Err(Error::InvalidConfig {
                 message: format!("{self} is not a SQLite database"),
             });

@@ -450,7 +450,7 @@ impl EventBus {
     ) -> Result<Running> {
         // The store first, so that it keeps what the handlers publish from the first event
         // on; on an error below, dropping what started stops it.
-        let beside = self.beside.start(config)?;
+        let mut beside = self.beside.start(config)?;
         let s = &self.settings;
         #[cfg(feature = "tokio")]
         let dispatch = self.dispatch.as_ref();
@@ -484,6 +484,10 @@ impl EventBus {
                 Ok::<_, Error>(builder)
             })?)
         };
+        // The outbox's relay after the handlers' workers: everything it publishes to is
+        // declared by now.
+        self.beside.start_relay(&mut beside)?;
+        let s = &self.settings;
         let name = format!("{} publisher", s.service);
         let connection = Connection::open(&config.clone().with_connection_name(&name))?;
         let event_publisher = EventPublisher::builder(connection, &self.exchange)

@@ -179,8 +179,12 @@ impl From<pubsub_tasks::Error> for Error {
 
 #[cfg(feature = "outbox")]
 impl From<pubsub_outbox::Error> for Error {
+    /// The broker unreachable is the bus's [`Error::Amqp`], whichever part found out.
     fn from(e: pubsub_outbox::Error) -> Self {
-        Error::Outbox(e)
+        match e {
+            pubsub_outbox::Error::Amqp(e) => Error::Amqp(e),
+            e => Error::Outbox(e),
+        }
     }
 }
 

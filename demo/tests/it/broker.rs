@@ -62,7 +62,7 @@ fn the_order_flow_reaches_the_expected_handlers_through_the_broker() {
         return;
     };
     let workload = Workload::OrderFlow;
-    let handlers = workload.handlers();
+    let handlers = workload.handlers().unwrap();
     let report = names.run(workload, &handlers);
     assert!(report.is_success(), "{report}");
 
@@ -106,8 +106,8 @@ fn the_order_flow_reaches_the_expected_handlers_through_the_broker() {
             "ada@example.com"
         ]
     );
-    assert_eq!(handlers.inventory().stock("PROD-001"), Some(8));
-    assert_eq!(handlers.inventory().stock("PROD-002"), Some(4));
+    assert_eq!(handlers.shop().stock("PROD-001").unwrap(), Some(8));
+    assert_eq!(handlers.shop().stock("PROD-002").unwrap(), Some(4));
     assert_eq!(handlers.analytics().total(), 3);
 
     let stats = report.stats.unwrap();
@@ -133,12 +133,12 @@ fn many_orders_are_each_handled_once() {
     };
     names.settings.batch = 64;
     let workload = Workload::Orders(300);
-    let handlers = workload.handlers();
+    let handlers = workload.handlers().unwrap();
     let report = names.run(workload, &handlers);
     assert!(report.is_success(), "{report}");
     assert!(report.events.is_empty());
     assert_eq!(report.succeeded, 300);
-    assert_eq!(handlers.inventory().stock("PROD-001"), Some(0));
+    assert_eq!(handlers.shop().stock("PROD-001").unwrap(), Some(0));
     assert_eq!(handlers.email().sent(), 300);
     assert_eq!(report.stats.unwrap().acked, 300);
     let summary = report.to_string();
@@ -150,7 +150,9 @@ fn a_refused_order_is_dead_lettered_and_the_dead_letter_queue_kept() {
     let Some(names) = Names::new() else {
         return;
     };
-    let handlers = Handlers::with_stock([("PROD-001", 1), ("PROD-002", 1)]);
+    let handlers =
+        Handlers::new(&demo_domain::Shop::scratch([("PROD-001", 1), ("PROD-002", 1)]).unwrap())
+            .unwrap();
     let report = names.run(Workload::OrderFlow, &handlers);
     assert!(!report.is_success());
     assert_eq!((report.succeeded, report.failed), (2, 1));
@@ -167,7 +169,7 @@ fn a_refused_order_is_dead_lettered_and_the_dead_letter_queue_kept() {
         other => panic!("expected a dead letter, got {other:?}"),
     }
     assert_eq!(handlers.email().sent(), 3);
-    assert_eq!(handlers.inventory().stock("PROD-001"), Some(1));
+    assert_eq!(handlers.shop().stock("PROD-001").unwrap(), Some(1));
 
     let dlq = dead_letter_queue_name(&names.settings.queue);
     assert_eq!(names.ready(&dlq), Some(1));
@@ -188,7 +190,10 @@ fn a_kept_queue_is_reused_and_what_was_left_in_it_drained() {
         return;
     };
     names.settings.keep_queue = true;
-    let first = names.run(Workload::OrderFlow, &Workload::OrderFlow.handlers());
+    let first = names.run(
+        Workload::OrderFlow,
+        &Workload::OrderFlow.handlers().unwrap(),
+    );
     assert!(first.is_success(), "{first}");
     assert!(
         first.to_string().contains("kept, bound to exchange"),
@@ -208,7 +213,10 @@ fn a_kept_queue_is_reused_and_what_was_left_in_it_drained() {
     // The next run drains it (a poison event: its data is not a UserRegistered) and then
     // deletes the queue.
     names.settings.keep_queue = false;
-    let second = names.run(Workload::OrderFlow, &Workload::OrderFlow.handlers());
+    let second = names.run(
+        Workload::OrderFlow,
+        &Workload::OrderFlow.handlers().unwrap(),
+    );
     assert!(second.is_success(), "{second}");
     assert_eq!(second.leftovers, 1);
     assert_eq!(second.stats.unwrap().received, 4);
@@ -224,7 +232,7 @@ fn the_order_flow_is_kept_in_the_event_store() {
     let path = std::env::temp_dir().join(format!("{}.db", pubsub_testkit::unique("demo-store")));
     names.settings.store = Some(pubsub_store::Database::sqlite(&path));
     let workload = Workload::OrderFlow;
-    let report = names.run(workload, &workload.handlers());
+    let report = names.run(workload, &workload.handlers().unwrap());
     assert!(report.is_success(), "{report}");
     let stored = report.stored.as_ref().expect("the store ran");
     assert_eq!(stored.stored, 3, "{report}");

@@ -125,6 +125,17 @@ impl Prepared {
         Ok(prepared)
     }
 
+    /// Starts the outbox's relay, once the handlers' queue and bindings are declared (so that
+    /// nothing it publishes is unroutable for want of them).
+    pub(super) fn start_relay(&mut self, running: &mut Running) -> Result<()> {
+        let _ = running;
+        #[cfg(feature = "outbox")]
+        if let Some(relay) = self.relay.take() {
+            running.relay = Some(relay.start()?);
+        }
+        Ok(())
+    }
+
     /// The queues it declares, to delete at teardown.
     pub(super) fn queues(&self) -> &[String] {
         &self.queues
@@ -145,10 +156,6 @@ impl Prepared {
         if let Some(worker) = self.tasks.take() {
             // On an error, dropping `running` stops the store.
             running.tasks = Some(worker.start()?);
-        }
-        #[cfg(feature = "outbox")]
-        if let Some(relay) = self.relay.take() {
-            running.relay = Some(relay.start()?);
         }
         Ok(running)
     }

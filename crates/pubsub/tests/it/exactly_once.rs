@@ -25,7 +25,7 @@ fn a_redelivered_event_applies_its_effect_and_stages_its_follow_up_once() {
     };
     let db = TestDatabase::sqlite("once");
     let database = Database::parse(db.url()).unwrap();
-    let mut connection = database.open_sqlite().unwrap();
+    let connection = database.open_sqlite().unwrap();
     connection
         .execute("CREATE TABLE reservations (order_n INTEGER NOT NULL)", [])
         .unwrap();
