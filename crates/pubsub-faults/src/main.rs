@@ -10,6 +10,7 @@
 
 mod cluster;
 mod harness;
+mod outbox_service;
 mod scenarios;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -47,6 +48,12 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // The exactly-once scenarios' service runs as a child process of the suite.
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().is_some_and(|a| a == outbox_service::MODE) {
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+        return outbox_service::main(&argv[1..]);
+    }
     let logger =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).build();
     let level = logger.filter();

@@ -1,5 +1,6 @@
 //! The scenarios. Each runs against the real broker and returns one [`Line`] of figures.
 
+mod exactly_once;
 mod postgres_restart;
 mod store_hostile;
 
@@ -103,6 +104,31 @@ pub(crate) const ALL: &[Scenario] = &[
         name: "store-hostile",
         about: "10,000 events into the event store on PostgreSQL with 50 whose data the database refuses as it is (NUL, surrogates, out-of-range numbers, deep nesting, long keys): none lost, each hostile one stored faithfully or dead-lettered, no reconnect",
         run: store_hostile::store_hostile,
+    },
+    Scenario {
+        name: "kill-before-publish",
+        about: "a service with an outbox killed (kill -9) after its orders commit, before the relay publishes: started again, every order's effect applied once (SQLite, PostgreSQL)",
+        run: exactly_once::kill_before_publish,
+    },
+    Scenario {
+        name: "kill-after-publish",
+        about: "killed after the relay's publish is confirmed, before its rows are marked sent: the events go out twice, the inbox applies each once (SQLite, PostgreSQL)",
+        run: exactly_once::kill_after_publish,
+    },
+    Scenario {
+        name: "kill-before-ack",
+        about: "killed after the inbox handler's commit, before the ack: the redelivery is acked without running (SQLite, PostgreSQL)",
+        run: exactly_once::kill_before_ack,
+    },
+    Scenario {
+        name: "outbox-postgres",
+        about: "PostgreSQL stopped for 3 s while the service commits 2,000 orders through its outbox and applies them through its inbox: every effect once",
+        run: exactly_once::postgres_restart,
+    },
+    Scenario {
+        name: "outbox-broker",
+        about: "the broker stopped for 2 s while the service commits 2,000 orders through its outbox (SQLite): every effect once",
+        run: exactly_once::broker_restart,
     },
 ];
 

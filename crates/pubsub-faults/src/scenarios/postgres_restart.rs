@@ -24,7 +24,7 @@ fn cluster() -> Result<(String, &'static str)> {
 }
 
 /// Runs `pg_ctlcluster VERSION main ACTION`.
-fn pg_ctl(action: &str) -> Result<()> {
+pub(crate) fn pg_ctl(action: &str) -> Result<()> {
     let (version, name) = cluster()?;
     let status = std::process::Command::new("pg_ctlcluster")
         .args(["--skip-systemctl-redirect", &version, name, action])
