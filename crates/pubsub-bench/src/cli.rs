@@ -33,6 +33,12 @@ OPTIONS:
                           local `test` database), each against the same run without a store,
                           and plain batched INSERTs of the same rows
     --skip-store          skip the event store rows
+    --outbox              only the exactly-once rows, on SQLite and PostgreSQL: the outbox's
+                          throughput (commit to confirm) against publish_all through the bus,
+                          its latency (commit to handler, p50 and p99 at 500/s) against a
+                          direct publish, and an inbox handler writing one row per event
+                          against the event store
+    --skip-outbox         skip the exactly-once rows
     --tasks               instead of the benchmark: the task queue's rate (pubsub-tasks), tasks
                           per second with a trivial task function through a TaskWorker on
                           SQLite and on PostgreSQL (PUBSUB_TEST_DATABASE_URL, else the local
@@ -109,6 +115,10 @@ pub(crate) struct Options {
     pub(crate) skip_store: bool,
     /// Run only the event store rows.
     pub(crate) store: bool,
+    /// Skip the exactly-once rows.
+    pub(crate) skip_outbox: bool,
+    /// Run only the exactly-once rows.
+    pub(crate) outbox: bool,
     /// Compare the 3-node cluster with quorum queues against one node with classic queues,
     /// instead of the benchmark.
     pub(crate) cluster: bool,
@@ -269,6 +279,8 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
         skip_publish: false,
         skip_bus: false,
         skip_store: false,
+        skip_outbox: false,
+        outbox: false,
         store: false,
         cluster: false,
         tasks: false,
@@ -307,6 +319,8 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
             "--skip-publish" => options.skip_publish = true,
             "--skip-bus" => options.skip_bus = true,
             "--skip-store" => options.skip_store = true,
+            "--skip-outbox" => options.skip_outbox = true,
+            "--outbox" => options.outbox = true,
             "--store" => options.store = true,
             "--cluster" => options.cluster = true,
             "--tracing" => options.tracing = true,

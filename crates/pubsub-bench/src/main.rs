@@ -25,6 +25,9 @@
 //! spent: CPU time per event of the publishing and of the consuming process, and acks sent per
 //! event (the consumer's bytes sent to the broker, from the kernel's TCP counters).
 //!
+//! The full run ends with the event store's rows and the exactly-once rows (`outbox`: the
+//! outbox's throughput and latency, the inbox handler's rate; `just bench --outbox` alone).
+//!
 //! `just bench --tasks` measures the task queue instead (`tasks`): tasks per second through a
 //! `TaskWorker` with a trivial task function, on SQLite and on PostgreSQL, beside the same
 //! messages through an `EventSubscriber` without a store.
@@ -69,6 +72,7 @@ mod latency;
 mod library;
 mod memory;
 mod micro;
+mod outbox;
 mod raw;
 mod report;
 mod sides;
@@ -118,6 +122,10 @@ fn run() -> Result<()> {
             } else if options.store {
                 let mut admin = admin::Admin::open(&config)?;
                 store::run(&mut admin, &options)?;
+                admin.close()
+            } else if options.outbox {
+                let mut admin = admin::Admin::open(&config)?;
+                outbox::run(&mut admin, &options)?;
                 admin.close()
             } else if options.tracing {
                 traced::run(&options)

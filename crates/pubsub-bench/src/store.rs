@@ -25,7 +25,7 @@ use pubsub_testkit::TestDatabase;
 
 /// Where a run keeps its events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     None,
     Sqlite,
     Postgres,
@@ -66,7 +66,7 @@ fn run_db(kind: Kind) -> Result<Option<RunDb>> {
 /// ([`RecordOptions`]: prefetch 1,000, commit batches of 500); `n` events published with
 /// `publish_all` in batches of 1,000. Returns events per second from the first publish
 /// until the last event was handled (no store) or committed (a store).
-fn run_once(admin: &mut Admin, kind: Kind, n: u64) -> Result<f64> {
+pub(crate) fn run_once(admin: &mut Admin, kind: Kind, n: u64) -> Result<f64> {
     let names = admin.names("store")?;
     let db = run_db(kind)?;
     let result = (|| {

@@ -50,6 +50,9 @@ pub(crate) fn run_all(config: &AmqpConfig, options: &Options) -> Result<()> {
     if !options.skip_store {
         crate::store::run(&mut admin, options)?;
     }
+    if !options.skip_outbox {
+        crate::outbox::run(&mut admin, options)?;
+    }
     targets(micro.as_ref(), &summaries, speedup, &latencies);
     bus_targets(bus.as_ref(), &latencies);
     admin.close()

@@ -121,6 +121,25 @@ impl Outbox {
             .map_err(|source| staging_error(event, source))
     }
 
+    /// Stages every event of `events` in `tx`, as [`stage`](Self::stage) each: on PostgreSQL
+    /// in one statement (one round trip for the lot).
+    ///
+    /// # Errors
+    ///
+    /// As [`stage`](Self::stage).
+    pub fn stage_all<T: Transaction>(&self, tx: &mut T, events: &[Event]) -> Result<()> {
+        let staged = events
+            .iter()
+            .map(|e| Staged::new(e, &PublishOptions::default()))
+            .collect::<Result<Vec<_>>>()?;
+        match events.first() {
+            Some(first) => tx
+                .insert_all(&staged)
+                .map_err(|source| staging_error(first, source)),
+            None => Ok(()),
+        }
+    }
+
     /// Commits `tx`, then wakes this process's relay: the events it staged are published
     /// at once. (A transaction committed otherwise is published too: on PostgreSQL the
     /// commit notifies the relays, on SQLite a relay looks every
@@ -326,6 +345,10 @@ pub trait Transaction: sealed::Sealed {
     #[doc(hidden)]
     fn insert(&mut self, staged: &Staged) -> std::result::Result<(), DriverError>;
     #[doc(hidden)]
+    fn insert_all(&mut self, staged: &[Staged]) -> std::result::Result<(), DriverError> {
+        staged.iter().try_for_each(|s| self.insert(s))
+    }
+    #[doc(hidden)]
     fn finish(self) -> std::result::Result<(), DriverError>;
 }
 
@@ -358,6 +381,26 @@ impl Transaction for rusqlite::Transaction<'_> {
 impl Transaction for postgres::Transaction<'_> {
     fn insert(&mut self, s: &Staged) -> std::result::Result<(), DriverError> {
         self.execute_typed(INSERT_POSTGRES, &s.postgres_params())?;
+        Ok(())
+    }
+
+    fn insert_all(&mut self, staged: &[Staged]) -> std::result::Result<(), DriverError> {
+        let ids: Vec<uuid::Uuid> = staged.iter().map(|s| s.event_id).collect();
+        let keys: Vec<&str> = staged.iter().map(|s| s.routing_key.as_str()).collect();
+        let bodies: Vec<&str> = staged.iter().map(|s| s.body.as_str()).collect();
+        let correlations: Vec<Option<&str>> =
+            staged.iter().map(|s| s.correlation_id.as_deref()).collect();
+        let causations: Vec<Option<&str>> =
+            staged.iter().map(|s| s.causation_id.as_deref()).collect();
+        // UNNEST keeps the slice's order: the ids are assigned in it.
+        self.execute(
+            "WITH staged AS (INSERT INTO pubsub_outbox \
+             (event_id, routing_key, body, correlation_id, causation_id) \
+             SELECT a, b, c, d, e FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[]) \
+             WITH ORDINALITY AS t(a, b, c, d, e, o) ORDER BY o RETURNING 1) \
+             SELECT pg_notify('pubsub_outbox', '') FROM staged LIMIT 1",
+            &[&ids, &keys, &bodies, &correlations, &causations],
+        )?;
         Ok(())
     }
 

@@ -28,12 +28,26 @@ const CLAIM: &str = "SELECT id, body, correlation_id, causation_id FROM pubsub_o
                      WHERE failed IS NULL ORDER BY id LIMIT ";
 
 impl Store {
+    /// A connection whose own writes (the lease, deleting published rows) need no
+    /// durability of their own: one lost in a crash only publishes its events again, which
+    /// at-least-once allows. So they do not wait for the disk (`synchronous = NORMAL` on
+    /// SQLite's WAL, `synchronous_commit = off` on PostgreSQL); what the service staged was
+    /// made durable by its own commit.
     pub(crate) fn open(database: &Database) -> Result<Store> {
+        let doing = "setting up the relay's connection";
         #[cfg(feature = "postgres")]
         if database.is_postgres() {
-            return Ok(Store::Postgres(database.connect_postgres()?));
+            let mut client = database.connect_postgres()?;
+            client
+                .batch_execute("SET synchronous_commit = off")
+                .map_err(|e| query_error(doing, e))?;
+            return Ok(Store::Postgres(client));
         }
-        Ok(Store::Sqlite(database.open_sqlite()?))
+        let connection = database.open_sqlite()?;
+        connection
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|e| query_error(doing, e))?;
+        Ok(Store::Sqlite(connection))
     }
 
     /// Takes or renews the lease `name` for `owner` for `term`: `false` when another owner

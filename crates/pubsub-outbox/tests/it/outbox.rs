@@ -63,8 +63,21 @@ fn events_committed_while_no_relay_runs_are_published_when_one_starts() {
     let queue = bus.bound_queue("outboxq", "#", &QueueConfig::default());
     for (_owned, database) in databases("outbox-later") {
         let outbox = Outbox::open(&database).unwrap();
-        for i in 0..20 {
+        for i in 0..10 {
             in_transaction(&database, |stage, _| stage(&event(i)), &outbox, true);
+        }
+        // Ten more in one statement (one round trip on PostgreSQL), in order.
+        let batch: Vec<_> = (10..20).map(event).collect();
+        if database.is_postgres() {
+            let mut client = database.connect_postgres().unwrap();
+            let mut tx = client.transaction().unwrap();
+            outbox.stage_all(&mut tx, &batch).unwrap();
+            outbox.commit(tx).unwrap();
+        } else {
+            let mut connection = database.open_sqlite().unwrap();
+            let mut tx = connection.transaction().unwrap();
+            outbox.stage_all(&mut tx, &batch).unwrap();
+            outbox.commit(tx).unwrap();
         }
         assert_eq!(outbox.pending().unwrap(), 20);
         let relay = outbox
