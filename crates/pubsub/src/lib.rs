@@ -235,13 +235,18 @@ pub mod tasks {
     pub use pubsub_tasks::*;
 }
 
+/// The exactly-once guide's Rust examples, compiled as doctests (`--features outbox`).
+#[cfg(all(doctest, feature = "outbox"))]
+#[doc = include_str!("../../../docs/exactly-once.md")]
+struct ExactlyOnceGuide;
+
 /// The async guide's Rust examples, compiled as doctests (`--features tokio`).
 #[cfg(all(doctest, feature = "tokio"))]
 #[doc = include_str!("../../../docs/async-services.md")]
 struct AsyncServicesGuide;
 
-/// The README's and the guides' Rust examples, compiled as doctests (`cargo test -p pubsub --doc --features store,tasks`).
-#[cfg(all(doctest, feature = "store", feature = "tasks"))]
+/// The README's and the guides' Rust examples, compiled as doctests (`cargo test -p pubsub --doc --features store,tasks,outbox`).
+#[cfg(all(doctest, feature = "store", feature = "tasks", feature = "outbox"))]
 mod readme {
     // The shell walkthroughs mark what cannot run unattended `sh,norun` for
     // scripts/walkthroughs.sh; rustdoc does not know the attribute (and runs no sh block).
