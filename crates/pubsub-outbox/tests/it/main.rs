@@ -1,6 +1,7 @@
 //! The outbox and the inbox against the real broker, on a SQLite file and the local
 //! PostgreSQL server.
 
+#![cfg(feature = "postgres")] // every test runs on SQLite and PostgreSQL
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 mod inbox;
