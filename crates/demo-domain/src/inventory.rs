@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use pubsub_core::{Event, EventHandler, HandlerResult, Metadata, Permanent};
 use pubsub_outbox::SqliteInbox;
+use rusqlite::{params, OptionalExtension};
 
 use crate::error::{Error, Result};
 use crate::events::{is, OrderCreated, OrderItem};
@@ -90,13 +91,59 @@ fn reserve(event: &Event, _meta: &Metadata, tx: &mut rusqlite::Transaction<'_>) 
         return Err(Permanent::new(Error::unsupported(name, event.routing_key())).into());
     }
     let order = event.decode::<OrderCreated>()?;
-    match crate::shop::reserve(tx, event, &order) {
+    match take_stock(tx, event, &order) {
         Ok(()) => Ok(()),
         Err(e @ (Error::OutOfStock { .. } | Error::UnknownProduct { .. })) => {
             Err(Permanent::new(e).into())
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Takes an order's stock in the delivery's transaction and keeps one reservation row per
+/// product: all or nothing.
+fn take_stock(tx: &rusqlite::Transaction<'_>, event: &Event, order: &OrderCreated) -> Result<()> {
+    let doing = "reserving stock";
+    let fail = |e: rusqlite::Error| Error::database(doing, &e);
+    let mut levels = BTreeMap::new();
+    for item in &order.items {
+        let level: Option<i64> = tx
+            .query_row(
+                "SELECT level FROM demo_stock WHERE product_id = ?1",
+                [&item.product_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(fail)?;
+        if let Some(level) = level {
+            levels.insert(item.product_id.clone(), u64::try_from(level).unwrap_or(0));
+        }
+    }
+    let before = levels.clone();
+    take(&mut levels, &order.items)?;
+    for (product, level) in &levels {
+        let taken = before.get(product).copied().unwrap_or(0) - level;
+        if taken == 0 {
+            continue;
+        }
+        tx.execute(
+            "UPDATE demo_stock SET level = ?1 WHERE product_id = ?2",
+            params![i64::try_from(*level).unwrap_or(0), product],
+        )
+        .map_err(fail)?;
+        tx.execute(
+            "INSERT INTO demo_reservations (order_id, product_id, quantity, event_id) \
+             VALUES (?1, ?2, ?3, ?4)",
+            params![
+                order.order_id,
+                product,
+                i64::try_from(taken).unwrap_or(0),
+                event.event_id().to_string()
+            ],
+        )
+        .map_err(fail)?;
+    }
+    Ok(())
 }
 
 /// Takes `items` out of `levels`, all or nothing (pure).

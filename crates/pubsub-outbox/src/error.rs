@@ -103,6 +103,26 @@ impl From<pubsub_amqp::Error> for Error {
     }
 }
 
+/// Refuses a database that each connection sees as another (SQLite in memory).
+pub(crate) fn shareable(database: &pubsub_store::Database) -> Result<()> {
+    if database.is_in_memory() {
+        return Err(Error::InvalidConfig {
+            message: format!(
+                "{database} is a new database for each connection: the outbox and the inbox \
+                 need one every connection shares (a SQLite file, or PostgreSQL)"
+            ),
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn query_error(doing: &str, e: impl Into<pubsub_store::DriverError>) -> Error {
+    Error::Store(pubsub_store::Error::Query {
+        doing: doing.to_owned(),
+        source: e.into(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use pubsub_core::text::error_chain;

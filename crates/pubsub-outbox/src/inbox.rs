@@ -32,7 +32,7 @@ use pubsub_store::Database;
 use uuid::Uuid;
 
 use crate::error::Result;
-use crate::outbox::{query_error, shareable};
+use crate::error::{query_error, shareable};
 
 /// What the inbox found for a delivery (pure).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

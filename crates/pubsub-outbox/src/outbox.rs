@@ -9,7 +9,7 @@ use pubsub_core::{json, Event};
 use pubsub_publisher::PublishOptions;
 use pubsub_store::{Database, DriverError};
 
-use crate::error::{Error, Result};
+use crate::error::{query_error, shareable, Error, Result};
 
 /// The table events are staged in, and what staging writes to it.
 const INSERT_SQLITE: &str = "INSERT INTO pubsub_outbox \
@@ -231,26 +231,6 @@ impl fmt::Debug for Outbox {
             .field("database", &self.inner.database)
             .finish()
     }
-}
-
-/// Refuses a database that each connection sees as another (SQLite in memory).
-pub(crate) fn shareable(database: &Database) -> Result<()> {
-    if database.is_in_memory() {
-        return Err(Error::InvalidConfig {
-            message: format!(
-                "{database} is a new database for each connection: the outbox and the inbox \
-                 need one every connection shares (a SQLite file, or PostgreSQL)"
-            ),
-        });
-    }
-    Ok(())
-}
-
-pub(crate) fn query_error(doing: &str, e: impl Into<DriverError>) -> Error {
-    Error::Store(pubsub_store::Error::Query {
-        doing: doing.to_owned(),
-        source: e.into(),
-    })
 }
 
 #[cfg(feature = "tokio")]

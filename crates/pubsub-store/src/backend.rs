@@ -90,28 +90,3 @@ pub(crate) enum Opening {
     /// [`Error::NoStore`]: crate::Error::NoStore
     Existing,
 }
-
-/// The store's tables: events and tasks, by version.
-pub(crate) const STORE: crate::Schema = crate::Schema {
-    name: "store",
-    version_table: "pubsub_store_schema",
-    sqlite: crate::sqlite::MIGRATIONS,
-    #[cfg(feature = "postgres")]
-    postgres: crate::postgres::MIGRATIONS,
-    #[cfg(not(feature = "postgres"))]
-    postgres: &[],
-    // A lock key only the store's migrations take.
-    lock: 0x7075_6273_7562_0001,
-};
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_store_schema_is_this_version() {
-        assert_eq!(STORE.version(), SCHEMA_VERSION);
-        #[cfg(feature = "postgres")]
-        assert_eq!(STORE.postgres.len(), STORE.sqlite.len());
-    }
-}

@@ -49,6 +49,7 @@ mod events;
 mod exact;
 mod fault;
 mod filter;
+mod migrations;
 mod model;
 mod open;
 #[cfg(feature = "postgres")]

@@ -8,55 +8,14 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::backend::{Backend, Opening, STORE};
+use crate::backend::{Backend, Opening};
 use crate::error::{Error, Result};
 use crate::exact::Originals;
 use crate::filter::{self, Param, Placeholder, TASK_COLUMNS};
+use crate::migrations::STORE;
 use crate::model::{
     EventQuery, EventRow, NewTask, StoredEvent, TaskChange, TaskFilter, TaskRecord, TaskStatus,
 };
-
-/// The schema, by version.
-pub(crate) const MIGRATIONS: &[&str] = &[
-    // 1: events and tasks.
-    "CREATE TABLE pubsub_events (
-        event_id UUID PRIMARY KEY,
-        routing_key TEXT NOT NULL,
-        domain TEXT NOT NULL,
-        action TEXT NOT NULL,
-        version TEXT NOT NULL,
-        timestamp TIMESTAMPTZ NOT NULL,
-        data JSONB NOT NULL,
-        correlation_id TEXT,
-        causation_id TEXT,
-        producer TEXT,
-        headers JSONB NOT NULL,
-        received_at TIMESTAMPTZ NOT NULL
-    );
-    CREATE INDEX pubsub_events_timestamp ON pubsub_events (timestamp, event_id);
-    CREATE INDEX pubsub_events_correlation ON pubsub_events (correlation_id);
-    CREATE INDEX pubsub_events_domain ON pubsub_events (domain, timestamp);
-    CREATE TABLE pubsub_tasks (
-        task_id UUID PRIMARY KEY,
-        task_name TEXT NOT NULL,
-        payload JSONB NOT NULL,
-        status TEXT NOT NULL,
-        result JSONB,
-        error TEXT,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        routing_key TEXT NOT NULL,
-        correlation_id TEXT,
-        producer TEXT,
-        created_at TIMESTAMPTZ NOT NULL,
-        updated_at TIMESTAMPTZ NOT NULL
-    );
-    CREATE INDEX pubsub_tasks_status ON pubsub_tasks (status, updated_at);",
-    // 2: the body as received (`bytea`), and the originals of what PostgreSQL cannot hold
-    // (NUL in text and jsonb: see `exact.rs`).
-    "ALTER TABLE pubsub_events ADD COLUMN body BYTEA, ADD COLUMN originals TEXT;
-    ALTER TABLE pubsub_tasks ADD COLUMN originals TEXT, ADD COLUMN result_original TEXT,
-        ADD COLUMN error_original TEXT;",
-];
 
 /// A PostgreSQL connection holding the store's tables.
 pub(crate) struct Postgres {

@@ -7,10 +7,11 @@ use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 use uuid::Uuid;
 
-use crate::backend::{Backend, Opening, STORE};
+use crate::backend::{Backend, Opening};
 use crate::database::SqliteTarget;
 use crate::error::{Error, Result};
 use crate::filter::{self, Param, Placeholder, TASK_COLUMNS};
+use crate::migrations::STORE;
 use crate::model::{
     EventQuery, EventRow, NewTask, StoredEvent, TaskChange, TaskFilter, TaskRecord, TaskStatus,
 };
@@ -18,50 +19,6 @@ use crate::model::{
 /// Timestamps are stored as UTC text of fixed width, so that text order is time order.
 const TIMESTAMP: &[FormatItem<'static>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
-
-/// The schema, by version.
-pub(crate) const MIGRATIONS: &[&str] = &[
-    // 1: events and tasks.
-    "CREATE TABLE pubsub_events (
-        event_id TEXT PRIMARY KEY NOT NULL,
-        routing_key TEXT NOT NULL,
-        domain TEXT NOT NULL,
-        action TEXT NOT NULL,
-        version TEXT NOT NULL,
-        timestamp TEXT NOT NULL,
-        data TEXT NOT NULL,
-        correlation_id TEXT,
-        causation_id TEXT,
-        producer TEXT,
-        headers TEXT NOT NULL,
-        received_at TEXT NOT NULL
-    );
-    CREATE INDEX pubsub_events_timestamp ON pubsub_events (timestamp, event_id);
-    CREATE INDEX pubsub_events_correlation ON pubsub_events (correlation_id);
-    CREATE INDEX pubsub_events_domain ON pubsub_events (domain, timestamp);
-    CREATE TABLE pubsub_tasks (
-        task_id TEXT PRIMARY KEY NOT NULL,
-        task_name TEXT NOT NULL,
-        payload TEXT NOT NULL,
-        status TEXT NOT NULL,
-        result TEXT,
-        error TEXT,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        routing_key TEXT NOT NULL,
-        correlation_id TEXT,
-        producer TEXT,
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL
-    );
-    CREATE INDEX pubsub_tasks_status ON pubsub_tasks (status, updated_at);",
-    // 2: the body as received; what PostgreSQL cannot hold (see `exact.rs`: SQLite holds
-    // everything, so these stay NULL here, but both backends read the same columns).
-    "ALTER TABLE pubsub_events ADD COLUMN body BLOB;
-    ALTER TABLE pubsub_events ADD COLUMN originals TEXT;
-    ALTER TABLE pubsub_tasks ADD COLUMN originals TEXT;
-    ALTER TABLE pubsub_tasks ADD COLUMN result_original TEXT;
-    ALTER TABLE pubsub_tasks ADD COLUMN error_original TEXT;",
-];
 
 /// A SQLite connection holding the store's tables.
 pub(crate) struct Sqlite {

@@ -32,7 +32,7 @@ fn listen(outbox: &Outbox) -> Result<postgres::Client> {
     let mut client = outbox.database().connect_postgres()?;
     client
         .batch_execute(&format!("LISTEN {CHANNEL}"))
-        .map_err(|e| crate::outbox::query_error("listening for the outbox's commits", e))?;
+        .map_err(|e| crate::error::query_error("listening for the outbox's commits", e))?;
     Ok(client)
 }
 

@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pubsub_store::Database;
 
+use crate::error::query_error;
 use crate::error::Result;
-use crate::outbox::query_error;
 
 /// One staged row, as the relay reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
