@@ -13,7 +13,7 @@ use crate::shop::Shop;
 
 /// The inbox's form of the handler: the delivery's transaction in, the reservation written
 /// in it.
-type Reserve = fn(&Event, &Metadata, &mut rusqlite::Transaction<'_>) -> HandlerResult;
+type Reserve = fn(&Event, &Metadata, &mut rusqlite::Savepoint<'_>) -> HandlerResult;
 
 /// Reserves the items of each `order.created` in the [`Shop`]'s stock: the levels go down and
 /// a reservation row per product is kept, in the delivery's own transaction.
@@ -85,7 +85,7 @@ impl UpdateInventoryHandler {
 }
 
 /// One delivery, in its transaction.
-fn reserve(event: &Event, _meta: &Metadata, tx: &mut rusqlite::Transaction<'_>) -> HandlerResult {
+fn reserve(event: &Event, _meta: &Metadata, tx: &mut rusqlite::Savepoint<'_>) -> HandlerResult {
     if !is::<OrderCreated>(event) {
         let name = UpdateInventoryHandler::NAME;
         return Err(Permanent::new(Error::unsupported(name, event.routing_key())).into());
@@ -102,7 +102,7 @@ fn reserve(event: &Event, _meta: &Metadata, tx: &mut rusqlite::Transaction<'_>) 
 
 /// Takes an order's stock in the delivery's transaction and keeps one reservation row per
 /// product: all or nothing.
-fn take_stock(tx: &rusqlite::Transaction<'_>, event: &Event, order: &OrderCreated) -> Result<()> {
+fn take_stock(tx: &rusqlite::Connection, event: &Event, order: &OrderCreated) -> Result<()> {
     let doing = "reserving stock";
     let fail = |e: rusqlite::Error| Error::database(doing, &e);
     let mut levels = BTreeMap::new();

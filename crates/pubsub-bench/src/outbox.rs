@@ -296,6 +296,20 @@ fn inbox_rate(admin: &mut Admin, postgres: bool, n: u64) -> Result<f64> {
     result
 }
 
+/// Round trips per second to PostgreSQL on the synchronous client (a prepared `SELECT 1`):
+/// the unit of an inbox handler's floor there, which needs two per event (its savepoint and
+/// record, then the handler's own write) where the event store writes a batch in one.
+fn postgres_round_trips(n: u64) -> Result<f64> {
+    let db = run_db(true)?;
+    let mut client = db.database.connect_postgres()?;
+    let statement = client.prepare("SELECT 1")?;
+    let start = Instant::now();
+    for _ in 0..n {
+        client.query_one(&statement, &[])?;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
 /// Runs the rows and prints them, with a JSON line each, and the targets.
 pub(crate) fn run(admin: &mut Admin, options: &Options) -> Result<()> {
     let n: u64 = if options.quick { 5_000 } else { 20_000 };
@@ -311,7 +325,11 @@ pub(crate) fn run(admin: &mut Admin, options: &Options) -> Result<()> {
         let (mut throughput, mut bus_rates, mut outbox_rates) = (vec![], vec![], vec![]);
         let (mut p50s, mut p99s, mut direct, mut relayed) = (vec![], vec![], vec![], vec![]);
         let (mut inbox, mut store, mut inbox_rates) = (vec![], vec![], vec![]);
+        let mut round_trips = vec![];
         for _ in 0..rounds {
+            if postgres {
+                round_trips.push(postgres_round_trips(n)?);
+            }
             let plain = publish_all_rate(admin, n)?;
             let relayed_rate = outbox_rate(admin, postgres, n)?;
             bus_rates.push(plain);
@@ -372,6 +390,14 @@ pub(crate) fn run(admin: &mut Admin, options: &Options) -> Result<()> {
             median(&store),
             range(&inbox)
         );
+        if postgres {
+            let unit = median(&round_trips);
+            println!(
+                "| round trips to PostgreSQL (a prepared `SELECT 1`) | {unit:.0}/s | at two per event, the inbox's ceiling {:.0}/s | {:.2}x of the event store |",
+                unit / 2.0,
+                unit / 2.0 / median(&store)
+            );
+        }
         println!(
             "{}",
             json!({
@@ -387,6 +413,7 @@ pub(crate) fn run(admin: &mut Admin, options: &Options) -> Result<()> {
                 "inbox_per_s": median(&inbox_rates),
                 "event_store_per_s": median(&store),
                 "inbox_ratio": median(&inbox),
+                "postgres_round_trips_per_s": median(&round_trips),
             })
         );
         let target = |what: &str, value: f64, met: bool| {

@@ -20,6 +20,8 @@
 //!   event bus envelope), decoded to the same [`Event`].
 //! - `schema` (feature `schema`): JSON Schemas of the wire body and of typed events, with
 //!   `schemars`.
+//! - [`group_commit`]: handlers leave their database work open on the consumer's thread, and
+//!   the consumer commits it all before its next ack.
 //! - [`text`]: quoting and cutting values that may come from the network, for messages.
 //! - [`trace`]: the W3C trace context headers (`traceparent`, `tracestate`); with the `otel`
 //!   feature, to and from OpenTelemetry contexts.
@@ -57,6 +59,7 @@ pub mod envelope;
 mod error;
 mod event;
 mod event_type;
+pub mod group_commit;
 mod handler;
 pub mod json;
 mod migration;

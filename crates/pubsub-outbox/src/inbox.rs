@@ -1,7 +1,15 @@
 //! The inbox: a handler form that gets a database transaction. The handler's writes and the
-//! record "consumer C handled event E" commit together, and only then does the handler
-//! return (and the delivery get acked): a redelivery of an event whose transaction committed
-//! is acked without running the handler again.
+//! record "consumer C handled event E" commit together, and only then is the delivery acked:
+//! a redelivery of an event whose transaction committed is acked without running the handler
+//! again.
+//!
+//! **Group commit.** Each delivery runs in a savepoint of a transaction its worker keeps open
+//! ([`pubsub_core::group_commit`]): a handler's error rolls back its own writes and record
+//! only, and the worker commits the batch's transaction once, before its `multiple` ack. A
+//! failed commit acks nothing: the batch comes back and runs again, and the records absorb
+//! what had committed. Where no worker keeps a transaction open (the handler called directly,
+//! or on an async bus's executor), each delivery commits its own before the handler returns.
+//! Every inbox handler on one database shares the worker's transaction.
 //!
 //! ```no_run
 //! use pubsub_core::{Event, Metadata};
@@ -10,7 +18,7 @@
 //! use pubsub_store::Database;
 //!
 //! let database = Database::parse("sqlite:app.db")?;
-//! let reserve = SqliteInbox::new(&database, "reserve-stock", |event: &Event, _: &Metadata, tx: &mut rusqlite::Transaction<'_>| {
+//! let reserve = SqliteInbox::new(&database, "reserve-stock", |event: &Event, _: &Metadata, tx: &mut rusqlite::Savepoint<'_>| {
 //!     let order_id = event.data().get("order_id").and_then(|v| v.as_str()).unwrap_or_default();
 //!     tx.execute("INSERT INTO reservations (order_id) VALUES (?1)", [order_id])?;
 //!     Ok(())
@@ -24,9 +32,10 @@
 //! records are kept under it.
 
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use pubsub_core::group_commit::{self, OpenWork, WorkError};
 use pubsub_core::{Event, EventHandler, HandlerError, HandlerResult, Metadata};
 use pubsub_store::Database;
 use uuid::Uuid;
@@ -45,7 +54,7 @@ enum Verdict {
 
 /// The verdict of the inbox's insert: one row inserted means the event is new to this
 /// consumer.
-fn verdict(inserted: usize) -> Verdict {
+fn verdict(inserted: u64) -> Verdict {
     if inserted == 1 {
         Verdict::Run
     } else {
@@ -53,30 +62,132 @@ fn verdict(inserted: usize) -> Verdict {
     }
 }
 
+/// A connection the inbox can open a transaction on, commit and roll back.
+trait Conn: Send + 'static {
+    fn begin(&mut self) -> std::result::Result<(), crate::Error>;
+    fn commit(&mut self) -> std::result::Result<(), crate::Error>;
+    fn rollback(&mut self) -> std::result::Result<(), crate::Error>;
+}
+
+impl Conn for rusqlite::Connection {
+    fn begin(&mut self) -> std::result::Result<(), crate::Error> {
+        // IMMEDIATE: the write lock from the start, so that concurrent workers wait for it
+        // instead of failing.
+        self.execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| query_error("opening the inbox's transaction", e))
+    }
+    fn commit(&mut self) -> std::result::Result<(), crate::Error> {
+        self.execute_batch("COMMIT")
+            .map_err(|e| query_error("committing the inbox's transaction", e))
+    }
+    fn rollback(&mut self) -> std::result::Result<(), crate::Error> {
+        self.execute_batch("ROLLBACK")
+            .map_err(|e| query_error("rolling back the inbox's transaction", e))
+    }
+}
+
+/// A PostgreSQL connection of the inbox: its prepared statements, and whether the last
+/// delivery's savepoint is still to be released (with the next delivery's first statement:
+/// one round trip fewer per delivery).
+#[cfg(feature = "postgres")]
+struct PgConnection {
+    client: postgres::Client,
+    statements: std::collections::HashMap<String, postgres::Statement>,
+    savepoint: bool,
+}
+
+/// The most statements a connection keeps prepared (a handler builds its SQL at run time:
+/// the cache starts again when full).
+#[cfg(feature = "postgres")]
+const STATEMENTS: usize = 64;
+
+#[cfg(feature = "postgres")]
+impl PgConnection {
+    fn connect(database: &Database) -> pubsub_store::Result<PgConnection> {
+        Ok(PgConnection {
+            client: database.connect_postgres()?,
+            statements: std::collections::HashMap::new(),
+            savepoint: false,
+        })
+    }
+
+    fn end(&mut self, sql: &str, doing: &str) -> std::result::Result<(), crate::Error> {
+        self.savepoint = false;
+        self.client
+            .batch_execute(sql)
+            .map_err(|e| query_error(doing, e))
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl Conn for PgConnection {
+    fn begin(&mut self) -> std::result::Result<(), crate::Error> {
+        self.end("BEGIN", "opening the inbox's transaction")
+    }
+    fn commit(&mut self) -> std::result::Result<(), crate::Error> {
+        self.end("COMMIT", "committing the inbox's transaction")
+    }
+    fn rollback(&mut self) -> std::result::Result<(), crate::Error> {
+        self.end("ROLLBACK", "rolling back the inbox's transaction")
+    }
+}
+
+/// The SQL that opens a delivery's savepoint and records it in the inbox, in one round trip:
+/// the previous delivery's savepoint released first if still open. Literals, as the simple
+/// query protocol has no parameters: the consumer's name in an escape string (`E'...'`,
+/// read the same whatever `standard_conforming_strings` says), the id as a UUID's text.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+fn record_postgres(consumer: &str, event_id: Uuid, release: bool) -> String {
+    let name = consumer.replace('\\', "\\\\").replace('\'', "''");
+    format!(
+        "{}SAVEPOINT pubsub_inbox; INSERT INTO pubsub_inbox (consumer, event_id) \
+         VALUES (E'{name}', '{event_id}') ON CONFLICT DO NOTHING",
+        if release {
+            "RELEASE SAVEPOINT pubsub_inbox; "
+        } else {
+            ""
+        }
+    )
+}
+
 /// Connections a handler reuses across deliveries (one per worker at most in use at once).
 struct Connections<C> {
     consumer: String,
     database: Database,
+    /// The group commit's key of the database: one transaction per database and thread,
+    /// shared by every inbox handler on it (on SQLite, a second one would wait for the
+    /// first's write lock on the same thread, for ever).
+    key: String,
     idle: Mutex<Vec<C>>,
 }
 
-impl<C> Connections<C> {
-    fn new(database: &Database, consumer: &str) -> Result<Connections<C>> {
+impl<C: Conn> Connections<C> {
+    fn new(database: &Database, consumer: &str) -> Result<Arc<Connections<C>>> {
         shareable(database)?;
         crate::schema::prepare(database)?;
-        Ok(Connections {
+        Ok(Arc::new(Connections {
             consumer: consumer.to_owned(),
             database: database.clone(),
+            key: format!("pubsub-inbox {database}"),
             idle: Mutex::new(Vec::new()),
-        })
+        }))
     }
 
-    fn take(&self, open: impl FnOnce(&Database) -> pubsub_store::Result<C>) -> Result<C> {
+    /// A connection, in a new transaction.
+    fn begin(
+        self: &Arc<Self>,
+        open: impl FnOnce(&Database) -> pubsub_store::Result<C>,
+    ) -> Result<Open<C>> {
         let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-        match idle {
-            Some(c) => Ok(c),
-            None => Ok(open(&self.database)?),
-        }
+        let mut connection = match idle {
+            Some(c) => c,
+            None => open(&self.database)?,
+        };
+        connection.begin()?;
+        Ok(Open {
+            connection: Some(connection),
+            home: Arc::clone(self),
+        })
     }
 
     fn give_back(&self, c: C) {
@@ -86,61 +197,136 @@ impl<C> Connections<C> {
     }
 }
 
-/// A failure inside the inbox's transaction: the handler's (the connection is fine) or the
-/// database's (the connection is dropped, a new one is opened next time).
+/// A connection in a transaction: left open on the consumer's thread for the group commit
+/// (see [`pubsub_core::group_commit`]), or committed at once where there is none. Dropped
+/// without a commit, it rolls back.
+struct Open<C: Conn> {
+    connection: Option<C>,
+    home: Arc<Connections<C>>,
+}
+
+impl<C: Conn> Open<C> {
+    fn connection(&mut self) -> Option<&mut C> {
+        self.connection.as_mut()
+    }
+
+    /// Drops the connection (the database failed it): the transaction dies with it.
+    fn abandon(mut self) {
+        self.connection = None;
+    }
+
+    fn commit_now(mut self) -> std::result::Result<(), crate::Error> {
+        let Some(mut connection) = self.connection.take() else {
+            return Ok(());
+        };
+        connection.commit()?;
+        crate::fault::pause_at("inbox-after-commit");
+        self.home.give_back(connection);
+        Ok(())
+    }
+}
+
+impl<C: Conn> OpenWork for Open<C> {
+    fn commit(self: Box<Self>) -> std::result::Result<(), WorkError> {
+        Ok((*self).commit_now()?)
+    }
+}
+
+impl<C: Conn> Drop for Open<C> {
+    fn drop(&mut self) {
+        if let Some(mut connection) = self.connection.take() {
+            match connection.rollback() {
+                Ok(()) => self.home.give_back(connection),
+                Err(e) => log::debug!("{e}: the connection is dropped"),
+            }
+        }
+    }
+}
+
+/// Work that stands for a transaction the database failed: its commit fails, so that the
+/// deliveries whose writes it held are not acked (they come back, and run again).
+struct Failed(String);
+
+impl OpenWork for Failed {
+    fn commit(self: Box<Self>) -> std::result::Result<(), WorkError> {
+        Err(format!("an earlier write of the batch failed: {}", self.0).into())
+    }
+}
+
+/// A failure inside the inbox's transaction: the handler's (the transaction is fine) or the
+/// database's (the connection is dropped, and the transaction with it).
 enum Failure {
     Handler(HandlerError),
     Database(crate::Error),
 }
 
-impl From<Failure> for HandlerError {
-    fn from(f: Failure) -> Self {
-        match f {
-            Failure::Handler(e) => e,
-            Failure::Database(e) => Box::new(e),
-        }
+impl From<crate::Error> for Failure {
+    fn from(e: crate::Error) -> Self {
+        Failure::Database(e)
     }
 }
 
-/// Runs one delivery on a connection taken from `connections`: `attempt` does the
-/// transaction, and the connection goes back unless the database failed.
-fn deliver<C>(
-    connections: &Connections<C>,
+/// Runs one delivery in the transaction open on this thread for `connections`' database, or a
+/// new one: `attempt` does its part inside a savepoint. The transaction is left open for the
+/// consumer to commit before its ack, or committed now where no group commit is open.
+fn deliver<C: Conn>(
+    connections: &Arc<Connections<C>>,
     event: &Event,
     open: impl FnOnce(&Database) -> pubsub_store::Result<C>,
     attempt: impl FnOnce(&mut C) -> std::result::Result<Verdict, Failure>,
 ) -> HandlerResult {
-    let mut connection = connections.take(open)?;
-    match attempt(&mut connection) {
-        Ok(verdict) => {
-            connections.give_back(connection);
-            if verdict == Verdict::Handled {
-                log::debug!(
-                    "`{}` handled event {} before: acked without running",
-                    connections.consumer,
-                    event.event_id()
-                );
+    let key = connections.key.as_str();
+    let (mut work, carried) = match group_commit::take::<Open<C>>(key) {
+        Some(work) => (work, true),
+        None => (Box::new(connections.begin(open)?), false),
+    };
+    let result = match work.connection() {
+        Some(connection) => attempt(connection),
+        None => Err(Failure::Database(crate::Error::Commit {
+            source: "the inbox's connection is gone".into(),
+        })),
+    };
+    let verdict = match result {
+        Ok(verdict) => Ok(verdict),
+        Err(Failure::Handler(e)) => Err(e),
+        Err(Failure::Database(e)) => {
+            work.abandon();
+            if carried {
+                // The writes of the deliveries before this one died with the transaction:
+                // the consumer must not ack them.
+                let _ =
+                    group_commit::leave(key, Box::new(Failed(pubsub_core::text::error_chain(&e))));
             }
-            Ok(())
+            return Err(Box::new(e));
         }
-        Err(Failure::Handler(e)) => {
-            connections.give_back(connection);
-            Err(e)
-        }
-        Err(failure @ Failure::Database(_)) => Err(failure.into()),
+    };
+    if let Err(work) = group_commit::leave(key, work) {
+        (*work).commit_now()?;
     }
+    if verdict.as_ref().is_ok_and(|v| *v == Verdict::Handled) {
+        log::debug!(
+            "`{}` handled event {} before: acked without running",
+            connections.consumer,
+            event.event_id()
+        );
+    }
+    verdict.map(|_| ())
 }
 
-/// An inbox handler on SQLite: `f` gets the delivery's transaction (`IMMEDIATE`: it holds the
-/// write lock from the start, so that concurrent workers wait instead of failing).
+/// An inbox handler on SQLite: `f` gets the delivery's savepoint in the worker's transaction.
+///
+/// Under the bus's workers, the transaction is the batch's (group commit): it holds SQLite's
+/// write lock from the batch's first inbox write until the worker commits it, before its
+/// `multiple` ack. Other writers of the file wait for it (up to the store's busy timeout):
+/// keep handlers that share the batch short.
 pub struct SqliteInbox<F> {
-    connections: Connections<rusqlite::Connection>,
+    connections: Arc<Connections<rusqlite::Connection>>,
     f: F,
 }
 
 impl<F> SqliteInbox<F>
 where
-    F: Fn(&Event, &Metadata, &mut rusqlite::Transaction<'_>) -> HandlerResult + Send + Sync,
+    F: Fn(&Event, &Metadata, &mut rusqlite::Savepoint<'_>) -> HandlerResult + Send + Sync,
 {
     /// The handler `consumer` on `database` (its inbox table created or migrated).
     ///
@@ -158,30 +344,36 @@ where
 
 impl<F> EventHandler for SqliteInbox<F>
 where
-    F: Fn(&Event, &Metadata, &mut rusqlite::Transaction<'_>) -> HandlerResult + Send + Sync,
+    F: Fn(&Event, &Metadata, &mut rusqlite::Savepoint<'_>) -> HandlerResult + Send + Sync,
 {
     fn handle(&self, event: &Event, meta: &Metadata) -> HandlerResult {
         let consumer = &self.connections.consumer;
         let doing = "recording the event in the inbox";
         let db = |e: rusqlite::Error| Failure::Database(query_error(doing, e));
         deliver(&self.connections, event, Database::open_sqlite, |c| {
-            let mut tx = c
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(db)?;
-            let inserted = tx
+            let mut sp = c.savepoint().map_err(db)?;
+            let inserted = sp
                 .prepare_cached(
                     "INSERT INTO pubsub_inbox (consumer, event_id) VALUES (?1, ?2) \
                      ON CONFLICT DO NOTHING",
                 )
                 .and_then(|mut s| s.execute([consumer.as_str(), &event.event_id().to_string()]))
                 .map_err(db)?;
-            if verdict(inserted) == Verdict::Handled {
+            if verdict(inserted as u64) == Verdict::Handled {
+                sp.finish().map_err(db)?;
                 return Ok(Verdict::Handled);
             }
-            (self.f)(event, meta, &mut tx).map_err(Failure::Handler)?;
-            tx.commit().map_err(db)?;
-            crate::fault::pause_at("inbox-after-commit");
-            Ok(Verdict::Run)
+            match (self.f)(event, meta, &mut sp) {
+                Ok(()) => {
+                    sp.commit().map_err(db)?;
+                    Ok(Verdict::Run)
+                }
+                Err(e) => {
+                    // Its writes and the inbox's record go; the batch's others stay.
+                    sp.finish().map_err(db)?;
+                    Err(Failure::Handler(e))
+                }
+            }
         })
     }
 
@@ -190,17 +382,117 @@ where
     }
 }
 
-/// An inbox handler on PostgreSQL: `f` gets the delivery's transaction.
+/// The transaction a `PostgresInbox` handler writes in: a savepoint of the worker's
+/// transaction, which commits with the batch (group commit). It runs statements as the
+/// `postgres` crate's `Transaction` does; it cannot commit or roll back (the inbox does).
+#[cfg(feature = "postgres")]
+pub struct PgTransaction<'a> {
+    connection: &'a mut PgConnection,
+}
+
+#[cfg(feature = "postgres")]
+impl PgTransaction<'_> {
+    /// The statement of `sql`, prepared once per connection.
+    fn statement(
+        &mut self,
+        sql: &str,
+    ) -> std::result::Result<postgres::Statement, postgres::Error> {
+        let c = &mut *self.connection;
+        if let Some(statement) = c.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = c.client.prepare(sql)?;
+        if c.statements.len() >= STATEMENTS {
+            c.statements.clear();
+        }
+        c.statements.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+
+    /// Runs a statement (prepared once per connection, then reused: one round trip); returns
+    /// the number of rows it changed.
+    ///
+    /// # Errors
+    ///
+    /// The database's error; returned from the handler, it fails this delivery only (its
+    /// writes are rolled back to the savepoint).
+    pub fn execute(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> std::result::Result<u64, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.connection.client.execute(&statement, params)
+    }
+
+    /// Runs a query (prepared once per connection); returns its rows.
+    ///
+    /// # Errors
+    ///
+    /// As [`execute`](Self::execute).
+    pub fn query(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> std::result::Result<Vec<postgres::Row>, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.connection.client.query(&statement, params)
+    }
+
+    /// Runs a query (prepared once per connection) that returns exactly one row.
+    ///
+    /// # Errors
+    ///
+    /// As [`execute`](Self::execute), and when it returns no row or more than one.
+    pub fn query_one(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> std::result::Result<postgres::Row, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.connection.client.query_one(&statement, params)
+    }
+
+    /// Runs a query (prepared once per connection) that returns at most one row.
+    ///
+    /// # Errors
+    ///
+    /// As [`execute`](Self::execute), and when it returns more than one row.
+    pub fn query_opt(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> std::result::Result<Option<postgres::Row>, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.connection.client.query_opt(&statement, params)
+    }
+
+    /// The connection itself, for what the methods above do not cover. Do not commit, roll
+    /// back or end the transaction through it: the inbox owns it.
+    pub fn client(&mut self) -> &mut postgres::Client {
+        &mut self.connection.client
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl fmt::Debug for PgTransaction<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PgTransaction")
+    }
+}
+
+/// An inbox handler on PostgreSQL: `f` gets the delivery's savepoint in the worker's
+/// transaction, a [`PgTransaction`].
 #[cfg(feature = "postgres")]
 pub struct PostgresInbox<F> {
-    connections: Connections<postgres::Client>,
+    connections: Arc<Connections<PgConnection>>,
     f: F,
 }
 
 #[cfg(feature = "postgres")]
 impl<F> PostgresInbox<F>
 where
-    F: Fn(&Event, &Metadata, &mut postgres::Transaction<'_>) -> HandlerResult + Send + Sync,
+    F: Fn(&Event, &Metadata, &mut PgTransaction<'_>) -> HandlerResult + Send + Sync,
 {
     /// The handler `consumer` on `database` (its inbox table created or migrated).
     ///
@@ -218,30 +510,39 @@ where
 #[cfg(feature = "postgres")]
 impl<F> EventHandler for PostgresInbox<F>
 where
-    F: Fn(&Event, &Metadata, &mut postgres::Transaction<'_>) -> HandlerResult + Send + Sync,
+    F: Fn(&Event, &Metadata, &mut PgTransaction<'_>) -> HandlerResult + Send + Sync,
 {
     fn handle(&self, event: &Event, meta: &Metadata) -> HandlerResult {
-        use postgres::types::Type;
         let consumer = &self.connections.consumer;
         let doing = "recording the event in the inbox";
         let db = |e: postgres::Error| Failure::Database(query_error(doing, e));
-        deliver(&self.connections, event, Database::connect_postgres, |c| {
-            let mut tx = c.transaction().map_err(db)?;
-            let event_id = event.event_id();
-            let inserted = tx
-                .execute_typed(
-                    "INSERT INTO pubsub_inbox (consumer, event_id) VALUES ($1, $2) \
-                     ON CONFLICT DO NOTHING",
-                    &[(consumer, Type::TEXT), (&event_id, Type::UUID)],
-                )
-                .map_err(db)?;
-            if verdict(usize::try_from(inserted).unwrap_or(0)) == Verdict::Handled {
+        deliver(&self.connections, event, PgConnection::connect, |c| {
+            let record = record_postgres(consumer, event.event_id(), c.savepoint);
+            let messages = c.client.simple_query(&record).map_err(db)?;
+            c.savepoint = true;
+            let inserted = messages
+                .iter()
+                .rev()
+                .find_map(|m| match m {
+                    postgres::SimpleQueryMessage::CommandComplete(n) => Some(*n),
+                    _ => None,
+                })
+                .unwrap_or(0);
+            if verdict(inserted) == Verdict::Handled {
                 return Ok(Verdict::Handled);
             }
-            (self.f)(event, meta, &mut tx).map_err(Failure::Handler)?;
-            tx.commit().map_err(db)?;
-            crate::fault::pause_at("inbox-after-commit");
-            Ok(Verdict::Run)
+            match (self.f)(event, meta, &mut PgTransaction { connection: c }) {
+                // Its savepoint is released with the next delivery's record, or the commit.
+                Ok(()) => Ok(Verdict::Run),
+                Err(e) => {
+                    // Its writes and the inbox's record go; the batch's others stay.
+                    c.end(
+                        "ROLLBACK TO SAVEPOINT pubsub_inbox; RELEASE SAVEPOINT pubsub_inbox",
+                        doing,
+                    )?;
+                    Err(Failure::Handler(e))
+                }
+            }
         })
     }
 
@@ -328,6 +629,22 @@ pub fn prune(database: &Database, age: Duration) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_record_of_a_delivery_quotes_the_consumer() {
+        let id = Uuid::nil();
+        let sql = record_postgres("it's a \\ name", id, false);
+        assert!(sql.starts_with("SAVEPOINT pubsub_inbox; INSERT"), "{sql}");
+        assert!(
+            sql.contains("VALUES (E'it''s a \\\\ name', '00000000-0000-0000-0000-000000000000')"),
+            "{sql}"
+        );
+        let sql = record_postgres("c", id, true);
+        assert!(
+            sql.starts_with("RELEASE SAVEPOINT pubsub_inbox; SAVEPOINT"),
+            "{sql}"
+        );
+    }
 
     #[test]
     fn an_event_recorded_before_is_not_run_again() {

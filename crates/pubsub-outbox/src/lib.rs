@@ -55,9 +55,9 @@ mod schema;
 pub use crate::error::{Error, Result};
 #[cfg(feature = "fault-points")]
 pub use crate::fault::PAUSE_AT_ENV;
-#[cfg(feature = "postgres")]
-pub use crate::inbox::PostgresInbox;
 pub use crate::inbox::SqliteInbox;
+#[cfg(feature = "postgres")]
+pub use crate::inbox::{PgTransaction, PostgresInbox};
 pub use crate::outbox::{Outbox, Staged, Transaction};
 pub use crate::relay::{
     RelayBuilder, RelayStats, RunningRelay, DEFAULT_BATCH, DEFAULT_LEASE, DEFAULT_POLL,

@@ -320,7 +320,8 @@ impl Staged {
 }
 
 /// A database transaction events can be staged in: rusqlite's and the `postgres` crate's
-/// (feature `postgres`). Sealed: the outbox knows the SQL of each.
+/// (feature `postgres`), and an inbox handler's (a `rusqlite::Savepoint`, a
+/// [`PgTransaction`](crate::PgTransaction)). Sealed: the outbox knows the SQL of each.
 pub trait Transaction: sealed::Sealed {
     #[doc(hidden)]
     fn insert(&mut self, staged: &Staged) -> std::result::Result<(), DriverError>;
@@ -335,25 +336,61 @@ pub trait Transaction: sealed::Sealed {
 mod sealed {
     pub trait Sealed {}
     impl Sealed for rusqlite::Transaction<'_> {}
+    impl Sealed for rusqlite::Savepoint<'_> {}
     #[cfg(feature = "postgres")]
     impl Sealed for postgres::Transaction<'_> {}
+    #[cfg(feature = "postgres")]
+    impl Sealed for crate::inbox::PgTransaction<'_> {}
+}
+
+/// Inserts `s` into the outbox table through a SQLite connection in a transaction.
+fn insert_sqlite(c: &rusqlite::Connection, s: &Staged) -> std::result::Result<(), DriverError> {
+    let mut statement = c.prepare_cached(INSERT_SQLITE)?;
+    statement.execute(rusqlite::params![
+        s.event_id.to_string(),
+        s.routing_key,
+        s.body,
+        s.correlation_id,
+        s.causation_id
+    ])?;
+    Ok(())
 }
 
 impl Transaction for rusqlite::Transaction<'_> {
     fn insert(&mut self, s: &Staged) -> std::result::Result<(), DriverError> {
-        let mut statement = self.prepare_cached(INSERT_SQLITE)?;
-        statement.execute(rusqlite::params![
-            s.event_id.to_string(),
-            s.routing_key,
-            s.body,
-            s.correlation_id,
-            s.causation_id
-        ])?;
-        Ok(())
+        insert_sqlite(self, s)
     }
 
     fn finish(self) -> std::result::Result<(), DriverError> {
         Ok(self.commit()?)
+    }
+}
+
+/// An inbox handler's savepoint ([`SqliteInbox`](crate::SqliteInbox)): the events commit with
+/// the handler's writes.
+impl Transaction for rusqlite::Savepoint<'_> {
+    fn insert(&mut self, s: &Staged) -> std::result::Result<(), DriverError> {
+        insert_sqlite(self, s)
+    }
+
+    fn finish(self) -> std::result::Result<(), DriverError> {
+        Ok(self.commit()?)
+    }
+}
+
+/// An inbox handler's transaction ([`PostgresInbox`](crate::PostgresInbox)): the events
+/// commit with the handler's writes, and the inbox commits it.
+#[cfg(feature = "postgres")]
+impl Transaction for crate::inbox::PgTransaction<'_> {
+    fn insert(&mut self, s: &Staged) -> std::result::Result<(), DriverError> {
+        self.client()
+            .execute_typed(INSERT_POSTGRES, &s.postgres_params())?;
+        Ok(())
+    }
+
+    fn finish(self) -> std::result::Result<(), DriverError> {
+        // The inbox commits it, with the batch.
+        Ok(())
     }
 }
 

@@ -43,6 +43,13 @@ pub enum Error {
         /// The sink's error and its causes, as text (a boxed error is not `Clone`).
         message: String,
     },
+    /// The database work handlers left open for the group commit (see
+    /// [`pubsub_core::group_commit`]) failed to commit, and reconnecting took longer than the
+    /// reconnect policy allows.
+    Commit {
+        /// The database's error and its causes, as text.
+        message: String,
+    },
 }
 
 impl fmt::Display for Error {
@@ -56,6 +63,12 @@ impl fmt::Display for Error {
             Error::InvalidHeader { name, message } => write!(f, "header `{name}`: {message}"),
             Error::Panicked => f.write_str("the subscriber thread panicked"),
             Error::Sink { message } => write!(f, "the subscriber's sink failed: {message}"),
+            Error::Commit { message } => {
+                write!(
+                    f,
+                    "the handlers' open transactions failed to commit: {message}"
+                )
+            }
         }
     }
 }
@@ -109,6 +122,9 @@ mod tests {
             },
             Error::Panicked,
             Error::Sink {
+                message: "the database is down".into(),
+            },
+            Error::Commit {
                 message: "the database is down".into(),
             },
         ] {

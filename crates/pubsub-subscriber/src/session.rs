@@ -23,6 +23,7 @@ use crate::republisher::Republisher;
 use crate::settings::{dead_letter_queue_name, retry_queue_name};
 use crate::sink::{self, Failure, Held, Sink, Staged};
 use crate::stats::Counters;
+use pubsub_core::group_commit::Scope as GroupCommit;
 
 use self::dispatched::{Dispatch, InFlight};
 
@@ -67,6 +68,9 @@ pub(crate) struct Session<'a> {
     jitter: Samples,
     /// Handlers run elsewhere: the deliveries handed over, and where their answers come.
     dispatch: Option<Dispatch>,
+    /// The group commit's scope on this thread, when handlers run here: the database work
+    /// they leave open is committed before each ack, and rolled back when the session ends.
+    scope: Option<GroupCommit>,
 }
 
 /// A stream of random `u64`s (SplitMix64), seeded from the process's random hasher keys:
@@ -129,6 +133,12 @@ impl<'a> Session<'a> {
             held: Vec::new(),
             batch_max,
             jitter: Samples::new(),
+            // Handlers that run elsewhere commit their own work.
+            scope: if dispatch.is_none() {
+                GroupCommit::enter()
+            } else {
+                None
+            },
             dispatch,
         };
         let result = session.consume(&mut connection);
@@ -137,6 +147,8 @@ impl<'a> Session<'a> {
             .in_flight
             .store(0, std::sync::atomic::Ordering::Relaxed);
         drop(session.republisher.take());
+        // What handlers left open was not acked either: rolled back, delivered again.
+        drop(session.scope.take());
         if let Some(sink) = session.sink.as_mut() {
             // What is not committed was not acked either: the broker delivers it again.
             sink.discard();
@@ -611,6 +623,7 @@ impl<'a> Session<'a> {
     /// refused), then acks everything else with one `multiple` ack. Counters and reports
     /// follow the ack.
     fn flush(&mut self, channel: &Channel) -> SessionResult<()> {
+        self.commit_open_work()?;
         self.settle_awaiting(channel)?;
         if !self.held.is_empty() {
             // The events of the batch are durable before their deliveries are acked; the
@@ -622,6 +635,17 @@ impl<'a> Session<'a> {
             let in_flight = self.lowest_in_flight();
             let acked = self.batch.ack(channel, &self.cx, in_flight)?;
             self.count_settled(acked);
+        }
+        Ok(())
+    }
+
+    /// Commits the database work the handlers left open (group commit), before anything it
+    /// covers is acked or rejected. A failure ends the session: nothing of the batch is acked.
+    fn commit_open_work(&mut self) -> SessionResult<()> {
+        if let Some(scope) = &self.scope {
+            if !scope.is_empty() {
+                scope.commit().map_err(Failure::Commit)?;
+            }
         }
         Ok(())
     }
@@ -748,6 +772,7 @@ impl<'a> Session<'a> {
         reason: &str,
         report: Option<DeliveryReport>,
     ) -> SessionResult<()> {
+        self.commit_open_work()?;
         log::error!(
             "rejecting a message from `{}` ({}) without requeue: {reason}",
             self.cx.queue(),

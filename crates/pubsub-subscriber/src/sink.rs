@@ -221,11 +221,12 @@ impl fmt::Debug for BoxedSink {
     }
 }
 
-/// Why a session ended: the transport, or the sink.
+/// Why a session ended: the transport, the sink, or the handlers' open work (group commit).
 #[derive(Debug)]
 pub(crate) enum Failure {
     Amqp(pubsub_amqp::Error),
     Sink(SinkError),
+    Commit(pubsub_core::group_commit::WorkError),
 }
 
 impl Failure {
@@ -233,7 +234,7 @@ impl Failure {
     pub(crate) fn is_permanent(&self) -> bool {
         match self {
             Failure::Amqp(e) => e.is_permanent(),
-            Failure::Sink(_) => false,
+            Failure::Sink(_) | Failure::Commit(_) => false,
         }
     }
 }
@@ -249,6 +250,9 @@ impl fmt::Display for Failure {
         match self {
             Failure::Amqp(e) => fmt::Display::fmt(e, f),
             Failure::Sink(_) => f.write_str("the sink failed, nothing of the batch was acked"),
+            Failure::Commit(_) => f.write_str(
+                "the handlers' open transactions failed to commit, nothing of the batch was acked",
+            ),
         }
     }
 }
@@ -257,7 +261,7 @@ impl std::error::Error for Failure {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Failure::Amqp(e) => std::error::Error::source(e),
-            Failure::Sink(e) => Some(e.as_ref()),
+            Failure::Sink(e) | Failure::Commit(e) => Some(e.as_ref()),
         }
     }
 }
@@ -269,6 +273,9 @@ impl From<Failure> for crate::error::Error {
         match failure {
             Failure::Amqp(e) => crate::error::Error::Amqp(e),
             Failure::Sink(e) => crate::error::Error::Sink {
+                message: crate::error::chain(e.as_ref()),
+            },
+            Failure::Commit(e) => crate::error::Error::Commit {
                 message: crate::error::chain(e.as_ref()),
             },
         }

@@ -95,3 +95,42 @@ fn a_database_in_memory_is_refused() {
     let e = SqliteInbox::new(&Database::sqlite_in_memory(), "x", |_, _, _| Ok(())).unwrap_err();
     assert!(e.to_string().contains("invalid outbox settings"), "{e}");
 }
+
+#[test]
+fn under_a_group_commit_a_batch_commits_once_before_its_ack() {
+    use pubsub_core::group_commit::Scope;
+    for (_owned, database) in databases("group") {
+        let fail = Arc::new(AtomicUsize::new(0));
+        let handler = handler(&database, fail.clone());
+        let meta = Metadata::default();
+        let events: Vec<_> = (0..=6).map(event).collect();
+        // What a worker does: a scope for its session, the handlers, a commit before the ack.
+        let scope = Scope::enter().unwrap();
+        for event in &events[1..=3] {
+            handler.handle(event, &meta).unwrap();
+        }
+        // A failed handler's writes go back to its savepoint; the batch's others stay.
+        fail.store(1, Ordering::SeqCst);
+        assert!(handler.handle(&events[4], &meta).is_err());
+        let again = &events[5];
+        handler.handle(again, &meta).unwrap();
+        handler.handle(again, &meta).unwrap(); // a duplicate within the batch
+        assert_eq!(
+            effects(&database),
+            0,
+            "nothing is visible before the commit: {database}"
+        );
+        assert_eq!(scope.commit().unwrap(), 1, "one transaction for the batch");
+        assert_eq!(effects(&database), 4, "{database}");
+        // A batch whose session ends before its commit is rolled back: delivered again, it
+        // runs again, once.
+        handler.handle(&events[6], &meta).unwrap();
+        drop(scope);
+        assert_eq!(effects(&database), 4, "{database}");
+        let scope = Scope::enter().unwrap();
+        handler.handle(&events[6], &meta).unwrap();
+        handler.handle(&events[1], &meta).unwrap(); // committed in the first batch
+        scope.commit().unwrap();
+        assert_eq!(effects(&database), 5, "{database}");
+    }
+}

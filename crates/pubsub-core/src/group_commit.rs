@@ -1,0 +1,284 @@
+//! Group commit: handlers leave their database work open on the consumer's thread, and the
+//! consumer commits all of it before it acks the deliveries, one commit for a batch of events
+//! instead of one per event.
+//!
+//! The consumer (a subscriber running handlers on its own thread) [`enter`](Scope::enter)s a
+//! [`Scope`] for its session, and calls [`Scope::commit`] before each ack: what handlers left
+//! open is durable before any delivery it covers is acked. Dropping the scope (the session
+//! ended on a failure) drops the open work, which rolls it back: its deliveries were not acked
+//! either, and come back from the broker.
+//!
+//! A handler that writes to a database [`take`]s the work it left open on this thread (its
+//! transaction), or opens new work, does its part, and [`leave`]s it open. Where no scope is
+//! open (the handler runs on another thread, or in a test), `leave` hands the work back, and
+//! the handler commits it at once: a handler is correct either way, and fast under a scope.
+//!
+//! ```
+//! use pubsub_core::group_commit::{self, OpenWork, Scope, WorkError};
+//!
+//! /// A transaction, pretend: it counts the writes it holds.
+//! struct Writes(u32);
+//!
+//! impl OpenWork for Writes {
+//!     fn commit(self: Box<Self>) -> Result<(), WorkError> {
+//!         println!("committing {} writes at once", self.0);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! /// One handler call: adds a write to the work open on this thread.
+//! fn handle() -> Result<(), WorkError> {
+//!     let mut work = group_commit::take::<Writes>("db").unwrap_or_else(|| Box::new(Writes(0)));
+//!     work.0 += 1;
+//!     match group_commit::leave("db", work) {
+//!         Ok(()) => Ok(()),               // the consumer commits it before the ack
+//!         Err(work) => work.commit(),     // no scope on this thread: commit now
+//!     }
+//! }
+//!
+//! let scope = Scope::enter().expect("no scope open on this thread yet");
+//! for _ in 0..3 {
+//!     handle()?;
+//! }
+//! assert_eq!(scope.commit()?, 1); // one commit, three writes
+//! # Ok::<(), WorkError>(())
+//! ```
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::fmt;
+use std::marker::PhantomData;
+
+/// The error of committing open work: a database driver's.
+pub type WorkError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Work a handler left open in a [`Scope`]: a database transaction, committed by the consumer
+/// before the deliveries it covers are acked. Dropping it without committing rolls it back.
+pub trait OpenWork: Any {
+    /// Makes the work durable.
+    ///
+    /// # Errors
+    ///
+    /// The database failed: nothing of the work is durable, and the consumer acks none of the
+    /// deliveries it covers.
+    fn commit(self: Box<Self>) -> Result<(), WorkError>;
+}
+
+/// The work left open in a scope, by key, in the order it was left.
+type Units = Vec<(String, Box<dyn OpenWork>)>;
+
+thread_local! {
+    /// The open scope of this thread, if any.
+    static OPEN: RefCell<Option<Units>> = const { RefCell::new(None) };
+}
+
+/// The consumer's side: open while a session runs on this thread. Not `Send`: it belongs to
+/// the thread it was entered on.
+pub struct Scope {
+    _thread: PhantomData<*const ()>,
+}
+
+impl Scope {
+    /// Opens a scope on this thread; `None` when one is open already (the outer one commits).
+    pub fn enter() -> Option<Scope> {
+        OPEN.with(|open| {
+            let mut open = open.borrow_mut();
+            if open.is_some() {
+                return None;
+            }
+            *open = Some(Vec::new());
+            Some(Scope {
+                _thread: PhantomData,
+            })
+        })
+    }
+
+    /// Commits the work left open, in the order it was left; returns how many units it
+    /// committed. The scope stays open, empty.
+    ///
+    /// # Errors
+    ///
+    /// The first unit that fails to commit: the units after it are dropped (rolled back),
+    /// and the caller must not ack what they cover.
+    pub fn commit(&self) -> Result<usize, WorkError> {
+        let work = OPEN.with(|open| {
+            open.borrow_mut()
+                .as_mut()
+                .map(std::mem::take)
+                .unwrap_or_default()
+        });
+        let count = work.len();
+        for (_, unit) in work {
+            unit.commit()?;
+        }
+        Ok(count)
+    }
+
+    /// Whether no work is left open.
+    pub fn is_empty(&self) -> bool {
+        OPEN.with(|open| open.borrow().as_ref().is_none_or(Vec::is_empty))
+    }
+}
+
+impl Drop for Scope {
+    /// Closes the scope; the work still open is dropped, which rolls it back.
+    fn drop(&mut self) {
+        // Taken out first: a unit's drop may log, or look at the scope.
+        let work = OPEN.with(|open| open.borrow_mut().take());
+        drop(work);
+    }
+}
+
+impl fmt::Debug for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let open = OPEN.with(|open| open.borrow().as_ref().map_or(0, Vec::len));
+        f.debug_struct("Scope").field("open", &open).finish()
+    }
+}
+
+/// Whether a scope is open on this thread.
+pub fn in_scope() -> bool {
+    OPEN.with(|open| open.borrow().is_some())
+}
+
+/// Takes the work of type `W` left open under `key` on this thread's scope, if any: the
+/// handler adds to it, then [`leave`]s it again. `None`: no scope, or no such work yet.
+pub fn take<W: OpenWork>(key: &str) -> Option<Box<W>> {
+    OPEN.with(|open| {
+        let mut open = open.borrow_mut();
+        let work = open.as_mut()?;
+        let at = work
+            .iter()
+            .position(|(k, unit)| k == key && <dyn Any>::is::<W>(unit.as_ref() as &dyn Any))?;
+        let (_, unit) = work.remove(at);
+        let unit: Box<dyn Any> = unit;
+        unit.downcast::<W>().ok()
+    })
+}
+
+/// Leaves `work` open under `key` on this thread's scope, for the consumer to commit before
+/// its next ack.
+///
+/// # Errors
+///
+/// No scope is open on this thread: the work comes back, and the caller commits it now.
+pub fn leave<W: OpenWork>(key: &str, work: Box<W>) -> Result<(), Box<W>> {
+    OPEN.with(|open| {
+        let mut open = open.borrow_mut();
+        match open.as_mut() {
+            Some(open) => {
+                open.push((key.to_owned(), work));
+                Ok(())
+            }
+            None => Err(work),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::rc::Rc;
+
+    /// Work that records what became of it.
+    struct Probe {
+        name: &'static str,
+        log: Rc<RefCell<Vec<String>>>,
+        fail: bool,
+        done: bool,
+    }
+
+    impl Probe {
+        fn new(name: &'static str, log: &Rc<RefCell<Vec<String>>>, fail: bool) -> Box<Probe> {
+            Box::new(Probe {
+                name,
+                log: log.clone(),
+                fail,
+                done: false,
+            })
+        }
+    }
+
+    impl OpenWork for Probe {
+        fn commit(mut self: Box<Self>) -> Result<(), WorkError> {
+            self.done = true;
+            self.log.borrow_mut().push(format!("commit {}", self.name));
+            if self.fail {
+                Err("disk full".into())
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    impl Drop for Probe {
+        fn drop(&mut self) {
+            if !self.done {
+                self.log
+                    .borrow_mut()
+                    .push(format!("rollback {}", self.name));
+            }
+        }
+    }
+
+    #[test]
+    fn without_a_scope_the_work_comes_back() {
+        let log = Rc::default();
+        assert!(!in_scope());
+        assert!(take::<Probe>("a").is_none());
+        let back = leave("a", Probe::new("a", &log, false));
+        assert!(back.is_err());
+    }
+
+    #[test]
+    fn work_left_open_is_taken_again_and_committed_once() {
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let scope = Scope::enter().unwrap();
+        assert!(Scope::enter().is_none(), "one scope per thread");
+        assert!(leave("a", Probe::new("a", &log, false)).is_ok());
+        assert!(leave("b", Probe::new("b", &log, false)).is_ok());
+        let a = take::<Probe>("a").unwrap();
+        assert!(take::<Probe>("a").is_none(), "taken: gone until left again");
+        assert!(leave("a", a).is_ok());
+        assert!(!scope.is_empty());
+        assert_eq!(scope.commit().unwrap(), 2);
+        assert!(scope.is_empty());
+        assert_eq!(*log.borrow(), ["commit b", "commit a"]);
+        assert_eq!(scope.commit().unwrap(), 0);
+    }
+
+    #[test]
+    fn a_failed_commit_rolls_back_the_rest() {
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let scope = Scope::enter().unwrap();
+        assert!(leave("a", Probe::new("a", &log, true)).is_ok());
+        assert!(leave("b", Probe::new("b", &log, false)).is_ok());
+        assert!(scope.commit().is_err());
+        assert_eq!(*log.borrow(), ["commit a", "rollback b"]);
+    }
+
+    #[test]
+    fn a_closed_scope_rolls_back_what_is_open() {
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let scope = Scope::enter().unwrap();
+        assert!(leave("a", Probe::new("a", &log, false)).is_ok());
+        drop(scope);
+        assert_eq!(*log.borrow(), ["rollback a"]);
+        assert!(!in_scope());
+        assert!(Scope::enter().is_some(), "a new scope can open");
+    }
+
+    #[test]
+    fn work_of_another_type_under_the_same_key_is_not_taken() {
+        struct Other;
+        impl OpenWork for Other {
+            fn commit(self: Box<Self>) -> Result<(), WorkError> {
+                Ok(())
+            }
+        }
+        let _scope = Scope::enter().unwrap();
+        assert!(leave("a", Box::new(Other)).is_ok());
+        assert!(take::<Probe>("a").is_none());
+        assert!(take::<Other>("a").is_some());
+    }
+}
