@@ -64,12 +64,17 @@ pub trait OpenWork: Any {
     fn commit(self: Box<Self>) -> Result<(), WorkError>;
 }
 
-/// The work left open in a scope, by key, in the order it was left.
-type Units = Vec<(String, Box<dyn OpenWork>)>;
+/// An open scope: the work left open, by key, in the order it was left, and what runs once
+/// all of it committed, by key.
+#[derive(Default)]
+struct Open {
+    units: Vec<(String, Box<dyn OpenWork>)>,
+    after: Vec<(String, Box<dyn FnOnce()>)>,
+}
 
 thread_local! {
     /// The open scope of this thread, if any.
-    static OPEN: RefCell<Option<Units>> = const { RefCell::new(None) };
+    static OPEN: RefCell<Option<Open>> = const { RefCell::new(None) };
 }
 
 /// The consumer's side: open while a session runs on this thread. Not `Send`: it belongs to
@@ -86,37 +91,46 @@ impl Scope {
             if open.is_some() {
                 return None;
             }
-            *open = Some(Vec::new());
+            *open = Some(Open::default());
             Some(Scope {
                 _thread: PhantomData,
             })
         })
     }
 
-    /// Commits the work left open, in the order it was left; returns how many units it
-    /// committed. The scope stays open, empty.
+    /// Commits the work left open, in the order it was left, then runs what waited for the
+    /// commit ([`after_commit`]); returns how many units it committed. The scope stays open,
+    /// empty.
     ///
     /// # Errors
     ///
     /// The first unit that fails to commit: the units after it are dropped (rolled back),
-    /// and the caller must not ack what they cover.
+    /// what waited for the commit is dropped unrun, and the caller must not ack what they
+    /// cover.
     pub fn commit(&self) -> Result<usize, WorkError> {
-        let work = OPEN.with(|open| {
+        let Open { units, after } = OPEN.with(|open| {
             open.borrow_mut()
                 .as_mut()
                 .map(std::mem::take)
                 .unwrap_or_default()
         });
-        let count = work.len();
-        for (_, unit) in work {
+        let count = units.len();
+        for (_, unit) in units {
             unit.commit()?;
+        }
+        for (_, then) in after {
+            then();
         }
         Ok(count)
     }
 
-    /// Whether no work is left open.
+    /// Whether nothing is left open, and nothing waits for a commit.
     pub fn is_empty(&self) -> bool {
-        OPEN.with(|open| open.borrow().as_ref().is_none_or(Vec::is_empty))
+        OPEN.with(|open| {
+            open.borrow()
+                .as_ref()
+                .is_none_or(|o| o.units.is_empty() && o.after.is_empty())
+        })
     }
 }
 
@@ -131,7 +145,7 @@ impl Drop for Scope {
 
 impl fmt::Debug for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let open = OPEN.with(|open| open.borrow().as_ref().map_or(0, Vec::len));
+        let open = OPEN.with(|open| open.borrow().as_ref().map_or(0, |o| o.units.len()));
         f.debug_struct("Scope").field("open", &open).finish()
     }
 }
@@ -146,7 +160,7 @@ pub fn in_scope() -> bool {
 pub fn take<W: OpenWork>(key: &str) -> Option<Box<W>> {
     OPEN.with(|open| {
         let mut open = open.borrow_mut();
-        let work = open.as_mut()?;
+        let work = &mut open.as_mut()?.units;
         let at = work
             .iter()
             .position(|(k, unit)| k == key && <dyn Any>::is::<W>(unit.as_ref() as &dyn Any))?;
@@ -167,11 +181,32 @@ pub fn leave<W: OpenWork>(key: &str, work: Box<W>) -> Result<(), Box<W>> {
         let mut open = open.borrow_mut();
         match open.as_mut() {
             Some(open) => {
-                open.push((key.to_owned(), work));
+                open.units.push((key.to_owned(), work));
                 Ok(())
             }
             None => Err(work),
         }
+    })
+}
+
+/// Runs `then` once the work open on this thread's scope has committed (an in-process
+/// wake-up: a relay told that rows it publishes are there), once per `key` and commit: a
+/// second `then` under the same key replaces the first. Dropped unrun if the commit fails.
+///
+/// # Errors
+///
+/// No scope is open on this thread: `then` comes back, unrun.
+pub fn after_commit<F: FnOnce() + 'static>(key: &str, then: F) -> Result<(), F> {
+    OPEN.with(|open| {
+        let mut open = open.borrow_mut();
+        let Some(open) = open.as_mut() else {
+            return Err(then);
+        };
+        match open.after.iter_mut().find(|(k, _)| k == key) {
+            Some((_, slot)) => *slot = Box::new(then),
+            None => open.after.push((key.to_owned(), Box::new(then))),
+        }
+        Ok(())
     })
 }
 
@@ -255,6 +290,27 @@ mod tests {
         assert!(leave("b", Probe::new("b", &log, false)).is_ok());
         assert!(scope.commit().is_err());
         assert_eq!(*log.borrow(), ["commit a", "rollback b"]);
+    }
+
+    #[test]
+    fn what_waits_for_the_commit_runs_after_it_once_per_key() {
+        let log = Rc::new(RefCell::new(Vec::new()));
+        assert!(after_commit("wake", || ()).is_err(), "no scope");
+        let scope = Scope::enter().unwrap();
+        assert!(leave("a", Probe::new("a", &log, false)).is_ok());
+        for n in 0..3 {
+            let l = log.clone();
+            assert!(after_commit("wake", move || l.borrow_mut().push(format!("wake {n}"))).is_ok());
+        }
+        assert!(!scope.is_empty());
+        scope.commit().unwrap();
+        assert_eq!(*log.borrow(), ["commit a", "wake 2"]);
+        // A failed commit runs nothing.
+        assert!(leave("b", Probe::new("b", &log, true)).is_ok());
+        let l = log.clone();
+        assert!(after_commit("wake", move || l.borrow_mut().push("late".into())).is_ok());
+        assert!(scope.commit().is_err());
+        assert_eq!(*log.borrow(), ["commit a", "wake 2", "commit b"]);
     }
 
     #[test]

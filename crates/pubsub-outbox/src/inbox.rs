@@ -275,6 +275,30 @@ fn deliver<C: Conn>(
     open: impl FnOnce(&Database) -> pubsub_store::Result<C>,
     attempt: impl FnOnce(&mut C) -> std::result::Result<Verdict, Failure>,
 ) -> HandlerResult {
+    // No worker keeps a transaction open on this thread: this delivery's own, committed
+    // before the handler returns (and what waits for it, such as the relay's wake-up, run).
+    let own = group_commit::Scope::enter();
+    let verdict = attempt_in_scope(connections, open, attempt);
+    if let Some(own) = own {
+        own.commit().map_err(HandlerError::from)?;
+    }
+    if verdict.as_ref().is_ok_and(|v| *v == Verdict::Handled) {
+        log::debug!(
+            "`{}` handled event {} before: acked without running",
+            connections.consumer,
+            event.event_id()
+        );
+    }
+    verdict.map(|_| ())
+}
+
+/// [`deliver`]'s part in the scope: the work open for the database taken, or begun,
+/// `attempt` run on it, the work left open again.
+fn attempt_in_scope<C: Conn>(
+    connections: &Arc<Connections<C>>,
+    open: impl FnOnce(&Database) -> pubsub_store::Result<C>,
+    attempt: impl FnOnce(&mut C) -> std::result::Result<Verdict, Failure>,
+) -> std::result::Result<Verdict, HandlerError> {
     let key = connections.key.as_str();
     let (mut work, carried) = match group_commit::take::<Open<C>>(key) {
         Some(work) => (work, true),
@@ -294,23 +318,17 @@ fn deliver<C: Conn>(
             if carried {
                 // The writes of the deliveries before this one died with the transaction:
                 // the consumer must not ack them.
-                let _ =
-                    group_commit::leave(key, Box::new(Failed(pubsub_core::text::error_chain(&e))));
+                let failed = Failed(pubsub_core::text::error_chain(&e));
+                let _ = group_commit::leave(key, Box::new(failed));
             }
             return Err(Box::new(e));
         }
     };
     if let Err(work) = group_commit::leave(key, work) {
+        // Unreachable (`deliver` opened a scope): commit it here all the same.
         (*work).commit_now()?;
     }
-    if verdict.as_ref().is_ok_and(|v| *v == Verdict::Handled) {
-        log::debug!(
-            "`{}` handled event {} before: acked without running",
-            connections.consumer,
-            event.event_id()
-        );
-    }
-    verdict.map(|_| ())
+    verdict
 }
 
 /// An inbox handler on SQLite: `f` gets the delivery's savepoint in the worker's transaction.

@@ -118,7 +118,21 @@ impl Outbox {
     ) -> Result<()> {
         let staged = Staged::new(event, options)?;
         tx.insert(&staged)
-            .map_err(|source| staging_error(event, source))
+            .map_err(|source| staging_error(event, source))?;
+        self.wake_after_group_commit();
+        Ok(())
+    }
+
+    /// Staged in a transaction a worker commits later (an inbox handler's, see
+    /// [`pubsub_core::group_commit`]): wakes this process's relay once it has committed.
+    fn wake_after_group_commit(&self) {
+        if pubsub_core::group_commit::in_scope() {
+            let wake = self.inner.wake.0.clone();
+            let key = format!("pubsub-outbox wake {}", self.inner.database);
+            let _ = pubsub_core::group_commit::after_commit(&key, move || {
+                let _ = wake.try_send(());
+            });
+        }
     }
 
     /// Stages every event of `events` in `tx`, as [`stage`](Self::stage) each: on PostgreSQL
@@ -132,12 +146,12 @@ impl Outbox {
             .iter()
             .map(|e| Staged::new(e, &PublishOptions::default()))
             .collect::<Result<Vec<_>>>()?;
-        match events.first() {
-            Some(first) => tx
-                .insert_all(&staged)
-                .map_err(|source| staging_error(first, source)),
-            None => Ok(()),
+        if let Some(first) = events.first() {
+            tx.insert_all(&staged)
+                .map_err(|source| staging_error(first, source))?;
+            self.wake_after_group_commit();
         }
+        Ok(())
     }
 
     /// Commits `tx`, then wakes this process's relay: the events it staged are published

@@ -194,3 +194,70 @@ fn bad_databases_get_clear_errors() {
         );
     }
 }
+
+#[test]
+fn events_staged_by_an_inbox_handler_wake_the_relay_once_committed() {
+    use pubsub_core::group_commit::Scope;
+    use pubsub_core::{EventHandler, Metadata};
+    let Some(mut bus) = Bus::new("outbox-inbox") else {
+        return;
+    };
+    let queue = bus.bound_queue("reactions", "stock.#", &QueueConfig::default());
+    for (_owned, database) in databases("outbox-inbox") {
+        let outbox = Outbox::open(&database).unwrap();
+        // Only a wake-up can make the relay publish in time.
+        let relay = outbox
+            .relay(bus.config(), bus.exchange())
+            .poll(Duration::from_secs(120))
+            .start()
+            .unwrap();
+        let staging = outbox.clone();
+        let react = move |n: u64| {
+            pubsub_core::Event::new("stock", "reserved", serde_json::json!({ "n": n })).unwrap()
+        };
+        let handler: Box<dyn EventHandler> = if database.is_postgres() {
+            Box::new(
+                pubsub_outbox::PostgresInbox::new(&database, "react", move |event, _, tx| {
+                    staging.stage(tx, &react(event.data()["n"].as_u64().unwrap_or(0)))?;
+                    Ok(())
+                })
+                .unwrap(),
+            )
+        } else {
+            Box::new(
+                pubsub_outbox::SqliteInbox::new(&database, "react", move |event, _, tx| {
+                    staging.stage(tx, &react(event.data()["n"].as_u64().unwrap_or(0)))?;
+                    Ok(())
+                })
+                .unwrap(),
+            )
+        };
+        let meta = Metadata::default();
+        // Alone, the handler commits its own transaction, and the relay is woken.
+        handler.handle(&event(1), &meta).unwrap();
+        assert!(
+            wait_for(Duration::from_secs(10), || bus.ready(&queue) == Some(1)),
+            "{database}: {:?} ready",
+            bus.ready(&queue)
+        );
+        // Under a worker's group commit: published once the batch commits, not before.
+        let scope = Scope::enter().unwrap();
+        handler.handle(&event(2), &meta).unwrap();
+        handler.handle(&event(3), &meta).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            bus.ready(&queue),
+            Some(1),
+            "{database}: nothing before the commit"
+        );
+        scope.commit().unwrap();
+        drop(scope);
+        assert!(
+            wait_for(Duration::from_secs(10), || bus.ready(&queue) == Some(3)),
+            "{database}: {:?} ready",
+            bus.ready(&queue)
+        );
+        bus.drain(&queue);
+        relay.stop().unwrap();
+    }
+}
