@@ -280,7 +280,7 @@ fn deliver<C: Conn>(
     let own = group_commit::Scope::enter();
     let verdict = attempt_in_scope(connections, open, attempt);
     if let Some(own) = own {
-        own.commit().map_err(HandlerError::from)?;
+        own.commit()?;
     }
     if verdict.as_ref().is_ok_and(|v| *v == Verdict::Handled) {
         log::debug!(
