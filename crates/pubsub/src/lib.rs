@@ -147,9 +147,9 @@ pub mod core {
     #[cfg(feature = "asyncapi")]
     pub use pubsub_core::schema;
     pub use pubsub_core::{
-        envelope, handler_fn, json, serde_json, time, trace, Error, Event, EventBuilder,
-        EventHandler, EventType, FnHandler, HandlerError, HandlerResult, Headers, Metadata,
-        Migration, Permanent, Result, TypedEvent, CAUSATION_ID_HEADER, DEFAULT_VERSION,
+        envelope, group_commit, handler_fn, json, serde_json, time, trace, Error, Event,
+        EventBuilder, EventHandler, EventType, FnHandler, HandlerError, HandlerResult, Headers,
+        Metadata, Migration, Permanent, Result, TypedEvent, CAUSATION_ID_HEADER, DEFAULT_VERSION,
         EVENT_TYPE_HEADER,
     };
 }

@@ -32,7 +32,9 @@ impl Store {
     /// durability of their own: one lost in a crash only publishes its events again, which
     /// at-least-once allows. So they do not wait for the disk (`synchronous = NORMAL` on
     /// SQLite's WAL, `synchronous_commit = off` on PostgreSQL); what the service staged was
-    /// made durable by its own commit.
+    /// made durable by its own commit. On SQLite it leaves the WAL's checkpoints (which wait
+    /// for the disk) to the service's connections, which commit what the relay publishes
+    /// anyway: a checkpoint run by the relay would hold back the next event's publish.
     pub(crate) fn open(database: &Database) -> Result<Store> {
         let doing = "setting up the relay's connection";
         #[cfg(feature = "postgres")]
@@ -46,6 +48,7 @@ impl Store {
         let connection = database.open_sqlite()?;
         connection
             .pragma_update(None, "synchronous", "NORMAL")
+            .and_then(|()| connection.pragma_update(None, "wal_autocheckpoint", 0))
             .map_err(|e| query_error(doing, e))?;
         Ok(Store::Sqlite(connection))
     }
