@@ -46,6 +46,9 @@ test: _test-prepare
     cargo clippy --workspace --all-targets -- -D warnings
     RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
     cargo test --workspace
+    # The outbox's async staging (`tokio`: a tokio_postgres transaction) and its lints.
+    cargo clippy -p pubsub-outbox --all-targets --features tokio -- -D warnings
+    cargo test -p pubsub-outbox --features tokio --test it async
     # The optional trace context (`otel`): its lints, and the trace test with an in-memory exporter.
     cargo clippy -p pubsub --all-targets --features otel,tokio -- -D warnings
     cargo test -p pubsub --features otel,tokio --test it otel

@@ -261,3 +261,41 @@ fn events_staged_by_an_inbox_handler_wake_the_relay_once_committed() {
         relay.stop().unwrap();
     }
 }
+
+/// An async service stages in its own `tokio_postgres` transaction: published if and only
+/// if it commits.
+#[cfg(feature = "tokio")]
+#[test]
+fn events_staged_in_an_async_transaction_are_kept_only_if_it_commits() {
+    use pubsub_publisher::PublishOptions;
+    let Some(owned) = pubsub_testkit::TestDatabase::postgres("outbox-async") else {
+        return;
+    };
+    let database = Database::parse(owned.url()).unwrap();
+    let outbox = Outbox::open(&database).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        // The test database is a schema of the database under test.
+        let (base, schema) = owned.url().rsplit_once("schema=").unwrap();
+        let base = base.trim_end_matches(['?', '&']);
+        let (mut client, connection) = tokio_postgres::connect(base, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!("SET search_path TO {schema}"))
+            .await
+            .unwrap();
+        let options = PublishOptions::correlated("flow-7");
+        let tx = client.transaction().await.unwrap();
+        outbox.stage_async(&tx, &event(1), &options).await.unwrap();
+        tx.commit().await.unwrap();
+        let tx = client.transaction().await.unwrap();
+        outbox.stage_async(&tx, &event(2), &options).await.unwrap();
+        tx.rollback().await.unwrap();
+    });
+    assert_eq!(outbox.pending().unwrap(), 1);
+}
