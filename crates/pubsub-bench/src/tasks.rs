@@ -35,23 +35,33 @@ const TASK: &str = "noop";
 /// How long a run may go without a settled task before it is abandoned.
 const STALL: Duration = Duration::from_secs(60);
 
-/// Where a row's tasks go.
+/// The prefetches the rows run at: the task worker's default (fair to long tasks), and one
+/// for short tasks (larger batches, fewer commits).
+const PREFETCHES: [u16; 2] = [10, 100];
+
+/// Where a row's tasks go, at which prefetch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Row {
     /// An `EventSubscriber` with a trivial handler, no store.
-    Events,
+    Events(u16),
     /// A `TaskWorker` on SQLite with this many workers.
-    Sqlite(usize),
+    Sqlite(usize, u16),
     /// A `TaskWorker` on PostgreSQL with this many workers.
-    Postgres(usize),
+    Postgres(usize, u16),
 }
 
 impl Row {
     fn name(self) -> String {
         match self {
-            Row::Events => "events, no store (baseline)".to_owned(),
-            Row::Sqlite(n) => format!("tasks, SQLite, {n} worker(s)"),
-            Row::Postgres(n) => format!("tasks, PostgreSQL, {n} worker(s)"),
+            Row::Events(p) => format!("events, no store (baseline), prefetch {p}"),
+            Row::Sqlite(n, p) => format!("tasks, SQLite, {n} worker(s), prefetch {p}"),
+            Row::Postgres(n, p) => format!("tasks, PostgreSQL, {n} worker(s), prefetch {p}"),
+        }
+    }
+
+    fn prefetch(self) -> u16 {
+        match self {
+            Row::Events(p) | Row::Sqlite(_, p) | Row::Postgres(_, p) => p,
         }
     }
 }
@@ -60,9 +70,9 @@ impl Row {
 /// in-memory one).
 fn store_for(row: Row) -> Result<(Database, Option<TestDatabase>)> {
     let owned = match row {
-        Row::Events => return Ok((Database::sqlite_in_memory(), None)),
-        Row::Sqlite(_) => TestDatabase::sqlite("bench-tasks"),
-        Row::Postgres(_) => TestDatabase::postgres("bench-tasks").context("no PostgreSQL")?,
+        Row::Events(_) => return Ok((Database::sqlite_in_memory(), None)),
+        Row::Sqlite(..) => TestDatabase::sqlite("bench-tasks"),
+        Row::Postgres(..) => TestDatabase::postgres("bench-tasks").context("no PostgreSQL")?,
     };
     Ok((Database::parse(owned.url())?, Some(owned)))
 }
@@ -74,10 +84,14 @@ pub(crate) fn run(config: &AmqpConfig, options: &Options) -> Result<()> {
     let count = count.max(100);
     let rounds = options.rounds.unwrap_or(if options.quick { 1 } else { 3 });
     let postgres = pubsub_testkit::postgres_url();
-    let mut rows = vec![Row::Events, Row::Sqlite(1), Row::Sqlite(4)];
-    if postgres.is_some() {
-        rows.extend([Row::Postgres(1), Row::Postgres(4)]);
-    } else {
+    let mut rows = Vec::new();
+    for p in PREFETCHES {
+        rows.extend([Row::Events(p), Row::Sqlite(1, p), Row::Sqlite(4, p)]);
+        if postgres.is_some() {
+            rows.extend([Row::Postgres(1, p), Row::Postgres(4, p)]);
+        }
+    }
+    if postgres.is_none() {
         eprintln!("tasks: no PostgreSQL, its rows are left out");
     }
     println!(
@@ -87,16 +101,21 @@ pub(crate) fn run(config: &AmqpConfig, options: &Options) -> Result<()> {
     );
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); rows.len()];
     let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); rows.len()];
+    let mut commits: Vec<Vec<f64>> = vec![Vec::new(); rows.len()];
     let mut fills = Vec::new();
     for round in 1..=rounds {
-        let mut baseline = None;
+        // Each row against the events at its prefetch, in the same round.
+        let mut baseline = 0.0;
         for (i, &row) in rows.iter().enumerate() {
             eprintln!("tasks: round {round}/{rounds}, {}...", row.name());
-            let (rate, filled) = drain(&mut admin, row, count)?;
-            fills.push(filled);
-            let base = *baseline.get_or_insert(rate);
-            rates[i].push(rate);
-            ratios[i].push(rate / base);
+            let drained = drain(&mut admin, row, count)?;
+            fills.push(drained.filled);
+            if matches!(row, Row::Events(_)) {
+                baseline = drained.rate;
+            }
+            rates[i].push(drained.rate);
+            ratios[i].push(drained.rate / baseline);
+            commits[i].push(drained.commits as f64 / count as f64);
         }
     }
     let mut table = Vec::new();
@@ -104,10 +123,16 @@ pub(crate) fn run(config: &AmqpConfig, options: &Options) -> Result<()> {
         let (Some(rate), Some(ratio)) = (Stat::of(&rates[i]), Stat::of(&ratios[i])) else {
             continue;
         };
+        let per_task = Stat::of(&commits[i]).map_or(f64::NAN, |s| s.median);
         table.push(vec![
             row.name(),
             report::rate_range(&rate),
             report::ratio_range(&ratio),
+            if matches!(row, Row::Events(_)) {
+                "-".to_owned()
+            } else {
+                format!("{per_task:.3}")
+            },
         ]);
         println!(
             "{}",
@@ -117,11 +142,20 @@ pub(crate) fn run(config: &AmqpConfig, options: &Options) -> Result<()> {
                     "config": row.name(),
                     "tasks_per_s": report::round(rate.median, 0),
                     "ratio_vs_events": report::round(ratio.median, 3),
+                    "store_commits_per_task": report::round(per_task, 3),
                 }),
             )
         );
     }
-    report::print_table(&["configuration", "tasks/s", "vs events"], &table);
+    report::print_table(
+        &[
+            "configuration",
+            "tasks/s",
+            "vs events at its prefetch",
+            "store commits a task",
+        ],
+        &table,
+    );
 
     let submits = if options.quick { 300 } else { 2_000 };
     eprintln!("tasks: TaskQueue::submit against EventPublisher::publish, {submits} each...");
@@ -162,9 +196,18 @@ pub(crate) fn run(config: &AmqpConfig, options: &Options) -> Result<()> {
     admin.close()
 }
 
-/// Fills a new queue with `count` tasks, then drains it with `row`'s consumer: tasks per
-/// second drained, and submitted.
-fn drain(admin: &mut Admin, row: Row, count: u64) -> Result<(f64, f64)> {
+/// What one run measured.
+struct Drained {
+    /// Tasks per second drained.
+    rate: f64,
+    /// Tasks per second submitted (the queue's filling).
+    filled: f64,
+    /// The task store's commits (0 for the events row).
+    commits: u64,
+}
+
+/// Fills a new queue with `count` tasks, then drains it with `row`'s consumer.
+fn drain(admin: &mut Admin, row: Row, count: u64) -> Result<Drained> {
     let names = admin.names("tasks")?;
     let (database, store) = store_for(row)?;
     let result = drain_in(admin.config(), &names, row, count, database);
@@ -179,12 +222,12 @@ fn drain_in(
     row: Row,
     count: u64,
     database: Database,
-) -> Result<(f64, f64)> {
+) -> Result<Drained> {
     let (tx, reports) = crossbeam_channel::unbounded();
     let key = routing_key(TASK);
     // Each branch declares the topology, fills the queue, then times the drain.
-    let (elapsed, stats, filled) = match row {
-        Row::Events => {
+    let (elapsed, stats, filled, commits) = match row {
+        Row::Events(_) => {
             let mut registry = HandlerRegistry::new();
             registry.subscribe(
                 &format!("{TASK_DOMAIN}.*"),
@@ -196,7 +239,7 @@ fn drain_in(
                     .declare_exchange(Some(exchange_config()))
                     .envelope(Envelope::Task)
                     .bindings([key])
-                    .prefetch(10)
+                    .prefetch(row.prefetch())
                     .observer(tx)
                     .build()?;
             subscriber.setup()?;
@@ -205,14 +248,15 @@ fn drain_in(
             let running = subscriber.spawn()?;
             wait(&reports, count)?;
             let elapsed = started.elapsed();
-            (elapsed, running.stop()?, filled)
+            (elapsed, running.stop()?, filled, 0)
         }
-        Row::Sqlite(workers) | Row::Postgres(workers) => {
+        Row::Sqlite(workers, prefetch) | Row::Postgres(workers, prefetch) => {
             let worker = TaskWorker::builder(config.clone(), database)
                 .exchange(&names.exchange)
                 .queue(&names.queue)
                 .task(TASK, |_task| Ok(serde_json::Value::Null))
                 .workers(workers)
+                .prefetch(prefetch)
                 .observer(tx)
                 .build()?;
             worker.setup()?;
@@ -221,13 +265,18 @@ fn drain_in(
             let running = worker.start()?;
             wait(&reports, count)?;
             let elapsed = started.elapsed();
-            (elapsed, running.stop()?.subscriber, filled)
+            let commits = running.store_commits();
+            (elapsed, running.stop()?.subscriber, filled, commits)
         }
     };
     if stats.acked != count {
         bail!("{}: {count} tasks, but {stats}", row.name());
     }
-    Ok((count as f64 / elapsed.as_secs_f64(), filled))
+    Ok(Drained {
+        rate: count as f64 / elapsed.as_secs_f64(),
+        filled,
+        commits,
+    })
 }
 
 /// Submits `count` distinct tasks with `TaskQueue::submit_all`, 1,000 at a time: tasks per

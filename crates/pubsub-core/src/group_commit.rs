@@ -70,6 +70,8 @@ pub trait OpenWork: Any {
 struct Open {
     units: Vec<(String, Box<dyn OpenWork>)>,
     after: Vec<(String, Box<dyn FnOnce()>)>,
+    /// A [`commit_now`] that failed: the scope's next commit fails with it.
+    failed: Option<String>,
 }
 
 thread_local! {
@@ -108,20 +110,20 @@ impl Scope {
     /// what waited for the commit is dropped unrun, and the caller must not ack what they
     /// cover.
     pub fn commit(&self) -> Result<usize, WorkError> {
-        let Open { units, after } = OPEN.with(|open| {
+        let Open {
+            units,
+            after,
+            failed,
+        } = OPEN.with(|open| {
             open.borrow_mut()
                 .as_mut()
                 .map(std::mem::take)
                 .unwrap_or_default()
         });
-        let count = units.len();
-        for (_, unit) in units {
-            unit.commit()?;
+        if let Some(failed) = failed {
+            return Err(failed.into());
         }
-        for (_, then) in after {
-            then();
-        }
-        Ok(count)
+        commit_units(units, after)
     }
 
     /// Whether nothing is left open, and nothing waits for a commit.
@@ -129,7 +131,7 @@ impl Scope {
         OPEN.with(|open| {
             open.borrow()
                 .as_ref()
-                .is_none_or(|o| o.units.is_empty() && o.after.is_empty())
+                .is_none_or(|o| o.units.is_empty() && o.after.is_empty() && o.failed.is_none())
         })
     }
 }
@@ -148,6 +150,48 @@ impl fmt::Debug for Scope {
         let open = OPEN.with(|open| open.borrow().as_ref().map_or(0, |o| o.units.len()));
         f.debug_struct("Scope").field("open", &open).finish()
     }
+}
+
+/// Commits `units` in order, then runs `after`; the first failure drops the rest.
+fn commit_units(
+    units: Vec<(String, Box<dyn OpenWork>)>,
+    after: Vec<(String, Box<dyn FnOnce()>)>,
+) -> Result<usize, WorkError> {
+    let count = units.len();
+    for (_, unit) in units {
+        unit.commit()?;
+    }
+    for (_, then) in after {
+        then();
+    }
+    Ok(count)
+}
+
+/// Commits the work open on this thread's scope now, from inside a handler (before a long
+/// step, so that what the batch holds does not wait for it); returns how many units it
+/// committed, 0 without a scope. Committing early is always safe: the consumer acks later.
+///
+/// # Errors
+///
+/// A unit failed to commit: the rest are dropped (rolled back), and the scope's next
+/// [`Scope::commit`] fails too, so that the consumer acks none of what they covered.
+pub fn commit_now() -> Result<usize, WorkError> {
+    let taken = OPEN.with(|open| {
+        open.borrow_mut()
+            .as_mut()
+            .map(|o| (std::mem::take(&mut o.units), std::mem::take(&mut o.after)))
+    });
+    let Some((units, after)) = taken else {
+        return Ok(0);
+    };
+    commit_units(units, after).inspect_err(|e| {
+        let message = format!("an earlier commit of the batch failed: {e}");
+        OPEN.with(|open| {
+            if let Some(open) = open.borrow_mut().as_mut() {
+                open.failed.get_or_insert(message);
+            }
+        });
+    })
 }
 
 /// Whether a scope is open on this thread.
@@ -311,6 +355,22 @@ mod tests {
         assert!(after_commit("wake", move || l.borrow_mut().push("late".into())).is_ok());
         assert!(scope.commit().is_err());
         assert_eq!(*log.borrow(), ["commit a", "wake 2", "commit b"]);
+    }
+
+    #[test]
+    fn a_commit_from_inside_a_handler_is_early_and_a_failed_one_fails_the_scope() {
+        let log = Rc::new(RefCell::new(Vec::new()));
+        assert_eq!(commit_now().unwrap(), 0, "no scope: nothing");
+        let scope = Scope::enter().unwrap();
+        assert!(leave("a", Probe::new("a", &log, false)).is_ok());
+        assert_eq!(commit_now().unwrap(), 1);
+        assert!(scope.is_empty());
+        assert!(leave("b", Probe::new("b", &log, true)).is_ok());
+        assert!(commit_now().is_err());
+        assert!(!scope.is_empty(), "the failure waits for the consumer");
+        assert!(scope.commit().is_err(), "the consumer acks nothing");
+        assert_eq!(scope.commit().unwrap(), 0, "then it starts again");
+        assert_eq!(*log.borrow(), ["commit a", "commit b"]);
     }
 
     #[test]

@@ -122,9 +122,11 @@ impl fmt::Display for Permanent {
     }
 }
 
+/// Transparent: its `Display` is the wrapped error's, and `source()` is the wrapped error's
+/// own source, so an error chain prints each cause once.
 impl std::error::Error for Permanent {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&*self.0)
+        self.0.source()
     }
 }
 
@@ -363,6 +365,38 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_permanent_error_prints_its_causes_once() {
+        #[derive(Debug)]
+        struct Io;
+        impl fmt::Display for Io {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("disk full")
+            }
+        }
+        impl std::error::Error for Io {}
+        #[derive(Debug)]
+        struct Saving(Io);
+        impl fmt::Display for Saving {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("saving the invoice")
+            }
+        }
+        impl std::error::Error for Saving {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let plain = Permanent::new("bad payload");
+        assert_eq!(crate::text::error_chain(&plain), "bad payload");
+        let nested = Permanent::new(Saving(Io));
+        assert_eq!(
+            crate::text::error_chain(&nested),
+            "saving the invoice: disk full"
+        );
+        assert!(Permanent::is_permanent(&nested));
+    }
 
     struct Plain;
 

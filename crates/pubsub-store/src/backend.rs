@@ -9,7 +9,7 @@ use crate::model::{
 
 /// The version of the store's schema this build creates and reads. Opening a database
 /// migrates an older schema up to it, and refuses a newer one.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// One connection to a store's database: the statements the [`EventStore`](crate::EventStore)
 /// and the [`TaskStore`](crate::TaskStore) need, in one backend's SQL.
@@ -55,6 +55,48 @@ pub trait Backend: Send {
     /// The statement failed.
     fn receive_task(&mut self, task: &NewTask<'_>) -> Result<TaskRecord>;
 
+    /// Records a task a worker is about to run: inserted `RUNNING` with one attempt if its id
+    /// is new, else `RUNNING` with one more attempt unless it is `COMPLETED`; returns its
+    /// record (a `COMPLETED` one unchanged).
+    ///
+    /// # Errors
+    ///
+    /// The statement failed.
+    fn admit_task(&mut self, task: &NewTask<'_>) -> Result<TaskRecord> {
+        let record = self.receive_task(task)?;
+        if record.status == crate::model::TaskStatus::Completed {
+            return Ok(record);
+        }
+        self.change_task(task.task_id, TaskChange::Start)?
+            .ok_or(crate::error::Error::UnknownTask {
+                task_id: task.task_id,
+            })
+    }
+
+    /// [`admit_task`](Self::admit_task) for each of `tasks` (distinct ids), in as few
+    /// statements as the backend can; the records in the order of `tasks`.
+    ///
+    /// # Errors
+    ///
+    /// A statement failed.
+    fn admit_tasks(&mut self, tasks: &[NewTask<'_>]) -> Result<Vec<TaskRecord>> {
+        tasks.iter().map(|task| self.admit_task(task)).collect()
+    }
+
+    /// Applies each change (distinct ids) in as few statements as the backend can; returns
+    /// how many tasks were stored and changed.
+    ///
+    /// # Errors
+    ///
+    /// A statement failed.
+    fn change_tasks(&mut self, changes: &[(Uuid, TaskChange<'_>)]) -> Result<usize> {
+        let mut changed = 0;
+        for (task_id, change) in changes {
+            changed += usize::from(self.change_task(*task_id, *change)?.is_some());
+        }
+        Ok(changed)
+    }
+
     /// Applies `change` to a task's record; returns the new record, or `None` if the task is
     /// not stored.
     ///
@@ -76,6 +118,18 @@ pub trait Backend: Send {
     ///
     /// The query failed.
     fn tasks(&mut self, filter: &TaskFilter) -> Result<Vec<TaskRecord>>;
+
+    /// Runs `sql` (`BEGIN`, `COMMIT`, `ROLLBACK`) on the connection, for a transaction the
+    /// caller spans over several statements (a worker's group commit).
+    ///
+    /// # Errors
+    ///
+    /// The statement failed.
+    fn transaction_control(&mut self, sql: &str) -> Result<()> {
+        Err(crate::error::Error::InvalidConfig {
+            message: format!("{} cannot run `{sql}`", self.describe()),
+        })
+    }
 }
 
 /// How a store opens its database.

@@ -443,6 +443,13 @@ pub struct TaskRecord {
     /// When its record last changed.
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    /// When its latest attempt started (`RUNNING`); `None` before the first.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub started_at: Option<OffsetDateTime>,
+    /// When it finished (`COMPLETED`, or `FAILED` for good); `None` until then, and again
+    /// while a retry waits.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<OffsetDateTime>,
 }
 
 /// Which task records a listing returns, newest first.

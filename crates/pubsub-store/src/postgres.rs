@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::backend::{Backend, Opening};
 use crate::error::{Error, Result};
 use crate::exact::Originals;
-use crate::filter::{self, Param, Placeholder, TASK_COLUMNS};
+use crate::filter::{self, Param, Placeholder};
 use crate::migrations::STORE;
 use crate::model::{
     EventQuery, EventRow, NewTask, StoredEvent, TaskChange, TaskFilter, TaskRecord, TaskStatus,
@@ -23,6 +23,9 @@ pub(crate) struct Postgres {
     name: String,
     /// The batch insert, prepared once per connection.
     insert_events: Option<Statement>,
+    /// The task statements, prepared once per connection (a statement given as text is
+    /// prepared on every call: a round trip more).
+    task_statements: std::collections::HashMap<&'static str, Statement>,
 }
 
 impl Postgres {
@@ -41,6 +44,7 @@ impl Postgres {
             client,
             name,
             insert_events: None,
+            task_statements: std::collections::HashMap::new(),
         };
         crate::connect::select_schema(&mut pg.client, schema, opening == Opening::Create)?;
         if opening == Opening::Existing {
@@ -154,6 +158,8 @@ fn task_record(row: &Row, doing: &str) -> Result<TaskRecord> {
         producer: exact.restore_text_opt("producer", row.try_get(9).map_err(get)?),
         created_at: row.try_get(10).map_err(get)?,
         updated_at: row.try_get(11).map_err(get)?,
+        started_at: row.try_get(15).map_err(get)?,
+        finished_at: row.try_get(16).map_err(get)?,
     })
 }
 
@@ -192,9 +198,116 @@ impl<'r> SafeRow<'r> {
     }
 }
 
+impl Postgres {
+    /// The task statement `sql`, prepared once per connection.
+    fn task_statement(
+        &mut self,
+        sql: &'static str,
+    ) -> std::result::Result<Statement, postgres::Error> {
+        if let Some(statement) = self.task_statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql)?;
+        self.task_statements.insert(sql, statement.clone());
+        Ok(statement)
+    }
+}
+
+/// The task statements of the PostgreSQL backend, their text built once.
+mod task_sql {
+    use std::sync::LazyLock;
+
+    use crate::filter::TASK_COLUMNS;
+
+    /// Inserts a received task unless its id is stored, and returns its record either way,
+    /// in one round trip.
+    pub(super) static RECEIVE: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH new AS (INSERT INTO pubsub_tasks (task_id, task_name, payload, status, attempts, \
+             routing_key, correlation_id, producer, created_at, updated_at, originals) \
+             VALUES ($1, $2, $3, 'PENDING', 0, $4, $5, $6, $7, $7, $8) \
+             ON CONFLICT (task_id) DO NOTHING RETURNING {TASK_COLUMNS}) \
+             SELECT {TASK_COLUMNS} FROM new UNION ALL \
+             SELECT {TASK_COLUMNS} FROM pubsub_tasks WHERE task_id = $1 \
+             AND NOT EXISTS (SELECT 1 FROM new)"
+        )
+    });
+    /// Receives a task and starts it unless it is `COMPLETED`, in one round trip.
+    pub(super) static ADMIT: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "INSERT INTO pubsub_tasks (task_id, task_name, payload, status, attempts, \
+             routing_key, correlation_id, producer, created_at, updated_at, originals, started_at) \
+             VALUES ($1, $2, $3, 'RUNNING', 1, $4, $5, $6, $7, $7, $8, $7) \
+             ON CONFLICT (task_id) DO UPDATE SET status = 'RUNNING', \
+             attempts = pubsub_tasks.attempts + 1, updated_at = EXCLUDED.updated_at, \
+             started_at = EXCLUDED.started_at, finished_at = NULL \
+             WHERE pubsub_tasks.status <> 'COMPLETED' RETURNING {TASK_COLUMNS}"
+        )
+    });
+    pub(super) static START: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "UPDATE pubsub_tasks SET status = $2, attempts = attempts + 1, updated_at = $3, \
+             started_at = $3, finished_at = NULL WHERE task_id = $1 RETURNING {TASK_COLUMNS}"
+        )
+    });
+    pub(super) static COMPLETE: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "UPDATE pubsub_tasks SET status = $2, result = $3, result_original = $5, \
+             error = NULL, error_original = NULL, updated_at = $4, finished_at = $4 \
+             WHERE task_id = $1 RETURNING {TASK_COLUMNS}"
+        )
+    });
+    pub(super) static FAIL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "UPDATE pubsub_tasks SET status = $2, error = $3, error_original = $5, \
+             updated_at = $4, finished_at = CASE WHEN $2 = 'FAILED' THEN $4::timestamptz END \
+             WHERE task_id = $1 RETURNING {TASK_COLUMNS}"
+        )
+    });
+    /// [`ADMIT`] for a batch of tasks: arrays, one row each (distinct ids).
+    pub(super) static ADMIT_ALL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "INSERT INTO pubsub_tasks (task_id, task_name, payload, status, attempts, \
+             routing_key, correlation_id, producer, created_at, updated_at, originals, started_at) \
+             SELECT id, name, payload, 'RUNNING', 1, key, correlation, producer, $7, $7, \
+             original, $7 FROM UNNEST($1::uuid[], $2::text[], $3::jsonb[], $4::text[], \
+             $5::text[], $6::text[], $8::text[]) \
+             AS t(id, name, payload, key, correlation, producer, original) \
+             ON CONFLICT (task_id) DO UPDATE SET status = 'RUNNING', \
+             attempts = pubsub_tasks.attempts + 1, updated_at = EXCLUDED.updated_at, \
+             started_at = EXCLUDED.started_at, finished_at = NULL \
+             WHERE pubsub_tasks.status <> 'COMPLETED' RETURNING {TASK_COLUMNS}"
+        )
+    });
+    /// The records of a batch of ids.
+    pub(super) static GET_ALL: LazyLock<String> = LazyLock::new(|| {
+        format!("SELECT {TASK_COLUMNS} FROM pubsub_tasks WHERE task_id = ANY($1)")
+    });
+    /// COMPLETED, for a batch of tasks with their results.
+    pub(super) const COMPLETE_ALL: &str = "UPDATE pubsub_tasks AS t SET status = 'COMPLETED', \
+        result = u.result, result_original = u.original, error = NULL, error_original = NULL, \
+        updated_at = $4, finished_at = $4 \
+        FROM UNNEST($1::uuid[], $2::jsonb[], $3::text[]) AS u(id, result, original) \
+        WHERE t.task_id = u.id";
+    /// PENDING (a retry waits) or FAILED, for a batch of tasks with their errors.
+    pub(super) const FAIL_ALL: &str = "UPDATE pubsub_tasks AS t SET status = u.status, \
+        error = u.error, error_original = u.original, updated_at = $5, \
+        finished_at = CASE WHEN u.status = 'FAILED' THEN $5::timestamptz END \
+        FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[]) \
+        AS u(id, status, error, original) WHERE t.task_id = u.id";
+    pub(super) static GET: LazyLock<String> =
+        LazyLock::new(|| format!("SELECT {TASK_COLUMNS} FROM pubsub_tasks WHERE task_id = $1"));
+}
+
 impl Backend for Postgres {
     fn describe(&self) -> String {
         self.name.clone()
+    }
+
+    fn transaction_control(&mut self, sql: &str) -> Result<()> {
+        self.client
+            .batch_execute(sql)
+            .map_err(|e| Error::query(format!("{sql} in {}", self.name), e))
     }
 
     fn append_events(&mut self, rows: &[EventRow]) -> Result<usize> {
@@ -305,76 +418,239 @@ impl Backend for Postgres {
         let correlation_id = exact.text_opt("correlation_id", task.correlation_id);
         let producer = exact.text_opt("producer", task.producer);
         let originals = exact.column();
-        self.client
-            .execute(
-                "INSERT INTO pubsub_tasks (task_id, task_name, payload, status, attempts, \
-                 routing_key, correlation_id, producer, created_at, updated_at, originals) \
-                 VALUES ($1, $2, $3, 'PENDING', 0, $4, $5, $6, $7, $7, $8) \
-                 ON CONFLICT (task_id) DO NOTHING",
-                &[
-                    &task.task_id,
-                    &task_name,
-                    &Json(payload.as_ref()),
-                    &routing_key,
-                    &correlation_id,
-                    &producer,
-                    &now,
-                    &originals,
-                ],
-            )
-            .map_err(|e| Error::query(doing, e))?;
-        self.task(task.task_id)?.ok_or(Error::UnknownTask {
-            task_id: task.task_id,
-        })
+        let row = self
+            .task_statement(&task_sql::RECEIVE)
+            .and_then(|statement| {
+                self.client.query_opt(
+                    &statement,
+                    &[
+                        &task.task_id,
+                        &task_name,
+                        &Json(payload.as_ref()),
+                        &routing_key,
+                        &correlation_id,
+                        &producer,
+                        &now,
+                        &originals,
+                    ],
+                )
+            })
+            .map_err(|e| Error::query(doing.clone(), e))?;
+        match row {
+            Some(row) => task_record(&row, &doing),
+            None => Err(Error::UnknownTask {
+                task_id: task.task_id,
+            }),
+        }
+    }
+
+    fn admit_task(&mut self, task: &NewTask<'_>) -> Result<TaskRecord> {
+        let doing = format!(
+            "recording task {} as started in {}",
+            task.task_id, self.name
+        );
+        let now = OffsetDateTime::now_utc();
+        let mut exact = Originals::default();
+        let task_name = exact.text("task_name", task.task_name);
+        let payload = exact.value("payload", task.payload);
+        let routing_key = exact.text("routing_key", task.routing_key);
+        let correlation_id = exact.text_opt("correlation_id", task.correlation_id);
+        let producer = exact.text_opt("producer", task.producer);
+        let originals = exact.column();
+        let row = self
+            .task_statement(&task_sql::ADMIT)
+            .and_then(|statement| {
+                self.client.query_opt(
+                    &statement,
+                    &[
+                        &task.task_id,
+                        &task_name,
+                        &Json(payload.as_ref()),
+                        &routing_key,
+                        &correlation_id,
+                        &producer,
+                        &now,
+                        &originals,
+                    ],
+                )
+            })
+            .map_err(|e| Error::query(doing.clone(), e))?;
+        match row {
+            Some(row) => task_record(&row, &doing),
+            // COMPLETED: unchanged.
+            None => self.task(task.task_id)?.ok_or(Error::UnknownTask {
+                task_id: task.task_id,
+            }),
+        }
+    }
+
+    fn admit_tasks(&mut self, tasks: &[NewTask<'_>]) -> Result<Vec<TaskRecord>> {
+        if tasks.len() < 2 {
+            return tasks.iter().map(|task| self.admit_task(task)).collect();
+        }
+        let doing = format!(
+            "recording {} tasks as started in {}",
+            tasks.len(),
+            self.name
+        );
+        let now = OffsetDateTime::now_utc();
+        let mut ids = Vec::with_capacity(tasks.len());
+        let (mut names, mut payloads, mut keys) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut correlations, mut producers, mut originals) = (Vec::new(), Vec::new(), Vec::new());
+        for task in tasks {
+            let mut exact = Originals::default();
+            ids.push(task.task_id);
+            names.push(exact.text("task_name", task.task_name).into_owned());
+            payloads.push(Json(exact.value("payload", task.payload).into_owned()));
+            keys.push(exact.text("routing_key", task.routing_key).into_owned());
+            correlations.push(
+                exact
+                    .text_opt("correlation_id", task.correlation_id)
+                    .map(Cow::into_owned),
+            );
+            producers.push(
+                exact
+                    .text_opt("producer", task.producer)
+                    .map(Cow::into_owned),
+            );
+            originals.push(exact.column());
+        }
+        let rows = self
+            .task_statement(&task_sql::ADMIT_ALL)
+            .and_then(|statement| {
+                self.client.query(
+                    &statement,
+                    &[
+                        &ids,
+                        &names,
+                        &payloads,
+                        &keys,
+                        &correlations,
+                        &producers,
+                        &now,
+                        &originals,
+                    ],
+                )
+            })
+            .map_err(|e| Error::query(doing.clone(), e))?;
+        let mut records = std::collections::HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let record = task_record(row, &doing)?;
+            records.insert(record.task_id, record);
+        }
+        if records.len() < ids.len() {
+            // The COMPLETED ones were left as they are: read.
+            let missing: Vec<Uuid> = ids
+                .iter()
+                .filter(|id| !records.contains_key(id))
+                .copied()
+                .collect();
+            let rows = self
+                .task_statement(&task_sql::GET_ALL)
+                .and_then(|s| self.client.query(&s, &[&missing]))
+                .map_err(|e| Error::query(doing.clone(), e))?;
+            for row in &rows {
+                let record = task_record(row, &doing)?;
+                records.insert(record.task_id, record);
+            }
+        }
+        ids.iter()
+            .map(|id| {
+                records
+                    .remove(id)
+                    .ok_or(Error::UnknownTask { task_id: *id })
+            })
+            .collect()
+    }
+
+    fn change_tasks(&mut self, changes: &[(Uuid, TaskChange<'_>)]) -> Result<usize> {
+        let doing = format!("updating {} tasks in {}", changes.len(), self.name);
+        let now = OffsetDateTime::now_utc();
+        let (mut done_ids, mut results, mut result_originals) =
+            (Vec::new(), Vec::new(), Vec::new());
+        let (mut failed_ids, mut statuses, mut errors, mut error_originals) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut changed = 0;
+        for (task_id, change) in changes {
+            match change {
+                TaskChange::Complete(result) => {
+                    let safe = crate::exact::value(result);
+                    result_originals.push(safe.as_ref().map(|_| result.to_string()));
+                    results.push(Json(safe.unwrap_or_else(|| (*result).clone())));
+                    done_ids.push(*task_id);
+                }
+                TaskChange::RetryLater(error) | TaskChange::Fail(error) => {
+                    let safe = crate::exact::text(error);
+                    error_originals.push(safe.as_ref().map(|_| Value::from(*error).to_string()));
+                    errors.push(safe.unwrap_or_else(|| (*error).to_owned()));
+                    statuses.push(change.status().as_str());
+                    failed_ids.push(*task_id);
+                }
+                TaskChange::Start => {
+                    changed += usize::from(self.change_task(*task_id, *change)?.is_some());
+                }
+            }
+        }
+        if !done_ids.is_empty() {
+            changed += self
+                .client
+                .execute(
+                    task_sql::COMPLETE_ALL,
+                    &[&done_ids, &results, &result_originals, &now],
+                )
+                .map_err(|e| Error::query(doing.clone(), e))? as usize;
+        }
+        if !failed_ids.is_empty() {
+            changed += self
+                .client
+                .execute(
+                    task_sql::FAIL_ALL,
+                    &[&failed_ids, &statuses, &errors, &error_originals, &now],
+                )
+                .map_err(|e| Error::query(doing.clone(), e))? as usize;
+        }
+        Ok(changed)
     }
 
     fn change_task(&mut self, task_id: Uuid, change: TaskChange<'_>) -> Result<Option<TaskRecord>> {
         let doing = format!("updating task {task_id} in {}", self.name);
         let now = OffsetDateTime::now_utc();
         let status = change.status().as_str();
-        let returning = format!(" RETURNING {TASK_COLUMNS}");
         let rows = match change {
-            TaskChange::Start => self.client.query(
-                &format!(
-                    "UPDATE pubsub_tasks SET status = $2, attempts = attempts + 1, updated_at = $3 \
-                     WHERE task_id = $1{returning}"
-                ),
-                &[&task_id, &status, &now],
-            ),
+            TaskChange::Start => self
+                .task_statement(&task_sql::START)
+                .and_then(|s| self.client.query(&s, &[&task_id, &status, &now])),
             TaskChange::Complete(result) => {
                 let safe = crate::exact::value(result);
                 let original = safe.as_ref().map(|_| result.to_string());
-                self.client.query(
-                    &format!(
-                        "UPDATE pubsub_tasks SET status = $2, result = $3, result_original = $5, \
-                         error = NULL, error_original = NULL, updated_at = $4 \
-                         WHERE task_id = $1{returning}"
-                    ),
-                    &[
-                        &task_id,
-                        &status,
-                        &Json(safe.as_ref().unwrap_or(result)),
-                        &now,
-                        &original,
-                    ],
-                )
+                self.task_statement(&task_sql::COMPLETE).and_then(|s| {
+                    self.client.query(
+                        &s,
+                        &[
+                            &task_id,
+                            &status,
+                            &Json(safe.as_ref().unwrap_or(result)),
+                            &now,
+                            &original,
+                        ],
+                    )
+                })
             }
             TaskChange::RetryLater(error) | TaskChange::Fail(error) => {
                 let safe = crate::exact::text(error);
                 let original = safe.as_ref().map(|_| Value::from(error).to_string());
-                self.client.query(
-                    &format!(
-                        "UPDATE pubsub_tasks SET status = $2, error = $3, error_original = $5, \
-                         updated_at = $4 WHERE task_id = $1{returning}"
-                    ),
-                    &[
-                        &task_id,
-                        &status,
-                        &safe.as_deref().unwrap_or(error),
-                        &now,
-                        &original,
-                    ],
-                )
+                self.task_statement(&task_sql::FAIL).and_then(|s| {
+                    self.client.query(
+                        &s,
+                        &[
+                            &task_id,
+                            &status,
+                            &safe.as_deref().unwrap_or(error),
+                            &now,
+                            &original,
+                        ],
+                    )
+                })
             }
         }
         .map_err(|e| Error::query(doing.clone(), e))?;
@@ -384,11 +660,8 @@ impl Backend for Postgres {
     fn task(&mut self, task_id: Uuid) -> Result<Option<TaskRecord>> {
         let doing = format!("reading task {task_id} in {}", self.name);
         let row = self
-            .client
-            .query_opt(
-                &format!("SELECT {TASK_COLUMNS} FROM pubsub_tasks WHERE task_id = $1"),
-                &[&task_id],
-            )
+            .task_statement(&task_sql::GET)
+            .and_then(|s| self.client.query_opt(&s, &[&task_id]))
             .map_err(|e| Error::query(doing.clone(), e))?;
         row.map(|r| task_record(&r, &doing)).transpose()
     }

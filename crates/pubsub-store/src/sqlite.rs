@@ -175,6 +175,7 @@ fn task_record(r: &Row<'_>) -> rusqlite::Result<Result<TaskRecord>> {
     let attempts: i64 = r.get(6)?;
     let (routing_key, correlation, producer) = (r.get(7)?, r.get(8)?, r.get(9)?);
     let (created, updated): (String, String) = (r.get(10)?, r.get(11)?);
+    let (started, finished): (Option<String>, Option<String>) = (r.get(15)?, r.get(16)?);
     Ok(parse_uuid(&id).and_then(|task_id| {
         let key = format!("task {task_id}");
         Ok(TaskRecord {
@@ -190,6 +191,8 @@ fn task_record(r: &Row<'_>) -> rusqlite::Result<Result<TaskRecord>> {
             producer,
             created_at: parse_ts(&key, &created)?,
             updated_at: parse_ts(&key, &updated)?,
+            started_at: started.map(|t| parse_ts(&key, &t)).transpose()?,
+            finished_at: finished.map(|t| parse_ts(&key, &t)).transpose()?,
         })
     }))
 }
@@ -197,6 +200,19 @@ fn task_record(r: &Row<'_>) -> rusqlite::Result<Result<TaskRecord>> {
 impl Backend for Sqlite {
     fn describe(&self) -> String {
         self.name.clone()
+    }
+
+    fn transaction_control(&mut self, sql: &str) -> Result<()> {
+        // IMMEDIATE: the write lock from the start, so that concurrent writers wait for it
+        // (busy timeout) instead of failing at their first write.
+        let sql = if sql == "BEGIN" {
+            "BEGIN IMMEDIATE"
+        } else {
+            sql
+        };
+        self.connection
+            .execute_batch(sql)
+            .map_err(|e| Error::query(format!("{sql} in {}", self.name), e))
     }
 
     fn append_events(&mut self, rows: &[EventRow]) -> Result<usize> {
@@ -274,26 +290,113 @@ impl Backend for Sqlite {
     fn receive_task(&mut self, task: &NewTask<'_>) -> Result<TaskRecord> {
         let doing = || format!("recording task {} in {}", task.task_id, self.name);
         let now = ts(OffsetDateTime::now_utc());
-        self.connection
-            .execute(
+        // A new task's record comes back from the insert; one stored before is read.
+        let inserted = self
+            .connection
+            .prepare_cached(&format!(
                 "INSERT INTO pubsub_tasks (task_id, task_name, payload, status, attempts, \
                  routing_key, correlation_id, producer, created_at, updated_at) \
                  VALUES (?1, ?2, ?3, 'PENDING', 0, ?4, ?5, ?6, ?7, ?7) \
-                 ON CONFLICT (task_id) DO NOTHING",
-                params![
-                    task.task_id.to_string(),
-                    task.task_name,
-                    task.payload.to_string(),
-                    task.routing_key,
-                    task.correlation_id,
-                    task.producer,
-                    now,
-                ],
-            )
+                 ON CONFLICT (task_id) DO NOTHING RETURNING {TASK_COLUMNS}"
+            ))
+            .and_then(|mut statement| {
+                statement
+                    .query_row(
+                        params![
+                            task.task_id.to_string(),
+                            task.task_name,
+                            task.payload.to_string(),
+                            task.routing_key,
+                            task.correlation_id,
+                            task.producer,
+                            now,
+                        ],
+                        task_record,
+                    )
+                    .optional()
+            })
             .map_err(|e| Error::query(doing(), e))?;
-        self.task(task.task_id)?.ok_or(Error::UnknownTask {
-            task_id: task.task_id,
-        })
+        match inserted {
+            Some(record) => record,
+            None => self.task(task.task_id)?.ok_or(Error::UnknownTask {
+                task_id: task.task_id,
+            }),
+        }
+    }
+
+    fn admit_task(&mut self, task: &NewTask<'_>) -> Result<TaskRecord> {
+        let doing = || {
+            format!(
+                "recording task {} as started in {}",
+                task.task_id, self.name
+            )
+        };
+        let now = ts(OffsetDateTime::now_utc());
+        let admitted = self
+            .connection
+            .prepare_cached(&format!(
+                "INSERT INTO pubsub_tasks (task_id, task_name, payload, status, attempts, \
+                 routing_key, correlation_id, producer, created_at, updated_at, started_at) \
+                 VALUES (?1, ?2, ?3, 'RUNNING', 1, ?4, ?5, ?6, ?7, ?7, ?7) \
+                 ON CONFLICT (task_id) DO UPDATE SET status = 'RUNNING', attempts = attempts + 1, \
+                 updated_at = excluded.updated_at, started_at = excluded.started_at, \
+                 finished_at = NULL WHERE status <> 'COMPLETED' RETURNING {TASK_COLUMNS}"
+            ))
+            .and_then(|mut statement| {
+                statement
+                    .query_row(
+                        params![
+                            task.task_id.to_string(),
+                            task.task_name,
+                            task.payload.to_string(),
+                            task.routing_key,
+                            task.correlation_id,
+                            task.producer,
+                            now,
+                        ],
+                        task_record,
+                    )
+                    .optional()
+            })
+            .map_err(|e| Error::query(doing(), e))?;
+        match admitted {
+            Some(record) => record,
+            // COMPLETED: unchanged.
+            None => self.task(task.task_id)?.ok_or(Error::UnknownTask {
+                task_id: task.task_id,
+            }),
+        }
+    }
+
+    fn change_tasks(&mut self, changes: &[(Uuid, TaskChange<'_>)]) -> Result<usize> {
+        let name = self.name.clone();
+        let doing = || format!("updating {} tasks in {name}", changes.len());
+        let now = ts(OffsetDateTime::now_utc());
+        let mut changed = 0;
+        for (task_id, change) in changes {
+            let id = task_id.to_string();
+            let status = change.status().as_str();
+            changed += match change {
+                TaskChange::Start => usize::from(self.change_task(*task_id, *change)?.is_some()),
+                TaskChange::Complete(result) => self
+                    .connection
+                    .prepare_cached(
+                        "UPDATE pubsub_tasks SET status = ?2, result = ?3, error = NULL, \
+                         updated_at = ?4, finished_at = ?4 WHERE task_id = ?1",
+                    )
+                    .and_then(|mut s| s.execute(params![id, status, result.to_string(), now]))
+                    .map_err(|e| Error::query(doing(), e))?,
+                TaskChange::RetryLater(error) | TaskChange::Fail(error) => self
+                    .connection
+                    .prepare_cached(
+                        "UPDATE pubsub_tasks SET status = ?2, error = ?3, updated_at = ?4, \
+                         finished_at = CASE WHEN ?2 = 'FAILED' THEN ?4 END WHERE task_id = ?1",
+                    )
+                    .and_then(|mut s| s.execute(params![id, status, error, now]))
+                    .map_err(|e| Error::query(doing(), e))?,
+            };
+        }
+        Ok(changed)
     }
 
     fn change_task(&mut self, task_id: Uuid, change: TaskChange<'_>) -> Result<Option<TaskRecord>> {
@@ -301,37 +404,49 @@ impl Backend for Sqlite {
         let now = ts(OffsetDateTime::now_utc());
         let id = task_id.to_string();
         let status = change.status().as_str();
-        let changed = match change {
-            TaskChange::Start => self.connection.execute(
-                "UPDATE pubsub_tasks SET status = ?2, attempts = attempts + 1, updated_at = ?3 \
-                 WHERE task_id = ?1",
-                params![id, status, now],
-            ),
-            TaskChange::Complete(result) => self.connection.execute(
-                "UPDATE pubsub_tasks SET status = ?2, result = ?3, error = NULL, updated_at = ?4 \
-                 WHERE task_id = ?1",
-                params![id, status, result.to_string(), now],
-            ),
-            TaskChange::RetryLater(error) | TaskChange::Fail(error) => self.connection.execute(
-                "UPDATE pubsub_tasks SET status = ?2, error = ?3, updated_at = ?4 WHERE task_id = ?1",
-                params![id, status, error, now],
-            ),
+        let returning = |sql: &str| format!("{sql} RETURNING {TASK_COLUMNS}");
+        let row = match change {
+            TaskChange::Start => self
+                .connection
+                .prepare_cached(&returning(
+                    "UPDATE pubsub_tasks SET status = ?2, attempts = attempts + 1, updated_at = ?3, \
+                     started_at = ?3, finished_at = NULL WHERE task_id = ?1",
+                ))
+                .and_then(|mut s| {
+                    s.query_row(params![id, status, now], task_record)
+                        .optional()
+                }),
+            TaskChange::Complete(result) => self
+                .connection
+                .prepare_cached(&returning(
+                    "UPDATE pubsub_tasks SET status = ?2, result = ?3, error = NULL, updated_at = ?4, \
+                     finished_at = ?4 WHERE task_id = ?1",
+                ))
+                .and_then(|mut s| {
+                    s.query_row(params![id, status, result.to_string(), now], task_record)
+                        .optional()
+                }),
+            TaskChange::RetryLater(error) | TaskChange::Fail(error) => self
+                .connection
+                .prepare_cached(&returning(
+                    "UPDATE pubsub_tasks SET status = ?2, error = ?3, updated_at = ?4, \
+                     finished_at = CASE WHEN ?2 = 'FAILED' THEN ?4 END WHERE task_id = ?1",
+                ))
+                .and_then(|mut s| {
+                    s.query_row(params![id, status, error, now], task_record)
+                        .optional()
+                }),
         }
         .map_err(|e| Error::query(doing(), e))?;
-        if changed == 0 {
-            return Ok(None);
-        }
-        self.task(task_id)
+        row.transpose()
     }
 
     fn task(&mut self, task_id: Uuid) -> Result<Option<TaskRecord>> {
         self.connection
-            .query_row(
-                &format!("SELECT {TASK_COLUMNS} FROM pubsub_tasks WHERE task_id = ?1"),
-                [task_id.to_string()],
-                task_record,
-            )
-            .optional()
+            .prepare_cached(&format!(
+                "SELECT {TASK_COLUMNS} FROM pubsub_tasks WHERE task_id = ?1"
+            ))
+            .and_then(|mut s| s.query_row([task_id.to_string()], task_record).optional())
             .map_err(|e| Error::query(format!("reading task {task_id} in {}", self.name), e))?
             .transpose()
     }

@@ -39,6 +39,8 @@ use crate::open;
 pub struct TaskStore {
     backend: Box<dyn Backend>,
     database: Database,
+    /// Whether a transaction [`begin`](Self::begin) opened is open.
+    open: bool,
 }
 
 impl TaskStore {
@@ -51,6 +53,7 @@ impl TaskStore {
         Ok(TaskStore {
             backend: open::open(database, Opening::Create)?,
             database: database.clone(),
+            open: false,
         })
     }
 
@@ -67,6 +70,7 @@ impl TaskStore {
         Ok(TaskStore {
             backend: open::open(database, Opening::Existing)?,
             database: database.clone(),
+            open: false,
         })
     }
 
@@ -83,6 +87,59 @@ impl TaskStore {
     /// The statement failed.
     pub fn receive(&mut self, task: &NewTask<'_>) -> Result<TaskRecord> {
         self.backend.receive_task(task)
+    }
+
+    /// Records a task a worker is about to run, as [`receive`](Self::receive) then
+    /// [`start`](Self::start) would, in one statement: `RUNNING` with one more attempt, unless
+    /// it is `COMPLETED` (returned unchanged: a duplicate, not to run again).
+    ///
+    /// # Errors
+    ///
+    /// The statement failed.
+    pub fn admit(&mut self, task: &NewTask<'_>) -> Result<TaskRecord> {
+        self.backend.admit_task(task)
+    }
+
+    /// [`admit`](Self::admit) for a batch of tasks, in one statement on PostgreSQL; the
+    /// records in the order of `tasks`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] when an id is there twice; the database's error.
+    pub fn admit_all(&mut self, tasks: &[NewTask<'_>]) -> Result<Vec<TaskRecord>> {
+        let mut seen = std::collections::HashSet::with_capacity(tasks.len());
+        if let Some(twice) = tasks.iter().find(|t| !seen.insert(t.task_id)) {
+            return Err(Error::InvalidConfig {
+                message: format!("task {} is twice in one batch", twice.task_id),
+            });
+        }
+        self.backend.admit_tasks(tasks)
+    }
+
+    /// Applies each change of a batch (distinct ids), in one statement per kind on
+    /// PostgreSQL.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] when an id is there twice; [`Error::UnknownTask`] when a
+    /// task was never received; the database's error.
+    pub fn change_all(&mut self, changes: &[(Uuid, TaskChange<'_>)]) -> Result<()> {
+        let mut seen = std::collections::HashSet::with_capacity(changes.len());
+        if let Some((twice, _)) = changes.iter().find(|(id, _)| !seen.insert(*id)) {
+            return Err(Error::InvalidConfig {
+                message: format!("task {twice} is twice in one batch"),
+            });
+        }
+        let changed = self.backend.change_tasks(changes)?;
+        if changed < changes.len() {
+            // Which one: the first not stored.
+            for (task_id, _) in changes {
+                if self.backend.task(*task_id)?.is_none() {
+                    return Err(Error::UnknownTask { task_id: *task_id });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A worker starts the task: `RUNNING`, one more attempt; returns the record.
@@ -132,6 +189,54 @@ impl TaskStore {
         self.backend
             .change_task(task_id, change)?
             .ok_or(Error::UnknownTask { task_id })
+    }
+
+    /// Opens a transaction that the next changes join, until [`commit`](Self::commit) or
+    /// [`rollback`](Self::rollback): a worker's group commit, the statuses of a batch of
+    /// tasks made durable together (on SQLite it holds the write lock until then). Without
+    /// one, each change commits on its own.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] when one is open already; the database's error.
+    pub fn begin(&mut self) -> Result<()> {
+        if self.open {
+            return Err(Error::InvalidConfig {
+                message: "a transaction of this task store is open already".into(),
+            });
+        }
+        self.backend.transaction_control("BEGIN")?;
+        self.open = true;
+        Ok(())
+    }
+
+    /// Commits the transaction [`begin`](Self::begin) opened (nothing when none is open).
+    ///
+    /// # Errors
+    ///
+    /// The commit failed: nothing of the transaction is kept.
+    pub fn commit(&mut self) -> Result<()> {
+        if !std::mem::take(&mut self.open) {
+            return Ok(());
+        }
+        self.backend.transaction_control("COMMIT")
+    }
+
+    /// Rolls back the transaction [`begin`](Self::begin) opened (nothing when none is open).
+    ///
+    /// # Errors
+    ///
+    /// The database's error (the connection is then best dropped).
+    pub fn rollback(&mut self) -> Result<()> {
+        if !std::mem::take(&mut self.open) {
+            return Ok(());
+        }
+        self.backend.transaction_control("ROLLBACK")
+    }
+
+    /// Whether a transaction [`begin`](Self::begin) opened is open.
+    pub fn in_transaction(&self) -> bool {
+        self.open
     }
 
     /// The task's record, if it was received.

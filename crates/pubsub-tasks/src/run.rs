@@ -1,23 +1,29 @@
-//! Running one delivered task: what its stored status and the outcome decide (pure), and the
-//! handler that records each step in the task store and runs the function.
+//! One delivered task: what its stored status and its outcome decide (pure functions with
+//! table tests), running its function, and recording it on its own when a batch cannot (see
+//! `runner.rs` for the batches).
 
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use pubsub_core::serde_json::Value;
 use pubsub_core::text::{error_chain, truncate_chars};
-use pubsub_core::{Event, EventHandler, HandlerError, HandlerResult, Metadata, Permanent};
-use pubsub_store::{Fault, NewTask, TaskStatus, TaskStore};
+use pubsub_core::{Event, HandlerError, HandlerResult, Metadata, Permanent};
+use pubsub_store::{Fault, NewTask, TaskChange, TaskStatus, TaskStore};
 use pubsub_subscriber::RetryPolicy;
 
 use crate::names::{routing_key, Origin};
-use crate::task::{Task, Tasks};
+use crate::task::{Task, TaskFn, Tasks};
 
-/// The handler's name in the subscriber's retry state; keep it stable.
+/// The handler's name in the subscriber's retry state and reports; keep it stable.
 pub(crate) const HANDLER_NAME: &str = "run-task";
 
 /// The longest error text stored with a task.
 const MAX_ERROR_CHARS: usize = 2_000;
+
+/// A function expected to run this long or longer runs after what its batch holds is
+/// committed and answered: the other tasks must not wait for it.
+pub(crate) const LONG: Duration = Duration::from_millis(2);
 
 /// What to do with a delivered task, by its stored status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,137 +46,266 @@ pub(crate) fn admit(status: TaskStatus, known: bool) -> Admit {
     }
 }
 
-/// The one handler of a worker thread: it decodes nothing (the subscriber's task envelope
-/// did), records the task, runs its function and records the outcome. Its store is this
-/// thread's own connection.
-pub(crate) struct RunTask {
-    pub(crate) tasks: Arc<Tasks>,
-    pub(crate) store: Mutex<TaskStore>,
-    pub(crate) retry: RetryPolicy,
+/// Whether to commit what the batch holds before running a function expected to take
+/// `expected` (`None`: it never ran on this worker, so it may be long).
+pub(crate) fn commit_first(expected: Option<Duration>) -> bool {
+    expected.is_none_or(|d| d >= LONG)
 }
 
-impl EventHandler for RunTask {
-    /// Records the task, runs its function at most once per delivery, records the outcome.
-    ///
-    /// A store error before the function runs is the handler's error (an outage is retried;
-    /// data the store refuses is permanent), with the database's message in it. After the
-    /// function ran, a store error never becomes an error the subscriber retries for it: the
-    /// outcome the function had decides (a success is dead-lettered, permanently, with the
-    /// store's cause, never run again; a failure is retried or dead-lettered as it would be),
-    /// and what can still be recorded is.
-    fn handle(&self, event: &Event, meta: &Metadata) -> HandlerResult {
-        let name = event.action();
-        let id = event.event_id();
-        let payload = Value::Object(event.data().clone());
-        let origin = Origin::of(meta);
-        let registered = self.tasks.get(name);
-        let key = registered.map_or_else(|| routing_key(name), |r| r.routing_key.clone());
-        let mut store = self.store.lock().unwrap_or_else(PoisonError::into_inner);
-        let record = store
-            .receive(&NewTask {
-                task_id: id,
-                task_name: name,
-                payload: &payload,
-                routing_key: &key,
-                correlation_id: origin.correlation_id.as_deref(),
-                producer: origin.producer.as_deref(),
-            })
-            .map_err(|e| before_run("recording the task", &e))?;
-        let registered = match (admit(record.status, registered.is_some()), registered) {
-            (Admit::AlreadyCompleted, _) => {
-                log::info!("task `{name}` {id} has completed already: not run again");
-                return Ok(());
-            }
-            (Admit::Run, Some(registered)) => registered,
-            (Admit::Unknown | Admit::Run, _) => {
-                let reason = format!(
-                    "unknown task `{name}`: this worker runs {}",
-                    self.tasks.names().join(", ")
-                );
-                return Err(match store.fail(id, &reason) {
-                    Ok(()) => Permanent::new(reason),
-                    Err(e) => Permanent::new(format!(
-                        "{reason}; recording it as FAILED failed: {}",
-                        error_chain(&e)
-                    )),
-                }
-                .into());
-            }
-        };
-        let started = store
-            .start(id)
-            .map_err(|e| before_run("marking the task RUNNING", &e))?;
-        let task = Task {
-            id,
-            name,
-            payload: &payload,
-            // Every run counts, replays from the dead-letter queue included, as the record's
-            // `attempts` does (the retry policy counts this delivery's attempts).
-            attempt: started.attempts.max(1),
-            correlation_id: origin.correlation_id.as_deref(),
-            producer: origin.producer.as_deref(),
-        };
-        let ran = panic::catch_unwind(AssertUnwindSafe(|| registered.function.run(&task)));
-        // The function ran: from here on, no store error may make the subscriber run it again.
-        let error: HandlerError = match ran {
-            Ok(Ok(result)) => {
-                let Err(e) = store.complete(id, &result) else {
-                    log::debug!("task `{name}` {id} completed on attempt {}", task.attempt);
-                    return Ok(());
-                };
-                let cause = error_chain(&e);
-                if e.fault() == Fault::Refused {
-                    // The record shows what happened, as far as the store takes it.
-                    let note = format!("the task ran, but the store refuses its result: {cause}");
-                    if let Err(again) = store.fail(id, &truncate_chars(&note, MAX_ERROR_CHARS)) {
-                        log::error!(
-                            "task `{name}` {id}: recording it failed too: {}",
-                            error_chain(&again)
-                        );
-                    }
-                }
-                log::error!(
-                    "task `{name}` {id} ran to completion, but recording it failed: {cause}"
-                );
-                return Err(Permanent::new(format!(
-                    "the task ran to completion (not run again), but recording its result failed: {cause}"
-                ))
-                .into());
-            }
-            Ok(Err(error)) => error,
-            Err(panic) => format!("the task panicked: {}", panic_message(&*panic)).into(),
-        };
-        let text = truncate_chars(&error_chain(&*error), MAX_ERROR_CHARS);
-        // The subscriber decides by the same function: the store says what it will do.
-        let permanent = Permanent::is_permanent(&*error);
-        let recorded = match self.retry.retry_after_failure(meta.attempt(), permanent) {
-            Some(_) => store.retry_later(id, &text),
-            None => store.fail(id, &text),
-        };
-        match recorded {
-            Ok(()) => Err(error),
-            // The attempt failed as it did, and is retried or dead-lettered as it would be;
-            // the reason says the store failed too.
-            Err(e) => {
-                let message = format!("{text}; recording the failure failed: {}", error_chain(&e));
-                Err(if permanent {
-                    Permanent::new(message).into()
-                } else {
-                    message.into()
-                })
+/// What to expect of a function's next run after one that took `ran`: a decaying maximum,
+/// so that one long run is remembered at once and forgotten slowly.
+pub(crate) fn expect(before: Option<Duration>, ran: Duration) -> Duration {
+    before.map_or(ran, |b| (b * 7 / 8).max(ran))
+}
+
+/// How a function's run ended.
+#[derive(Debug)]
+pub(crate) enum Ran {
+    /// It returned this result.
+    Returned(Value),
+    /// It returned an error, or panicked (the panic's message as the error).
+    Failed(HandlerError),
+}
+
+/// The status a run leaves its task in, as the store records it (pure): COMPLETED with the
+/// result, or the error's text, PENDING when the retry policy retries this delivery (its
+/// `attempt`), else FAILED. The subscriber decides the same way, with the same function.
+pub(crate) fn settle<'r>(ran: &'r Ran, retry: &RetryPolicy, attempt: u32) -> Settle<'r> {
+    match ran {
+        Ran::Returned(result) => Settle::Complete(result),
+        Ran::Failed(error) => {
+            let text = truncate_chars(&error_chain(&**error), MAX_ERROR_CHARS);
+            let permanent = Permanent::is_permanent(&**error);
+            match retry.retry_after_failure(attempt, permanent) {
+                Some(_) => Settle::RetryLater(text),
+                None => Settle::Fail(text),
             }
         }
     }
+}
 
-    fn name(&self) -> &str {
-        HANDLER_NAME
+/// What a run's task becomes (see [`settle`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Settle<'r> {
+    Complete(&'r Value),
+    RetryLater(String),
+    Fail(String),
+}
+
+impl Settle<'_> {
+    pub(crate) fn change(&self) -> TaskChange<'_> {
+        match self {
+            Settle::Complete(result) => TaskChange::Complete(result),
+            Settle::RetryLater(text) => TaskChange::RetryLater(text),
+            Settle::Fail(text) => TaskChange::Fail(text),
+        }
+    }
+}
+
+/// One delivered task, as the runner holds it: what it needs to record and run it.
+pub(crate) struct Delivered {
+    id: uuid::Uuid,
+    name: String,
+    pub(crate) meta: Metadata,
+    pub(crate) payload: Value,
+    pub(crate) origin: Origin,
+    pub(crate) routing_key: String,
+    pub(crate) function: Option<Arc<dyn TaskFn>>,
+}
+
+impl Delivered {
+    /// The task the event names, looked up in `tasks`.
+    pub(crate) fn new(event: Event, meta: Metadata, tasks: &Tasks) -> Delivered {
+        let registered = tasks.get(event.action());
+        Delivered {
+            id: event.event_id(),
+            name: event.action().to_owned(),
+            origin: Origin::of(&meta),
+            routing_key: registered
+                .map_or_else(|| routing_key(event.action()), |r| r.routing_key.clone()),
+            function: registered.map(|r| r.function.clone()),
+            payload: Value::Object(event.into_data()),
+            meta,
+        }
+    }
+
+    pub(crate) fn id(&self) -> uuid::Uuid {
+        self.id
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its record as the store takes it.
+    pub(crate) fn new_task(&self) -> NewTask<'_> {
+        NewTask {
+            task_id: self.id(),
+            task_name: self.name(),
+            payload: &self.payload,
+            routing_key: &self.routing_key,
+            correlation_id: self.origin.correlation_id.as_deref(),
+            producer: self.origin.producer.as_deref(),
+        }
+    }
+
+    /// Runs its function for the record's `attempts` (all its runs, this one included);
+    /// returns how it ended and how long it took.
+    pub(crate) fn run(&self, function: &dyn TaskFn, attempts: u32) -> (Ran, Duration) {
+        let task = Task {
+            id: self.id(),
+            name: self.name(),
+            payload: &self.payload,
+            // Every run counts, replays from the dead-letter queue included, as the record's
+            // `attempts` does (the retry policy counts this delivery's attempts).
+            attempt: attempts.max(1),
+            correlation_id: self.origin.correlation_id.as_deref(),
+            producer: self.origin.producer.as_deref(),
+        };
+        let began = Instant::now();
+        let ran = match panic::catch_unwind(AssertUnwindSafe(|| function.run(&task))) {
+            Ok(Ok(result)) => Ran::Returned(result),
+            Ok(Err(error)) => Ran::Failed(error),
+            Err(panic) => {
+                Ran::Failed(format!("the task panicked: {}", panic_message(&*panic)).into())
+            }
+        };
+        (ran, began.elapsed())
+    }
+
+    /// Why it is FAILED when no function is registered under its name.
+    pub(crate) fn unknown(&self, tasks: &Tasks) -> String {
+        format!(
+            "unknown task `{}`: this worker runs {}",
+            self.name(),
+            tasks.names().join(", ")
+        )
+    }
+}
+
+/// The handler's answer for a run (pure): a success, or its error as the function gave it
+/// (a `Permanent` one stays permanent: the subscriber dead-letters it).
+pub(crate) fn answer(ran: Ran) -> HandlerResult {
+    match ran {
+        Ran::Returned(_) => Ok(()),
+        Ran::Failed(error) => Err(error),
+    }
+}
+
+/// One task on its own, each status committed by itself (no batch): recorded, its function
+/// run at most once, its outcome recorded. What a batch falls back to when the store failed
+/// inside it.
+///
+/// A store error before the function runs is the handler's error (an outage is retried; data
+/// the store refuses is permanent), with the database's message in it. After the function
+/// ran, see [`record_alone`].
+pub(crate) fn run_alone(
+    store: &mut TaskStore,
+    task: &Delivered,
+    tasks: &Tasks,
+    retry: &RetryPolicy,
+) -> HandlerResult {
+    let id = task.id();
+    let name = task.name();
+    let record = match &task.function {
+        Some(_) => store
+            .admit(&task.new_task())
+            .map_err(|e| before_run("recording the task as started", &e))?,
+        None => store
+            .receive(&task.new_task())
+            .map_err(|e| before_run("recording the task", &e))?,
+    };
+    let function = match (
+        admit(record.status, task.function.is_some()),
+        &task.function,
+    ) {
+        (Admit::AlreadyCompleted, _) => {
+            log::info!("task `{name}` {id} has completed already: not run again");
+            return Ok(());
+        }
+        (Admit::Run, Some(function)) => function,
+        (Admit::Unknown | Admit::Run, _) => return fail_unknown(store, task, tasks),
+    };
+    let (ran, _) = task.run(function.as_ref(), record.attempts);
+    record_alone(store, task, ran, retry)
+}
+
+/// Records a task no function is registered for as FAILED; the permanent error to answer.
+pub(crate) fn fail_unknown(
+    store: &mut TaskStore,
+    task: &Delivered,
+    tasks: &Tasks,
+) -> HandlerResult {
+    let reason = task.unknown(tasks);
+    Err(match store.fail(task.id(), &reason) {
+        Ok(()) => Permanent::new(reason),
+        Err(e) => Permanent::new(format!(
+            "{reason}; recording it as FAILED failed: {}",
+            error_chain(&e)
+        )),
+    }
+    .into())
+}
+
+/// Records the outcome of a run on its own (its batch could not): its record taken again
+/// (the batch's was rolled back) and settled.
+///
+/// The function ran: no store error may make the subscriber run it again. The outcome
+/// decides (a success that cannot be recorded is dead-lettered, permanently, with the
+/// store's cause, never run again; a failure is retried or dead-lettered as it would be), and
+/// what can still be recorded is.
+pub(crate) fn record_alone(
+    store: &mut TaskStore,
+    task: &Delivered,
+    ran: Ran,
+    retry: &RetryPolicy,
+) -> HandlerResult {
+    let (id, name) = (task.id(), task.name());
+    let recorded = store
+        .admit(&task.new_task())
+        .and_then(|_| store.change(id, settle(&ran, retry, task.meta.attempt()).change()));
+    match (ran, recorded) {
+        (Ran::Returned(_), Ok(_)) => {
+            log::debug!("task `{name}` {id} completed");
+            Ok(())
+        }
+        (Ran::Returned(_), Err(e)) => {
+            let cause = error_chain(&e);
+            if e.fault() == Fault::Refused {
+                // The record shows what happened, as far as the store takes it.
+                let note = format!("the task ran, but the store refuses its result: {cause}");
+                if let Err(again) = store.fail(id, &truncate_chars(&note, MAX_ERROR_CHARS)) {
+                    log::error!(
+                        "task `{name}` {id}: recording it failed too: {}",
+                        error_chain(&again)
+                    );
+                }
+            }
+            log::error!("task `{name}` {id} ran to completion, but recording it failed: {cause}");
+            Err(Permanent::new(format!(
+                "the task ran to completion (not run again), but recording its result failed: {cause}"
+            ))
+            .into())
+        }
+        (Ran::Failed(error), Ok(_)) => Err(error),
+        // The attempt failed as it did, and is retried or dead-lettered as it would be; the
+        // reason says the store failed too.
+        (Ran::Failed(error), Err(e)) => {
+            let text = truncate_chars(&error_chain(&*error), MAX_ERROR_CHARS);
+            let message = format!("{text}; recording the failure failed: {}", error_chain(&e));
+            Err(if Permanent::is_permanent(&*error) {
+                Permanent::new(message).into()
+            } else {
+                message.into()
+            })
+        }
     }
 }
 
 /// A store error before the task's function ran, as the handler's error: the database's
 /// message in it (the dead-letter reason shows it), permanent when the store refuses the data
 /// (retrying cannot help), else retried (an outage).
-fn before_run(doing: &str, e: &pubsub_store::Error) -> HandlerError {
+pub(crate) fn before_run(doing: &str, e: &pubsub_store::Error) -> HandlerError {
     let message = format!("{doing} failed (the task did not run): {}", error_chain(e));
     match e.fault() {
         Fault::Refused => Permanent::new(message).into(),
@@ -179,7 +314,7 @@ fn before_run(doing: &str, e: &pubsub_store::Error) -> HandlerError {
 }
 
 /// A panic's message, when it is text.
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
     panic
         .downcast_ref::<&str>()
         .copied()
@@ -205,6 +340,56 @@ mod tests {
         check(Completed, false, AlreadyCompleted);
         check(Pending, false, Unknown);
         check(Failed, false, Unknown);
+    }
+
+    #[test]
+    fn a_run_settles_its_task_as_the_retry_policy_says() {
+        let retry = RetryPolicy::default(); // 3 attempts
+        let result = serde_json::json!({ "ok": true });
+        let returned = Ran::Returned(result.clone());
+        assert_eq!(settle(&returned, &retry, 1), Settle::Complete(&result));
+        let failed = Ran::Failed("smtp down".into());
+        assert_eq!(
+            settle(&failed, &retry, 1),
+            Settle::RetryLater("smtp down".into())
+        );
+        assert_eq!(settle(&failed, &retry, 3), Settle::Fail("smtp down".into()));
+        let permanent = Ran::Failed(Permanent::new("bad payload").into());
+        assert_eq!(
+            settle(&permanent, &retry, 1),
+            Settle::Fail("bad payload".into())
+        );
+        let long = Ran::Failed("x".repeat(5_000).into());
+        let Settle::RetryLater(text) = settle(&long, &retry, 1) else {
+            panic!("retried");
+        };
+        assert!(
+            text.chars().count() <= MAX_ERROR_CHARS + 3,
+            "cut: {}",
+            text.len()
+        );
+        assert!(answer(returned).is_ok());
+        assert!(Permanent::is_permanent(&*answer(permanent).unwrap_err()));
+    }
+
+    #[test]
+    fn a_function_expected_to_be_long_runs_after_a_commit() {
+        let ms = Duration::from_millis;
+        assert!(commit_first(None), "never ran here: may be long");
+        assert!(!commit_first(Some(Duration::from_micros(30))));
+        assert!(commit_first(Some(LONG)));
+        assert!(commit_first(Some(ms(500))));
+        // One long run is remembered at once, and forgotten slowly.
+        assert_eq!(expect(None, ms(1)), ms(1));
+        assert_eq!(expect(Some(ms(1)), ms(80)), ms(80));
+        assert_eq!(expect(Some(ms(80)), ms(1)), ms(70));
+        let mut d = ms(80);
+        let mut runs = 0;
+        while commit_first(Some(d)) {
+            d = expect(Some(d), Duration::from_micros(20));
+            runs += 1;
+        }
+        assert_eq!(runs, 28, "fast again after {runs} short runs");
     }
 
     #[test]

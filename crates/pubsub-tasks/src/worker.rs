@@ -2,11 +2,12 @@
 //! `EventSubscriber` on the task queue and a task store connection.
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crossbeam_channel::Sender;
 use pubsub_amqp::{AmqpConfig, Connection};
-use pubsub_core::envelope::{Envelope, TASK_DOMAIN};
+use pubsub_core::envelope::Envelope;
 use pubsub_registry::HandlerRegistry;
 use pubsub_store::{Database, TaskStore};
 use pubsub_subscriber::{
@@ -17,11 +18,15 @@ use pubsub_subscriber::{
 use crate::error::{check_task_name, Error, Result};
 use crate::names::routing_key;
 use crate::queue::{exchange_config, DEFAULT_EXCHANGE};
-use crate::run::RunTask;
+use crate::runner::Runner;
 use crate::task::{Registered, Task, TaskFn, TaskResult, Tasks};
 
 /// The queue workers consume unless told otherwise (seed 003's `tasks`).
 pub const DEFAULT_QUEUE: &str = "tasks";
+
+/// How long a stop waits for the tasks a worker's runner holds (running, or waiting for its
+/// batch) before it leaves them to the broker, which delivers them again.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Runs task functions registered by name, on worker threads, and records each task in a
 /// task store.
@@ -58,6 +63,8 @@ pub struct TaskWorker {
     tasks: Arc<Tasks>,
     bindings: Vec<String>,
     observer: Option<Sender<DeliveryReport>>,
+    /// The store's commits of every worker, added up.
+    commits: Arc<AtomicU64>,
 }
 
 /// Builds a [`TaskWorker`]; see [`TaskWorker::builder`].
@@ -244,6 +251,7 @@ impl TaskWorker {
                 tasks: Arc::default(),
                 bindings: Vec::new(),
                 observer: None,
+                commits: Arc::default(),
             },
             registered: Vec::new(),
         }
@@ -312,6 +320,7 @@ impl TaskWorker {
             pool,
             queue: self.queue.clone(),
             queues: self.queues(),
+            commits: self.commits.clone(),
         })
     }
 
@@ -320,29 +329,33 @@ impl TaskWorker {
         WorkerPool::new(&self.config, &format!("tasks {}", self.queue)).workers(self.workers)
     }
 
-    /// One worker's consumer: its store connection, its registry with the one handler, its
+    /// One worker's consumer: its runner (a thread with its own store connection, which
+    /// runs the tasks the subscriber hands it, by batch: see `runner.rs`) and its
     /// subscriber's settings.
     fn subscriber(&self, connection: Connection) -> Result<SubscriberBuilder> {
         let store = TaskStore::open(&self.database)?;
-        let mut registry = HandlerRegistry::new();
-        registry
-            .subscribe(
-                &format!("{TASK_DOMAIN}.*"),
-                RunTask {
-                    tasks: self.tasks.clone(),
-                    store: Mutex::new(store),
-                    retry: self.retry.clone(),
-                },
-            )
-            .map_err(|e| Error::InvalidConfig {
-                message: e.to_string(),
-            })?;
+        let dispatcher = Runner {
+            tasks: self.tasks.clone(),
+            database: self.database.clone(),
+            store,
+            retry: self.retry.clone(),
+            commits: self.commits.clone(),
+        }
+        .start(format!("tasks {}", self.queue))
+        .map_err(|e| {
+            Error::Subscribe(pubsub_subscriber::Error::Spawn {
+                message: format!("the task runner's thread: {e}"),
+            })
+        })?;
+        // The runner answers for the one handler; the registry has none to run.
+        let registry = HandlerRegistry::new();
         let mut builder = EventSubscriber::builder(connection, &self.queue, Arc::new(registry))
             .exchange(&self.exchange)
             .declare_exchange(self.declare_exchange.then(exchange_config))
             .envelope(Envelope::Task)
             .bindings(self.bindings())
             .prefetch(self.prefetch)
+            .dispatcher(dispatcher, DRAIN)
             .retry(self.retry.clone())
             .existing_queue(self.existing_queue)
             .quorum(self.quorum);
@@ -384,6 +397,7 @@ pub struct RunningWorker {
     pool: RunningPool,
     queue: String,
     queues: Vec<String>,
+    commits: Arc<AtomicU64>,
 }
 
 impl RunningWorker {
@@ -406,6 +420,12 @@ impl RunningWorker {
     /// The workers' counters now, added up.
     pub fn stats(&self) -> SubscriberStats {
         self.pool.stats()
+    }
+
+    /// How many transactions the workers committed to the task store so far (a batch's
+    /// statuses are one: see the crate's documentation on group commit).
+    pub fn store_commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 
     /// Stops every worker (each finishes and acks the task it is running) and joins its

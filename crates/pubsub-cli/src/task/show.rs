@@ -32,9 +32,15 @@ pub(super) fn status(task: &TaskRecord) -> String {
         ("routing key", task.routing_key.clone()),
         ("producer", or_dash(task.producer.as_deref())),
         ("correlation", or_dash(task.correlation_id.as_deref())),
-        ("created", time_millis(task.created_at)),
-        ("updated", time_millis(task.updated_at)),
+        ("received", time_millis(task.created_at)),
     ]);
+    if let Some(started) = task.started_at {
+        lines.push(("started", time_millis(started)));
+    }
+    if let Some(finished) = task.finished_at {
+        lines.push(("finished", time_millis(finished)));
+    }
+    lines.push(("updated", time_millis(task.updated_at)));
     let mut out = String::new();
     for (name, value) in lines {
         out.push_str(&format!("{name:<12} {value}\n"));
@@ -99,6 +105,9 @@ mod tests {
             producer: None,
             created_at: datetime!(2024-05-01 12:30 UTC),
             updated_at: datetime!(2024-05-01 12:30:01 UTC),
+            started_at: Some(datetime!(2024-05-01 12:30:00.5 UTC)),
+            finished_at: (status != TaskStatus::Pending)
+                .then_some(datetime!(2024-05-01 12:30:01 UTC)),
         }
     }
 
@@ -111,6 +120,9 @@ mod tests {
         );
         assert!(done.contains(r#"result       {"sent":true}"#), "{done}");
         assert!(done.contains("producer     -"), "{done}");
+        assert!(done.contains("received     2024-05-01"), "{done}");
+        assert!(done.contains("started      2024-05-01"), "{done}");
+        assert!(done.contains("finished     2024-05-01"), "{done}");
         assert!(!done.contains("error"), "{done}");
         let failed = status(&record(TaskStatus::Failed));
         assert!(failed.contains("FAILED (3 attempts)"), "{failed}");

@@ -2,8 +2,8 @@
 
 use pubsub_core::{Event, Metadata};
 use pubsub_store::{
-    Database, Error, EventQuery, EventRow, EventStore, NewTask, Order, TaskFilter, TaskStatus,
-    TaskStore,
+    Database, Error, EventQuery, EventRow, EventStore, NewTask, Order, TaskChange, TaskFilter,
+    TaskStatus, TaskStore,
 };
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
@@ -190,6 +190,140 @@ fn a_task_goes_from_pending_to_completed_or_failed() {
         assert!(
             matches!(tasks.start(missing), Err(Error::UnknownTask { task_id }) if task_id == missing)
         );
+    }
+}
+
+#[test]
+fn a_worker_admits_tasks_in_one_statement_and_commits_them_by_batch() {
+    for db in TestDb::all() {
+        let mut tasks = TaskStore::open(&db.database).unwrap();
+        let mut reader = TaskStore::open(&db.database).unwrap();
+        let payload = json!({ "n": 1 });
+        let new = |id| NewTask {
+            task_id: id,
+            task_name: "resize",
+            payload: &payload,
+            routing_key: "routing.task.resize",
+            correlation_id: None,
+            producer: None,
+        };
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        tasks.begin().unwrap();
+        assert!(tasks.in_transaction());
+        assert!(tasks.begin().is_err(), "one transaction at a time");
+        let admitted = tasks.admit(&new(a)).unwrap();
+        assert_eq!(
+            (admitted.status, admitted.attempts),
+            (TaskStatus::Running, 1)
+        );
+        assert!(admitted.started_at.is_some() && admitted.finished_at.is_none());
+        tasks.complete(a, &json!("done")).unwrap();
+        tasks.admit(&new(b)).unwrap();
+        tasks.retry_later(b, "busy").unwrap();
+        assert!(
+            reader.get(a).unwrap().is_none(),
+            "{}: not before the commit",
+            db.database
+        );
+        tasks.commit().unwrap();
+        assert!(!tasks.in_transaction());
+        let done = reader.get(a).unwrap().unwrap();
+        assert_eq!(done.status, TaskStatus::Completed, "{}", db.database);
+        let (started, finished) = (done.started_at.unwrap(), done.finished_at.unwrap());
+        assert!(
+            done.created_at <= started && started <= finished,
+            "{done:?}"
+        );
+        let waiting = reader.get(b).unwrap().unwrap();
+        assert_eq!(waiting.status, TaskStatus::Pending);
+        assert!(waiting.finished_at.is_none(), "a retry waits: not finished");
+        // A COMPLETED task is not started again; another is, one attempt more.
+        assert_eq!(tasks.admit(&new(a)).unwrap().status, TaskStatus::Completed);
+        assert_eq!(tasks.admit(&new(a)).unwrap().attempts, 1);
+        tasks.begin().unwrap();
+        assert_eq!(tasks.admit(&new(b)).unwrap().attempts, 2);
+        tasks.fail(b, "for good").unwrap();
+        tasks.rollback().unwrap();
+        let rolled_back = reader.get(b).unwrap().unwrap();
+        assert_eq!(
+            (rolled_back.status, rolled_back.attempts),
+            (TaskStatus::Pending, 1)
+        );
+        tasks.admit(&new(b)).unwrap();
+        tasks.fail(b, "for good").unwrap();
+        let failed = reader.get(b).unwrap().unwrap();
+        assert_eq!((failed.status, failed.attempts), (TaskStatus::Failed, 2));
+        assert!(failed.finished_at.is_some());
+    }
+}
+
+#[test]
+fn a_batch_of_tasks_is_admitted_and_finished_in_a_few_statements() {
+    for db in TestDb::all() {
+        let mut tasks = TaskStore::open(&db.database).unwrap();
+        let payloads: Vec<_> = (0..5)
+            .map(|n| json!({ "n": n, "nul": "a\u{0}b" }))
+            .collect();
+        let ids: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
+        let batch: Vec<NewTask<'_>> = ids
+            .iter()
+            .zip(&payloads)
+            .map(|(id, payload)| NewTask {
+                task_id: *id,
+                task_name: "resize",
+                payload,
+                routing_key: "routing.task.resize",
+                correlation_id: Some("flow"),
+                producer: None,
+            })
+            .collect();
+        // One already COMPLETED: returned as it is, in its place.
+        tasks.admit(&batch[2]).unwrap();
+        tasks.complete(ids[2], &json!("before")).unwrap();
+        tasks.begin().unwrap();
+        let records = tasks.admit_all(&batch).unwrap();
+        let statuses: Vec<TaskStatus> = records.iter().map(|r| r.status).collect();
+        use TaskStatus::*;
+        assert_eq!(
+            statuses,
+            [Running, Running, Completed, Running, Running],
+            "{}",
+            db.database
+        );
+        assert_eq!(records.iter().map(|r| r.task_id).collect::<Vec<_>>(), ids);
+        assert_eq!(records[0].payload, payloads[0], "NUL kept: {}", db.database);
+        let nul = json!({ "text": "x\u{0}y" });
+        let changes = [
+            (ids[0], TaskChange::Complete(&nul)),
+            (ids[1], TaskChange::RetryLater("busy")),
+            (ids[3], TaskChange::Fail("no\u{0}pe")),
+            (ids[4], TaskChange::Complete(&nul)),
+        ];
+        tasks.change_all(&changes).unwrap();
+        tasks.commit().unwrap();
+        let mut read = |id| tasks.get(id).unwrap().unwrap();
+        let done = read(ids[0]);
+        assert_eq!((done.status, done.result), (Completed, Some(nul.clone())));
+        assert!(done.finished_at.is_some());
+        let waiting = read(ids[1]);
+        assert_eq!(
+            (waiting.status, waiting.error.as_deref()),
+            (Pending, Some("busy"))
+        );
+        assert!(waiting.finished_at.is_none());
+        let failed = read(ids[3]);
+        assert_eq!(
+            (failed.status, failed.error.as_deref()),
+            (Failed, Some("no\u{0}pe"))
+        );
+        assert_eq!(read(ids[2]).result, Some(json!("before")));
+        // Twice in one batch, or never received: clear errors.
+        assert!(tasks.admit_all(&[batch[0], batch[0]]).is_err());
+        let missing = Uuid::new_v4();
+        assert!(matches!(
+            tasks.change_all(&[(ids[1], TaskChange::Fail("x")), (missing, TaskChange::Fail("x"))]),
+            Err(Error::UnknownTask { task_id }) if task_id == missing
+        ));
     }
 }
 
