@@ -97,6 +97,20 @@ pub trait Backend: Send {
         Ok(changed)
     }
 
+    /// Cancels a task that has not started: `CANCELLED`, recorded even before any worker
+    /// received it (with an empty name and payload until one does). Returns the record when
+    /// it is cancelled now, `None` when it is not PENDING (nor absent).
+    ///
+    /// # Errors
+    ///
+    /// The statement failed.
+    fn cancel_task(&mut self, task_id: Uuid) -> Result<Option<TaskRecord>> {
+        let _ = task_id;
+        Err(crate::error::Error::InvalidConfig {
+            message: format!("{} cannot cancel tasks", self.describe()),
+        })
+    }
+
     /// Applies `change` to a task's record; returns the new record, or `None` if the task is
     /// not stored.
     ///

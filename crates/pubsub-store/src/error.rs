@@ -69,6 +69,13 @@ pub enum Error {
         /// Its id.
         task_id: uuid::Uuid,
     },
+    /// A task that cannot be cancelled any more: it runs, or ran.
+    NotCancellable {
+        /// Its id.
+        task_id: uuid::Uuid,
+        /// Where it is.
+        status: crate::model::TaskStatus,
+    },
 }
 
 impl Error {
@@ -133,6 +140,10 @@ impl fmt::Display for Error {
                 "{database} holds no store ({missing}): check --database / DATABASE_URL, or start a store there first"
             ),
             Error::UnknownTask { task_id } => write!(f, "no task {task_id} in the store"),
+            Error::NotCancellable { task_id, status } => write!(
+                f,
+                "task {task_id} is {status}: only a task that has not started can be cancelled"
+            ),
         }
     }
 }

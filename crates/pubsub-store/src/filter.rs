@@ -18,7 +18,7 @@ pub(crate) const EVENT_COLUMNS: &str = "event_id, routing_key, version, timestam
 pub(crate) const TASK_COLUMNS: &str = "task_id, task_name, payload, status, result, error, \
                                        attempts, routing_key, correlation_id, producer, \
                                        created_at, updated_at, originals, result_original, \
-                                       error_original, started_at, finished_at";
+                                       error_original, started_at, finished_at, time_limit_ms";
 
 /// How a statement numbers its parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

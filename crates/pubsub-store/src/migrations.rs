@@ -56,9 +56,10 @@ const SQLITE: &[&str] = &[
     ALTER TABLE pubsub_tasks ADD COLUMN result_original TEXT;
     ALTER TABLE pubsub_tasks ADD COLUMN error_original TEXT;",
     // 3: when a task's latest attempt started and when it finished (its statuses commit by
-    // batch: the record keeps each step's time).
+    // batch: the record keeps each step's time), and its time limit (to tell a stuck task).
     "ALTER TABLE pubsub_tasks ADD COLUMN started_at TEXT;
-    ALTER TABLE pubsub_tasks ADD COLUMN finished_at TEXT;",
+    ALTER TABLE pubsub_tasks ADD COLUMN finished_at TEXT;
+    ALTER TABLE pubsub_tasks ADD COLUMN time_limit_ms INTEGER;",
 ];
 
 /// PostgreSQL's schema, by version.
@@ -102,8 +103,9 @@ const POSTGRES: &[&str] = &[
     "ALTER TABLE pubsub_events ADD COLUMN body BYTEA, ADD COLUMN originals TEXT;
     ALTER TABLE pubsub_tasks ADD COLUMN originals TEXT, ADD COLUMN result_original TEXT,
         ADD COLUMN error_original TEXT;",
-    // 3: when a task's latest attempt started and when it finished.
-    "ALTER TABLE pubsub_tasks ADD COLUMN started_at TIMESTAMPTZ, ADD COLUMN finished_at TIMESTAMPTZ;",
+    // 3: when a task's latest attempt started and when it finished, and its time limit.
+    "ALTER TABLE pubsub_tasks ADD COLUMN started_at TIMESTAMPTZ, ADD COLUMN finished_at TIMESTAMPTZ,
+        ADD COLUMN time_limit_ms BIGINT;",
 ];
 
 #[cfg(test)]

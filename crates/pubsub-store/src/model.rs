@@ -341,6 +341,9 @@ pub struct NewTask<'a> {
     pub correlation_id: Option<&'a str>,
     /// The service that submitted it.
     pub producer: Option<&'a str>,
+    /// The longest its function may run on the worker, if limited: kept in the record, so
+    /// that a task RUNNING past it shows as stuck.
+    pub time_limit: Option<std::time::Duration>,
 }
 
 /// Where a task is in its life.
@@ -355,25 +358,35 @@ pub enum TaskStatus {
     Completed,
     /// Failed for good, with the error.
     Failed,
+    /// Cancelled before it ran: a worker that receives it skips it.
+    Cancelled,
 }
 
 impl TaskStatus {
     /// Every status.
-    pub const ALL: [TaskStatus; 4] = [
+    pub const ALL: [TaskStatus; 5] = [
         TaskStatus::Pending,
         TaskStatus::Running,
         TaskStatus::Completed,
         TaskStatus::Failed,
+        TaskStatus::Cancelled,
     ];
 
-    /// `PENDING`, `RUNNING`, `COMPLETED` or `FAILED`: the stored word (the seed's).
+    /// `PENDING`, `RUNNING`, `COMPLETED`, `FAILED` (the seed's) or `CANCELLED`: the stored
+    /// word.
     pub fn as_str(self) -> &'static str {
         match self {
             TaskStatus::Pending => "PENDING",
             TaskStatus::Running => "RUNNING",
             TaskStatus::Completed => "COMPLETED",
             TaskStatus::Failed => "FAILED",
+            TaskStatus::Cancelled => "CANCELLED",
         }
+    }
+
+    /// Whether a task in this status is done for good: never run again.
+    pub fn is_final(self) -> bool {
+        matches!(self, TaskStatus::Completed | TaskStatus::Cancelled)
     }
 }
 
@@ -407,7 +420,7 @@ impl FromStr for TaskStatus {
             .find(|status| status.as_str().eq_ignore_ascii_case(s.trim()))
             .ok_or_else(|| Error::InvalidConfig {
                 message: format!(
-                    "unknown task status `{}` (pending, running, completed or failed)",
+                    "unknown task status `{}` (pending, running, completed, failed or cancelled)",
                     pubsub_core::text::quote(s)
                 ),
             })
@@ -446,10 +459,43 @@ pub struct TaskRecord {
     /// When its latest attempt started (`RUNNING`); `None` before the first.
     #[serde(with = "time::serde::rfc3339::option")]
     pub started_at: Option<OffsetDateTime>,
-    /// When it finished (`COMPLETED`, or `FAILED` for good); `None` until then, and again
-    /// while a retry waits.
+    /// When it finished (`COMPLETED`, `FAILED` for good, or `CANCELLED`); `None` until
+    /// then, and again while a retry waits.
     #[serde(with = "time::serde::rfc3339::option")]
     pub finished_at: Option<OffsetDateTime>,
+    /// The longest its function may run, when the worker limits it.
+    #[serde(with = "duration_ms")]
+    pub time_limit: Option<std::time::Duration>,
+}
+
+impl TaskRecord {
+    /// Whether it is stuck at `now`: RUNNING for longer than its time limit, or than
+    /// `otherwise` when it has none (its worker died, or it never ends).
+    pub fn is_stuck(&self, now: OffsetDateTime, otherwise: std::time::Duration) -> bool {
+        if self.status != TaskStatus::Running {
+            return false;
+        }
+        let Some(started) = self.started_at else {
+            return false;
+        };
+        let limit = self.time_limit.unwrap_or(otherwise);
+        now - started > limit
+    }
+}
+
+/// A time limit as milliseconds in JSON (`null` without one).
+mod duration_ms {
+    use serde::Serializer;
+
+    pub(super) fn serialize<S: Serializer>(
+        value: &Option<std::time::Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(d) => serializer.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            None => serializer.serialize_none(),
+        }
+    }
 }
 
 /// Which task records a listing returns, newest first.

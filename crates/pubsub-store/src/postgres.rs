@@ -160,7 +160,16 @@ fn task_record(row: &Row, doing: &str) -> Result<TaskRecord> {
         updated_at: row.try_get(11).map_err(get)?,
         started_at: row.try_get(15).map_err(get)?,
         finished_at: row.try_get(16).map_err(get)?,
+        time_limit: row
+            .try_get::<_, Option<i64>>(17)
+            .map_err(get)?
+            .map(|ms| std::time::Duration::from_millis(ms.max(0) as u64)),
     })
+}
+
+/// A time limit in milliseconds, as stored.
+fn limit_ms(limit: std::time::Duration) -> i64 {
+    i64::try_from(limit.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// An event row as PostgreSQL can hold it (see `exact.rs`): NUL replaced in the text and
@@ -232,16 +241,37 @@ mod task_sql {
              AND NOT EXISTS (SELECT 1 FROM new)"
         )
     });
+    /// What an admission does to a task stored before: started again, one attempt more,
+    /// unless it is COMPLETED or CANCELLED; a task that was RUNNING gets a note in its error
+    /// (its attempt never finished).
+    const ADMIT_AGAIN: &str = "status = 'RUNNING', attempts = pubsub_tasks.attempts + 1, \
+        updated_at = EXCLUDED.updated_at, started_at = EXCLUDED.started_at, finished_at = NULL, \
+        time_limit_ms = EXCLUDED.time_limit_ms, \
+        error = CASE WHEN pubsub_tasks.status = 'RUNNING' THEN 'attempt ' || pubsub_tasks.attempts \
+        || ' was interrupted: its worker stopped while running it (or another worker runs it now)' \
+        ELSE pubsub_tasks.error END, \
+        error_original = CASE WHEN pubsub_tasks.status = 'RUNNING' THEN NULL \
+        ELSE pubsub_tasks.error_original END \
+        WHERE pubsub_tasks.status NOT IN ('COMPLETED', 'CANCELLED')";
+    /// Cancels a task that has not started, recorded even before a worker received it.
+    pub(super) static CANCEL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "INSERT INTO pubsub_tasks (task_id, task_name, payload, status, attempts, \
+             routing_key, created_at, updated_at, finished_at) \
+             VALUES ($1, '', '{{}}', 'CANCELLED', 0, '', $2, $2, $2) \
+             ON CONFLICT (task_id) DO UPDATE SET status = 'CANCELLED', \
+             updated_at = EXCLUDED.updated_at, finished_at = EXCLUDED.finished_at \
+             WHERE pubsub_tasks.status = 'PENDING' RETURNING {TASK_COLUMNS}"
+        )
+    });
     /// Receives a task and starts it unless it is `COMPLETED`, in one round trip.
     pub(super) static ADMIT: LazyLock<String> = LazyLock::new(|| {
         format!(
             "INSERT INTO pubsub_tasks (task_id, task_name, payload, status, attempts, \
-             routing_key, correlation_id, producer, created_at, updated_at, originals, started_at) \
-             VALUES ($1, $2, $3, 'RUNNING', 1, $4, $5, $6, $7, $7, $8, $7) \
-             ON CONFLICT (task_id) DO UPDATE SET status = 'RUNNING', \
-             attempts = pubsub_tasks.attempts + 1, updated_at = EXCLUDED.updated_at, \
-             started_at = EXCLUDED.started_at, finished_at = NULL \
-             WHERE pubsub_tasks.status <> 'COMPLETED' RETURNING {TASK_COLUMNS}"
+             routing_key, correlation_id, producer, created_at, updated_at, originals, started_at, \
+             time_limit_ms) \
+             VALUES ($1, $2, $3, 'RUNNING', 1, $4, $5, $6, $7, $7, $8, $7, $9) \
+             ON CONFLICT (task_id) DO UPDATE SET {ADMIT_AGAIN} RETURNING {TASK_COLUMNS}"
         )
     });
     pub(super) static START: LazyLock<String> = LazyLock::new(|| {
@@ -268,15 +298,13 @@ mod task_sql {
     pub(super) static ADMIT_ALL: LazyLock<String> = LazyLock::new(|| {
         format!(
             "INSERT INTO pubsub_tasks (task_id, task_name, payload, status, attempts, \
-             routing_key, correlation_id, producer, created_at, updated_at, originals, started_at) \
+             routing_key, correlation_id, producer, created_at, updated_at, originals, started_at, \
+             time_limit_ms) \
              SELECT id, name, payload, 'RUNNING', 1, key, correlation, producer, $7, $7, \
-             original, $7 FROM UNNEST($1::uuid[], $2::text[], $3::jsonb[], $4::text[], \
-             $5::text[], $6::text[], $8::text[]) \
-             AS t(id, name, payload, key, correlation, producer, original) \
-             ON CONFLICT (task_id) DO UPDATE SET status = 'RUNNING', \
-             attempts = pubsub_tasks.attempts + 1, updated_at = EXCLUDED.updated_at, \
-             started_at = EXCLUDED.started_at, finished_at = NULL \
-             WHERE pubsub_tasks.status <> 'COMPLETED' RETURNING {TASK_COLUMNS}"
+             original, $7, time_limit FROM UNNEST($1::uuid[], $2::text[], $3::jsonb[], \
+             $4::text[], $5::text[], $6::text[], $8::text[], $9::bigint[]) \
+             AS t(id, name, payload, key, correlation, producer, original, time_limit) \
+             ON CONFLICT (task_id) DO UPDATE SET {ADMIT_AGAIN} RETURNING {TASK_COLUMNS}"
         )
     });
     /// The records of a batch of ids.
@@ -471,6 +499,7 @@ impl Backend for Postgres {
                         &producer,
                         &now,
                         &originals,
+                        &task.time_limit.map(limit_ms),
                     ],
                 )
             })
@@ -497,7 +526,9 @@ impl Backend for Postgres {
         let mut ids = Vec::with_capacity(tasks.len());
         let (mut names, mut payloads, mut keys) = (Vec::new(), Vec::new(), Vec::new());
         let (mut correlations, mut producers, mut originals) = (Vec::new(), Vec::new(), Vec::new());
+        let mut limits = Vec::with_capacity(tasks.len());
         for task in tasks {
+            limits.push(task.time_limit.map(limit_ms));
             let mut exact = Originals::default();
             ids.push(task.task_id);
             names.push(exact.text("task_name", task.task_name).into_owned());
@@ -529,6 +560,7 @@ impl Backend for Postgres {
                         &producers,
                         &now,
                         &originals,
+                        &limits,
                     ],
                 )
             })
@@ -561,6 +593,16 @@ impl Backend for Postgres {
                     .ok_or(Error::UnknownTask { task_id: *id })
             })
             .collect()
+    }
+
+    fn cancel_task(&mut self, task_id: Uuid) -> Result<Option<TaskRecord>> {
+        let doing = format!("cancelling task {task_id} in {}", self.name);
+        let now = OffsetDateTime::now_utc();
+        let row = self
+            .task_statement(&task_sql::CANCEL)
+            .and_then(|s| self.client.query_opt(&s, &[&task_id, &now]))
+            .map_err(|e| Error::query(doing.clone(), e))?;
+        row.map(|r| task_record(&r, &doing)).transpose()
     }
 
     fn change_tasks(&mut self, changes: &[(Uuid, TaskChange<'_>)]) -> Result<usize> {

@@ -167,6 +167,16 @@ fn bind(param: &Param) -> String {
     }
 }
 
+/// The note an admission leaves in a task's error when the task was RUNNING: its attempt
+/// never finished (SQLite's SQL, the stored row's attempts in it).
+const INTERRUPTED_SQLITE: &str = "'attempt ' || attempts || ' was interrupted: its worker stopped \
+     while running it (or another worker runs it now)'";
+
+/// A time limit in milliseconds, as stored.
+fn limit_ms(limit: std::time::Duration) -> i64 {
+    i64::try_from(limit.as_millis()).unwrap_or(i64::MAX)
+}
+
 /// A task row, read and checked as [`stored_event`] reads an event row.
 fn task_record(r: &Row<'_>) -> rusqlite::Result<Result<TaskRecord>> {
     let id: String = r.get(0)?;
@@ -176,6 +186,7 @@ fn task_record(r: &Row<'_>) -> rusqlite::Result<Result<TaskRecord>> {
     let (routing_key, correlation, producer) = (r.get(7)?, r.get(8)?, r.get(9)?);
     let (created, updated): (String, String) = (r.get(10)?, r.get(11)?);
     let (started, finished): (Option<String>, Option<String>) = (r.get(15)?, r.get(16)?);
+    let limit_ms: Option<i64> = r.get(17)?;
     Ok(parse_uuid(&id).and_then(|task_id| {
         let key = format!("task {task_id}");
         Ok(TaskRecord {
@@ -193,6 +204,7 @@ fn task_record(r: &Row<'_>) -> rusqlite::Result<Result<TaskRecord>> {
             updated_at: parse_ts(&key, &updated)?,
             started_at: started.map(|t| parse_ts(&key, &t)).transpose()?,
             finished_at: finished.map(|t| parse_ts(&key, &t)).transpose()?,
+            time_limit: limit_ms.map(|ms| std::time::Duration::from_millis(ms.max(0) as u64)),
         })
     }))
 }
@@ -336,11 +348,14 @@ impl Backend for Sqlite {
             .connection
             .prepare_cached(&format!(
                 "INSERT INTO pubsub_tasks (task_id, task_name, payload, status, attempts, \
-                 routing_key, correlation_id, producer, created_at, updated_at, started_at) \
-                 VALUES (?1, ?2, ?3, 'RUNNING', 1, ?4, ?5, ?6, ?7, ?7, ?7) \
+                 routing_key, correlation_id, producer, created_at, updated_at, started_at, \
+                 time_limit_ms) \
+                 VALUES (?1, ?2, ?3, 'RUNNING', 1, ?4, ?5, ?6, ?7, ?7, ?7, ?8) \
                  ON CONFLICT (task_id) DO UPDATE SET status = 'RUNNING', attempts = attempts + 1, \
                  updated_at = excluded.updated_at, started_at = excluded.started_at, \
-                 finished_at = NULL WHERE status <> 'COMPLETED' RETURNING {TASK_COLUMNS}"
+                 finished_at = NULL, time_limit_ms = excluded.time_limit_ms, \
+                 error = CASE WHEN status = 'RUNNING' THEN {INTERRUPTED_SQLITE} ELSE error END \
+                 WHERE status NOT IN ('COMPLETED', 'CANCELLED') RETURNING {TASK_COLUMNS}"
             ))
             .and_then(|mut statement| {
                 statement
@@ -353,6 +368,7 @@ impl Backend for Sqlite {
                             task.correlation_id,
                             task.producer,
                             now,
+                            task.time_limit.map(limit_ms),
                         ],
                         task_record,
                     )
@@ -366,6 +382,26 @@ impl Backend for Sqlite {
                 task_id: task.task_id,
             }),
         }
+    }
+
+    fn cancel_task(&mut self, task_id: Uuid) -> Result<Option<TaskRecord>> {
+        let doing = || format!("cancelling task {task_id} in {}", self.name);
+        let now = ts(OffsetDateTime::now_utc());
+        self.connection
+            .prepare_cached(&format!(
+                "INSERT INTO pubsub_tasks (task_id, task_name, payload, status, attempts, \
+                 routing_key, created_at, updated_at, finished_at) \
+                 VALUES (?1, '', '{{}}', 'CANCELLED', 0, '', ?2, ?2, ?2) \
+                 ON CONFLICT (task_id) DO UPDATE SET status = 'CANCELLED', \
+                 updated_at = excluded.updated_at, finished_at = excluded.finished_at \
+                 WHERE status = 'PENDING' RETURNING {TASK_COLUMNS}"
+            ))
+            .and_then(|mut s| {
+                s.query_row(params![task_id.to_string(), now], task_record)
+                    .optional()
+            })
+            .map_err(|e| Error::query(doing(), e))?
+            .transpose()
     }
 
     fn change_tasks(&mut self, changes: &[(Uuid, TaskChange<'_>)]) -> Result<usize> {

@@ -29,6 +29,7 @@ use crate::open;
 ///     routing_key: "routing.task.send.welcome",
 ///     correlation_id: None,
 ///     producer: Some("signup"),
+///     time_limit: None,
 /// };
 /// assert_eq!(tasks.receive(&task)?.status, TaskStatus::Pending);
 /// assert_eq!(tasks.start(task.task_id)?.attempts, 1);
@@ -140,6 +141,28 @@ impl TaskStore {
             }
         }
         Ok(())
+    }
+
+    /// Cancels a task that has not started (PENDING, or not received by any worker yet: it
+    /// is recorded CANCELLED, with an empty name and payload); a worker that receives it
+    /// skips it. Cancelling a CANCELLED task again is fine.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotCancellable`] when it runs, or ran (RUNNING, COMPLETED, FAILED); the
+    /// database's error.
+    pub fn cancel(&mut self, task_id: Uuid) -> Result<TaskRecord> {
+        if let Some(record) = self.backend.cancel_task(task_id)? {
+            return Ok(record);
+        }
+        let record = self
+            .backend
+            .task(task_id)?
+            .ok_or(Error::UnknownTask { task_id })?;
+        match record.status {
+            crate::model::TaskStatus::Cancelled => Ok(record),
+            status => Err(Error::NotCancellable { task_id, status }),
+        }
     }
 
     /// A worker starts the task: `RUNNING`, one more attempt; returns the record.

@@ -3,6 +3,7 @@
 //! `runner.rs` for the batches).
 
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,8 @@ pub(crate) const LONG: Duration = Duration::from_millis(2);
 pub(crate) enum Admit {
     /// It completed before (a duplicate delivery): ack without running it again.
     AlreadyCompleted,
+    /// It was cancelled before it started: ack without running it.
+    Cancelled,
     /// No function is registered under its name: FAILED, dead-lettered as poison.
     Unknown,
     /// Run it: new, waiting for a retry, failed before (replayed from the dead-letter queue),
@@ -41,6 +44,7 @@ pub(crate) enum Admit {
 pub(crate) fn admit(status: TaskStatus, known: bool) -> Admit {
     match status {
         TaskStatus::Completed => Admit::AlreadyCompleted,
+        TaskStatus::Cancelled => Admit::Cancelled,
         _ if !known => Admit::Unknown,
         _ => Admit::Run,
     }
@@ -111,6 +115,8 @@ pub(crate) struct Delivered {
     pub(crate) origin: Origin,
     pub(crate) routing_key: String,
     pub(crate) function: Option<Arc<dyn TaskFn>>,
+    /// The longest its function may run, if limited.
+    pub(crate) time_limit: Option<Duration>,
 }
 
 impl Delivered {
@@ -124,6 +130,7 @@ impl Delivered {
             routing_key: registered
                 .map_or_else(|| routing_key(event.action()), |r| r.routing_key.clone()),
             function: registered.map(|r| r.function.clone()),
+            time_limit: registered.and_then(|r| r.time_limit),
             payload: Value::Object(event.into_data()),
             meta,
         }
@@ -146,12 +153,24 @@ impl Delivered {
             routing_key: &self.routing_key,
             correlation_id: self.origin.correlation_id.as_deref(),
             producer: self.origin.producer.as_deref(),
+            time_limit: self.time_limit,
         }
     }
 
-    /// Runs its function for the record's `attempts` (all its runs, this one included);
+    /// Runs its function for the record's `attempts` (all its runs, this one included): here,
+    /// or on a thread of its own when it has a time limit (see [`Delivered::run_limited`]);
     /// returns how it ended and how long it took.
-    pub(crate) fn run(&self, function: &dyn TaskFn, attempts: u32) -> (Ran, Duration) {
+    pub(crate) fn run(
+        &self,
+        function: &Arc<dyn TaskFn>,
+        attempts: u32,
+        abandoned: &Arc<AtomicU64>,
+    ) -> (Ran, Duration) {
+        if let Some(limit) = self.time_limit {
+            let began = Instant::now();
+            let ran = self.run_limited(function.clone(), attempts, limit, abandoned);
+            return (ran, began.elapsed());
+        }
         let task = Task {
             id: self.id(),
             name: self.name(),
@@ -173,6 +192,71 @@ impl Delivered {
         (ran, began.elapsed())
     }
 
+    /// Runs its function on a thread of its own, waiting up to `limit`. Past it, the run is a
+    /// failure ("timed out"), the thread is left to end on its own (Rust cannot kill it) and
+    /// counted in `abandoned` until it does, and its result is discarded.
+    fn run_limited(
+        &self,
+        function: Arc<dyn TaskFn>,
+        attempts: u32,
+        limit: Duration,
+        abandoned: &Arc<AtomicU64>,
+    ) -> Ran {
+        /// The run's state: running, finished, or abandoned by the runner.
+        const RUNNING: u8 = 0;
+        const FINISHED: u8 = 1;
+        const ABANDONED: u8 = 2;
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let state = Arc::new(AtomicU8::new(RUNNING));
+        let (thread_state, counter) = (state.clone(), abandoned.clone());
+        let (id, name, payload) = (self.id, self.name.clone(), self.payload.clone());
+        let correlation_id = self.origin.correlation_id.clone();
+        let producer = self.origin.producer.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("task {name}"))
+            .spawn(move || {
+                let task = Task {
+                    id,
+                    name: &name,
+                    payload: &payload,
+                    attempt: attempts.max(1),
+                    correlation_id: correlation_id.as_deref(),
+                    producer: producer.as_deref(),
+                };
+                let ran = panic::catch_unwind(AssertUnwindSafe(|| function.run(&task)))
+                    .map_err(|panic| panic_message(&*panic).to_owned());
+                let _ = tx.send(ran);
+                if thread_state.swap(FINISHED, Ordering::AcqRel) == ABANDONED {
+                    counter.fetch_sub(1, Ordering::Relaxed);
+                }
+            });
+        if let Err(e) = spawned {
+            return Ran::Failed(format!("the task's thread could not be started: {e}").into());
+        }
+        let received = match rx.recv_timeout(limit) {
+            Ok(ran) => Some(ran),
+            Err(_) if state.swap(ABANDONED, Ordering::AcqRel) == RUNNING => {
+                abandoned.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            // It finished as the limit passed: its result is there.
+            Err(_) => rx.try_recv().ok(),
+        };
+        match received {
+            Some(Ok(Ok(result))) => Ran::Returned(result),
+            Some(Ok(Err(error))) => Ran::Failed(error),
+            Some(Err(panic)) => Ran::Failed(format!("the task panicked: {panic}").into()),
+            None => {
+                log::warn!(
+                    "task `{}` {} ran past its time limit of {limit:?}: FAILED, its thread left to end on its own",
+                    self.name,
+                    self.id
+                );
+                Ran::Failed(timed_out(limit).into())
+            }
+        }
+    }
+
     /// Why it is FAILED when no function is registered under its name.
     pub(crate) fn unknown(&self, tasks: &Tasks) -> String {
         format!(
@@ -181,6 +265,11 @@ impl Delivered {
             tasks.names().join(", ")
         )
     }
+}
+
+/// The error of a run past its time limit.
+pub(crate) fn timed_out(limit: Duration) -> String {
+    format!("timed out: the task ran longer than its time limit of {limit:?} (its result, if it comes, is discarded)")
 }
 
 /// The handler's answer for a run (pure): a success, or its error as the function gave it
@@ -204,6 +293,7 @@ pub(crate) fn run_alone(
     task: &Delivered,
     tasks: &Tasks,
     retry: &RetryPolicy,
+    abandoned: &Arc<AtomicU64>,
 ) -> HandlerResult {
     let id = task.id();
     let name = task.name();
@@ -223,10 +313,14 @@ pub(crate) fn run_alone(
             log::info!("task `{name}` {id} has completed already: not run again");
             return Ok(());
         }
+        (Admit::Cancelled, _) => {
+            log::info!("task `{name}` {id} was cancelled: not run");
+            return Ok(());
+        }
         (Admit::Run, Some(function)) => function,
         (Admit::Unknown | Admit::Run, _) => return fail_unknown(store, task, tasks),
     };
-    let (ran, _) = task.run(function.as_ref(), record.attempts);
+    let (ran, _) = task.run(function, record.attempts, abandoned);
     record_alone(store, task, ran, retry)
 }
 
@@ -340,6 +434,8 @@ mod tests {
         check(Completed, false, AlreadyCompleted);
         check(Pending, false, Unknown);
         check(Failed, false, Unknown);
+        check(TaskStatus::Cancelled, true, Admit::Cancelled);
+        check(TaskStatus::Cancelled, false, Admit::Cancelled);
     }
 
     #[test]

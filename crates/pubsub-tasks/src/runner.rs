@@ -55,6 +55,8 @@ pub(crate) struct Runner {
     pub(crate) retry: RetryPolicy,
     /// The store's commits, counted for the worker's stats.
     pub(crate) commits: Arc<AtomicU64>,
+    /// Threads of timed-out functions still running.
+    pub(crate) abandoned: Arc<AtomicU64>,
 }
 
 impl Runner {
@@ -179,7 +181,7 @@ impl Running {
                         continue;
                     }
                 }
-                let (ran, took) = item.task.run(function.as_ref(), attempts);
+                let (ran, took) = item.task.run(&function, attempts, &self.runner.abandoned);
                 let before = self.durations.get(&name).copied();
                 self.durations.insert(name, expect(before, took));
                 item.state = State::Ran(ran);
@@ -203,14 +205,14 @@ impl Running {
         };
         for (i, record) in known.into_iter().zip(records) {
             items[i].state = match admit(record.status, true) {
-                Admit::AlreadyCompleted => State::Skipped,
+                Admit::AlreadyCompleted | Admit::Cancelled => State::Skipped,
                 Admit::Run | Admit::Unknown => State::Admitted(record.attempts),
             };
         }
         for item in items.iter_mut().filter(|i| i.task.function.is_none()) {
             let record = store.receive(&item.task.new_task())?;
             item.state = match admit(record.status, false) {
-                Admit::AlreadyCompleted => State::Skipped,
+                Admit::AlreadyCompleted | Admit::Cancelled => State::Skipped,
                 Admit::Run | Admit::Unknown => {
                     State::Unknown(item.task.unknown(&self.runner.tasks))
                 }
@@ -253,7 +255,7 @@ impl Running {
                         State::Unknown(reason) => Err(Permanent::new(reason).into()),
                         State::Skipped => {
                             log::info!(
-                                "task `{}` {} has completed already: not run again",
+                                "task `{}` {} has completed already, or was cancelled: not run",
                                 item.task.name(),
                                 item.task.id()
                             );
@@ -285,9 +287,13 @@ impl Running {
             let result = match item.state {
                 State::Ran(ran) => record_alone(&mut runner.store, &item.task, ran, &runner.retry),
                 State::Unknown(_) => fail_unknown(&mut runner.store, &item.task, &runner.tasks),
-                State::New | State::Admitted(_) | State::Skipped => {
-                    run_alone(&mut runner.store, &item.task, &runner.tasks, &runner.retry)
-                }
+                State::New | State::Admitted(_) | State::Skipped => run_alone(
+                    &mut runner.store,
+                    &item.task,
+                    &runner.tasks,
+                    &runner.retry,
+                    &runner.abandoned,
+                ),
             };
             self.finish(item.done, result);
         }

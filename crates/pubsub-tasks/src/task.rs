@@ -86,6 +86,8 @@ where
 pub(crate) struct Registered {
     pub(crate) function: Arc<dyn TaskFn>,
     pub(crate) routing_key: String,
+    /// The longest its function may run, if limited.
+    pub(crate) time_limit: Option<std::time::Duration>,
 }
 
 /// The task functions of a worker, by name; shared by its threads.

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use pubsub_amqp::{AmqpConfig, Connection};
@@ -65,6 +66,8 @@ pub struct TaskWorker {
     observer: Option<Sender<DeliveryReport>>,
     /// The store's commits of every worker, added up.
     commits: Arc<AtomicU64>,
+    /// Threads of timed-out functions still running, of every worker.
+    abandoned: Arc<AtomicU64>,
 }
 
 /// Builds a [`TaskWorker`]; see [`TaskWorker::builder`].
@@ -72,6 +75,10 @@ pub struct TaskWorker {
 pub struct TaskWorkerBuilder {
     worker: TaskWorker,
     registered: Vec<(String, Option<String>, Arc<dyn TaskFn>)>,
+    /// The time limit of every task without one of its own.
+    time_limit: Option<Duration>,
+    /// Each task's own time limit, by name.
+    limits: Vec<(String, Duration)>,
 }
 
 impl TaskWorkerBuilder {
@@ -105,6 +112,24 @@ impl TaskWorkerBuilder {
     pub fn task_fn<T: TaskFn>(mut self, name: &str, function: T) -> Self {
         self.registered
             .push((name.to_owned(), None, Arc::new(function)));
+        self
+    }
+
+    /// The longest any task's function may run (none by default), unless the task has a limit
+    /// of its own ([`limit`](Self::limit)). A run past it is FAILED with a "timed out" error and
+    /// retried by the retry policy. A limited function runs on a thread of its own, which
+    /// Rust cannot kill: when it times out, its result is discarded whenever it comes, and
+    /// the thread is counted ([`RunningWorker::abandoned_threads`]) until it ends. The limit
+    /// is kept in the task's record, so that `pubsub task list --stuck` shows a task RUNNING
+    /// past it.
+    pub fn time_limit(mut self, limit: Duration) -> Self {
+        self.time_limit = Some(limit);
+        self
+    }
+
+    /// The longest the task `name`'s function may run (see [`time_limit`](Self::time_limit)).
+    pub fn limit(mut self, name: &str, limit: Duration) -> Self {
+        self.limits.push((name.to_owned(), limit));
         self
     }
 
@@ -207,13 +232,37 @@ impl TaskWorkerBuilder {
             if tasks.by_name.contains_key(&name) {
                 return Err(Error::DuplicateTask { name });
             }
+            let time_limit = self
+                .limits
+                .iter()
+                .rev()
+                .find(|(n, _)| *n == name)
+                .map(|(_, limit)| *limit)
+                .or(self.time_limit);
             tasks.by_name.insert(
                 name,
                 Registered {
                     function,
                     routing_key,
+                    time_limit,
                 },
             );
+        }
+        if let Some((name, _)) = self
+            .limits
+            .iter()
+            .find(|(n, _)| !tasks.by_name.contains_key(n))
+        {
+            return invalid(&format!(
+                "a time limit for `{name}`, which is not registered"
+            ));
+        }
+        if tasks
+            .by_name
+            .values()
+            .any(|r| r.time_limit.is_some_and(|l| l.is_zero()))
+        {
+            return invalid("a time limit must not be zero");
         }
         if self
             .worker
@@ -252,8 +301,11 @@ impl TaskWorker {
                 bindings: Vec::new(),
                 observer: None,
                 commits: Arc::default(),
+                abandoned: Arc::default(),
             },
             registered: Vec::new(),
+            time_limit: None,
+            limits: Vec::new(),
         }
     }
 
@@ -321,6 +373,7 @@ impl TaskWorker {
             queue: self.queue.clone(),
             queues: self.queues(),
             commits: self.commits.clone(),
+            abandoned: self.abandoned.clone(),
         })
     }
 
@@ -340,6 +393,7 @@ impl TaskWorker {
             store,
             retry: self.retry.clone(),
             commits: self.commits.clone(),
+            abandoned: self.abandoned.clone(),
         }
         .start(format!("tasks {}", self.queue))
         .map_err(|e| {
@@ -398,6 +452,7 @@ pub struct RunningWorker {
     queue: String,
     queues: Vec<String>,
     commits: Arc<AtomicU64>,
+    abandoned: Arc<AtomicU64>,
 }
 
 impl RunningWorker {
@@ -426,6 +481,13 @@ impl RunningWorker {
     /// statuses are one: see the crate's documentation on group commit).
     pub fn store_commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
+    }
+
+    /// How many threads of functions that ran past their time limit still run (their results
+    /// are discarded; Rust cannot kill a thread). A number that only grows says a function
+    /// never ends.
+    pub fn abandoned_threads(&self) -> u64 {
+        self.abandoned.load(Ordering::Relaxed)
     }
 
     /// Stops every worker (each finishes and acks the task it is running) and joins its

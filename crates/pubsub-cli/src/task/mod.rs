@@ -23,7 +23,8 @@ Submit tasks to the task queue and read their status from the task store.
 Tasks travel in seed 003's format: the body {\"task_name\": ..., \"payload\": {...}} on the direct
 exchange `task.exchange`, routing key routing.task.<action>.<entity> (send-report:
 routing.task.send.report). Workers (pubsub_tasks::TaskWorker) record each task in the task
-store: PENDING, RUNNING, COMPLETED with its result or FAILED with its error.";
+store: PENDING, RUNNING, COMPLETED with its result or FAILED with its error, or CANCELLED
+before it started.";
 
 /// The examples under `pubsub task --help`.
 pub(crate) const EXAMPLES: &str = "\
@@ -31,6 +32,8 @@ Examples:
   pubsub task submit send-report --payload '{\"to\":\"ops\"}'
   pubsub task status 7c9e6679-7425-40de-944b-e07fc1f90ae7
   pubsub task list --status failed
+  pubsub task list --stuck --stuck-after 30m
+  pubsub task cancel 7c9e6679-7425-40de-944b-e07fc1f90ae7
   DATABASE_URL=postgres://app@db/app pubsub task list --name send-report --limit 5";
 
 /// A subcommand of `pubsub task`.
@@ -42,6 +45,9 @@ pub enum TaskCommand {
     Status(StatusArgs),
     /// List tasks from the task store, newest first.
     List(ListArgs),
+    /// Cancel a task that has not started (PENDING, or not yet received by a worker): a
+    /// worker that receives it skips it, and it stays CANCELLED.
+    Cancel(CancelArgs),
 }
 
 /// The task store's URL argument, shared by `status` and `list`.
@@ -127,6 +133,28 @@ pub struct ListArgs {
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
 
+    /// Only stuck tasks: RUNNING longer than their time limit, or than `--stuck-after` when
+    /// they have none (their worker died, or they never end).
+    #[arg(long)]
+    pub stuck: bool,
+
+    /// How long a task without a time limit may be RUNNING before `--stuck` shows it
+    /// (`90s`, `30m`, `2h`, `1d`).
+    #[arg(long, value_name = "AGE", default_value = "1h", value_parser = parse_age)]
+    pub stuck_after: std::time::Duration,
+
+    /// The task store.
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// Arguments of `pubsub task cancel`.
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// The task id `submit` printed.
+    #[arg(value_name = "ID")]
+    pub id: String,
+
     /// The task store.
     #[command(flatten)]
     pub store: StoreArgs,
@@ -134,7 +162,28 @@ pub struct ListArgs {
 
 fn parse_status(text: &str) -> Result<TaskStatus, String> {
     text.parse()
-        .map_err(|_| "expected pending, running, completed or failed".to_owned())
+        .map_err(|_| "expected pending, running, completed, failed or cancelled".to_owned())
+}
+
+/// An age: a number and a unit, `ms`, `s`, `m`, `h` or `d` (pure).
+fn parse_age(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}`: expected a number and a unit, like 90s, 30m, 2h or 1d"))?;
+    let seconds = |s: u64| std::time::Duration::from_secs(n.saturating_mul(s));
+    match unit {
+        "ms" => Ok(std::time::Duration::from_millis(n)),
+        "s" => Ok(seconds(1)),
+        "m" => Ok(seconds(60)),
+        "h" => Ok(seconds(3_600)),
+        "d" => Ok(seconds(86_400)),
+        _ => Err(format!("`{text}`: the unit is ms, s, m, h or d")),
+    }
 }
 
 /// Runs a `pubsub task` subcommand.
@@ -147,6 +196,7 @@ pub(crate) fn run(
         TaskCommand::Submit(args) => submit(url, args, console),
         TaskCommand::Status(args) => status(args, console),
         TaskCommand::List(args) => list(args, console),
+        TaskCommand::Cancel(args) => cancel(args, console),
     }
 }
 
@@ -186,13 +236,26 @@ fn store_error(e: pubsub_store::Error) -> Error {
     Error::from(e)
 }
 
-fn status(args: StatusArgs, console: &mut Console<'_>) -> Result<()> {
-    let id = Uuid::try_parse(args.id.trim()).map_err(|_| {
+/// A task id argument.
+fn task_id(text: &str) -> Result<Uuid> {
+    Ok(Uuid::try_parse(text.trim()).map_err(|_| {
         UsageError::new(format!(
             "task id `{}` is not a UUID",
-            pubsub_core::text::clip(&args.id, 80)
+            pubsub_core::text::clip(text, 80)
         ))
-    })?;
+    })?)
+}
+
+fn cancel(args: CancelArgs, console: &mut Console<'_>) -> Result<()> {
+    let id = task_id(&args.id)?;
+    let mut store = open_store(&args.store)?;
+    let record = store.cancel(id).map_err(store_error)?;
+    writeln!(console.out, "task {id} {}", record.status.as_str())?;
+    Ok(())
+}
+
+fn status(args: StatusArgs, console: &mut Console<'_>) -> Result<()> {
+    let id = task_id(&args.id)?;
     let mut store = open_store(&args.store)?;
     let record = store
         .get(id)
@@ -208,12 +271,25 @@ fn status(args: StatusArgs, console: &mut Console<'_>) -> Result<()> {
 
 fn list(args: ListArgs, console: &mut Console<'_>) -> Result<()> {
     let mut store = open_store(&args.store)?;
+    if args.stuck && args.status.is_some_and(|s| s != TaskStatus::Running) {
+        return Err(UsageError::new("--stuck lists RUNNING tasks: drop --status").into());
+    }
     let filter = TaskFilter {
-        status: args.status,
+        status: if args.stuck {
+            Some(TaskStatus::Running)
+        } else {
+            args.status
+        },
         task_name: args.name,
-        limit: Some(args.limit),
+        // Stuck ones are picked from every RUNNING task.
+        limit: (!args.stuck).then_some(args.limit),
     };
-    let records = store.list(&filter).map_err(store_error)?;
+    let mut records = store.list(&filter).map_err(store_error)?;
+    if args.stuck {
+        let now = time::OffsetDateTime::now_utc();
+        records.retain(|r| r.is_stuck(now, args.stuck_after));
+        records.truncate(args.limit);
+    }
     write!(console.out, "{}", show::list(&records))?;
     Ok(())
 }
@@ -223,6 +299,25 @@ mod tests {
     use clap::Parser;
 
     use super::*;
+
+    #[test]
+    fn ages() {
+        use std::time::Duration;
+        let check = |text: &str, expected: Result<Duration, ()>| {
+            assert_eq!(parse_age(text).map_err(drop), expected, "{text}");
+        };
+        check("90s", Ok(Duration::from_secs(90)));
+        check("30m", Ok(Duration::from_secs(1_800)));
+        check(" 2h ", Ok(Duration::from_secs(7_200)));
+        check("1d", Ok(Duration::from_secs(86_400)));
+        check("250ms", Ok(Duration::from_millis(250)));
+        check("0s", Ok(Duration::ZERO));
+        check("5", Err(()));
+        check("h", Err(()));
+        check("5w", Err(()));
+        check("-5s", Err(()));
+        check("99999999999999999999s", Err(()));
+    }
     use crate::cli::{Cli, Command};
 
     fn task(args: &[&str]) -> TaskCommand {
@@ -254,5 +349,15 @@ mod tests {
         assert_eq!(submit.exchange, "task.exchange");
         assert_eq!(submit.payload.as_deref(), Some("{}"));
         assert!(Cli::try_parse_from(["pubsub", "task", "list", "--status", "lost"]).is_err());
+        let TaskCommand::List(stuck) = task(&["list", "--stuck", "--stuck-after", "30m"]) else {
+            panic!("list");
+        };
+        assert!(stuck.stuck);
+        assert_eq!(stuck.stuck_after, std::time::Duration::from_secs(1_800));
+        let TaskCommand::Cancel(cancel) = task(&["cancel", "7c9e6679-7425-40de-944b-e07fc1f90ae7"])
+        else {
+            panic!("cancel");
+        };
+        assert_eq!(cancel.id, "7c9e6679-7425-40de-944b-e07fc1f90ae7");
     }
 }

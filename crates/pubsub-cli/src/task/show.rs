@@ -40,6 +40,9 @@ pub(super) fn status(task: &TaskRecord) -> String {
     if let Some(finished) = task.finished_at {
         lines.push(("finished", time_millis(finished)));
     }
+    if let Some(limit) = task.time_limit {
+        lines.push(("time limit", format!("{limit:?}")));
+    }
     lines.push(("updated", time_millis(task.updated_at)));
     let mut out = String::new();
     for (name, value) in lines {
@@ -108,6 +111,7 @@ mod tests {
             started_at: Some(datetime!(2024-05-01 12:30:00.5 UTC)),
             finished_at: (status != TaskStatus::Pending)
                 .then_some(datetime!(2024-05-01 12:30:01 UTC)),
+            time_limit: Some(std::time::Duration::from_secs(30)),
         }
     }
 
@@ -123,6 +127,7 @@ mod tests {
         assert!(done.contains("received     2024-05-01"), "{done}");
         assert!(done.contains("started      2024-05-01"), "{done}");
         assert!(done.contains("finished     2024-05-01"), "{done}");
+        assert!(done.contains("time limit   30s"), "{done}");
         assert!(!done.contains("error"), "{done}");
         let failed = status(&record(TaskStatus::Failed));
         assert!(failed.contains("FAILED (3 attempts)"), "{failed}");

@@ -9,7 +9,7 @@ const EVENTS: &str = "SELECT event_id, routing_key, version, timestamp, data, co
 
 const TASKS: &str = "SELECT task_id, task_name, payload, status, result, error, attempts, \
                      routing_key, correlation_id, producer, created_at, updated_at, originals, \
-                     result_original, error_original, started_at, finished_at FROM pubsub_tasks WHERE 1 = 1";
+                     result_original, error_original, started_at, finished_at, time_limit_ms FROM pubsub_tasks WHERE 1 = 1";
 
 fn text(s: &str) -> Param {
     Param::Text(s.to_owned())

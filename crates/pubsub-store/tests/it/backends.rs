@@ -148,6 +148,7 @@ fn a_task_goes_from_pending_to_completed_or_failed() {
             routing_key: "routing.task.send.report",
             correlation_id: Some("flow-9"),
             producer: Some("billing"),
+            time_limit: None,
         };
         let (ok, bad) = (Uuid::new_v4(), Uuid::new_v4());
         let record = tasks.receive(&new(ok)).unwrap();
@@ -206,6 +207,7 @@ fn a_worker_admits_tasks_in_one_statement_and_commits_them_by_batch() {
             routing_key: "routing.task.resize",
             correlation_id: None,
             producer: None,
+            time_limit: None,
         };
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
         tasks.begin().unwrap();
@@ -275,6 +277,7 @@ fn a_batch_of_tasks_is_admitted_and_finished_in_a_few_statements() {
                 routing_key: "routing.task.resize",
                 correlation_id: Some("flow"),
                 producer: None,
+                time_limit: None,
             })
             .collect();
         // One already COMPLETED: returned as it is, in its place.
@@ -324,6 +327,77 @@ fn a_batch_of_tasks_is_admitted_and_finished_in_a_few_statements() {
             tasks.change_all(&[(ids[1], TaskChange::Fail("x")), (missing, TaskChange::Fail("x"))]),
             Err(Error::UnknownTask { task_id }) if task_id == missing
         ));
+    }
+}
+
+#[test]
+fn tasks_are_cancelled_before_they_start_and_interrupted_runs_are_noted() {
+    for db in TestDb::all() {
+        let mut tasks = TaskStore::open(&db.database).unwrap();
+        let payload = json!({});
+        let new = |id, limit| NewTask {
+            task_id: id,
+            task_name: "export",
+            payload: &payload,
+            routing_key: "routing.task.export",
+            correlation_id: None,
+            producer: None,
+            time_limit: limit,
+        };
+        // Cancelled before any worker saw it: a worker that receives it skips it.
+        let early = Uuid::new_v4();
+        let cancelled = tasks.cancel(early).unwrap();
+        assert_eq!(cancelled.status, TaskStatus::Cancelled, "{}", db.database);
+        assert!(cancelled.finished_at.is_some());
+        assert_eq!(
+            tasks.admit(&new(early, None)).unwrap().status,
+            TaskStatus::Cancelled
+        );
+        assert_eq!(
+            tasks.cancel(early).unwrap().status,
+            TaskStatus::Cancelled,
+            "again: fine"
+        );
+        // PENDING (a retry waits): cancelled; RUNNING or done: refused, clearly.
+        let waiting = Uuid::new_v4();
+        tasks.admit(&new(waiting, None)).unwrap();
+        tasks.retry_later(waiting, "busy").unwrap();
+        assert_eq!(tasks.cancel(waiting).unwrap().status, TaskStatus::Cancelled);
+        let running = Uuid::new_v4();
+        let limit = std::time::Duration::from_secs(30);
+        let started = tasks.admit(&new(running, Some(limit))).unwrap();
+        assert_eq!(started.time_limit, Some(limit));
+        let e = tasks.cancel(running).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::NotCancellable {
+                    status: TaskStatus::Running,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("is RUNNING"), "{e}");
+        // Stuck: RUNNING past its limit, or past the default without one.
+        let now = started.started_at.unwrap();
+        assert!(!started.is_stuck(
+            now + Duration::seconds(29),
+            std::time::Duration::from_secs(3600)
+        ));
+        assert!(started.is_stuck(
+            now + Duration::seconds(31),
+            std::time::Duration::from_secs(3600)
+        ));
+        // Its worker died: the next delivery's admission says so in the record.
+        let again = tasks.admit(&new(running, Some(limit))).unwrap();
+        assert_eq!(again.attempts, 2);
+        assert_eq!(
+            again.error.as_deref(),
+            Some("attempt 1 was interrupted: its worker stopped while running it (or another worker runs it now)"),
+            "{}",
+            db.database
+        );
     }
 }
 

@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::support::{Setup, TestDb};
 
 /// SQLite, then PostgreSQL when it is there.
-fn databases() -> Vec<TestDb> {
+pub(crate) fn databases() -> Vec<TestDb> {
     let mut all = vec![TestDb::sqlite()];
     all.extend(TestDb::postgres());
     all

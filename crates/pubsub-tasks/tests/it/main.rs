@@ -7,4 +7,5 @@
 mod flow;
 mod hostile;
 mod interop;
+mod limits;
 mod support;

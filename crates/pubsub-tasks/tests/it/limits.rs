@@ -1,0 +1,142 @@
+//! Time limits, cancelling, and what a stuck task looks like.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pubsub_store::TaskStatus;
+use pubsub_subscriber::Disposition;
+use serde_json::json;
+
+use crate::flow::databases;
+use crate::support::Setup;
+
+#[test]
+fn a_task_past_its_time_limit_is_failed_retried_and_its_thread_counted() {
+    for db in databases() {
+        let Some(setup) = Setup::new("limits", db) else {
+            return;
+        };
+        let runs = Arc::new(AtomicU32::new(0));
+        let counted = runs.clone();
+        let worker = setup
+            .worker()
+            .task("slow", move |_task| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(400));
+                Ok(json!("too late"))
+            })
+            .task("quick", |_task| Ok(json!("in time")))
+            .time_limit(Duration::from_secs(10))
+            .limit("slow", Duration::from_millis(100))
+            .build()
+            .unwrap()
+            .start()
+            .unwrap();
+        let queue = setup.task_queue();
+        let slow = queue.submit("slow", json!({})).unwrap().to_string();
+        let reports = setup.settled(&slow);
+        assert_eq!(
+            reports.len(),
+            3,
+            "retried by the policy, then dead-lettered"
+        );
+        assert!(matches!(
+            reports[2].disposition,
+            Disposition::DeadLettered { .. }
+        ));
+        assert!(
+            worker.abandoned_threads() >= 1,
+            "a thread that ran past its limit is counted"
+        );
+        let record = setup.record(&slow);
+        assert_eq!(record.status, TaskStatus::Failed);
+        assert!(
+            record.error.as_deref().unwrap().starts_with("timed out"),
+            "{:?}",
+            record.error
+        );
+        assert_eq!(record.time_limit, Some(Duration::from_millis(100)));
+        // Once they end, the threads are no longer counted.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while worker.abandoned_threads() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(worker.abandoned_threads(), 0);
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+        // A task under the worker's limit runs on as usual.
+        let quick = queue.submit("quick", json!({})).unwrap().to_string();
+        setup.settled(&quick);
+        let record = setup.record(&quick);
+        assert_eq!(record.status, TaskStatus::Completed);
+        assert_eq!(record.time_limit, Some(Duration::from_secs(10)));
+        worker.stop().unwrap();
+    }
+}
+
+#[test]
+fn a_cancelled_task_is_skipped_and_recorded_as_cancelled() {
+    for db in databases() {
+        let Some(setup) = Setup::new("cancel", db) else {
+            return;
+        };
+        let runs = Arc::new(AtomicU32::new(0));
+        let counted = runs.clone();
+        let worker = setup.worker().task("export", move |_task| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Ok(json!(null))
+        });
+        // The queue exists before the task is submitted, and no worker runs yet.
+        let worker = worker.build().unwrap();
+        worker.setup().unwrap();
+        let queue = setup.task_queue();
+        let cancelled = queue.submit("export", json!({ "n": 1 })).unwrap();
+        let kept = queue.submit("export", json!({ "n": 2 })).unwrap();
+        setup.store().cancel(cancelled).unwrap();
+        let running = worker.start().unwrap();
+        setup.settled(&cancelled.to_string());
+        setup.settled(&kept.to_string());
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            1,
+            "the cancelled task did not run"
+        );
+        let record = setup.record(&cancelled.to_string());
+        assert_eq!(record.status, TaskStatus::Cancelled);
+        assert_eq!(
+            setup.record(&kept.to_string()).status,
+            TaskStatus::Completed
+        );
+        // A task that ran cannot be cancelled any more.
+        let e = setup.store().cancel(kept).unwrap_err();
+        assert!(e.to_string().contains("COMPLETED"), "{e}");
+        running.stop().unwrap();
+    }
+}
+
+#[test]
+fn time_limits_are_checked_when_the_worker_is_built() {
+    let db = crate::support::TestDb::sqlite();
+    let Some(setup) = Setup::new("limits-bad", db) else {
+        return;
+    };
+    let e = setup
+        .worker()
+        .task("a", |_t| Ok(json!(null)))
+        .limit("b", Duration::from_secs(1))
+        .build()
+        .err()
+        .unwrap();
+    assert!(
+        e.to_string().contains("`b`, which is not registered"),
+        "{e}"
+    );
+    let e = setup
+        .worker()
+        .task("a", |_t| Ok(json!(null)))
+        .time_limit(Duration::ZERO)
+        .build()
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("must not be zero"), "{e}");
+}
