@@ -47,10 +47,12 @@ pub(crate) fn send_invoice_task(
     let running = worker.start().context("cannot start the task worker")?;
     let connection = Connection::open(&config.clone().with_connection_name("demo tasks"))?;
     let tasks = TaskQueue::builder(connection).producer("demo").build()?;
-    let id = tasks.submit(
-        SEND_INVOICE,
-        json!({ "order_id": "ORD-123", "total": 99.99 }),
-    )?;
+    let id = tasks
+        .submit(
+            SEND_INVOICE,
+            json!({ "order_id": "ORD-123", "total": 99.99 }),
+        )?
+        .id();
     tasks.close()?;
     log::info!(
         "submitted {SEND_INVOICE} {id} ({})",

@@ -95,6 +95,13 @@ pub enum Error {
         /// The id asked for.
         id: uuid::Uuid,
     },
+    /// `task wait`: the task ended without completing (FAILED or CANCELLED).
+    TaskNotCompleted {
+        /// The task.
+        id: uuid::Uuid,
+        /// How it ended.
+        outcome: String,
+    },
     /// The event store failed (a database that is down, a URL it cannot use). Its message is
     /// the store's.
     Store(pubsub_store::Error),
@@ -186,6 +193,7 @@ impl fmt::Display for Error {
             Error::Answer(_) => f.write_str("cannot read the answer"),
             Error::Tasks(e) => fmt::Display::fmt(e, f),
             Error::NoSuchTask { id } => write!(f, "no task `{id}` in the task store"),
+            Error::TaskNotCompleted { id, outcome } => write!(f, "task {id} {outcome}"),
             Error::Io(e) => fmt::Display::fmt(e, f),
             Error::Store(e) => fmt::Display::fmt(e, f),
             Error::Recorder(e) => fmt::Display::fmt(e, f),
@@ -214,7 +222,8 @@ impl std::error::Error for Error {
             | Error::ReplayIncomplete { .. }
             | Error::PurgeCancelled { .. }
             | Error::TailCancelled { .. }
-            | Error::NoSuchTask { .. } => None,
+            | Error::NoSuchTask { .. }
+            | Error::TaskNotCompleted { .. } => None,
         }
     }
 }

@@ -41,6 +41,14 @@ pub enum Error {
     Subscribe(pubsub_subscriber::Error),
     /// The task store failed.
     Store(pubsub_store::Error),
+    /// A task waited for ([`TaskHandle::wait`](crate::TaskHandle::wait)) did not finish in
+    /// time (it may still).
+    Timeout {
+        /// The task.
+        task_id: uuid::Uuid,
+        /// How long it was waited for.
+        waited: std::time::Duration,
+    },
 }
 
 impl fmt::Display for Error {
@@ -62,6 +70,9 @@ impl fmt::Display for Error {
             Error::Publish(_) => f.write_str("submitting the task failed"),
             Error::Subscribe(_) => f.write_str("the task worker failed"),
             Error::Store(_) => f.write_str("the task store failed"),
+            Error::Timeout { task_id, waited } => {
+                write!(f, "task {task_id} did not finish within {waited:?}")
+            }
         }
     }
 }

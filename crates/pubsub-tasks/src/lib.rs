@@ -6,8 +6,10 @@
 //!
 //! # Overview
 //!
-//! - [`TaskQueue`]: [`submit`](TaskQueue::submit)`(task_name, payload)` returns the task id
-//!   once the broker has confirmed the task; [`SubmitOptions`] sets a correlation id or
+//! - [`TaskQueue`]: [`submit`](TaskQueue::submit)`(task_name, payload)` returns a
+//!   [`TaskHandle`] (the task id, and [`wait`](TaskHandle::wait) for its [`TaskOutcome`] when
+//!   the queue knows the store: [`TaskQueueBuilder::results`]) once the broker has confirmed
+//!   the task; [`SubmitOptions`] sets a correlation id or
 //!   another routing key; [`submit_all`](TaskQueue::submit_all) sends a batch with pipelined
 //!   confirms.
 //! - [`TaskWorker`]: [`TaskWorkerBuilder::task`] registers a [`TaskFn`] (any
@@ -78,9 +80,11 @@
 //! # Example
 //!
 //! ```no_run
+//! use std::time::Duration;
+//!
 //! use pubsub_amqp::{AmqpConfig, Connection};
 //! use pubsub_store::{Database, TaskStore};
-//! use pubsub_tasks::{TaskQueue, TaskWorker};
+//! use pubsub_tasks::{TaskOutcome, TaskQueue, TaskWorker};
 //! use serde_json::json;
 //!
 //! let config = AmqpConfig::from_env()?;
@@ -94,12 +98,20 @@
 //!     .build()?
 //!     .start()?; // queue `tasks` bound to `routing.task.resize.image` on `task.exchange`
 //!
-//! let queue = TaskQueue::builder(Connection::open(&config)?).producer("gallery").build()?;
-//! let id = queue.submit("resize-image", json!({ "width": 640 }))?; // confirmed
+//! let queue = TaskQueue::builder(Connection::open(&config)?)
+//!     .producer("gallery")
+//!     .results(database.clone()) // its handles can wait
+//!     .build()?;
+//! let task = queue.submit("resize-image", json!({ "width": 640 }))?; // confirmed
+//! match task.wait(Duration::from_secs(30))? {
+//!     TaskOutcome::Completed(result) => println!("resized: {result}"),
+//!     TaskOutcome::Failed(error) => println!("failed for good: {error}"),
+//!     TaskOutcome::Cancelled => println!("cancelled"),
+//! }
 //!
 //! let mut store = TaskStore::open(&database)?;
-//! if let Some(task) = store.get(id)? {
-//!     println!("{} {}", task.task_name, task.status.as_str()); // PENDING, RUNNING or COMPLETED
+//! if let Some(record) = store.get(task.id())? {
+//!     println!("{} {}", record.task_name, record.status.as_str()); // PENDING, RUNNING, ...
 //! }
 //! worker.stop()?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -110,6 +122,7 @@
 mod error;
 mod names;
 mod queue;
+mod results;
 mod run;
 mod runner;
 mod task;
@@ -122,5 +135,6 @@ pub use crate::names::{
 pub use crate::queue::{
     exchange_config, SubmitOptions, TaskQueue, TaskQueueBuilder, DEFAULT_EXCHANGE, DEFAULT_PRODUCER,
 };
+pub use crate::results::{wait, TaskHandle, TaskOutcome};
 pub use crate::task::{Task, TaskFn, TaskResult};
 pub use crate::worker::{RunningWorker, TaskWorker, TaskWorkerBuilder, DEFAULT_QUEUE};

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::error::{check_task_name, Error, Result};
 use crate::names::{routing_key, CORRELATION_ID_HEADER, PRODUCER_APP_HEADER};
+use crate::results::TaskHandle;
 
 /// The exchange tasks go to unless told otherwise: seed 003's `task.exchange` (its queue is
 /// `tasks`, [`DEFAULT_QUEUE`](crate::DEFAULT_QUEUE)). Before, the default was `tasks`: a
@@ -67,6 +68,8 @@ pub struct TaskQueue {
 struct Owner {
     exchange: String,
     producer: String,
+    /// The task store the queue's handles wait on, if any.
+    results: Option<pubsub_store::Database>,
     /// `None` only once joined.
     thread: Option<PublishingThread>,
 }
@@ -109,6 +112,7 @@ pub struct TaskQueueBuilder {
     exchange: String,
     producer: String,
     declare: bool,
+    results: Option<pubsub_store::Database>,
 }
 
 impl TaskQueueBuilder {
@@ -122,6 +126,13 @@ impl TaskQueueBuilder {
     /// ([`DEFAULT_PRODUCER`] by default).
     pub fn producer(mut self, producer: &str) -> Self {
         producer.clone_into(&mut self.producer);
+        self
+    }
+
+    /// The task store the workers record the tasks in: the handles [`TaskQueue::submit`]
+    /// returns can then [`wait`](crate::TaskHandle::wait) for their outcome.
+    pub fn results(mut self, database: pubsub_store::Database) -> Self {
+        self.results = Some(database);
         self
     }
 
@@ -152,6 +163,7 @@ impl TaskQueueBuilder {
             owner: Arc::new(Owner {
                 exchange,
                 producer: self.producer,
+                results: self.results,
                 thread: Some(thread),
             }),
         })
@@ -166,6 +178,7 @@ impl TaskQueue {
             exchange: DEFAULT_EXCHANGE.to_owned(),
             producer: DEFAULT_PRODUCER.to_owned(),
             declare: true,
+            results: None,
         }
     }
 
@@ -174,14 +187,15 @@ impl TaskQueue {
         &self.owner.exchange
     }
 
-    /// Submits the task `task_name` with `payload` (a JSON object) and returns its id once the
-    /// broker has confirmed it.
+    /// Submits the task `task_name` with `payload` (a JSON object) and returns its handle
+    /// (its id, and a way to wait for its outcome: see [`TaskQueueBuilder::results`]) once
+    /// the broker has confirmed it.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidTaskName`], [`Error::InvalidPayload`]; [`Error::Publish`] when the
     /// broker did not confirm it, or no queue is bound for its routing key.
-    pub fn submit(&self, task_name: &str, payload: Value) -> Result<Uuid> {
+    pub fn submit(&self, task_name: &str, payload: Value) -> Result<TaskHandle> {
         self.submit_with(task_name, payload, &SubmitOptions::default())
     }
 
@@ -195,7 +209,7 @@ impl TaskQueue {
         task_name: &str,
         payload: Value,
         options: &SubmitOptions,
-    ) -> Result<Uuid> {
+    ) -> Result<TaskHandle> {
         let task = task_event(task_name, payload)?;
         let id = task.event_id();
         let publish = publish_options(&task, &self.owner.producer, options);
@@ -203,17 +217,21 @@ impl TaskQueue {
             .publish(task, publish)
             .map_err(|e| Error::Publish(e.error().clone()))?;
         log::debug!("submitted task `{task_name}` {id}");
-        Ok(id)
+        Ok(self.handle(id))
+    }
+
+    fn handle(&self, id: Uuid) -> TaskHandle {
+        TaskHandle::new(id, self.owner.results.clone())
     }
 
     /// Submits several tasks as one pipelined batch (the confirms are collected after the
     /// whole batch is sent: about one round trip instead of one per task) and returns one
-    /// outcome per task, in order: its id, or why it was not submitted.
-    pub fn submit_all<'a, I>(&self, tasks: I) -> Vec<Result<Uuid>>
+    /// outcome per task, in order: its handle, or why it was not submitted.
+    pub fn submit_all<'a, I>(&self, tasks: I) -> Vec<Result<TaskHandle>>
     where
         I: IntoIterator<Item = (&'a str, Value)>,
     {
-        let mut outcomes: Vec<Option<Result<Uuid>>> = Vec::new();
+        let mut outcomes: Vec<Option<Result<TaskHandle>>> = Vec::new();
         let mut events = Vec::new();
         let mut options = Vec::new();
         let mut ids = Vec::new();
@@ -242,7 +260,7 @@ impl TaskQueue {
             .map(|outcome| match outcome {
                 Some(invalid) => invalid,
                 None => match published.next() {
-                    Some((Ok(()), id)) => Ok(id),
+                    Some((Ok(()), id)) => Ok(self.handle(id)),
                     Some((Err(e), _)) => Err(Error::Publish(e.error().clone())),
                     None => Err(Error::InvalidConfig {
                         message: "a task without an outcome".to_owned(),

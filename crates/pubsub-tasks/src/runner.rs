@@ -249,6 +249,7 @@ impl Running {
         match committed {
             Ok(()) => {
                 self.runner.commits.fetch_add(1, Ordering::Relaxed);
+                crate::results::committed();
                 for item in segment {
                     let result = match item.state {
                         State::Ran(ran) => answer(ran),
@@ -297,6 +298,7 @@ impl Running {
             };
             self.finish(item.done, result);
         }
+        crate::results::committed();
     }
 
     fn finish(&self, done: Done, result: HandlerResult) {

@@ -5,7 +5,7 @@
 
 use clap::{Args, Subcommand};
 use pubsub_store::{Database, TaskFilter, TaskStatus, TaskStore};
-use pubsub_tasks::{SubmitOptions, TaskQueue};
+use pubsub_tasks::{SubmitOptions, TaskOutcome, TaskQueue};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -34,6 +34,7 @@ Examples:
   pubsub task list --status failed
   pubsub task list --stuck --stuck-after 30m
   pubsub task cancel 7c9e6679-7425-40de-944b-e07fc1f90ae7
+  pubsub task wait 7c9e6679-7425-40de-944b-e07fc1f90ae7 --timeout 5m
   DATABASE_URL=postgres://app@db/app pubsub task list --name send-report --limit 5";
 
 /// A subcommand of `pubsub task`.
@@ -48,6 +49,9 @@ pub enum TaskCommand {
     /// Cancel a task that has not started (PENDING, or not yet received by a worker): a
     /// worker that receives it skips it, and it stays CANCELLED.
     Cancel(CancelArgs),
+    /// Wait for a task to be done for good, and print its result (exit 1 when it FAILED, was
+    /// CANCELLED, or did not finish in time).
+    Wait(WaitArgs),
 }
 
 /// The task store's URL argument, shared by `status` and `list`.
@@ -148,6 +152,22 @@ pub struct ListArgs {
     pub store: StoreArgs,
 }
 
+/// Arguments of `pubsub task wait`.
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// The task id `submit` printed.
+    #[arg(value_name = "ID")]
+    pub id: String,
+
+    /// How long to wait (`90s`, `30m`, `2h`).
+    #[arg(long, value_name = "AGE", default_value = "1m", value_parser = parse_age)]
+    pub timeout: std::time::Duration,
+
+    /// The task store.
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
 /// Arguments of `pubsub task cancel`.
 #[derive(Debug, Args)]
 pub struct CancelArgs {
@@ -197,6 +217,7 @@ pub(crate) fn run(
         TaskCommand::Status(args) => status(args, console),
         TaskCommand::List(args) => list(args, console),
         TaskCommand::Cancel(args) => cancel(args, console),
+        TaskCommand::Wait(args) => wait(args, console),
     }
 }
 
@@ -252,6 +273,26 @@ fn cancel(args: CancelArgs, console: &mut Console<'_>) -> Result<()> {
     let record = store.cancel(id).map_err(store_error)?;
     writeln!(console.out, "task {id} {}", record.status.as_str())?;
     Ok(())
+}
+
+fn wait(args: WaitArgs, console: &mut Console<'_>) -> Result<()> {
+    let id = task_id(&args.id)?;
+    let database = Database::parse(&args.store.database)
+        .map_err(|e| UsageError::new(format!("--database / DATABASE_URL: {e}")))?;
+    match pubsub_tasks::wait(&database, id, args.timeout).map_err(Error::Tasks)? {
+        TaskOutcome::Completed(result) => {
+            writeln!(console.out, "{result}")?;
+            Ok(())
+        }
+        TaskOutcome::Failed(error) => Err(Error::TaskNotCompleted {
+            id,
+            outcome: format!("FAILED: {error}"),
+        }),
+        TaskOutcome::Cancelled => Err(Error::TaskNotCompleted {
+            id,
+            outcome: "was CANCELLED".to_owned(),
+        }),
+    }
 }
 
 fn status(args: StatusArgs, console: &mut Console<'_>) -> Result<()> {

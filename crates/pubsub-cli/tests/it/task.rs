@@ -118,6 +118,60 @@ fn submit_then_status_and_list_from_the_store() {
         (Some("FAILED"), Some(4), Some("no luck on attempt 4"))
     );
 
+    // Waiting: the result of a completed task, exit 1 for a failed one.
+    let waited = pubsub(&[
+        "task",
+        "wait",
+        &echo,
+        "--timeout",
+        "10s",
+        "--database",
+        &database_url,
+    ]);
+    assert_exit(&waited, 0);
+    assert_eq!(stdout(&waited).trim(), r#"{"n":1}"#);
+    let waited = pubsub(&[
+        "task",
+        "wait",
+        &fail,
+        "--timeout",
+        "10s",
+        "--database",
+        &database_url,
+    ]);
+    assert_exit(&waited, 1);
+    assert!(
+        stderr(&waited).contains("FAILED: no luck on attempt 4"),
+        "{}",
+        stderr(&waited)
+    );
+    // Cancelling: a task no worker received yet is CANCELLED; one that ran cannot be.
+    let unseen = "0b7e2a0c-1d7f-4c3a-9a55-5b2c6f7d8e90";
+    let cancelled = pubsub(&["task", "cancel", unseen, "--database", &database_url]);
+    assert_exit(&cancelled, 0);
+    assert_eq!(
+        stdout(&cancelled).trim(),
+        format!("task {unseen} CANCELLED")
+    );
+    let waited = pubsub(&["task", "wait", unseen, "--database", &database_url]);
+    assert_exit(&waited, 1);
+    assert!(
+        stderr(&waited).contains("was CANCELLED"),
+        "{}",
+        stderr(&waited)
+    );
+    let refused = pubsub(&["task", "cancel", &echo, "--database", &database_url]);
+    assert_exit(&refused, 1);
+    assert!(
+        stderr(&refused).contains("is COMPLETED"),
+        "{}",
+        stderr(&refused)
+    );
+    // Nothing RUNNING: nothing stuck.
+    let stuck = pubsub(&["task", "list", "--stuck", "--database", &database_url]);
+    assert_exit(&stuck, 0);
+    assert_eq!(stdout(&stuck).trim(), "no task");
+
     let missing = pubsub(&[
         "task",
         "status",

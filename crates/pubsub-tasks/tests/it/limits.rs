@@ -1,4 +1,4 @@
-//! Time limits, cancelling, and what a stuck task looks like.
+//! Time limits, cancelling, waiting for a result, and what a stuck task looks like.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -92,7 +92,7 @@ fn a_cancelled_task_is_skipped_and_recorded_as_cancelled() {
         let queue = setup.task_queue();
         let cancelled = queue.submit("export", json!({ "n": 1 })).unwrap();
         let kept = queue.submit("export", json!({ "n": 2 })).unwrap();
-        setup.store().cancel(cancelled).unwrap();
+        setup.store().cancel(cancelled.id()).unwrap();
         let running = worker.start().unwrap();
         setup.settled(&cancelled.to_string());
         setup.settled(&kept.to_string());
@@ -108,7 +108,7 @@ fn a_cancelled_task_is_skipped_and_recorded_as_cancelled() {
             TaskStatus::Completed
         );
         // A task that ran cannot be cancelled any more.
-        let e = setup.store().cancel(kept).unwrap_err();
+        let e = setup.store().cancel(kept.id()).unwrap_err();
         assert!(e.to_string().contains("COMPLETED"), "{e}");
         running.stop().unwrap();
     }
@@ -139,4 +139,68 @@ fn time_limits_are_checked_when_the_worker_is_built() {
         .err()
         .unwrap();
     assert!(e.to_string().contains("must not be zero"), "{e}");
+}
+
+#[test]
+fn a_handle_waits_for_the_outcome_of_its_task() {
+    use pubsub_core::Permanent;
+    use pubsub_tasks::{Error, TaskOutcome, TaskQueue};
+    for db in databases() {
+        let Some(setup) = Setup::new("wait", db) else {
+            return;
+        };
+        let worker = setup
+            .worker()
+            .task("double", |task| {
+                let n = task.payload()["n"].as_i64().unwrap_or(0);
+                Ok(json!(n * 2))
+            })
+            .task("refuse", |_task| Err(Permanent::new("never works").into()))
+            .task("slow", |_task| {
+                std::thread::sleep(Duration::from_millis(300));
+                Ok(json!(null))
+            })
+            .build()
+            .unwrap()
+            .start()
+            .unwrap();
+        let queue = TaskQueue::builder(setup.bus.connection())
+            .exchange(&setup.exchange)
+            .results(setup.db.database.clone())
+            .build()
+            .unwrap();
+        let wait = Duration::from_secs(20);
+        let doubled = queue.submit("double", json!({ "n": 21 })).unwrap();
+        assert_eq!(
+            doubled.wait(wait).unwrap(),
+            TaskOutcome::Completed(json!(42))
+        );
+        let refused = queue.submit("refuse", json!({})).unwrap();
+        assert_eq!(
+            refused.wait(wait).unwrap(),
+            TaskOutcome::Failed("never works".into())
+        );
+        let slow = queue.submit("slow", json!({})).unwrap();
+        let e = slow.wait(Duration::from_millis(50)).unwrap_err();
+        assert!(
+            matches!(e, Error::Timeout { task_id, .. } if task_id == slow.id()),
+            "{e}"
+        );
+        assert_eq!(
+            slow.wait(wait).unwrap(),
+            TaskOutcome::Completed(json!(null))
+        );
+        // Without the store, a handle says what is missing.
+        let blind = setup
+            .task_queue()
+            .submit("double", json!({ "n": 1 }))
+            .unwrap();
+        assert!(blind
+            .wait(wait)
+            .unwrap_err()
+            .to_string()
+            .contains("results"));
+        queue.close().unwrap();
+        worker.stop().unwrap();
+    }
 }

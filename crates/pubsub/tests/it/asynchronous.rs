@@ -339,7 +339,8 @@ fn an_async_service_keeps_its_events_and_runs_its_tasks() {
         let id = tokio::task::spawn_blocking(move || ids.recv_timeout(WAIT))
             .await
             .unwrap()
-            .expect("the handler submitted the task");
+            .expect("the handler submitted the task")
+            .id();
         let mut task_store = TaskStore::open(&database).unwrap();
         until("the task to complete", || {
             task_store

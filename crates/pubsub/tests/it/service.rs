@@ -67,7 +67,8 @@ fn one_bus_runs_handlers_the_event_store_and_tasks() {
 
         let id = ids
             .recv_timeout(WAIT)
-            .expect("the handler submitted the task");
+            .expect("the handler submitted the task")
+            .id();
         let mut task_store = TaskStore::open(&database).unwrap();
         eventually("the task to complete", || {
             task_store
