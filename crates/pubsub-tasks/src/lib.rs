@@ -125,6 +125,7 @@ mod queue;
 mod results;
 mod run;
 mod runner;
+mod schedule;
 mod task;
 mod worker;
 
@@ -136,5 +137,6 @@ pub use crate::queue::{
     exchange_config, SubmitOptions, TaskQueue, TaskQueueBuilder, DEFAULT_EXCHANGE, DEFAULT_PRODUCER,
 };
 pub use crate::results::{wait, TaskHandle, TaskOutcome};
+pub use crate::schedule::{delay_queue_name, MAX_DELAY};
 pub use crate::task::{Task, TaskFn, TaskResult};
 pub use crate::worker::{RunningWorker, TaskWorker, TaskWorkerBuilder, DEFAULT_QUEUE};

@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::error::{check_task_name, Error, Result};
 use crate::names::{routing_key, CORRELATION_ID_HEADER, PRODUCER_APP_HEADER};
 use crate::results::TaskHandle;
+use crate::schedule::{bucket, check_delay, Scheduler};
 
 /// The exchange tasks go to unless told otherwise: seed 003's `task.exchange` (its queue is
 /// `tasks`, [`DEFAULT_QUEUE`](crate::DEFAULT_QUEUE)). Before, the default was `tasks`: a
@@ -68,6 +69,8 @@ pub struct TaskQueue {
 struct Owner {
     exchange: String,
     producer: String,
+    /// Where scheduled tasks wait (see `schedule.rs`).
+    scheduler: Scheduler,
     /// The task store the queue's handles wait on, if any.
     results: Option<pubsub_store::Database>,
     /// `None` only once joined.
@@ -87,6 +90,9 @@ impl Owner {
 
 impl Drop for Owner {
     fn drop(&mut self) {
+        if let Err(e) = self.scheduler.close() {
+            log::debug!("closing the task scheduler of `{}`: {e}", self.exchange);
+        }
         if let Err(e) = self.join() {
             log::debug!("closing the task queue of `{}`: {e}", self.exchange);
         }
@@ -102,6 +108,9 @@ pub struct SubmitOptions {
     /// The routing key instead of [`routing_key`](crate::routing_key)`(task_name)`: a key a
     /// worker binds with [`TaskWorkerBuilder::bind`](crate::TaskWorkerBuilder::bind).
     pub routing_key: Option<String>,
+    /// Run it no earlier than this from now (see [`TaskQueue::submit_after`]); `None` or
+    /// zero: at once.
+    pub delay: Option<std::time::Duration>,
 }
 
 /// Builds a [`TaskQueue`]; see [`TaskQueue::builder`].
@@ -113,6 +122,7 @@ pub struct TaskQueueBuilder {
     producer: String,
     declare: bool,
     results: Option<pubsub_store::Database>,
+    queue: String,
 }
 
 impl TaskQueueBuilder {
@@ -126,6 +136,14 @@ impl TaskQueueBuilder {
     /// ([`DEFAULT_PRODUCER`] by default).
     pub fn producer(mut self, producer: &str) -> Self {
         producer.clone_into(&mut self.producer);
+        self
+    }
+
+    /// The workers' queue, where scheduled tasks go once their delay has passed
+    /// ([`DEFAULT_QUEUE`](crate::DEFAULT_QUEUE), `tasks`, by default; see
+    /// [`TaskQueue::submit_after`]).
+    pub fn queue(mut self, queue: &str) -> Self {
+        queue.clone_into(&mut self.queue);
         self
     }
 
@@ -150,6 +168,12 @@ impl TaskQueueBuilder {
     /// [`Error::Publish`]: the connection is gone, the exchange exists with another kind, or
     /// the thread cannot be started.
     pub fn build(self) -> Result<TaskQueue> {
+        if self.queue.is_empty() {
+            return Err(Error::InvalidConfig {
+                message: "the workers' queue needs a name".to_owned(),
+            });
+        }
+        let scheduler = Scheduler::new(self.connection.config().clone(), self.queue);
         let publisher = EventPublisher::builder(self.connection, &self.exchange)
             .app_id(&self.producer)
             .envelope(Envelope::Task)
@@ -163,6 +187,7 @@ impl TaskQueueBuilder {
             owner: Arc::new(Owner {
                 exchange,
                 producer: self.producer,
+                scheduler,
                 results: self.results,
                 thread: Some(thread),
             }),
@@ -179,6 +204,7 @@ impl TaskQueue {
             producer: DEFAULT_PRODUCER.to_owned(),
             declare: true,
             results: None,
+            queue: crate::worker::DEFAULT_QUEUE.to_owned(),
         }
     }
 
@@ -212,12 +238,69 @@ impl TaskQueue {
     ) -> Result<TaskHandle> {
         let task = task_event(task_name, payload)?;
         let id = task.event_id();
-        let publish = publish_options(&task, &self.owner.producer, options);
-        self.publisher
+        let mut publish = publish_options(&task, &self.owner.producer, options);
+        let delay = options.delay.filter(|d| !d.is_zero());
+        let publisher = match delay {
+            None => self.publisher.clone(),
+            Some(delay) => {
+                check_delay(delay)?;
+                let (publisher, delay_queue) = self.owner.scheduler.route(bucket(delay))?;
+                publish.routing_key = Some(delay_queue);
+                publisher
+            }
+        };
+        publisher
             .publish(task, publish)
             .map_err(|e| Error::Publish(e.error().clone()))?;
-        log::debug!("submitted task `{task_name}` {id}");
+        match delay {
+            None => log::debug!("submitted task `{task_name}` {id}"),
+            Some(delay) => log::debug!(
+                "submitted task `{task_name}` {id} to run in {delay:?} (queue `{}`)",
+                self.owner.scheduler.queue()
+            ),
+        }
         Ok(self.handle(id))
+    }
+
+    /// Submits a task to run no earlier than `delay` from now: it waits in a delay queue of
+    /// the broker (see the crate's documentation on scheduled tasks: the delay is rounded up
+    /// to at most 1/16 more, 100 ms steps below a second), then goes to the workers' queue
+    /// ([`TaskQueueBuilder::queue`]), whatever its routing key. It survives a restart of the
+    /// broker and of the workers.
+    ///
+    /// # Errors
+    ///
+    /// As [`submit`](Self::submit); [`Error::InvalidConfig`] for a delay longer than
+    /// [`MAX_DELAY`](crate::MAX_DELAY).
+    pub fn submit_after(
+        &self,
+        delay: std::time::Duration,
+        task_name: &str,
+        payload: Value,
+    ) -> Result<TaskHandle> {
+        let options = SubmitOptions {
+            delay: Some(delay),
+            ..SubmitOptions::default()
+        };
+        self.submit_with(task_name, payload, &options)
+    }
+
+    /// Submits a task to run no earlier than `at` (see [`submit_after`](Self::submit_after));
+    /// a time past runs it at once.
+    ///
+    /// # Errors
+    ///
+    /// As [`submit_after`](Self::submit_after).
+    pub fn submit_at(
+        &self,
+        at: std::time::SystemTime,
+        task_name: &str,
+        payload: Value,
+    ) -> Result<TaskHandle> {
+        let delay = at
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        self.submit_after(delay, task_name, payload)
     }
 
     fn handle(&self, id: Uuid) -> TaskHandle {
@@ -373,6 +456,7 @@ mod tests {
             &SubmitOptions {
                 correlation_id: Some("flow-1".into()),
                 routing_key: Some("jobs.reports".into()),
+                ..SubmitOptions::default()
             },
         );
         assert_eq!(chosen.routing_key.as_deref(), Some("jobs.reports"));

@@ -30,6 +30,7 @@ before it started.";
 pub(crate) const EXAMPLES: &str = "\
 Examples:
   pubsub task submit send-report --payload '{\"to\":\"ops\"}'
+  pubsub task submit send-report --after 30m
   pubsub task status 7c9e6679-7425-40de-944b-e07fc1f90ae7
   pubsub task list --status failed
   pubsub task list --stuck --stuck-after 30m
@@ -104,6 +105,19 @@ pub struct SubmitArgs {
     /// Use the exchange as it is instead of declaring it (a durable direct exchange).
     #[arg(long)]
     pub no_declare: bool,
+
+    /// Run it no earlier than this from now (`90s`, `30m`, `2h`, `1d`): it waits in a delay
+    /// queue of the broker, then goes to the workers' queue (`--queue`).
+    #[arg(long, value_name = "AGE", value_parser = parse_age, conflicts_with = "at")]
+    pub after: Option<std::time::Duration>,
+
+    /// Run it no earlier than this time (RFC 3339, `2026-12-24T18:00:00Z`).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub at: Option<time::OffsetDateTime>,
+
+    /// The workers' queue, where a scheduled task goes once its delay has passed.
+    #[arg(long, default_value = pubsub_tasks::DEFAULT_QUEUE, value_name = "QUEUE")]
+    pub queue: String,
 }
 
 /// Arguments of `pubsub task status`.
@@ -185,6 +199,12 @@ fn parse_status(text: &str) -> Result<TaskStatus, String> {
         .map_err(|_| "expected pending, running, completed, failed or cancelled".to_owned())
 }
 
+/// A time in RFC 3339.
+fn parse_time(text: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("`{text}` is not an RFC 3339 time (2026-12-24T18:00:00Z): {e}"))
+}
+
 /// An age: a number and a unit, `ms`, `s`, `m`, `h` or `d` (pure).
 fn parse_age(text: &str) -> Result<std::time::Duration, String> {
     let text = text.trim();
@@ -229,18 +249,30 @@ fn submit(url: Option<&str>, args: SubmitArgs, console: &mut Console<'_>) -> Res
         .exchange(&args.exchange)
         .producer(&args.producer)
         .declare_exchange(!args.no_declare)
+        .queue(&args.queue)
         .build()
         .map_err(Error::Tasks)?;
+    let delay = match (args.after, args.at) {
+        (Some(after), _) => Some(after),
+        (None, Some(at)) => {
+            let left = at - time::OffsetDateTime::now_utc();
+            Some(std::time::Duration::try_from(left).unwrap_or_default())
+        }
+        (None, None) => None,
+    };
     let options = SubmitOptions {
         correlation_id: args.correlation_id,
         routing_key: args.routing_key,
+        delay,
     };
     let submitted = queue.submit_with(&args.name, Value::Object(payload), &options);
     if let Err(e) = queue.close() {
         log::debug!("closing the connection: {e}");
     }
     let id = submitted.map_err(|e| match e {
-        pubsub_tasks::Error::InvalidTaskName { .. } => Error::Usage(UsageError::new(e.to_string())),
+        pubsub_tasks::Error::InvalidTaskName { .. } | pubsub_tasks::Error::InvalidConfig { .. } => {
+            Error::Usage(UsageError::new(e.to_string()))
+        }
         other => Error::Tasks(other),
     })?;
     writeln!(console.out, "{id}")?;

@@ -204,3 +204,65 @@ fn a_handle_waits_for_the_outcome_of_its_task() {
         worker.stop().unwrap();
     }
 }
+
+#[test]
+fn a_scheduled_task_runs_no_earlier_than_asked() {
+    use pubsub_tasks::{delay_queue_name, TaskQueue, MAX_DELAY};
+    let Some(mut setup) = Setup::new("later", crate::support::TestDb::sqlite()) else {
+        return;
+    };
+    // The buckets of 300 ms and 1.2 s (rounded up to 1.216 s), removed at the end.
+    for ms in [300, 1_216] {
+        let name = delay_queue_name(&setup.queue, Duration::from_millis(ms));
+        setup.bus.delete_queue_at_end(&name);
+    }
+    let worker = setup
+        .worker()
+        .task("remind", |_task| Ok(json!("reminded")))
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let queue = TaskQueue::builder(setup.bus.connection())
+        .exchange(&setup.exchange)
+        .queue(&setup.queue)
+        .results(setup.db.database.clone())
+        .build()
+        .unwrap();
+    let submitted = Instant::now();
+    let soon = queue
+        .submit_after(Duration::from_millis(300), "remind", json!({}))
+        .unwrap();
+    let later = queue
+        .submit_at(
+            std::time::SystemTime::now() + Duration::from_millis(1_200),
+            "remind",
+            json!({}),
+        )
+        .unwrap();
+    let now = queue.submit("remind", json!({})).unwrap();
+    let wait = Duration::from_secs(20);
+    assert_eq!(
+        now.wait(wait).unwrap(),
+        pubsub_tasks::TaskOutcome::Completed(json!("reminded"))
+    );
+    assert!(
+        submitted.elapsed() < Duration::from_millis(300),
+        "not held up by the others"
+    );
+    soon.wait(wait).unwrap();
+    assert!(submitted.elapsed() >= Duration::from_millis(300));
+    later.wait(wait).unwrap();
+    assert!(submitted.elapsed() >= Duration::from_millis(1_200));
+    // Each record: received (by the worker) no earlier than asked.
+    let record = setup.record(&later.to_string());
+    let first = setup.record(&now.to_string());
+    let apart = (record.created_at - first.created_at).whole_milliseconds();
+    assert!(apart >= 1_100, "received {apart} ms after the first");
+    let e = queue
+        .submit_after(MAX_DELAY * 2, "remind", json!({}))
+        .unwrap_err();
+    assert!(e.to_string().contains("at most 30 days"), "{e}");
+    queue.close().unwrap();
+    worker.stop().unwrap();
+}
