@@ -115,6 +115,9 @@ pub struct Properties {
     /// properties never carry it, so that a copy republished from them (a retry, a dead
     /// letter, a replay) does not inherit the original's time to live.
     pub expiration: Option<std::time::Duration>,
+    /// The message's priority (the AMQP `priority` property, 0 to 255): a queue declared
+    /// with `x-max-priority` delivers higher ones first; other queues ignore it.
+    pub priority: Option<u8>,
 }
 
 impl Properties {
@@ -150,6 +153,9 @@ impl Properties {
         if !self.headers.is_empty() {
             props = props.with_headers(table_to_amqp(&self.headers)?);
         }
+        if let Some(priority) = self.priority {
+            props = props.with_priority(priority);
+        }
         if let Some(ttl) = self.expiration {
             // Whole milliseconds, as AMQP's `expiration` wants them written.
             props = props.with_expiration(ttl.as_millis().to_string());
@@ -173,6 +179,7 @@ impl Properties {
                 .map(table_from_amqp)
                 .unwrap_or_default(),
             expiration: None,
+            priority: *props.priority(),
         }
     }
 }
@@ -264,6 +271,7 @@ mod tests {
             correlation_id: Some("c-1".into()),
             headers,
             expiration: None,
+            priority: Some(7),
         };
         let back = Properties::from_amqp(&props.to_amqp().unwrap());
         assert_eq!(back, props);

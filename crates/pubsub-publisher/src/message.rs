@@ -36,6 +36,9 @@ pub struct PublishOptions {
     /// `otel` feature, an event without one gets a producer span of its own, a child of the
     /// publishing thread's current span, and carries its context.
     pub trace: Option<TraceContext>,
+    /// The message's priority (0 to 255; see
+    /// [`Properties::priority`](pubsub_amqp::Properties::priority)).
+    pub priority: Option<u8>,
 }
 
 impl PublishOptions {
@@ -107,6 +110,7 @@ pub(crate) fn properties(
         correlation_id: options.correlation_id.clone(),
         headers: headers(options),
         expiration: None,
+        priority: options.priority,
     }
 }
 

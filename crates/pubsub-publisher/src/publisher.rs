@@ -428,6 +428,7 @@ impl Options<'_> {
             routing_key: None,
             headers: BTreeMap::new(),
             trace: None,
+            priority: None,
         };
         match self {
             Options::Same(options) => options,

@@ -111,6 +111,10 @@ pub struct SubmitOptions {
     /// Run it no earlier than this from now (see [`TaskQueue::submit_after`]); `None` or
     /// zero: at once.
     pub delay: Option<std::time::Duration>,
+    /// Its priority (the AMQP `priority` property): in a queue with priorities
+    /// ([`TaskWorkerBuilder::max_priority`](crate::TaskWorkerBuilder::max_priority)), a higher
+    /// one is delivered first among those waiting; other queues ignore it.
+    pub priority: Option<u8>,
 }
 
 /// Builds a [`TaskQueue`]; see [`TaskQueue::builder`].
@@ -406,6 +410,7 @@ fn publish_options(task: &Event, producer: &str, options: &SubmitOptions) -> Pub
             (CORRELATION_ID_HEADER.to_owned(), correlation_id.clone()),
         ]),
         correlation_id: Some(correlation_id),
+        priority: options.priority,
         ..PublishOptions::default()
     }
 }

@@ -61,6 +61,8 @@ pub struct TaskWorker {
     declare_exchange: bool,
     existing_queue: bool,
     quorum: bool,
+    /// `x-max-priority` of the queue, if tasks have priorities.
+    max_priority: Option<u8>,
     tasks: Arc<Tasks>,
     bindings: Vec<String>,
     observer: Option<Sender<DeliveryReport>>,
@@ -169,6 +171,16 @@ impl TaskWorkerBuilder {
         self
     }
 
+    /// Gives the queue priorities from 0 to `max` (RabbitMQ's `x-max-priority`; it advises at
+    /// most 10): a task submitted with a higher [`SubmitOptions::priority`](crate::SubmitOptions)
+    /// is delivered first among those waiting. A queue gets priorities when it is declared:
+    /// one that exists without them is a clear error (delete it, or use a new queue), and a
+    /// quorum queue takes none here.
+    pub fn max_priority(mut self, max: u8) -> Self {
+        self.worker.max_priority = Some(max);
+        self
+    }
+
     /// Makes the queue, its delay queues and its dead-letter queue quorum queues (off by
     /// default); see [`SubscriberBuilder::quorum`](pubsub_subscriber::SubscriberBuilder::quorum).
     pub fn quorum(mut self, quorum: bool) -> Self {
@@ -264,6 +276,15 @@ impl TaskWorkerBuilder {
         {
             return invalid("a time limit must not be zero");
         }
+        match self.worker.max_priority {
+            Some(0) => return invalid("a queue's highest priority is 1 to 255"),
+            Some(_) if self.worker.quorum => {
+                return invalid(
+                    "priorities (x-max-priority) need a classic queue: a quorum queue takes none",
+                )
+            }
+            _ => {}
+        }
         if self
             .worker
             .bindings
@@ -297,6 +318,7 @@ impl TaskWorker {
                 declare_exchange: true,
                 existing_queue: false,
                 quorum: false,
+                max_priority: None,
                 tasks: Arc::default(),
                 bindings: Vec::new(),
                 observer: None,
@@ -351,6 +373,26 @@ impl TaskWorker {
     pub fn setup(&self) -> Result<()> {
         self.pool()
             .setup(|_, connection| self.subscriber(connection))
+            .map_err(|e| self.priority_error(e))
+    }
+
+    /// A queue that exists without the priorities asked for, as a clear error.
+    fn priority_error(&self, e: Error) -> Error {
+        let Some(max) = self.max_priority else {
+            return e;
+        };
+        match &e {
+            Error::Subscribe(pubsub_subscriber::Error::Amqp(
+                pubsub_amqp::Error::Inequivalent { name, argument, .. },
+            )) if argument.contains("x-max-priority") => Error::InvalidConfig {
+                message: format!(
+                    "queue `{name}` exists without priorities 0 to {max} (x-max-priority): \
+                     RabbitMQ gives a queue priorities only when it is declared; delete it \
+                     (its tasks with it) or use another queue"
+                ),
+            },
+            _ => e,
+        }
     }
 
     /// Declares the topology, then starts the workers, each on its own thread.
@@ -361,7 +403,8 @@ impl TaskWorker {
     pub fn start(self) -> Result<RunningWorker> {
         let pool = self
             .pool()
-            .start(|_, connection| self.subscriber(connection))?;
+            .start(|_, connection| self.subscriber(connection))
+            .map_err(|e| self.priority_error(e))?;
         log::info!(
             "{} task worker(s) on `{}` run {}",
             self.workers,
@@ -413,6 +456,15 @@ impl TaskWorker {
             .retry(self.retry.clone())
             .existing_queue(self.existing_queue)
             .quorum(self.quorum);
+        if let Some(max) = self.max_priority {
+            builder = builder.queue_config(
+                pubsub_amqp::QueueConfig {
+                    durable: true,
+                    ..pubsub_amqp::QueueConfig::default()
+                }
+                .argument("x-max-priority", i64::from(max)),
+            );
+        }
         if let Some(observer) = &self.observer {
             builder = builder.observer(observer.clone());
         }

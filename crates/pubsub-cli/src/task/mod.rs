@@ -30,7 +30,7 @@ before it started.";
 pub(crate) const EXAMPLES: &str = "\
 Examples:
   pubsub task submit send-report --payload '{\"to\":\"ops\"}'
-  pubsub task submit send-report --after 30m
+  pubsub task submit send-report --after 30m --priority 5
   pubsub task status 7c9e6679-7425-40de-944b-e07fc1f90ae7
   pubsub task list --status failed
   pubsub task list --stuck --stuck-after 30m
@@ -114,6 +114,11 @@ pub struct SubmitArgs {
     /// Run it no earlier than this time (RFC 3339, `2026-12-24T18:00:00Z`).
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     pub at: Option<time::OffsetDateTime>,
+
+    /// Its priority, 0 to 255: in a queue with priorities (a worker's `max_priority`), higher
+    /// ones run first; other queues ignore it.
+    #[arg(long, value_name = "N")]
+    pub priority: Option<u8>,
 
     /// The workers' queue, where a scheduled task goes once its delay has passed.
     #[arg(long, default_value = pubsub_tasks::DEFAULT_QUEUE, value_name = "QUEUE")]
@@ -264,6 +269,7 @@ fn submit(url: Option<&str>, args: SubmitArgs, console: &mut Console<'_>) -> Res
         correlation_id: args.correlation_id,
         routing_key: args.routing_key,
         delay,
+        priority: args.priority,
     };
     let submitted = queue.submit_with(&args.name, Value::Object(payload), &options);
     if let Err(e) = queue.close() {

@@ -266,3 +266,72 @@ fn a_scheduled_task_runs_no_earlier_than_asked() {
     queue.close().unwrap();
     worker.stop().unwrap();
 }
+
+#[test]
+fn higher_priorities_run_first_where_the_queue_has_them() {
+    use pubsub_tasks::{SubmitOptions, TaskQueue};
+    use std::sync::Mutex;
+    let Some(setup) = Setup::new("priority", crate::support::TestDb::sqlite()) else {
+        return;
+    };
+    let ran = Arc::new(Mutex::new(Vec::new()));
+    let log = ran.clone();
+    let worker = setup
+        .worker()
+        .max_priority(10)
+        .task("job", move |task| {
+            log.lock()
+                .unwrap()
+                .push(task.payload()["p"].as_u64().unwrap_or(99));
+            Ok(json!(null))
+        })
+        .build()
+        .unwrap();
+    worker.setup().unwrap();
+    let queue = TaskQueue::builder(setup.bus.connection())
+        .exchange(&setup.exchange)
+        .build()
+        .unwrap();
+    let mut last = None;
+    for p in [1u8, 9, 5, 0] {
+        let options = SubmitOptions {
+            priority: Some(p),
+            ..SubmitOptions::default()
+        };
+        last = Some(
+            queue
+                .submit_with("job", json!({ "p": p }), &options)
+                .unwrap(),
+        );
+    }
+    let running = worker.start().unwrap();
+    setup.settled(&last.unwrap().to_string());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ran.lock().unwrap().len() < 4 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(*ran.lock().unwrap(), [9, 5, 1, 0]);
+    running.stop().unwrap();
+
+    // A queue declared without priorities, asked for with them: a clear error.
+    let plain = Setup::new("plain", crate::support::TestDb::sqlite()).unwrap();
+    plain
+        .worker()
+        .task("job", |_task| Ok(json!(null)))
+        .build()
+        .unwrap()
+        .setup()
+        .unwrap();
+    let e = plain
+        .worker()
+        .max_priority(5)
+        .task("job", |_task| Ok(json!(null)))
+        .build()
+        .unwrap()
+        .setup()
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("exists without priorities 0 to 5"),
+        "{e}"
+    );
+}
