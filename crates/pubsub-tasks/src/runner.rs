@@ -167,19 +167,16 @@ impl Running {
         for mut item in items {
             if let State::Admitted(attempts) = item.state {
                 let Some(function) = item.task.function.clone() else {
+                    // Not reached (only tasks with a function are admitted): answered as not run.
+                    segment.push(item);
                     continue;
                 };
                 let name = item.task.name().to_owned();
-                if commit_first(self.durations.get(&name).copied()) && !segment.is_empty() {
-                    // What the batch holds does not wait for a function that may be long;
-                    // its own RUNNING status is committed with it.
+                if commit_first(self.durations.get(&name).copied()) {
+                    // What the batch holds does not wait for a function that may be long,
+                    // nor holds the database's locks while it runs: its own RUNNING status
+                    // is committed with it, and it runs outside any transaction.
                     self.commit(std::mem::take(&mut segment));
-                    if let Err(e) = self.runner.store.begin() {
-                        log::warn!("{}", error_chain(&e));
-                        self.rollback();
-                        self.alone(vec![item]);
-                        continue;
-                    }
                 }
                 let (ran, took) = item.task.run(&function, attempts, &self.runner.abandoned);
                 let before = self.durations.get(&name).copied();
@@ -221,12 +218,10 @@ impl Running {
         Ok(())
     }
 
-    /// Records the outcomes of `segment`, commits, then answers each; on a store failure,
-    /// rolls back and records each alone.
+    /// Records the outcomes of `segment` (in a transaction of their own when none is open),
+    /// commits what the transaction holds, then answers each; on a store failure, rolls back
+    /// and records each alone.
     fn commit(&mut self, segment: Vec<Item>) {
-        if segment.is_empty() {
-            return;
-        }
         let retry = &self.runner.retry;
         let settled: Vec<_> = segment
             .iter()
@@ -243,12 +238,21 @@ impl Running {
         let changes: Vec<(uuid::Uuid, TaskChange<'_>)> =
             settled.iter().map(|(id, s)| (*id, s.change())).collect();
         let store = &mut self.runner.store;
-        let committed = store.change_all(&changes).and_then(|()| store.commit());
+        let writes = store.in_transaction() || !changes.is_empty();
+        let committed = (|| {
+            if !changes.is_empty() && !store.in_transaction() {
+                store.begin()?;
+            }
+            store.change_all(&changes)?;
+            store.commit()
+        })();
         drop(changes);
         drop(settled);
         match committed {
             Ok(()) => {
-                self.runner.commits.fetch_add(1, Ordering::Relaxed);
+                if writes {
+                    self.runner.commits.fetch_add(1, Ordering::Relaxed);
+                }
                 crate::results::committed();
                 for item in segment {
                     let result = match item.state {

@@ -335,3 +335,52 @@ fn higher_priorities_run_first_where_the_queue_has_them() {
         "{e}"
     );
 }
+
+#[test]
+fn a_long_task_does_not_hold_back_the_commits_of_the_others() {
+    use pubsub_tasks::{TaskOutcome, TaskQueue};
+    let Some(setup) = Setup::new("long", crate::support::TestDb::sqlite()) else {
+        return;
+    };
+    let worker = setup
+        .worker()
+        .task("quick", |_task| Ok(json!("quick")))
+        .task("long", |_task| {
+            std::thread::sleep(Duration::from_millis(1_500));
+            Ok(json!("long"))
+        })
+        .build()
+        .unwrap();
+    worker.setup().unwrap();
+    let queue = TaskQueue::builder(setup.bus.connection())
+        .exchange(&setup.exchange)
+        .results(setup.db.database.clone())
+        .build()
+        .unwrap();
+    // Both wait in the queue, so that the worker takes them as one batch.
+    let quick = queue.submit("quick", json!({})).unwrap();
+    let long = queue.submit("long", json!({})).unwrap();
+    let started = Instant::now();
+    let running = worker.start().unwrap();
+    assert_eq!(
+        quick.wait(Duration::from_secs(20)).unwrap(),
+        TaskOutcome::Completed(json!("quick"))
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1_200),
+        "the quick task's status waited {:?} for the long one",
+        started.elapsed()
+    );
+    let record = setup.record(&long.to_string());
+    assert_eq!(
+        record.status,
+        TaskStatus::Running,
+        "the long one's start is committed too ({:?} after the start)",
+        started.elapsed()
+    );
+    assert_eq!(
+        long.wait(Duration::from_secs(20)).unwrap(),
+        TaskOutcome::Completed(json!("long"))
+    );
+    running.stop().unwrap();
+}
