@@ -146,6 +146,11 @@ impl Admin {
         self.delete_one(true, &names.exchange);
     }
 
+    /// Deletes one queue (best effort, as [`delete`](Self::delete)).
+    pub(crate) fn delete_queue(&mut self, name: &str) {
+        self.delete_one(false, name);
+    }
+
     fn delete_one(&mut self, exchange: bool, name: &str) {
         let result = self.channel().and_then(|channel| {
             if exchange {

@@ -9,6 +9,7 @@
 //! settled (the observer channel's reports). Configurations are interleaved round by round.
 
 use std::sync::Arc;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -193,7 +194,119 @@ pub(crate) fn run(config: &AmqpConfig, options: &Options) -> Result<()> {
             ],
         ],
     );
+    let scheduled = if options.quick { 30 } else { 100 };
+    eprintln!("tasks: {scheduled} scheduled tasks of each delay...");
+    scheduled_delays(&mut admin, scheduled)?;
     admin.close()
+}
+
+/// The delays asked for in the scheduled rows: one on the 100 ms grid, one on a bucket's
+/// edge, one rounded up to its bucket (1,500 ms -> 1,536 ms).
+const DELAYS_MS: [u64; 3] = [300, 1_024, 1_500];
+
+/// Submits `n` tasks of each delay of [`DELAYS_MS`] at once, and prints how long after its
+/// submit (the broker's confirm) each ran, p50 and p99, against the delay asked for.
+fn scheduled_delays(admin: &mut Admin, n: usize) -> Result<()> {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    let names = admin.names("scheduled")?;
+    let owned = TestDatabase::sqlite("bench-scheduled");
+    let database = Database::parse(owned.url())?;
+    let ran: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
+    let log = ran.clone();
+    let result = (|| {
+        let worker = TaskWorker::builder(admin.config().clone(), database.clone())
+            .exchange(&names.exchange)
+            .queue(&names.queue)
+            .prefetch(100)
+            .task(TASK, move |task| {
+                if let Some(i) = task.payload()["i"].as_u64() {
+                    if let Ok(mut ran) = log.lock() {
+                        ran.insert(i, Instant::now());
+                    }
+                }
+                Ok(serde_json::Value::Null)
+            })
+            .build()?
+            .start()?;
+        let queue = TaskQueue::builder(open(admin.config())?)
+            .exchange(&names.exchange)
+            .queue(&names.queue)
+            .build()?;
+        let mut submitted = Vec::new();
+        for (d, &ms) in DELAYS_MS.iter().enumerate() {
+            for k in 0..n {
+                let i = (d * n + k) as u64;
+                queue
+                    .submit_after(Duration::from_millis(ms), TASK, json!({ "i": i }))
+                    .context("submitting a scheduled task")?;
+                submitted.push((i, ms, Instant::now()));
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while ran.lock().map(|r| r.len()).unwrap_or(0) < submitted.len() {
+            if Instant::now() > deadline {
+                bail!("scheduled tasks did not all run in 30 s");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        queue.close()?;
+        worker.stop()?;
+        let ran = ran.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+        let mut table = Vec::new();
+        for &ms in &DELAYS_MS {
+            // Achieved delay: from the submit's confirm (a little after the broker took it)
+            // to the function's start.
+            let mut achieved: Vec<f64> = submitted
+                .iter()
+                .filter(|(_, asked, _)| *asked == ms)
+                .filter_map(|(i, _, at)| {
+                    ran.get(i)
+                        .map(|r| r.duration_since(*at).as_secs_f64() * 1e3)
+                })
+                .collect();
+            achieved.sort_by(f64::total_cmp);
+            let pick = |q: f64| achieved[((achieved.len() - 1) as f64 * q).round() as usize];
+            let (p50, p99) = (pick(0.5), pick(0.99));
+            let bucket = bucket_ms(ms);
+            table.push(vec![
+                format!("{ms} ms (its bucket {bucket} ms)"),
+                format!("{p50:.0} ms ({:.2}x)", p50 / ms as f64),
+                format!("{p99:.0} ms ({:.2}x)", p99 / ms as f64),
+                format!("{:.0} ms", achieved[0]),
+            ]);
+            println!(
+                "{}",
+                report::bench_line(
+                    "task_scheduled",
+                    json!({
+                        "asked_ms": ms,
+                        "bucket_ms": bucket,
+                        "p50_ms": report::round(p50, 1),
+                        "p99_ms": report::round(p99, 1),
+                        "min_ms": report::round(achieved[0], 1),
+                    }),
+                )
+            );
+        }
+        report::print_table(
+            &["delay asked", "achieved, p50", "achieved, p99", "earliest"],
+            &table,
+        );
+        Ok(())
+    })();
+    for &ms in &DELAYS_MS {
+        let bucket = Duration::from_millis(bucket_ms(ms));
+        admin.delete_queue(&pubsub_tasks::delay_queue_name(&names.queue, bucket));
+    }
+    admin.delete(&names);
+    drop(owned);
+    result
+}
+
+/// The bucket a delay of `ms` waits in (`pubsub-tasks`' rounding), in ms.
+fn bucket_ms(ms: u64) -> u64 {
+    pubsub_tasks::delay_bucket(Duration::from_millis(ms)).as_millis() as u64
 }
 
 /// What one run measured.

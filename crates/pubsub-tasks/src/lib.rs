@@ -137,6 +137,6 @@ pub use crate::queue::{
     exchange_config, SubmitOptions, TaskQueue, TaskQueueBuilder, DEFAULT_EXCHANGE, DEFAULT_PRODUCER,
 };
 pub use crate::results::{wait, TaskHandle, TaskOutcome};
-pub use crate::schedule::{delay_queue_name, MAX_DELAY};
+pub use crate::schedule::{delay_bucket, delay_queue_name, MAX_DELAY};
 pub use crate::task::{Task, TaskFn, TaskResult};
 pub use crate::worker::{RunningWorker, TaskWorker, TaskWorkerBuilder, DEFAULT_QUEUE};

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::error::{check_task_name, Error, Result};
 use crate::names::{routing_key, CORRELATION_ID_HEADER, PRODUCER_APP_HEADER};
 use crate::results::TaskHandle;
-use crate::schedule::{bucket, check_delay, Scheduler};
+use crate::schedule::{check_delay, delay_bucket, Scheduler};
 
 /// The exchange tasks go to unless told otherwise: seed 003's `task.exchange` (its queue is
 /// `tasks`, [`DEFAULT_QUEUE`](crate::DEFAULT_QUEUE)). Before, the default was `tasks`: a
@@ -248,7 +248,7 @@ impl TaskQueue {
             None => self.publisher.clone(),
             Some(delay) => {
                 check_delay(delay)?;
-                let (publisher, delay_queue) = self.owner.scheduler.route(bucket(delay))?;
+                let (publisher, delay_queue) = self.owner.scheduler.route(delay_bucket(delay))?;
                 publish.routing_key = Some(delay_queue);
                 publisher
             }

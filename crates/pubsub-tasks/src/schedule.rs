@@ -1,7 +1,7 @@
 //! Scheduled tasks: a task submitted to run later waits in a delay queue of the broker, then
 //! goes to the worker's queue.
 //!
-//! A delay is rounded *up* to a bucket ([`bucket`]): 100 ms steps below a second, then 16
+//! A delay is rounded *up* to a bucket ([`delay_bucket`]): 100 ms steps below a second, then 16
 //! steps per doubling (at most 1/16 late, 6.25 %). Each bucket is a durable queue
 //! `<queue>.delay.<ms>ms` with that TTL, which dead-letters its messages to the worker's
 //! queue `<queue>` through the default exchange: a task runs no earlier than asked, survives a
@@ -28,7 +28,7 @@ const FINE_STEP_MS: u64 = 100;
 
 /// The bucket a delay waits in: the delay rounded up, to 100 ms below a second, else to a
 /// sixteenth of the power of two below it (pure).
-pub(crate) fn bucket(delay: Duration) -> Duration {
+pub fn delay_bucket(delay: Duration) -> Duration {
     let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX).max(1);
     let step = if ms <= 1_000 {
         FINE_STEP_MS
@@ -160,7 +160,7 @@ mod tests {
     fn a_delay_is_rounded_up_to_its_bucket() {
         let ms = Duration::from_millis;
         let check = |asked: u64, bucket_ms: u64| {
-            assert_eq!(bucket(ms(asked)), ms(bucket_ms), "{asked} ms");
+            assert_eq!(delay_bucket(ms(asked)), ms(bucket_ms), "{asked} ms");
         };
         check(0, 100);
         check(1, 100);
@@ -181,7 +181,7 @@ mod tests {
             86_400_000,
             2_000_000_000,
         ] {
-            let b = bucket(ms(asked)).as_millis() as u64;
+            let b = delay_bucket(ms(asked)).as_millis() as u64;
             assert!(b >= asked && b - asked <= asked / 16 + 1, "{asked} -> {b}");
         }
     }
