@@ -73,8 +73,8 @@ pub enum Error {
     NotCancellable {
         /// Its id.
         task_id: uuid::Uuid,
-        /// Where it is.
-        status: crate::model::TaskStatus,
+        /// Where it is: its stored status (`RUNNING`, `COMPLETED`, `FAILED`).
+        status: &'static str,
     },
 }
 

@@ -161,7 +161,10 @@ impl TaskStore {
             .ok_or(Error::UnknownTask { task_id })?;
         match record.status {
             crate::model::TaskStatus::Cancelled => Ok(record),
-            status => Err(Error::NotCancellable { task_id, status }),
+            status => Err(Error::NotCancellable {
+                task_id,
+                status: status.as_str(),
+            }),
         }
     }
 

@@ -131,7 +131,8 @@ mod worker;
 
 pub use crate::error::{Error, Result};
 pub use crate::names::{
-    routing_key, CORRELATION_ID_HEADER, MAX_TASK_NAME_LEN, PRODUCER_APP_HEADER, ROUTING_KEY_PREFIX,
+    routing_key, CORRELATION_ID_HEADER, DEFAULT_QUEUE, MAX_TASK_NAME_LEN, PRODUCER_APP_HEADER,
+    ROUTING_KEY_PREFIX,
 };
 pub use crate::queue::{
     exchange_config, SubmitOptions, TaskQueue, TaskQueueBuilder, DEFAULT_EXCHANGE, DEFAULT_PRODUCER,
@@ -139,4 +140,4 @@ pub use crate::queue::{
 pub use crate::results::{wait, TaskHandle, TaskOutcome};
 pub use crate::schedule::{delay_bucket, delay_queue_name, MAX_DELAY};
 pub use crate::task::{Task, TaskFn, TaskResult};
-pub use crate::worker::{RunningWorker, TaskWorker, TaskWorkerBuilder, DEFAULT_QUEUE};
+pub use crate::worker::{RunningWorker, TaskWorker, TaskWorkerBuilder};

@@ -9,6 +9,9 @@ pub const PRODUCER_APP_HEADER: &str = "producer_app";
 /// AMQP property of the same name).
 pub const CORRELATION_ID_HEADER: &str = "correlation_id";
 
+/// The queue workers consume unless told otherwise (seed 003's `tasks`).
+pub const DEFAULT_QUEUE: &str = "tasks";
+
 /// The prefix of seed 003's task routing keys: `routing.task.<action>.<entity>`.
 pub const ROUTING_KEY_PREFIX: &str = "routing.task.";
 

@@ -208,7 +208,7 @@ impl TaskQueue {
             producer: DEFAULT_PRODUCER.to_owned(),
             declare: true,
             results: None,
-            queue: crate::worker::DEFAULT_QUEUE.to_owned(),
+            queue: crate::names::DEFAULT_QUEUE.to_owned(),
         }
     }
 

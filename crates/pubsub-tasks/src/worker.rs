@@ -17,13 +17,10 @@ use pubsub_subscriber::{
 };
 
 use crate::error::{check_task_name, Error, Result};
-use crate::names::routing_key;
+use crate::names::{routing_key, DEFAULT_QUEUE};
 use crate::queue::{exchange_config, DEFAULT_EXCHANGE};
 use crate::runner::Runner;
 use crate::task::{Registered, Task, TaskFn, TaskResult, Tasks};
-
-/// The queue workers consume unless told otherwise (seed 003's `tasks`).
-pub const DEFAULT_QUEUE: &str = "tasks";
 
 /// How long a stop waits for the tasks a worker's runner holds (running, or waiting for its
 /// batch) before it leaves them to the broker, which delivers them again.

@@ -74,15 +74,16 @@ impl Store {
             #[cfg(feature = "postgres")]
             Store::Postgres(c) => {
                 let ms = i64::try_from(term.as_millis()).unwrap_or(i64::MAX);
+                use postgres::types::Type;
                 let n = c
-                    .execute(
+                    .execute_typed(
                         "INSERT INTO pubsub_outbox_lease (name, owner, expires_at) \
                          VALUES ($1, $2, now() + $3::bigint * interval '1 millisecond') \
                          ON CONFLICT (name) DO UPDATE SET owner = EXCLUDED.owner, \
                          expires_at = EXCLUDED.expires_at \
                          WHERE pubsub_outbox_lease.owner = EXCLUDED.owner \
                          OR pubsub_outbox_lease.expires_at < now()",
-                        &[&name, &owner, &ms],
+                        &[(&name, Type::TEXT), (&owner, Type::TEXT), (&ms, Type::INT8)],
                     )
                     .map_err(|e| query_error(doing, e))?;
                 usize::try_from(n).unwrap_or(0)
@@ -134,9 +135,11 @@ impl Store {
                 rows.collect::<rusqlite::Result<Vec<_>>>()
                     .map_err(|e| query_error(doing, e))
             }
+            // Typed: parsed, bound and run in one round trip (a statement given as text is
+            // otherwise prepared first, a round trip more on every batch).
             #[cfg(feature = "postgres")]
             Store::Postgres(c) => c
-                .query(&sql, &[])
+                .query_typed(&sql, &[])
                 .and_then(|rows| {
                     rows.iter()
                         .map(|r| {
@@ -172,7 +175,10 @@ impl Store {
             }
             #[cfg(feature = "postgres")]
             Store::Postgres(c) => c
-                .execute("DELETE FROM pubsub_outbox WHERE id = ANY($1)", &[&ids])
+                .execute_typed(
+                    "DELETE FROM pubsub_outbox WHERE id = ANY($1)",
+                    &[(&ids, postgres::types::Type::INT8_ARRAY)],
+                )
                 .map(drop)
                 .map_err(|e| query_error(doing, e)),
         }

@@ -372,7 +372,7 @@ fn tasks_are_cancelled_before_they_start_and_interrupted_runs_are_noted() {
             matches!(
                 e,
                 Error::NotCancellable {
-                    status: TaskStatus::Running,
+                    status: "RUNNING",
                     ..
                 }
             ),
