@@ -208,6 +208,50 @@ impl<'r> SafeRow<'r> {
 }
 
 impl Postgres {
+    /// Runs `sql` (the receipt or the admission of `task`: its nine parameters) and returns
+    /// the task's record: the one the statement returns, else the one stored (a task the
+    /// admission left as it is).
+    fn write_task(
+        &mut self,
+        sql: &'static str,
+        task: &NewTask<'_>,
+        doing: &str,
+    ) -> Result<TaskRecord> {
+        let now = OffsetDateTime::now_utc();
+        let mut exact = Originals::default();
+        let task_name = exact.text("task_name", task.task_name);
+        let payload = exact.value("payload", task.payload);
+        let routing_key = exact.text("routing_key", task.routing_key);
+        let correlation_id = exact.text_opt("correlation_id", task.correlation_id);
+        let producer = exact.text_opt("producer", task.producer);
+        let originals = exact.column();
+        let row = self
+            .task_statement(sql)
+            .and_then(|statement| {
+                self.client.query_opt(
+                    &statement,
+                    &[
+                        &task.task_id,
+                        &task_name,
+                        &Json(payload.as_ref()),
+                        &routing_key,
+                        &correlation_id,
+                        &producer,
+                        &now,
+                        &originals,
+                        &task.time_limit.map(limit_ms),
+                    ],
+                )
+            })
+            .map_err(|e| Error::query(doing.to_owned(), e))?;
+        match row {
+            Some(row) => task_record(&row, doing),
+            None => self.task(task.task_id)?.ok_or(Error::UnknownTask {
+                task_id: task.task_id,
+            }),
+        }
+    }
+
     /// The task statement `sql`, prepared once per connection.
     fn task_statement(
         &mut self,
@@ -233,8 +277,9 @@ mod task_sql {
     pub(super) static RECEIVE: LazyLock<String> = LazyLock::new(|| {
         format!(
             "WITH new AS (INSERT INTO pubsub_tasks (task_id, task_name, payload, status, attempts, \
-             routing_key, correlation_id, producer, created_at, updated_at, originals) \
-             VALUES ($1, $2, $3, 'PENDING', 0, $4, $5, $6, $7, $7, $8) \
+             routing_key, correlation_id, producer, created_at, updated_at, originals, \
+             time_limit_ms) \
+             VALUES ($1, $2, $3, 'PENDING', 0, $4, $5, $6, $7, $7, $8, $9) \
              ON CONFLICT (task_id) DO NOTHING RETURNING {TASK_COLUMNS}) \
              SELECT {TASK_COLUMNS} FROM new UNION ALL \
              SELECT {TASK_COLUMNS} FROM pubsub_tasks WHERE task_id = $1 \
@@ -438,38 +483,7 @@ impl Backend for Postgres {
 
     fn receive_task(&mut self, task: &NewTask<'_>) -> Result<TaskRecord> {
         let doing = format!("recording task {} in {}", task.task_id, self.name);
-        let now = OffsetDateTime::now_utc();
-        let mut exact = Originals::default();
-        let task_name = exact.text("task_name", task.task_name);
-        let payload = exact.value("payload", task.payload);
-        let routing_key = exact.text("routing_key", task.routing_key);
-        let correlation_id = exact.text_opt("correlation_id", task.correlation_id);
-        let producer = exact.text_opt("producer", task.producer);
-        let originals = exact.column();
-        let row = self
-            .task_statement(&task_sql::RECEIVE)
-            .and_then(|statement| {
-                self.client.query_opt(
-                    &statement,
-                    &[
-                        &task.task_id,
-                        &task_name,
-                        &Json(payload.as_ref()),
-                        &routing_key,
-                        &correlation_id,
-                        &producer,
-                        &now,
-                        &originals,
-                    ],
-                )
-            })
-            .map_err(|e| Error::query(doing.clone(), e))?;
-        match row {
-            Some(row) => task_record(&row, &doing),
-            None => Err(Error::UnknownTask {
-                task_id: task.task_id,
-            }),
-        }
+        self.write_task(&task_sql::RECEIVE, task, &doing)
     }
 
     fn admit_task(&mut self, task: &NewTask<'_>) -> Result<TaskRecord> {
@@ -477,40 +491,7 @@ impl Backend for Postgres {
             "recording task {} as started in {}",
             task.task_id, self.name
         );
-        let now = OffsetDateTime::now_utc();
-        let mut exact = Originals::default();
-        let task_name = exact.text("task_name", task.task_name);
-        let payload = exact.value("payload", task.payload);
-        let routing_key = exact.text("routing_key", task.routing_key);
-        let correlation_id = exact.text_opt("correlation_id", task.correlation_id);
-        let producer = exact.text_opt("producer", task.producer);
-        let originals = exact.column();
-        let row = self
-            .task_statement(&task_sql::ADMIT)
-            .and_then(|statement| {
-                self.client.query_opt(
-                    &statement,
-                    &[
-                        &task.task_id,
-                        &task_name,
-                        &Json(payload.as_ref()),
-                        &routing_key,
-                        &correlation_id,
-                        &producer,
-                        &now,
-                        &originals,
-                        &task.time_limit.map(limit_ms),
-                    ],
-                )
-            })
-            .map_err(|e| Error::query(doing.clone(), e))?;
-        match row {
-            Some(row) => task_record(&row, &doing),
-            // COMPLETED: unchanged.
-            None => self.task(task.task_id)?.ok_or(Error::UnknownTask {
-                task_id: task.task_id,
-            }),
-        }
+        self.write_task(&task_sql::ADMIT, task, &doing)
     }
 
     fn admit_tasks(&mut self, tasks: &[NewTask<'_>]) -> Result<Vec<TaskRecord>> {

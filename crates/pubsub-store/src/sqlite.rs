@@ -177,6 +177,42 @@ fn limit_ms(limit: std::time::Duration) -> i64 {
     i64::try_from(limit.as_millis()).unwrap_or(i64::MAX)
 }
 
+impl Sqlite {
+    /// Runs `sql` (the receipt or the admission of `task`: its eight parameters) and returns
+    /// the task's record: the one the insert returns, else the one stored (a task stored
+    /// before, or one the admission left as it is).
+    fn write_task(&mut self, sql: &str, task: &NewTask<'_>, doing: &str) -> Result<TaskRecord> {
+        let now = ts(OffsetDateTime::now_utc());
+        let written = self
+            .connection
+            .prepare_cached(sql)
+            .and_then(|mut statement| {
+                statement
+                    .query_row(
+                        params![
+                            task.task_id.to_string(),
+                            task.task_name,
+                            task.payload.to_string(),
+                            task.routing_key,
+                            task.correlation_id,
+                            task.producer,
+                            now,
+                            task.time_limit.map(limit_ms),
+                        ],
+                        task_record,
+                    )
+                    .optional()
+            })
+            .map_err(|e| Error::query(doing.to_owned(), e))?;
+        match written {
+            Some(record) => record,
+            None => self.task(task.task_id)?.ok_or(Error::UnknownTask {
+                task_id: task.task_id,
+            }),
+        }
+    }
+}
+
 /// A task row, read and checked as [`stored_event`] reads an event row.
 fn task_record(r: &Row<'_>) -> rusqlite::Result<Result<TaskRecord>> {
     let id: String = r.get(0)?;
@@ -300,88 +336,33 @@ impl Backend for Sqlite {
     }
 
     fn receive_task(&mut self, task: &NewTask<'_>) -> Result<TaskRecord> {
-        let doing = || format!("recording task {} in {}", task.task_id, self.name);
-        let now = ts(OffsetDateTime::now_utc());
-        // A new task's record comes back from the insert; one stored before is read.
-        let inserted = self
-            .connection
-            .prepare_cached(&format!(
-                "INSERT INTO pubsub_tasks (task_id, task_name, payload, status, attempts, \
-                 routing_key, correlation_id, producer, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, 'PENDING', 0, ?4, ?5, ?6, ?7, ?7) \
-                 ON CONFLICT (task_id) DO NOTHING RETURNING {TASK_COLUMNS}"
-            ))
-            .and_then(|mut statement| {
-                statement
-                    .query_row(
-                        params![
-                            task.task_id.to_string(),
-                            task.task_name,
-                            task.payload.to_string(),
-                            task.routing_key,
-                            task.correlation_id,
-                            task.producer,
-                            now,
-                        ],
-                        task_record,
-                    )
-                    .optional()
-            })
-            .map_err(|e| Error::query(doing(), e))?;
-        match inserted {
-            Some(record) => record,
-            None => self.task(task.task_id)?.ok_or(Error::UnknownTask {
-                task_id: task.task_id,
-            }),
-        }
+        let doing = format!("recording task {} in {}", task.task_id, self.name);
+        let sql = format!(
+            "INSERT INTO pubsub_tasks (task_id, task_name, payload, status, attempts, \
+             routing_key, correlation_id, producer, created_at, updated_at, time_limit_ms) \
+             VALUES (?1, ?2, ?3, 'PENDING', 0, ?4, ?5, ?6, ?7, ?7, ?8) \
+             ON CONFLICT (task_id) DO NOTHING RETURNING {TASK_COLUMNS}"
+        );
+        self.write_task(&sql, task, &doing)
     }
 
     fn admit_task(&mut self, task: &NewTask<'_>) -> Result<TaskRecord> {
-        let doing = || {
-            format!(
-                "recording task {} as started in {}",
-                task.task_id, self.name
-            )
-        };
-        let now = ts(OffsetDateTime::now_utc());
-        let admitted = self
-            .connection
-            .prepare_cached(&format!(
-                "INSERT INTO pubsub_tasks (task_id, task_name, payload, status, attempts, \
-                 routing_key, correlation_id, producer, created_at, updated_at, started_at, \
-                 time_limit_ms) \
-                 VALUES (?1, ?2, ?3, 'RUNNING', 1, ?4, ?5, ?6, ?7, ?7, ?7, ?8) \
-                 ON CONFLICT (task_id) DO UPDATE SET status = 'RUNNING', attempts = attempts + 1, \
-                 updated_at = excluded.updated_at, started_at = excluded.started_at, \
-                 finished_at = NULL, time_limit_ms = excluded.time_limit_ms, \
-                 error = CASE WHEN status = 'RUNNING' THEN {INTERRUPTED_SQLITE} ELSE error END \
-                 WHERE status NOT IN ('COMPLETED', 'CANCELLED') RETURNING {TASK_COLUMNS}"
-            ))
-            .and_then(|mut statement| {
-                statement
-                    .query_row(
-                        params![
-                            task.task_id.to_string(),
-                            task.task_name,
-                            task.payload.to_string(),
-                            task.routing_key,
-                            task.correlation_id,
-                            task.producer,
-                            now,
-                            task.time_limit.map(limit_ms),
-                        ],
-                        task_record,
-                    )
-                    .optional()
-            })
-            .map_err(|e| Error::query(doing(), e))?;
-        match admitted {
-            Some(record) => record,
-            // COMPLETED: unchanged.
-            None => self.task(task.task_id)?.ok_or(Error::UnknownTask {
-                task_id: task.task_id,
-            }),
-        }
+        let doing = format!(
+            "recording task {} as started in {}",
+            task.task_id, self.name
+        );
+        let sql = format!(
+            "INSERT INTO pubsub_tasks (task_id, task_name, payload, status, attempts, \
+             routing_key, correlation_id, producer, created_at, updated_at, started_at, \
+             time_limit_ms) \
+             VALUES (?1, ?2, ?3, 'RUNNING', 1, ?4, ?5, ?6, ?7, ?7, ?7, ?8) \
+             ON CONFLICT (task_id) DO UPDATE SET status = 'RUNNING', attempts = attempts + 1, \
+             updated_at = excluded.updated_at, started_at = excluded.started_at, \
+             finished_at = NULL, time_limit_ms = excluded.time_limit_ms, \
+             error = CASE WHEN status = 'RUNNING' THEN {INTERRUPTED_SQLITE} ELSE error END \
+             WHERE status NOT IN ('COMPLETED', 'CANCELLED') RETURNING {TASK_COLUMNS}"
+        );
+        self.write_task(&sql, task, &doing)
     }
 
     fn cancel_task(&mut self, task_id: Uuid) -> Result<Option<TaskRecord>> {
