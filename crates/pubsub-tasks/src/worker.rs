@@ -369,7 +369,7 @@ impl TaskWorker {
     /// [`Error::Subscribe`] when the broker cannot be reached or the topology declared.
     pub fn setup(&self) -> Result<()> {
         self.pool()
-            .setup(|_, connection| self.subscriber(connection))
+            .setup(|_, connection| self.subscriber(connection, false))
             .map_err(|e| self.priority_error(e))
     }
 
@@ -400,7 +400,7 @@ impl TaskWorker {
     pub fn start(self) -> Result<RunningWorker> {
         let pool = self
             .pool()
-            .start(|_, connection| self.subscriber(connection))
+            .start(|_, connection| self.subscriber(connection, true))
             .map_err(|e| self.priority_error(e))?;
         log::info!(
             "{} task worker(s) on `{}` run {}",
@@ -424,9 +424,13 @@ impl TaskWorker {
 
     /// One worker's consumer: its runner (a thread with its own store connection, which
     /// runs the tasks the subscriber hands it, by batch: see `runner.rs`) and its
-    /// subscriber's settings.
-    fn subscriber(&self, connection: Connection) -> Result<SubscriberBuilder> {
+    /// subscriber's settings. Without `run` (the topology only), the store is opened, to
+    /// say early when it cannot be, and no runner is started.
+    fn subscriber(&self, connection: Connection, run: bool) -> Result<SubscriberBuilder> {
         let store = TaskStore::open(&self.database)?;
+        if !run {
+            return Ok(self.consumer(connection));
+        }
         let dispatcher = Runner {
             tasks: self.tasks.clone(),
             database: self.database.clone(),
@@ -441,6 +445,11 @@ impl TaskWorker {
                 message: format!("the task runner's thread: {e}"),
             })
         })?;
+        Ok(self.consumer(connection).dispatcher(dispatcher, DRAIN))
+    }
+
+    /// The subscriber's settings: the queue, its topology, the envelope, the retries.
+    fn consumer(&self, connection: Connection) -> SubscriberBuilder {
         // The runner answers for the one handler; the registry has none to run.
         let registry = HandlerRegistry::new();
         let mut builder = EventSubscriber::builder(connection, &self.queue, Arc::new(registry))
@@ -449,7 +458,6 @@ impl TaskWorker {
             .envelope(Envelope::Task)
             .bindings(self.bindings())
             .prefetch(self.prefetch)
-            .dispatcher(dispatcher, DRAIN)
             .retry(self.retry.clone())
             .existing_queue(self.existing_queue)
             .quorum(self.quorum);
@@ -465,7 +473,7 @@ impl TaskWorker {
         if let Some(observer) = &self.observer {
             builder = builder.observer(observer.clone());
         }
-        Ok(builder)
+        builder
     }
 }
 
