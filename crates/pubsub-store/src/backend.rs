@@ -4,7 +4,8 @@ use uuid::Uuid;
 
 use crate::error::Result;
 use crate::model::{
-    EventQuery, EventRow, NewTask, StoredEvent, TaskChange, TaskFilter, TaskRecord,
+    EventQuery, EventRow, NewTask, StoredEvent, TaskChange, TaskFilter, TaskRecord, TaskRun,
+    TaskState,
 };
 
 /// The version of the store's schema this build creates and reads. Opening a database
@@ -73,15 +74,23 @@ pub trait Backend: Send {
             })
     }
 
-    /// [`admit_task`](Self::admit_task) for each of `tasks` (distinct ids), in as few
-    /// statements as the backend can; the records in the order of `tasks`.
+    /// The status and attempts of each of `ids` (distinct), `None` for one never stored,
+    /// each stored one kept from other connections until the transaction ends; in as few
+    /// statements as the backend can.
     ///
     /// # Errors
     ///
     /// A statement failed.
-    fn admit_tasks(&mut self, tasks: &[NewTask<'_>]) -> Result<Vec<TaskRecord>> {
-        tasks.iter().map(|task| self.admit_task(task)).collect()
-    }
+    fn claim_tasks(&mut self, ids: &[Uuid]) -> Result<Vec<Option<TaskState>>>;
+
+    /// Writes each run's row once (distinct ids; no [`TaskChange::Start`]): inserted with
+    /// its outcome, or one attempt more and its outcome, unless `COMPLETED` or `CANCELLED`;
+    /// returns the ids left as they were.
+    ///
+    /// # Errors
+    ///
+    /// A statement failed.
+    fn record_runs(&mut self, runs: &[TaskRun<'_>]) -> Result<Vec<Uuid>>;
 
     /// Applies each change (distinct ids) in as few statements as the backend can; returns
     /// how many tasks were stored and changed.

@@ -64,8 +64,8 @@ pub use crate::error::{DriverError, Error, Result};
 pub use crate::events::{Appended, EventStore, RefusedRow};
 pub use crate::fault::Fault;
 pub use crate::model::{
-    EventQuery, EventRow, NewTask, Order, StoredEvent, TaskChange, TaskFilter, TaskRecord,
-    TaskStatus,
+    EventQuery, EventRow, NewTask, Order, StoredEvent, TaskChange, TaskFilter, TaskRecord, TaskRun,
+    TaskState, TaskStatus,
 };
 pub use crate::schema::Schema;
 pub use crate::tasks::TaskStore;

@@ -427,6 +427,42 @@ impl FromStr for TaskStatus {
     }
 }
 
+/// A task's status and attempts as stored: what a worker decides on before it runs it
+/// ([`TaskStore::claim_all`](crate::TaskStore::claim_all)), without the rest of its record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskState {
+    /// Its id.
+    pub task_id: Uuid,
+    /// Where it is.
+    pub status: TaskStatus,
+    /// Its attempts so far.
+    pub attempts: u32,
+}
+
+impl From<&TaskRecord> for TaskState {
+    fn from(record: &TaskRecord) -> Self {
+        Self {
+            task_id: record.task_id,
+            status: record.status,
+            attempts: record.attempts,
+        }
+    }
+}
+
+/// One run of a task inside the store's open transaction, recorded with its outcome in one
+/// write ([`TaskStore::record_all`](crate::TaskStore::record_all)): received (if new),
+/// started at `started_at`, and ended as `outcome` says.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskRun<'a> {
+    /// The task as delivered.
+    pub task: NewTask<'a>,
+    /// When its function started.
+    pub started_at: OffsetDateTime,
+    /// How the run ended: [`TaskChange::Complete`], [`TaskChange::RetryLater`] or
+    /// [`TaskChange::Fail`] ([`TaskChange::Start`] is refused).
+    pub outcome: TaskChange<'a>,
+}
+
 /// A task's record in the store.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TaskRecord {

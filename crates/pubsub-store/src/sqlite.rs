@@ -13,7 +13,8 @@ use crate::error::{Error, Result};
 use crate::filter::{self, Param, Placeholder, TASK_COLUMNS};
 use crate::migrations::STORE;
 use crate::model::{
-    EventQuery, EventRow, NewTask, StoredEvent, TaskChange, TaskFilter, TaskRecord, TaskStatus,
+    EventQuery, EventRow, NewTask, StoredEvent, TaskChange, TaskFilter, TaskRecord, TaskRun,
+    TaskState, TaskStatus,
 };
 
 /// Timestamps are stored as UTC text of fixed width, so that text order is time order.
@@ -363,6 +364,84 @@ impl Backend for Sqlite {
              WHERE status NOT IN ('COMPLETED', 'CANCELLED') RETURNING {TASK_COLUMNS}"
         );
         self.write_task(&sql, task, &doing)
+    }
+
+    fn claim_tasks(&mut self, ids: &[Uuid]) -> Result<Vec<Option<TaskState>>> {
+        let doing = || format!("reading {} tasks to run in {}", ids.len(), self.name);
+        // The transaction (`BEGIN IMMEDIATE`) holds the write lock: nothing to lock per row.
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT status, attempts FROM pubsub_tasks WHERE task_id = ?1")
+            .map_err(|e| Error::query(doing(), e))?;
+        let mut states = Vec::with_capacity(ids.len());
+        for &task_id in ids {
+            let row = statement
+                .query_row([task_id.to_string()], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+                })
+                .optional()
+                .map_err(|e| Error::query(doing(), e))?;
+            states.push(match row {
+                Some((status, attempts)) => Some(TaskState {
+                    task_id,
+                    status: TaskStatus::stored(task_id, &status)?,
+                    attempts: u32::try_from(attempts).unwrap_or(0),
+                }),
+                None => None,
+            });
+        }
+        Ok(states)
+    }
+
+    fn record_runs(&mut self, runs: &[TaskRun<'_>]) -> Result<Vec<Uuid>> {
+        let doing = || format!("recording {} task runs in {}", runs.len(), self.name);
+        let now = ts(OffsetDateTime::now_utc());
+        let mut statement = self
+            .connection
+            .prepare_cached(
+                "INSERT INTO pubsub_tasks (task_id, task_name, payload, status, attempts, \
+                 routing_key, correlation_id, producer, created_at, updated_at, time_limit_ms, \
+                 started_at, finished_at, result, error) \
+                 VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?7, ?8, ?8, ?9, ?10, \
+                 CASE WHEN ?4 IN ('COMPLETED', 'FAILED') THEN ?8 END, ?11, ?12) \
+                 ON CONFLICT (task_id) DO UPDATE SET status = excluded.status, \
+                 attempts = attempts + 1, updated_at = excluded.updated_at, \
+                 time_limit_ms = excluded.time_limit_ms, started_at = excluded.started_at, \
+                 finished_at = excluded.finished_at, result = excluded.result, \
+                 error = excluded.error \
+                 WHERE status NOT IN ('COMPLETED', 'CANCELLED')",
+            )
+            .map_err(|e| Error::query(doing(), e))?;
+        let mut left = Vec::new();
+        for run in runs {
+            let task = &run.task;
+            let (result, error) = match run.outcome {
+                TaskChange::Complete(result) => (Some(result.to_string()), None),
+                TaskChange::RetryLater(error) | TaskChange::Fail(error) => (None, Some(error)),
+                // Refused by `TaskStore::record_all`.
+                TaskChange::Start => (None, None),
+            };
+            let written = statement
+                .execute(params![
+                    task.task_id.to_string(),
+                    task.task_name,
+                    task.payload.to_string(),
+                    run.outcome.status().as_str(),
+                    task.routing_key,
+                    task.correlation_id,
+                    task.producer,
+                    now,
+                    task.time_limit.map(limit_ms),
+                    ts(run.started_at),
+                    result,
+                    error,
+                ])
+                .map_err(|e| Error::query(doing(), e))?;
+            if written == 0 {
+                left.push(task.task_id);
+            }
+        }
+        Ok(left)
     }
 
     fn cancel_task(&mut self, task_id: Uuid) -> Result<Option<TaskRecord>> {

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::backend::{Backend, Opening};
 use crate::database::Database;
 use crate::error::{Error, Result};
-use crate::model::{NewTask, TaskChange, TaskFilter, TaskRecord};
+use crate::model::{NewTask, TaskChange, TaskFilter, TaskRecord, TaskRun, TaskState};
 use crate::open;
 
 /// Where each task is: `PENDING` when received, `RUNNING` while a worker runs it, then
@@ -101,20 +101,57 @@ impl TaskStore {
         self.backend.admit_task(task)
     }
 
-    /// [`admit`](Self::admit) for a batch of tasks, in one statement on PostgreSQL; the
-    /// records in the order of `tasks`.
+    /// Reads the status and attempts of a batch of tasks a worker is about to run, in the
+    /// order of `ids` (`None`: never stored), and keeps the stored ones from any other worker
+    /// until the transaction ends (`FOR UPDATE` on PostgreSQL; SQLite's write lock, taken by
+    /// [`begin`](Self::begin)). One statement on PostgreSQL.
+    ///
+    /// The tasks then run inside the transaction, and [`record_all`](Self::record_all)
+    /// writes each one's row once: received, started and ended.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfig`] when an id is there twice; the database's error.
-    pub fn admit_all(&mut self, tasks: &[NewTask<'_>]) -> Result<Vec<TaskRecord>> {
-        let mut seen = std::collections::HashSet::with_capacity(tasks.len());
-        if let Some(twice) = tasks.iter().find(|t| !seen.insert(t.task_id)) {
+    /// [`Error::InvalidConfig`] when an id is there twice, or no transaction is open; the
+    /// database's error.
+    pub fn claim_all(&mut self, ids: &[Uuid]) -> Result<Vec<Option<TaskState>>> {
+        distinct(ids.iter().copied())?;
+        if !self.open {
             return Err(Error::InvalidConfig {
-                message: format!("task {} is twice in one batch", twice.task_id),
+                message: "claiming tasks needs an open transaction (`begin`)".into(),
             });
         }
-        self.backend.admit_tasks(tasks)
+        self.backend.claim_tasks(ids)
+    }
+
+    /// Records tasks that ran inside the open transaction, each in one write: a new one
+    /// inserted with its outcome (one attempt), a stored one given one attempt more and its
+    /// outcome, with when it started and, once `COMPLETED` or `FAILED`, when it finished. One
+    /// statement on PostgreSQL.
+    ///
+    /// Returns the ids left as they were: a task that another worker completed, or that was
+    /// cancelled, while this one ran it (a task claimed by [`claim_all`](Self::claim_all)
+    /// was stored then and is kept from others; a new one was not).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] when an id is there twice, an outcome is
+    /// [`TaskChange::Start`], or no transaction is open; the database's error.
+    pub fn record_all(&mut self, runs: &[TaskRun<'_>]) -> Result<Vec<Uuid>> {
+        distinct(runs.iter().map(|run| run.task.task_id))?;
+        if let Some(run) = runs.iter().find(|r| matches!(r.outcome, TaskChange::Start)) {
+            return Err(Error::InvalidConfig {
+                message: format!(
+                    "task {}: a run is recorded with how it ended, not as started",
+                    run.task.task_id
+                ),
+            });
+        }
+        if !self.open {
+            return Err(Error::InvalidConfig {
+                message: "recording task runs needs an open transaction (`begin`)".into(),
+            });
+        }
+        self.backend.record_runs(runs)
     }
 
     /// Applies each change of a batch (distinct ids), in one statement per kind on
@@ -125,12 +162,7 @@ impl TaskStore {
     /// [`Error::InvalidConfig`] when an id is there twice; [`Error::UnknownTask`] when a
     /// task was never received; the database's error.
     pub fn change_all(&mut self, changes: &[(Uuid, TaskChange<'_>)]) -> Result<()> {
-        let mut seen = std::collections::HashSet::with_capacity(changes.len());
-        if let Some((twice, _)) = changes.iter().find(|(id, _)| !seen.insert(*id)) {
-            return Err(Error::InvalidConfig {
-                message: format!("task {twice} is twice in one batch"),
-            });
-        }
+        distinct(changes.iter().map(|(id, _)| *id))?;
         let changed = self.backend.change_tasks(changes)?;
         if changed < changes.len() {
             // Which one: the first not stored.
@@ -282,6 +314,19 @@ impl TaskStore {
     pub fn list(&mut self, filter: &TaskFilter) -> Result<Vec<TaskRecord>> {
         self.backend.tasks(filter)
     }
+}
+
+/// A batch's ids must be distinct: one statement writes each row once.
+fn distinct(ids: impl Iterator<Item = Uuid>) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for id in ids {
+        if !seen.insert(id) {
+            return Err(Error::InvalidConfig {
+                message: format!("task {id} is twice in one batch"),
+            });
+        }
+    }
+    Ok(())
 }
 
 impl fmt::Debug for TaskStore {

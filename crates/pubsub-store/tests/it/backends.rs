@@ -3,7 +3,7 @@
 use pubsub_core::{Event, Metadata};
 use pubsub_store::{
     Database, Error, EventQuery, EventRow, EventStore, NewTask, Order, TaskChange, TaskFilter,
-    TaskStatus, TaskStore,
+    TaskRun, TaskStatus, TaskStore,
 };
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
@@ -260,7 +260,7 @@ fn a_worker_admits_tasks_in_one_statement_and_commits_them_by_batch() {
 }
 
 #[test]
-fn a_batch_of_tasks_is_admitted_and_finished_in_a_few_statements() {
+fn a_batch_of_tasks_is_claimed_and_each_row_written_once() {
     for db in TestDb::all() {
         let mut tasks = TaskStore::open(&db.database).unwrap();
         let payloads: Vec<_> = (0..5)
@@ -280,38 +280,64 @@ fn a_batch_of_tasks_is_admitted_and_finished_in_a_few_statements() {
                 time_limit: None,
             })
             .collect();
-        // One already COMPLETED: returned as it is, in its place.
+        // One COMPLETED before, one waiting for its second attempt.
         tasks.admit(&batch[2]).unwrap();
         tasks.complete(ids[2], &json!("before")).unwrap();
+        tasks.admit(&batch[1]).unwrap();
+        tasks.retry_later(ids[1], "first").unwrap();
+        // Outside a transaction, or an id twice: clear errors.
+        assert!(tasks.claim_all(&ids).is_err(), "{}", db.database);
         tasks.begin().unwrap();
-        let records = tasks.admit_all(&batch).unwrap();
-        let statuses: Vec<TaskStatus> = records.iter().map(|r| r.status).collect();
+        assert!(tasks.claim_all(&[ids[0], ids[0]]).is_err());
+        let claimed = tasks.claim_all(&ids).unwrap();
         use TaskStatus::*;
+        let states: Vec<_> = claimed
+            .iter()
+            .map(|c| c.map(|s| (s.status, s.attempts)))
+            .collect();
         assert_eq!(
-            statuses,
-            [Running, Running, Completed, Running, Running],
+            states,
+            [None, Some((Pending, 1)), Some((Completed, 1)), None, None],
             "{}",
             db.database
         );
-        assert_eq!(records.iter().map(|r| r.task_id).collect::<Vec<_>>(), ids);
-        assert_eq!(records[0].payload, payloads[0], "NUL kept: {}", db.database);
+        let started = OffsetDateTime::now_utc() - Duration::milliseconds(5);
         let nul = json!({ "text": "x\u{0}y" });
-        let changes = [
-            (ids[0], TaskChange::Complete(&nul)),
-            (ids[1], TaskChange::RetryLater("busy")),
-            (ids[3], TaskChange::Fail("no\u{0}pe")),
-            (ids[4], TaskChange::Complete(&nul)),
-        ];
-        tasks.change_all(&changes).unwrap();
+        let run = |i: usize, outcome| TaskRun {
+            task: batch[i],
+            started_at: started,
+            outcome,
+        };
+        assert!(tasks.record_all(&[run(0, TaskChange::Start)]).is_err());
+        let left = tasks
+            .record_all(&[
+                run(0, TaskChange::Complete(&nul)),
+                run(1, TaskChange::RetryLater("busy")),
+                run(2, TaskChange::Complete(&nul)),
+                run(3, TaskChange::Fail("no\u{0}pe")),
+                run(4, TaskChange::Complete(&nul)),
+            ])
+            .unwrap();
+        assert_eq!(left, [ids[2]], "the COMPLETED one is left: {}", db.database);
         tasks.commit().unwrap();
+        assert!(tasks
+            .record_all(&[run(0, TaskChange::Complete(&nul))])
+            .is_err());
         let mut read = |id| tasks.get(id).unwrap().unwrap();
         let done = read(ids[0]);
-        assert_eq!((done.status, done.result), (Completed, Some(nul.clone())));
-        assert!(done.finished_at.is_some());
+        assert_eq!(
+            (done.status, done.result, done.attempts),
+            (Completed, Some(nul.clone()), 1)
+        );
+        assert_eq!(done.payload, payloads[0], "NUL kept: {}", db.database);
+        assert_eq!(done.correlation_id.as_deref(), Some("flow"));
+        let at = |t: Option<OffsetDateTime>| t.map(|t| t.unix_timestamp_nanos() / 1_000_000);
+        assert_eq!(at(done.started_at), at(Some(started)), "{}", db.database);
+        assert!(done.finished_at.is_some() && done.finished_at >= done.started_at);
         let waiting = read(ids[1]);
         assert_eq!(
-            (waiting.status, waiting.error.as_deref()),
-            (Pending, Some("busy"))
+            (waiting.status, waiting.error.as_deref(), waiting.attempts),
+            (Pending, Some("busy"), 2)
         );
         assert!(waiting.finished_at.is_none());
         let failed = read(ids[3]);
@@ -319,9 +345,14 @@ fn a_batch_of_tasks_is_admitted_and_finished_in_a_few_statements() {
             (failed.status, failed.error.as_deref()),
             (Failed, Some("no\u{0}pe"))
         );
+        assert!(failed.finished_at.is_some());
         assert_eq!(read(ids[2]).result, Some(json!("before")));
-        // Twice in one batch, or never received: clear errors.
-        assert!(tasks.admit_all(&[batch[0], batch[0]]).is_err());
+        // A batch of changes: an id twice, or one never received: clear errors.
+        let changes = [
+            (ids[1], TaskChange::Fail("x")),
+            (ids[1], TaskChange::Fail("x")),
+        ];
+        assert!(tasks.change_all(&changes).is_err());
         let missing = Uuid::new_v4();
         assert!(matches!(
             tasks.change_all(&[(ids[1], TaskChange::Fail("x")), (missing, TaskChange::Fail("x"))]),
