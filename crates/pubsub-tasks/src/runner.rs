@@ -1,13 +1,18 @@
-//! The task runner: a worker's tasks run on a thread of their own, by batch, with their
-//! statuses grouped into few statements and one commit (group commit).
+//! The task runner: a worker's tasks run on a thread of their own, by batch, each task's row
+//! written once and the batch committed once (group commit).
 //!
 //! The worker's subscriber hands each decoded task over as a [`Job`] ([`TaskDispatcher`]) and
-//! keeps consuming up to its prefetch; the runner takes every job waiting (a batch), records
-//! them all as started in one statement, runs their functions one after the other, records
-//! their outcomes in one statement per kind, commits, and only then answers them: the
-//! subscriber acks a task once its final status is committed. A function expected to be long
-//! ([`LONG`](crate::run::LONG)) runs after what the batch holds so far is committed and
-//! answered, so that it holds back no other task.
+//! keeps consuming up to its prefetch; the runner takes every job waiting (a batch), opens a
+//! transaction, reads what the store holds of them (`TaskStore::claim_all`: one statement,
+//! the stored ones locked), runs their functions one after the other, writes each task's row
+//! once with its outcome (`TaskStore::record_all`: received, started and finished, one
+//! statement), commits, and only then answers them: the subscriber acks a task once its
+//! final status is committed. Nobody outside sees a task of the batch `RUNNING`: the batch
+//! is one transaction, and the row keeps when the task started and finished.
+//!
+//! A function expected to be long ([`LONG`](crate::run::LONG)) is recorded `RUNNING` and
+//! committed with what the batch holds so far, which is answered, and it runs outside any
+//! transaction: it holds back no other task, and it is seen running.
 //!
 //! When the store fails inside a batch, the batch is rolled back and each of its tasks is
 //! recorded on its own, as without batches ([`run_alone`], [`record_alone`]): a function that
@@ -26,8 +31,9 @@ use pubsub_core::envelope::TASK_DOMAIN;
 use pubsub_core::text::error_chain;
 use pubsub_core::{HandlerResult, Permanent};
 use pubsub_registry::{HandlerFailure, HandlerOutcome, InvocationResult};
-use pubsub_store::{Database, TaskChange, TaskStore};
+use pubsub_store::{Database, TaskChange, TaskRun, TaskStore};
 use pubsub_subscriber::{Dispatcher, Done, Job, RetryPolicy};
+use time::OffsetDateTime;
 
 use crate::run::{
     admit, answer, commit_first, expect, fail_unknown, record_alone, run_alone, settle, Admit,
@@ -93,16 +99,17 @@ struct Item {
 }
 
 enum State {
-    /// Not recorded yet.
+    /// Not read yet.
     New,
-    /// Recorded as started, this many attempts in all: to run.
-    Admitted(u32),
-    /// COMPLETED before: answered without running, nothing to record.
+    /// Read, and to run: this run's attempt number. Its row is not written yet.
+    Claimed(u32),
+    /// COMPLETED or CANCELLED before: answered without running, nothing to record.
     Skipped,
     /// No function for it: FAILED with this reason.
     Unknown(String),
-    /// Its function ran.
-    Ran(Ran),
+    /// Its function ran, started then (its row to write whole), or with its row `RUNNING`
+    /// already (`None`: a long one, recorded before it ran).
+    Ran(Ran, Option<OffsetDateTime>),
 }
 
 /// The longest run of tasks in one batch before it is split at a duplicate: the ids of one
@@ -152,58 +159,72 @@ impl Running {
         log::debug!("task runner stopped");
     }
 
-    /// Runs a batch: records, runs, records, commits, answers.
+    /// Runs a batch: reads, runs, records, commits, answers.
     fn batch(&mut self, mut items: Vec<Item>) {
-        if let Err(e) = self.admit_all(&mut items) {
-            log::warn!(
-                "recording {} task(s) as started failed, each is recorded alone: {}",
-                items.len(),
-                error_chain(&e)
-            );
-            self.rollback();
-            return self.alone(items);
+        if let Err(e) = self.claim_all(&mut items) {
+            return self.fail_batch(items, "reading", &e);
         }
         let mut segment = Vec::with_capacity(items.len());
-        for mut item in items {
-            if let State::Admitted(attempts) = item.state {
+        let mut items = items.into_iter();
+        while let Some(mut item) = items.next() {
+            if let State::Claimed(attempts) = item.state {
                 let Some(function) = item.task.function.clone() else {
-                    // Not reached (only tasks with a function are admitted): answered as not run.
+                    // Not reached (only tasks with a function are claimed): answered as not run.
                     segment.push(item);
                     continue;
                 };
                 let name = item.task.name().to_owned();
+                let mut since = Some(OffsetDateTime::now_utc());
                 if commit_first(self.durations.get(&name).copied()) {
                     // What the batch holds does not wait for a function that may be long,
-                    // nor holds the database's locks while it runs: its own RUNNING status
-                    // is committed with it, and it runs outside any transaction.
+                    // nor holds the database's locks while it runs: it is recorded RUNNING
+                    // and committed with them, and it runs outside any transaction.
+                    if let Err(e) = self.runner.store.admit(&item.task.new_task()) {
+                        segment.push(item);
+                        segment.extend(items);
+                        return self.fail_batch(segment, "recording as started", &e);
+                    }
                     self.commit(std::mem::take(&mut segment));
+                    since = None;
                 }
                 let (ran, took) = item.task.run(&function, attempts, &self.runner.abandoned);
                 let before = self.durations.get(&name).copied();
                 self.durations.insert(name, expect(before, took));
-                item.state = State::Ran(ran);
+                item.state = State::Ran(ran, since);
             }
             segment.push(item);
         }
         self.commit(segment);
     }
 
-    /// Records the batch's tasks: those with a function as started (one statement), the
-    /// others as received and FAILED.
-    fn admit_all(&mut self, items: &mut [Item]) -> pubsub_store::Result<()> {
+    /// The store failed inside a batch: rolled back, each task recorded on its own.
+    fn fail_batch(&mut self, items: Vec<Item>, doing: &str, e: &pubsub_store::Error) {
+        log::warn!(
+            "{doing} {} task(s) failed, each is recorded alone: {}",
+            items.len(),
+            error_chain(e)
+        );
+        self.rollback();
+        self.alone(items);
+    }
+
+    /// Opens the batch's transaction and reads what the store holds of its tasks (those
+    /// with a function: one statement, locked until the commit); records the others as
+    /// received, to be FAILED.
+    fn claim_all(&mut self, items: &mut [Item]) -> pubsub_store::Result<()> {
         let store = &mut self.runner.store;
         store.begin()?;
         let known: Vec<usize> = (0..items.len())
             .filter(|&i| items[i].task.function.is_some())
             .collect();
-        let records = {
-            let new: Vec<_> = known.iter().map(|&i| items[i].task.new_task()).collect();
-            store.admit_all(&new)?
-        };
-        for (i, record) in known.into_iter().zip(records) {
-            items[i].state = match admit(record.status, true) {
-                Admit::AlreadyCompleted | Admit::Cancelled => State::Skipped,
-                Admit::Run | Admit::Unknown => State::Admitted(record.attempts),
+        let ids: Vec<uuid::Uuid> = known.iter().map(|&i| items[i].task.id()).collect();
+        for (i, stored) in known.into_iter().zip(store.claim_all(&ids)?) {
+            items[i].state = match stored {
+                None => State::Claimed(1),
+                Some(state) => match admit(state.status, true) {
+                    Admit::AlreadyCompleted | Admit::Cancelled => State::Skipped,
+                    Admit::Run | Admit::Unknown => State::Claimed(state.attempts + 1),
+                },
             };
         }
         for item in items.iter_mut().filter(|i| i.task.function.is_none()) {
@@ -218,45 +239,72 @@ impl Running {
         Ok(())
     }
 
-    /// Records the outcomes of `segment` (in a transaction of their own when none is open),
-    /// commits what the transaction holds, then answers each; on a store failure, rolls back
-    /// and records each alone.
-    fn commit(&mut self, segment: Vec<Item>) {
+    /// Records the outcomes of `segment` (in a transaction of their own when none is open):
+    /// the rows of the tasks that ran inside it written whole, those recorded `RUNNING`
+    /// before changed; commits what the transaction holds, then answers each. On a store
+    /// failure, rolls back and records each alone.
+    fn commit(&mut self, mut segment: Vec<Item>) {
         let retry = &self.runner.retry;
         let settled: Vec<_> = segment
             .iter()
             .filter_map(|item| match &item.state {
-                State::Ran(ran) => {
-                    Some((item.task.id(), settle(ran, retry, item.task.meta.attempt())))
+                State::Ran(ran, since) => {
+                    Some((item, *since, settle(ran, retry, item.task.meta.attempt())))
                 }
                 State::Unknown(reason) => {
-                    Some((item.task.id(), crate::run::Settle::Fail(reason.clone())))
+                    Some((item, None, crate::run::Settle::Fail(reason.clone())))
                 }
                 _ => None,
             })
             .collect();
-        let changes: Vec<(uuid::Uuid, TaskChange<'_>)> =
-            settled.iter().map(|(id, s)| (*id, s.change())).collect();
+        let runs: Vec<TaskRun<'_>> = settled
+            .iter()
+            .filter_map(|(item, since, s)| {
+                since.map(|started_at| TaskRun {
+                    task: item.task.new_task(),
+                    started_at,
+                    outcome: s.change(),
+                })
+            })
+            .collect();
+        let changes: Vec<(uuid::Uuid, TaskChange<'_>)> = settled
+            .iter()
+            .filter(|(_, since, _)| since.is_none())
+            .map(|(item, _, s)| (item.task.id(), s.change()))
+            .collect();
         let store = &mut self.runner.store;
-        let writes = store.in_transaction() || !changes.is_empty();
+        let writes = store.in_transaction() || !changes.is_empty() || !runs.is_empty();
         let committed = (|| {
-            if !changes.is_empty() && !store.in_transaction() {
+            if writes && !store.in_transaction() {
                 store.begin()?;
             }
+            let left = store.record_all(&runs)?;
             store.change_all(&changes)?;
-            store.commit()
+            store.commit()?;
+            Ok::<_, pubsub_store::Error>(left)
         })();
+        drop(runs);
         drop(changes);
         drop(settled);
         match committed {
-            Ok(()) => {
+            Ok(left) => {
                 if writes {
                     self.runner.commits.fetch_add(1, Ordering::Relaxed);
                 }
                 crate::results::committed();
+                for item in segment.iter_mut().filter(|i| left.contains(&i.task.id())) {
+                    log::warn!(
+                        "task `{}` {} ran here while another worker completed it (it was \
+                         delivered twice at once), or it was cancelled meanwhile: its record \
+                         is left as that says",
+                        item.task.name(),
+                        item.task.id()
+                    );
+                    item.state = State::Skipped;
+                }
                 for item in segment {
                     let result = match item.state {
-                        State::Ran(ran) => answer(ran),
+                        State::Ran(ran, _) => answer(ran),
                         State::Unknown(reason) => Err(Permanent::new(reason).into()),
                         State::Skipped => {
                             log::info!(
@@ -266,21 +314,13 @@ impl Running {
                             );
                             Ok(())
                         }
-                        // Not reached: every item of a segment was admitted and ran.
-                        State::New | State::Admitted(_) => Err("the task did not run".into()),
+                        // Not reached: every item of a segment was read and ran.
+                        State::New | State::Claimed(_) => Err("the task did not run".into()),
                     };
                     self.finish(item.done, result);
                 }
             }
-            Err(e) => {
-                log::warn!(
-                    "recording a batch of {} task(s) failed, each is recorded alone: {}",
-                    segment.len(),
-                    error_chain(&e)
-                );
-                self.rollback();
-                self.alone(segment);
-            }
+            Err(e) => self.fail_batch(segment, "recording", &e),
         }
     }
 
@@ -290,9 +330,11 @@ impl Running {
         for item in items {
             let runner = &mut self.runner;
             let result = match item.state {
-                State::Ran(ran) => record_alone(&mut runner.store, &item.task, ran, &runner.retry),
+                State::Ran(ran, _) => {
+                    record_alone(&mut runner.store, &item.task, ran, &runner.retry)
+                }
                 State::Unknown(_) => fail_unknown(&mut runner.store, &item.task, &runner.tasks),
-                State::New | State::Admitted(_) | State::Skipped => run_alone(
+                State::New | State::Claimed(_) | State::Skipped => run_alone(
                     &mut runner.store,
                     &item.task,
                     &runner.tasks,
