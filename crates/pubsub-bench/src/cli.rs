@@ -15,7 +15,8 @@ OPTIONS:
     --rounds <N>          interleaved rounds of the end-to-end matrix (default 5; 3 with --quick)
     --scale <F>           multiply every end-to-end message count by F (e.g. 0.5 or 2)
     --only <TEXT,..>      run only the end-to-end configurations whose name contains one of
-                          the comma-separated TEXTs
+                          the comma-separated TEXTs (with --tasks: only the task rows so
+                          named, beside the events rows at their prefetch)
     --skip-micro          skip the micro-benchmarks (find_handlers, encode, decode)
     --skip-e2e            skip the end-to-end matrix
     --skip-latency        skip the publish-to-handler latency measurement
