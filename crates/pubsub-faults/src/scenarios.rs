@@ -4,6 +4,7 @@ mod connections;
 mod deliveries;
 mod exactly_once;
 mod postgres_restart;
+mod scheduled;
 mod store_hostile;
 
 pub(crate) use self::postgres_restart::restore as restore_postgres;
@@ -123,6 +124,11 @@ pub(crate) const ALL: &[Scenario] = &[
         name: "outbox-broker",
         about: "the broker stopped for 2 s while the service commits 2,000 orders through its outbox (SQLite): every effect once",
         run: exactly_once::broker_restart,
+    },
+    Scenario {
+        name: "scheduled-tasks",
+        about: "150 tasks submitted for 2, 4 and 6 s later; the only worker stops and the broker stops for 2 s while they wait; a new worker runs every one, none earlier than asked, each recorded COMPLETED",
+        run: scheduled::scheduled_tasks,
     },
 ];
 
