@@ -153,6 +153,40 @@ pub trait Backend: Send {
             message: format!("{} cannot run `{sql}`", self.describe()),
         })
     }
+
+    /// Commits a task store's transaction, and tells the connections that
+    /// [`watch_tasks`](Self::watch_tasks) that tasks changed, where the database can
+    /// (PostgreSQL: a `NOTIFY` in the same round trip).
+    ///
+    /// # Errors
+    ///
+    /// The commit failed.
+    fn commit_tasks(&mut self) -> Result<()> {
+        self.transaction_control("COMMIT")
+    }
+
+    /// Asks to be told of other connections' task commits ([`commit_tasks`]); whether the
+    /// database can tell (PostgreSQL's `LISTEN`; not SQLite).
+    ///
+    /// [`commit_tasks`]: Self::commit_tasks
+    ///
+    /// # Errors
+    ///
+    /// The statement failed.
+    fn watch_tasks(&mut self) -> Result<bool> {
+        Ok(false)
+    }
+
+    /// Waits up to `timeout` for a task commit told after [`watch_tasks`](Self::watch_tasks);
+    /// whether one came (at once `false` where the database cannot tell).
+    ///
+    /// # Errors
+    ///
+    /// The connection failed.
+    fn wait_for_tasks(&mut self, timeout: std::time::Duration) -> Result<bool> {
+        let _ = timeout;
+        Ok(false)
+    }
 }
 
 /// How a store opens its database.

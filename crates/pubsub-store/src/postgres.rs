@@ -27,6 +27,25 @@ pub(crate) struct Postgres {
     /// The task statements, prepared once per connection (a statement given as text is
     /// prepared on every call: a round trip more).
     task_statements: std::collections::HashMap<&'static str, Statement>,
+    /// The channel its task commits are told on (see [`tasks_channel`]).
+    channel: String,
+}
+
+/// The `NOTIFY` channel of the task store in `schema`: `pubsub_tasks`, or for a store in a
+/// schema of its own `pubsub_tasks_` and a hash of the schema's name (stable across
+/// processes; a channel is an identifier of at most 63 bytes), so that the stores of one
+/// database do not wake each other's waiters.
+fn tasks_channel(schema: Option<&str>) -> String {
+    match schema {
+        None => "pubsub_tasks".to_owned(),
+        Some(schema) => {
+            // FNV-1a, 64 bits.
+            let hash = schema.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+            format!("pubsub_tasks_{hash:016x}")
+        }
+    }
 }
 
 impl Postgres {
@@ -46,6 +65,7 @@ impl Postgres {
             name,
             insert_events: None,
             task_statements: std::collections::HashMap::new(),
+            channel: tasks_channel(schema),
         };
         crate::connect::select_schema(&mut pg.client, schema, opening == Opening::Create)?;
         if opening == Opening::Existing {
@@ -404,6 +424,33 @@ impl Backend for Postgres {
             .map_err(|e| Error::query(format!("{sql} in {}", self.name), e))
     }
 
+    fn commit_tasks(&mut self) -> Result<()> {
+        // Delivered at the commit, once per transaction whatever it holds.
+        let sql = format!("NOTIFY {}; COMMIT", self.channel);
+        self.transaction_control(&sql)
+    }
+
+    fn watch_tasks(&mut self) -> Result<bool> {
+        let sql = format!("LISTEN {}", self.channel);
+        self.transaction_control(&sql)?;
+        Ok(true)
+    }
+
+    fn wait_for_tasks(&mut self, timeout: std::time::Duration) -> Result<bool> {
+        let doing = || format!("waiting for task commits in {}", self.name);
+        use postgres::fallible_iterator::FallibleIterator;
+        let mut notifications = self.client.notifications();
+        let came = notifications
+            .timeout_iter(timeout)
+            .next()
+            .map_err(|e| Error::query(doing(), e))?
+            .is_some();
+        // The others told meanwhile say the same.
+        let mut told = notifications.iter();
+        while told.next().map_err(|e| Error::query(doing(), e))?.is_some() {}
+        Ok(came)
+    }
+
     fn append_events(&mut self, rows: &[EventRow]) -> Result<usize> {
         let doing = format!("storing {} event(s) in {}", rows.len(), self.name);
         if rows.is_empty() {
@@ -740,5 +787,29 @@ impl Backend for Postgres {
             .query(select.sql.as_str(), &params)
             .map_err(|e| Error::query(doing.clone(), e))?;
         rows.iter().map(|r| task_record(r, &doing)).collect()
+    }
+}
+
+#[cfg(test)]
+mod channel_tests {
+    use super::tasks_channel;
+
+    #[test]
+    fn each_schema_has_a_channel_of_its_own_that_is_an_identifier() {
+        assert_eq!(tasks_channel(None), "pubsub_tasks");
+        let a = tasks_channel(Some("tenant_a"));
+        let long = "x".repeat(200);
+        for channel in [
+            &a,
+            &tasks_channel(Some(&long)),
+            &tasks_channel(Some("Ünïcode \"x\"")),
+        ] {
+            assert!(channel.len() <= 63, "{channel}");
+            assert!(channel
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
+        }
+        assert_eq!(a, tasks_channel(Some("tenant_a")), "stable");
+        assert_ne!(a, tasks_channel(Some("tenant_b")));
     }
 }

@@ -277,7 +277,7 @@ impl TaskStore {
         if !std::mem::take(&mut self.open) {
             return Ok(());
         }
-        self.backend.transaction_control("COMMIT")
+        self.backend.commit_tasks()
     }
 
     /// Rolls back the transaction [`begin`](Self::begin) opened (nothing when none is open).
@@ -290,6 +290,28 @@ impl TaskStore {
             return Ok(());
         }
         self.backend.transaction_control("ROLLBACK")
+    }
+
+    /// Asks to be told when another connection commits a transaction of this store
+    /// ([`begin`](Self::begin) .. [`commit`](Self::commit): what a worker's batch is);
+    /// whether the database can tell: PostgreSQL can (`LISTEN`), SQLite cannot. Then
+    /// [`wait_for_commit`](Self::wait_for_commit) sleeps until one.
+    ///
+    /// # Errors
+    ///
+    /// The database's error.
+    pub fn watch(&mut self) -> Result<bool> {
+        self.backend.watch_tasks()
+    }
+
+    /// Waits up to `timeout` for a commit told after [`watch`](Self::watch); whether one
+    /// came. Returns `false` at once where the database cannot tell.
+    ///
+    /// # Errors
+    ///
+    /// The connection failed.
+    pub fn wait_for_commit(&mut self, timeout: std::time::Duration) -> Result<bool> {
+        self.backend.wait_for_tasks(timeout)
     }
 
     /// Whether a transaction [`begin`](Self::begin) opened is open.

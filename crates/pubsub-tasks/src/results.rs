@@ -1,6 +1,7 @@
-//! Waiting for a task's result: [`TaskHandle::wait`] reads the task store when a runner of
-//! this process commits (an in-process wake-up), and otherwise at a backing-off interval
-//! (a worker in another process), never in a hot loop.
+//! Waiting for a task's result: [`TaskHandle::wait`] reads the task store when a worker
+//! commits: on PostgreSQL, told by the database of every worker's commits in any process
+//! (`LISTEN`/`NOTIFY`); on SQLite, woken by this process's runners, and otherwise at a
+//! backing-off interval (a worker in another process). Never in a hot loop.
 
 use std::fmt;
 use std::sync::{Condvar, Mutex, PoisonError};
@@ -117,13 +118,18 @@ impl TaskHandle {
 pub fn wait(database: &Database, id: Uuid, timeout: Duration) -> Result<TaskOutcome> {
     let started = Instant::now();
     let mut store: Option<TaskStore> = None;
+    // Told of every worker's commits, in any process (PostgreSQL), before the first read.
+    let mut listening = false;
     let mut pause = FIRST_PAUSE;
     loop {
         let seen = commits();
         // A store no worker created yet holds no task: wait on.
         if store.is_none() {
             match TaskStore::open_existing(database) {
-                Ok(opened) => store = Some(opened),
+                Ok(mut opened) => {
+                    listening = opened.watch()?;
+                    store = Some(opened);
+                }
                 Err(pubsub_store::Error::NoStore { .. }) => {}
                 Err(e) => return Err(Error::Store(e)),
             }
@@ -142,7 +148,14 @@ pub fn wait(database: &Database, id: Uuid, timeout: Duration) -> Result<TaskOutc
                 waited: timeout,
             });
         }
-        wait_for_commit(seen, pause.min(left));
+        match store.as_mut() {
+            // Woken by a worker's commit, or at the pause (a record written outside a
+            // worker's transaction tells no one).
+            Some(store) if listening => {
+                store.wait_for_commit(pause.min(left))?;
+            }
+            _ => wait_for_commit(seen, pause.min(left)),
+        }
         pause = next_pause(pause, left);
     }
 }

@@ -535,3 +535,52 @@ fn a_reader_of_a_database_without_a_store_creates_nothing() {
         TaskStore::open_existing(&db.database).unwrap();
     }
 }
+
+#[test]
+fn a_watcher_is_told_of_task_commits_where_the_database_can_tell() {
+    for db in TestDb::all() {
+        let mut writer = TaskStore::open(&db.database).unwrap();
+        let mut watcher = TaskStore::open(&db.database).unwrap();
+        let can_tell = watcher.watch().unwrap();
+        assert_eq!(can_tell, db.database.is_postgres(), "{}", db.database);
+        if !can_tell {
+            // Nothing to wait for: at once.
+            let asked = std::time::Instant::now();
+            assert!(!watcher
+                .wait_for_commit(std::time::Duration::from_secs(5))
+                .unwrap());
+            assert!(asked.elapsed() < std::time::Duration::from_secs(1));
+            continue;
+        }
+        // No commit: the wait times out.
+        assert!(!watcher
+            .wait_for_commit(std::time::Duration::from_millis(50))
+            .unwrap());
+        let payload = json!({});
+        let task = NewTask {
+            task_id: Uuid::new_v4(),
+            task_name: "told",
+            payload: &payload,
+            routing_key: "routing.task.told",
+            correlation_id: None,
+            producer: None,
+            time_limit: None,
+        };
+        let told = std::thread::scope(|scope| {
+            let waiting = scope.spawn(|| {
+                let asked = std::time::Instant::now();
+                let came = watcher
+                    .wait_for_commit(std::time::Duration::from_secs(10))
+                    .unwrap();
+                (came, asked.elapsed())
+            });
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            writer.begin().unwrap();
+            writer.receive(&task).unwrap();
+            writer.commit().unwrap();
+            waiting.join().unwrap()
+        });
+        assert!(told.0, "told of the commit");
+        assert!(told.1 < std::time::Duration::from_secs(5), "{:?}", told.1);
+    }
+}

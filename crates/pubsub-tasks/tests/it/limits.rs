@@ -149,8 +149,16 @@ fn a_handle_waits_for_the_outcome_of_its_task() {
         let Some(setup) = Setup::new("wait", db) else {
             return;
         };
+        let ended: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>> =
+            Default::default();
+        let end = ended.clone();
         let worker = setup
             .worker()
+            .task("long", move |_task| {
+                std::thread::sleep(Duration::from_millis(1_200));
+                *end.lock().unwrap() = Some(std::time::Instant::now());
+                Ok(json!(null))
+            })
             .task("double", |task| {
                 let n = task.payload()["n"].as_i64().unwrap_or(0);
                 Ok(json!(n * 2))
@@ -190,6 +198,20 @@ fn a_handle_waits_for_the_outcome_of_its_task() {
             slow.wait(wait).unwrap(),
             TaskOutcome::Completed(json!(null))
         );
+        // On PostgreSQL the waiter is told of the commit (LISTEN/NOTIFY), in any process:
+        // not up to a backed-off pause (500 ms by then) late.
+        if setup.db.database.is_postgres() {
+            let long = queue.submit("long", json!({})).unwrap();
+            assert_eq!(
+                long.wait(wait).unwrap(),
+                TaskOutcome::Completed(json!(null))
+            );
+            let late = ended.lock().unwrap().expect("it ran").elapsed();
+            assert!(
+                late < Duration::from_millis(250),
+                "told {late:?} after it ended"
+            );
+        }
         // Without the store, a handle says what is missing.
         let blind = setup
             .task_queue()
