@@ -175,15 +175,29 @@ impl Running {
                 };
                 let name = item.task.name().to_owned();
                 let mut since = Some(OffsetDateTime::now_utc());
+                let mut attempts = attempts;
                 if commit_first(self.durations.get(&name).copied()) {
                     // What the batch holds does not wait for a function that may be long,
                     // nor holds the database's locks while it runs: it is recorded RUNNING
                     // and committed with them, and it runs outside any transaction.
-                    if let Err(e) = self.runner.store.admit(&item.task.new_task()) {
+                    let record = match self.runner.store.admit(&item.task.new_task()) {
+                        Ok(record) => record,
+                        Err(e) => {
+                            segment.push(item);
+                            segment.extend(items);
+                            return self.fail_batch(segment, "recording as started", &e);
+                        }
+                    };
+                    if matches!(
+                        admit(record.status, true),
+                        Admit::AlreadyCompleted | Admit::Cancelled
+                    ) {
+                        // Done meanwhile (its claim's lock went with an earlier commit).
+                        item.state = State::Skipped;
                         segment.push(item);
-                        segment.extend(items);
-                        return self.fail_batch(segment, "recording as started", &e);
+                        continue;
                     }
+                    attempts = record.attempts;
                     self.commit(std::mem::take(&mut segment));
                     since = None;
                 }
