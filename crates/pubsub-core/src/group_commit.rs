@@ -70,7 +70,7 @@ pub trait OpenWork: Any {
 struct Open {
     units: Vec<(String, Box<dyn OpenWork>)>,
     after: Vec<(String, Box<dyn FnOnce()>)>,
-    /// A [`commit_now`] that failed: the scope's next commit fails with it.
+    /// A commit that failed: the scope's later commits fail with it.
     failed: Option<String>,
 }
 
@@ -108,22 +108,27 @@ impl Scope {
     ///
     /// The first unit that fails to commit: the units after it are dropped (rolled back),
     /// what waited for the commit is dropped unrun, and the caller must not ack what they
-    /// cover.
+    /// cover. The scope fails every later commit too, until it is dropped: what its session
+    /// holds unacked must come back from the broker, so the session ends (a later flush, on
+    /// its way out, must not ack it either).
     pub fn commit(&self) -> Result<usize, WorkError> {
-        let Open {
-            units,
-            after,
-            failed,
-        } = OPEN.with(|open| {
-            open.borrow_mut()
-                .as_mut()
-                .map(std::mem::take)
-                .unwrap_or_default()
+        let taken = OPEN.with(|open| {
+            open.borrow_mut().as_mut().map(|o| {
+                (
+                    std::mem::take(&mut o.units),
+                    std::mem::take(&mut o.after),
+                    o.failed.clone(),
+                )
+            })
         });
+        let Some((units, after, failed)) = taken else {
+            return Ok(0);
+        };
         if let Some(failed) = failed {
+            // What was left open since is dropped with `units`: rolled back.
             return Err(failed.into());
         }
-        commit_units(units, after)
+        commit_units(units, after).inspect_err(fail_scope)
     }
 
     /// Whether nothing is left open, and nothing waits for a commit.
@@ -173,8 +178,8 @@ fn commit_units(
 ///
 /// # Errors
 ///
-/// A unit failed to commit: the rest are dropped (rolled back), and the scope's next
-/// [`Scope::commit`] fails too, so that the consumer acks none of what they covered.
+/// A unit failed to commit: the rest are dropped (rolled back), and the scope's later
+/// commits fail too ([`Scope::commit`]), so that the consumer acks none of what they covered.
 pub fn commit_now() -> Result<usize, WorkError> {
     let taken = OPEN.with(|open| {
         open.borrow_mut()
@@ -184,14 +189,17 @@ pub fn commit_now() -> Result<usize, WorkError> {
     let Some((units, after)) = taken else {
         return Ok(0);
     };
-    commit_units(units, after).inspect_err(|e| {
-        let message = format!("an earlier commit of the batch failed: {e}");
-        OPEN.with(|open| {
-            if let Some(open) = open.borrow_mut().as_mut() {
-                open.failed.get_or_insert(message);
-            }
-        });
-    })
+    commit_units(units, after).inspect_err(fail_scope)
+}
+
+/// Marks this thread's scope failed by `e`: its later commits fail with it.
+fn fail_scope(e: &WorkError) {
+    let message = format!("an earlier commit of the batch failed: {e}");
+    OPEN.with(|open| {
+        if let Some(open) = open.borrow_mut().as_mut() {
+            open.failed.get_or_insert(message);
+        }
+    });
 }
 
 /// Whether a scope is open on this thread.
@@ -334,6 +342,14 @@ mod tests {
         assert!(leave("b", Probe::new("b", &log, false)).is_ok());
         assert!(scope.commit().is_err());
         assert_eq!(*log.borrow(), ["commit a", "rollback b"]);
+        // Nothing commits in this scope again: what its session holds must not be acked.
+        assert!(leave("c", Probe::new("c", &log, false)).is_ok());
+        assert!(scope.commit().is_err());
+        assert!(!scope.is_empty());
+        assert_eq!(*log.borrow(), ["commit a", "rollback b", "rollback c"]);
+        drop(scope);
+        let scope = Scope::enter().unwrap();
+        assert_eq!(scope.commit().unwrap(), 0, "a new scope starts clean");
     }
 
     #[test]
@@ -369,7 +385,7 @@ mod tests {
         assert!(commit_now().is_err());
         assert!(!scope.is_empty(), "the failure waits for the consumer");
         assert!(scope.commit().is_err(), "the consumer acks nothing");
-        assert_eq!(scope.commit().unwrap(), 0, "then it starts again");
+        assert!(scope.commit().is_err(), "nor later: its session must end");
         assert_eq!(*log.borrow(), ["commit a", "commit b"]);
     }
 

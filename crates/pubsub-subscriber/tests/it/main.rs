@@ -5,6 +5,7 @@
 
 mod dispatch;
 mod flow;
+mod group_commit;
 mod hostile;
 mod interop;
 mod quorum;
