@@ -40,6 +40,25 @@ pub enum Error {
         /// The database's error.
         source: pubsub_store::DriverError,
     },
+    /// An inbox batch held a copy of an event handled before, not marked as delivered again
+    /// (a publisher's duplicate): its transaction is rolled back, and nothing of the batch
+    /// is acked. The broker delivers the batch again, marked, and each delivery is then
+    /// checked before its handler runs.
+    Duplicate {
+        /// The database's unique violation.
+        source: pubsub_store::DriverError,
+    },
+    /// An inbox handler succeeded on an event, then failed on it when its batch ran again
+    /// (after another delivery's failure): the batch's transaction is rolled back, and
+    /// nothing of the batch is acked.
+    Rerun {
+        /// The handler's name.
+        consumer: String,
+        /// The event's id.
+        event_id: Uuid,
+        /// The handler's error the second time.
+        source: pubsub_core::HandlerError,
+    },
     /// The relay could not connect to the broker.
     Amqp(pubsub_amqp::Error),
     /// The relay could not set up its publisher (the exchange refused).
@@ -63,6 +82,17 @@ impl fmt::Display for Error {
                  (`Outbox::open`) on the database the transaction writes to",
             ),
             Error::Commit { .. } => f.write_str("the transaction could not be committed"),
+            Error::Duplicate { .. } => f.write_str(
+                "an event of the inbox's batch was handled before, and its copy was not marked \
+                 as delivered again: the batch is rolled back, and comes back from the broker",
+            ),
+            Error::Rerun {
+                consumer, event_id, ..
+            } => write!(
+                f,
+                "`{consumer}` handled event {event_id}, then failed on it when its batch ran \
+                 again: the batch is rolled back, and comes back from the broker"
+            ),
             Error::Amqp(_) | Error::Publisher(_) => f.write_str("the outbox relay cannot publish"),
             Error::Spawn(_) => f.write_str("the outbox relay's thread could not be spawned"),
             Error::Panicked => f.write_str("the outbox relay's thread panicked"),
@@ -74,9 +104,11 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Store(e) => Some(e),
-            Error::Stage { source, .. } | Error::NoOutbox { source } | Error::Commit { source } => {
-                Some(source.as_ref())
-            }
+            Error::Stage { source, .. }
+            | Error::NoOutbox { source }
+            | Error::Commit { source }
+            | Error::Duplicate { source }
+            | Error::Rerun { source, .. } => Some(source.as_ref()),
             Error::Amqp(e) => Some(e),
             Error::Publisher(e) => Some(e),
             Error::Spawn(e) => Some(e),

@@ -9,7 +9,9 @@
 //! failed commit acks nothing: the batch comes back and runs again, and the records absorb
 //! what had committed. Where no worker keeps a transaction open (the handler called directly,
 //! or on an async bus's executor), each delivery commits its own before the handler returns.
-//! Every inbox handler on one database shares the worker's transaction.
+//! Every inbox handler on one database shares the worker's transaction. On PostgreSQL a first
+//! delivery in a worker's batch runs without its savepoint, and the batch's records are written
+//! together at its commit (see [`PostgresInbox`]).
 //!
 //! ```no_run
 //! use pubsub_core::{Event, Metadata};
@@ -86,15 +88,65 @@ impl Conn for rusqlite::Connection {
     }
 }
 
-/// A PostgreSQL connection of the inbox: its prepared statements, and whether the last
+/// A PostgreSQL connection of the inbox: its prepared statements, whether the last
 /// delivery's savepoint is still to be released (with the next delivery's first statement:
-/// one round trip fewer per delivery).
+/// one round trip fewer per delivery), and the deliveries of the open transaction that ran
+/// without a record of their own ([`Path::Batched`]).
 #[cfg(feature = "postgres")]
 struct PgConnection {
     client: postgres::Client,
     statements: std::collections::HashMap<String, postgres::Statement>,
     savepoint: bool,
+    unrecorded: Vec<Unrecorded>,
+    /// A batched delivery failed in the open transaction: the rest of it runs checked.
+    checked: bool,
 }
+
+/// A delivery that ran in the open transaction without a savepoint or a record: its record
+/// is written with the batch's others before the commit, and it runs again, checked, if a
+/// later batched delivery fails (their writes are rolled back together).
+#[cfg(feature = "postgres")]
+struct Unrecorded {
+    consumer: String,
+    event_id: Uuid,
+    again: RunAgain,
+}
+
+/// A batched delivery, run again checked (its handler, its event and metadata captured).
+#[cfg(feature = "postgres")]
+type RunAgain = Box<dyn FnOnce(&mut PgConnection) -> std::result::Result<Verdict, Failure> + Send>;
+
+/// How a delivery runs in the PostgreSQL inbox's transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// In a savepoint of its own, its record written before its handler runs: a copy of an
+    /// event handled before is acked without running, and a failure rolls back its writes
+    /// alone. Two statements of the delivery's own, and PostgreSQL's subtransaction.
+    Checked,
+    /// The handler alone, in the batch's transaction; the records of the batch are written
+    /// in one statement before its commit. A copy handled before fails that statement (a
+    /// unique violation), and the batch comes back from the broker, marked as delivered
+    /// again, to run checked. A failure rolls the transaction back and runs the batch's
+    /// earlier deliveries again, checked.
+    Batched,
+}
+
+/// The path of a delivery (pure): batched only under a worker's group commit, for a first
+/// delivery of a first attempt (a copy marked as delivered again, or a retry, is the likely
+/// duplicate, and is checked), in a transaction no batched delivery failed in.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+fn path(in_batch: bool, redelivered: bool, attempt: u32, failed_before: bool) -> Path {
+    if in_batch && !redelivered && attempt <= 1 && !failed_before {
+        Path::Batched
+    } else {
+        Path::Checked
+    }
+}
+
+/// The records of a batch's deliveries, in one statement.
+#[cfg(feature = "postgres")]
+const RECORD_BATCH: &str = "INSERT INTO pubsub_inbox (consumer, event_id) \
+     SELECT * FROM unnest($1::text[], $2::uuid[])";
 
 /// The most statements a connection keeps prepared (a handler builds its SQL at run time:
 /// the cache starts again when full).
@@ -108,27 +160,122 @@ impl PgConnection {
             client: database.connect_postgres()?,
             statements: std::collections::HashMap::new(),
             savepoint: false,
+            unrecorded: Vec::new(),
+            checked: false,
         })
     }
 
+    /// Ends the transaction (or a savepoint) with `sql`: no savepoint is left to release.
     fn end(&mut self, sql: &str, doing: &str) -> std::result::Result<(), crate::Error> {
         self.savepoint = false;
         self.client
             .batch_execute(sql)
             .map_err(|e| query_error(doing, e))
     }
+
+    /// Ends the transaction with `sql`, forgetting its batched deliveries.
+    fn end_transaction(&mut self, sql: &str, doing: &str) -> std::result::Result<(), crate::Error> {
+        self.unrecorded.clear();
+        self.checked = false;
+        self.end(sql, doing)
+    }
+
+    /// The statement of `sql`, prepared once per connection.
+    fn statement(
+        &mut self,
+        sql: &str,
+    ) -> std::result::Result<postgres::Statement, postgres::Error> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql)?;
+        if self.statements.len() >= STATEMENTS {
+            self.statements.clear();
+        }
+        self.statements.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+
+    /// Writes the records of the batched deliveries, in one statement, sorted (concurrent
+    /// batches lock their rows in one order, and cannot deadlock).
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::Duplicate`] when one of them was recorded before: committed by an
+    /// earlier transaction, or twice in this one.
+    fn record_batch(&mut self) -> std::result::Result<(), crate::Error> {
+        if self.unrecorded.is_empty() {
+            return Ok(());
+        }
+        let mut rows: Vec<(String, Uuid)> = self
+            .unrecorded
+            .drain(..)
+            .map(|u| (u.consumer, u.event_id))
+            .collect();
+        rows.sort();
+        let (consumers, ids): (Vec<String>, Vec<Uuid>) = rows.into_iter().unzip();
+        let doing = "recording the batch in the inbox";
+        let statement = self
+            .statement(RECORD_BATCH)
+            .map_err(|e| query_error(doing, e))?;
+        match self.client.execute(&statement, &[&consumers, &ids]) {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) => {
+                Err(crate::Error::Duplicate { source: e.into() })
+            }
+            Err(e) => Err(query_error(doing, e)),
+        }
+    }
+
+    /// After a batched delivery failed: rolls back the transaction (its writes, and those of
+    /// the batched deliveries before it), begins another, and runs those deliveries again,
+    /// each checked. The rest of the transaction runs checked.
+    ///
+    /// # Errors
+    ///
+    /// The database's; or [`crate::Error::Rerun`] when a handler fails the second time on
+    /// an event it succeeded on: its success was reported, so the batch must not be acked.
+    fn run_again_checked(&mut self) -> std::result::Result<(), Failure> {
+        let again = std::mem::take(&mut self.unrecorded);
+        self.end(
+            "ROLLBACK; BEGIN",
+            "rolling back the inbox's batch after a handler's failure",
+        )?;
+        self.checked = true;
+        log::debug!(
+            "an inbox handler failed: its batch's transaction was rolled back, and its {} \
+             earlier deliveries run again, checked",
+            again.len()
+        );
+        for u in again {
+            let (consumer, event_id) = (u.consumer, u.event_id);
+            match (u.again)(self) {
+                Ok(_) => {}
+                Err(Failure::Handler(source)) => {
+                    return Err(Failure::Database(crate::Error::Rerun {
+                        consumer,
+                        event_id,
+                        source,
+                    }))
+                }
+                Err(e @ Failure::Database(_)) => return Err(e),
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(feature = "postgres")]
 impl Conn for PgConnection {
     fn begin(&mut self) -> std::result::Result<(), crate::Error> {
-        self.end("BEGIN", "opening the inbox's transaction")
+        self.end_transaction("BEGIN", "opening the inbox's transaction")
     }
     fn commit(&mut self) -> std::result::Result<(), crate::Error> {
-        self.end("COMMIT", "committing the inbox's transaction")
+        self.record_batch()?;
+        self.end_transaction("COMMIT", "committing the inbox's transaction")
     }
     fn rollback(&mut self) -> std::result::Result<(), crate::Error> {
-        self.end("ROLLBACK", "rolling back the inbox's transaction")
+        self.end_transaction("ROLLBACK", "rolling back the inbox's transaction")
     }
 }
 
@@ -267,18 +414,20 @@ impl From<crate::Error> for Failure {
 }
 
 /// Runs one delivery in the transaction open on this thread for `connections`' database, or a
-/// new one: `attempt` does its part inside a savepoint. The transaction is left open for the
-/// consumer to commit before its ack, or committed now where no group commit is open.
+/// new one: `attempt` does its part, told whether a worker's group commit holds the
+/// transaction (a batch). The transaction is left open for the consumer to commit before its
+/// ack, or committed now where no group commit is open.
 fn deliver<C: Conn>(
     connections: &Arc<Connections<C>>,
     event: &Event,
     open: impl FnOnce(&Database) -> pubsub_store::Result<C>,
-    attempt: impl FnOnce(&mut C) -> std::result::Result<Verdict, Failure>,
+    attempt: impl FnOnce(&mut C, bool) -> std::result::Result<Verdict, Failure>,
 ) -> HandlerResult {
     // No worker keeps a transaction open on this thread: this delivery's own, committed
     // before the handler returns (and what waits for it, such as the relay's wake-up, run).
     let own = group_commit::Scope::enter();
-    let verdict = attempt_in_scope(connections, open, attempt);
+    let in_batch = own.is_none();
+    let verdict = attempt_in_scope(connections, open, |c| attempt(c, in_batch));
     if let Some(own) = own {
         own.commit()?;
     }
@@ -368,7 +517,7 @@ where
         let consumer = &self.connections.consumer;
         let doing = "recording the event in the inbox";
         let db = |e: rusqlite::Error| Failure::Database(query_error(doing, e));
-        deliver(&self.connections, event, Database::open_sqlite, |c| {
+        deliver(&self.connections, event, Database::open_sqlite, |c, _| {
             let mut sp = c.savepoint().map_err(db)?;
             let inserted = sp
                 .prepare_cached(
@@ -415,16 +564,7 @@ impl PgTransaction<'_> {
         &mut self,
         sql: &str,
     ) -> std::result::Result<postgres::Statement, postgres::Error> {
-        let c = &mut *self.connection;
-        if let Some(statement) = c.statements.get(sql) {
-            return Ok(statement.clone());
-        }
-        let statement = c.client.prepare(sql)?;
-        if c.statements.len() >= STATEMENTS {
-            c.statements.clear();
-        }
-        c.statements.insert(sql.to_owned(), statement.clone());
-        Ok(statement)
+        self.connection.statement(sql)
     }
 
     /// Runs a statement (prepared once per connection, then reused: one round trip); returns
@@ -501,16 +641,26 @@ impl fmt::Debug for PgTransaction<'_> {
 
 /// An inbox handler on PostgreSQL: `f` gets the delivery's savepoint in the worker's
 /// transaction, a [`PgTransaction`].
+///
+/// Under the bus's workers, a first delivery runs without a savepoint or a record of its own:
+/// the batch's records are written in one statement before its commit,
+/// one round trip per delivery fewer. A copy of an event handled before, not marked as
+/// delivered again, then fails the commit: nothing of its batch is acked, and the broker
+/// delivers the batch again, marked, to run checked ([`crate::Error::Duplicate`]). A handler's
+/// failure rolls the batch's transaction back, and the batch's earlier deliveries run again,
+/// each in a savepoint: their handlers run twice, their writes commit once. Deliveries marked
+/// as delivered again, retries, and calls outside a worker run in a savepoint each, recorded
+/// before the handler runs.
 #[cfg(feature = "postgres")]
 pub struct PostgresInbox<F> {
     connections: Arc<Connections<PgConnection>>,
-    f: F,
+    f: Arc<F>,
 }
 
 #[cfg(feature = "postgres")]
 impl<F> PostgresInbox<F>
 where
-    F: Fn(&Event, &Metadata, &mut PgTransaction<'_>) -> HandlerResult + Send + Sync,
+    F: Fn(&Event, &Metadata, &mut PgTransaction<'_>) -> HandlerResult + Send + Sync + 'static,
 {
     /// The handler `consumer` on `database` (its inbox table created or migrated).
     ///
@@ -520,7 +670,7 @@ where
     pub fn new(database: &Database, consumer: &str, f: F) -> Result<PostgresInbox<F>> {
         Ok(PostgresInbox {
             connections: Connections::new(database, consumer)?,
-            f,
+            f: Arc::new(f),
         })
     }
 }
@@ -528,44 +678,103 @@ where
 #[cfg(feature = "postgres")]
 impl<F> EventHandler for PostgresInbox<F>
 where
-    F: Fn(&Event, &Metadata, &mut PgTransaction<'_>) -> HandlerResult + Send + Sync,
+    F: Fn(&Event, &Metadata, &mut PgTransaction<'_>) -> HandlerResult + Send + Sync + 'static,
 {
     fn handle(&self, event: &Event, meta: &Metadata) -> HandlerResult {
         let consumer = &self.connections.consumer;
-        let doing = "recording the event in the inbox";
-        let db = |e: postgres::Error| Failure::Database(query_error(doing, e));
-        deliver(&self.connections, event, PgConnection::connect, |c| {
-            let record = record_postgres(consumer, event.event_id(), c.savepoint);
-            let messages = c.client.simple_query(&record).map_err(db)?;
-            c.savepoint = true;
-            let inserted = messages
-                .iter()
-                .rev()
-                .find_map(|m| match m {
-                    postgres::SimpleQueryMessage::CommandComplete(n) => Some(*n),
-                    _ => None,
-                })
-                .unwrap_or(0);
-            if verdict(inserted) == Verdict::Handled {
-                return Ok(Verdict::Handled);
-            }
-            match (self.f)(event, meta, &mut PgTransaction { connection: c }) {
-                // Its savepoint is released with the next delivery's record, or the commit.
-                Ok(()) => Ok(Verdict::Run),
-                Err(e) => {
-                    // Its writes and the inbox's record go; the batch's others stay.
-                    c.end(
-                        "ROLLBACK TO SAVEPOINT pubsub_inbox; RELEASE SAVEPOINT pubsub_inbox",
-                        doing,
-                    )?;
-                    Err(Failure::Handler(e))
-                }
-            }
-        })
+        deliver(
+            &self.connections,
+            event,
+            PgConnection::connect,
+            |c, in_batch| match path(in_batch, meta.redelivered(), meta.attempt(), c.checked) {
+                Path::Checked => run_checked(c, consumer, event, meta, &*self.f),
+                Path::Batched => run_batched(c, consumer, event, meta, &self.f),
+            },
+        )
     }
 
     fn name(&self) -> &str {
         &self.connections.consumer
+    }
+}
+
+/// Runs a delivery [`Path::Checked`]: its savepoint and record in one round trip, then its
+/// handler unless the record was there.
+#[cfg(feature = "postgres")]
+fn run_checked<F>(
+    c: &mut PgConnection,
+    consumer: &str,
+    event: &Event,
+    meta: &Metadata,
+    f: &F,
+) -> std::result::Result<Verdict, Failure>
+where
+    F: Fn(&Event, &Metadata, &mut PgTransaction<'_>) -> HandlerResult,
+{
+    let doing = "recording the event in the inbox";
+    let record = record_postgres(consumer, event.event_id(), c.savepoint);
+    let messages = c
+        .client
+        .simple_query(&record)
+        .map_err(|e| Failure::Database(query_error(doing, e)))?;
+    c.savepoint = true;
+    let inserted = messages
+        .iter()
+        .rev()
+        .find_map(|m| match m {
+            postgres::SimpleQueryMessage::CommandComplete(n) => Some(*n),
+            _ => None,
+        })
+        .unwrap_or(0);
+    if verdict(inserted) == Verdict::Handled {
+        return Ok(Verdict::Handled);
+    }
+    match f(event, meta, &mut PgTransaction { connection: c }) {
+        // Its savepoint is released with the next delivery's record, or the commit.
+        Ok(()) => Ok(Verdict::Run),
+        Err(e) => {
+            // Its writes and the inbox's record go; the batch's others stay.
+            c.end(
+                "ROLLBACK TO SAVEPOINT pubsub_inbox; RELEASE SAVEPOINT pubsub_inbox",
+                doing,
+            )?;
+            Err(Failure::Handler(e))
+        }
+    }
+}
+
+/// Runs a delivery [`Path::Batched`]: its handler alone; its record waits for the commit.
+#[cfg(feature = "postgres")]
+fn run_batched<F>(
+    c: &mut PgConnection,
+    consumer: &str,
+    event: &Event,
+    meta: &Metadata,
+    f: &Arc<F>,
+) -> std::result::Result<Verdict, Failure>
+where
+    F: Fn(&Event, &Metadata, &mut PgTransaction<'_>) -> HandlerResult + Send + Sync + 'static,
+{
+    match f(event, meta, &mut PgTransaction { connection: c }) {
+        Ok(()) => {
+            let (name, event, meta, f) = (
+                consumer.to_owned(),
+                event.clone(),
+                meta.clone(),
+                Arc::clone(f),
+            );
+            c.unrecorded.push(Unrecorded {
+                consumer: consumer.to_owned(),
+                event_id: event.event_id(),
+                again: Box::new(move |c| run_checked(c, &name, &event, &meta, &*f)),
+            });
+            Ok(Verdict::Run)
+        }
+        Err(e) => {
+            // Its writes cannot be told from the batch's: all go, and the others run again.
+            c.run_again_checked()?;
+            Err(Failure::Handler(e))
+        }
     }
 }
 
@@ -662,6 +871,27 @@ mod tests {
             sql.starts_with("RELEASE SAVEPOINT pubsub_inbox; SAVEPOINT"),
             "{sql}"
         );
+    }
+
+    #[test]
+    fn only_a_first_delivery_in_a_batch_runs_without_its_own_check() {
+        use Path::{Batched, Checked};
+        // (in a batch, redelivered, attempt, a batched delivery failed before) → path
+        let table = [
+            ((true, false, 1, false), Batched),
+            ((false, false, 1, false), Checked), // called directly: its own transaction
+            ((true, true, 1, false), Checked),   // the broker delivered it before
+            ((true, false, 2, false), Checked),  // a retry
+            ((true, false, 1, true), Checked),   // the batch ran again after a failure
+            ((true, true, 3, true), Checked),
+        ];
+        for ((in_batch, redelivered, attempt, failed), expected) in table {
+            assert_eq!(
+                path(in_batch, redelivered, attempt, failed),
+                expected,
+                "{in_batch} {redelivered} {attempt} {failed}"
+            );
+        }
     }
 
     #[test]
