@@ -206,6 +206,9 @@ fn on_postgresql_a_batch_records_its_events_at_its_commit() {
     assert!(text.contains("handled before"), "{text}");
     assert_eq!(effects_of(&mut client, 6), 0);
     assert_eq!(effects_of(&mut client, 1), 1);
+    // The session ends (its scope fails every later commit), and the next one runs the batch.
+    drop(scope);
+    let scope = Scope::enter().unwrap();
     handler.handle(&events[6], &redelivered).unwrap();
     let before = runs.load(Ordering::SeqCst);
     handler.handle(&events[1], &redelivered).unwrap();
@@ -223,6 +226,8 @@ fn on_postgresql_a_batch_records_its_events_at_its_commit() {
     handler.handle(&events[7], &fresh).unwrap();
     assert!(scope.commit().is_err());
     assert_eq!(effects_of(&mut client, 7), 0);
+    drop(scope);
+    let scope = Scope::enter().unwrap();
 
     // A handler that succeeds on an event, then fails on it when its batch runs again: the
     // batch is not kept (its success was reported, and must not be acked).
