@@ -9,8 +9,9 @@ use rusqlite::Connection;
 use crate::database::{Database, Kind, SqliteTarget};
 use crate::error::{Error, Result};
 
-/// How long a SQLite statement waits for another connection's write lock before failing.
-pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a SQLite statement on a connection of [`Database::open_sqlite`] waits for another
+/// connection's write lock before failing.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Database {
     /// Whether this is PostgreSQL.

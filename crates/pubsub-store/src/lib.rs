@@ -59,6 +59,7 @@ mod sqlite;
 mod tasks;
 
 pub use crate::backend::{Backend, SCHEMA_VERSION};
+pub use crate::connect::BUSY_TIMEOUT;
 pub use crate::database::{Database, DATABASE_URL_ENV, DEFAULT_DATABASE_URL};
 pub use crate::error::{DriverError, Error, Result};
 pub use crate::events::{Appended, EventStore, RefusedRow};

@@ -156,22 +156,37 @@ impl Store {
         }
     }
 
-    /// Deletes the rows whose events the broker confirmed (marked sent and pruned at once).
-    pub(crate) fn delete(&mut self, ids: &[i64]) -> Result<()> {
+    /// Deletes the rows whose events the broker confirmed (marked sent and pruned at once);
+    /// `false` when SQLite's write lock is held by another connection (a service's commit
+    /// waiting for the disk) and `wait` is not set: the rows stay, and the caller tries again.
+    /// PostgreSQL locks rows only, and always deletes.
+    pub(crate) fn delete(&mut self, ids: &[i64], wait: bool) -> Result<bool> {
         if ids.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         let doing = "deleting published rows from the outbox";
         match self {
             Store::Sqlite(c) => {
+                let timeout = if wait {
+                    pubsub_store::BUSY_TIMEOUT
+                } else {
+                    Duration::ZERO
+                };
+                c.busy_timeout(timeout).map_err(|e| query_error(doing, e))?;
                 // Integers the database gave: safe to write into the statement.
                 let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-                c.execute(
+                match c.execute(
                     &format!("DELETE FROM pubsub_outbox WHERE id IN ({list})"),
                     [],
-                )
-                .map(drop)
-                .map_err(|e| query_error(doing, e))
+                ) {
+                    Ok(_) => Ok(true),
+                    Err(rusqlite::Error::SqliteFailure(e, _))
+                        if !wait && e.code == rusqlite::ErrorCode::DatabaseBusy =>
+                    {
+                        Ok(false)
+                    }
+                    Err(e) => Err(query_error(doing, e)),
+                }
             }
             #[cfg(feature = "postgres")]
             Store::Postgres(c) => c
@@ -179,7 +194,7 @@ impl Store {
                     "DELETE FROM pubsub_outbox WHERE id = ANY($1)",
                     &[(&ids, postgres::types::Type::INT8_ARRAY)],
                 )
-                .map(drop)
+                .map(|_| true)
                 .map_err(|e| query_error(doing, e)),
         }
     }
