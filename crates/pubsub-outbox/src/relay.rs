@@ -4,9 +4,9 @@
 //! On SQLite a deletion needs the database's write lock, which a service's commit holds while
 //! it waits for the disk. The relay does not wait for it while events wait to be published:
 //! it keeps the confirmed rows' ids, leaves them out of its next claims, and deletes them
-//! when the lock is free, or when it has drained the outbox (or kept a batch's worth). A
-//! crash in between publishes their events again, as a crash between the confirm and the
-//! deletion always could.
+//! at a later step when the lock is free (or waits for it once it kept a batch's worth, and
+//! when it stops). A crash in between publishes their events again, as a crash between the
+//! confirm and the deletion always could.
 //!
 //! It consumes nothing, so it is not a consumer definition on the worker pool: it is a
 //! publishing thread with its own connection (an `EventPublisher`, as the bus's publishing
@@ -415,11 +415,6 @@ impl Relay {
         let rows = store.claim(self.batch + self.confirmed.len())?;
         let rows = unpublished(rows, &self.confirmed, self.batch);
         if rows.is_empty() {
-            delete_confirmed(
-                store,
-                &mut self.confirmed,
-                wait_to_delete(0, self.batch, true),
-            )?;
             return Ok(Step::Drained);
         }
         let full = rows.len() == self.batch;
@@ -438,7 +433,7 @@ impl Relay {
         let sent = settled.sent.len();
         self.confirmed
             .extend(settled.sent.iter().map(|&i| ready[i].0));
-        let wait = wait_to_delete(self.confirmed.len(), self.batch, !full);
+        let wait = wait_to_delete(self.confirmed.len(), self.batch);
         delete_confirmed(store, &mut self.confirmed, wait)?;
         Counters::add(&self.counters.published, sent);
         Counters::add(&self.counters.batches, 1);
@@ -460,13 +455,13 @@ fn delete_confirmed(store: &mut Store, confirmed: &mut Vec<i64>, wait: bool) -> 
 }
 
 /// Whether the relay waits for SQLite's write lock to delete the rows it has confirmed
-/// (pure). Not while events wait to be published: the lock is held by a service's commit
-/// waiting for the disk, and SQLite's wait sleeps in steps of 1, 2, 5, 10 ms, which the
-/// events committed meanwhile would wait for too (that was the p99 of `just bench --outbox`
-/// on SQLite). So only when the relay drained the outbox, or kept `batch` rows or more
-/// (its claims would read mostly rows it already published).
-fn wait_to_delete(kept: usize, batch: usize, drained: bool) -> bool {
-    drained || kept >= batch
+/// (pure). The lock is held by a service's commit waiting for the disk, and SQLite's wait
+/// sleeps in steps of 1, 2, 5, 10 ms, which the event that commit stages would wait for too
+/// (that was the p99 of `just bench --outbox` on SQLite): the relay tries again at its next
+/// step (the commit's wake-up, or its poll). It waits only once it kept `batch` rows or more,
+/// where its claims would read mostly rows it already published.
+fn wait_to_delete(kept: usize, batch: usize) -> bool {
+    kept >= batch
 }
 
 /// The claimed rows whose events are not published yet (pure): those in `confirmed` left
@@ -566,22 +561,18 @@ mod tests {
     }
 
     #[test]
-    fn the_relay_waits_for_the_lock_only_when_nothing_waits_to_be_published() {
-        // (rows kept, batch, drained) -> wait
+    fn the_relay_waits_for_the_lock_only_once_it_kept_a_batch() {
+        // (rows kept, batch) -> wait
         let table = [
-            ((0, 500, true), true),
-            ((3, 500, true), true),
-            ((3, 500, false), false),
-            ((499, 500, false), false),
-            ((500, 500, false), true),
-            ((900, 500, false), true),
+            ((0, 500), false),
+            ((3, 500), false),
+            ((499, 500), false),
+            ((500, 500), true),
+            ((900, 500), true),
+            ((1, 1), true),
         ];
-        for ((kept, batch, drained), wait) in table {
-            assert_eq!(
-                wait_to_delete(kept, batch, drained),
-                wait,
-                "{kept} {batch} {drained}"
-            );
+        for ((kept, batch), wait) in table {
+            assert_eq!(wait_to_delete(kept, batch), wait, "{kept} {batch}");
         }
     }
 
