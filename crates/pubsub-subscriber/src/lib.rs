@@ -119,4 +119,6 @@ pub use crate::report::{DeliveryReport, Disposition, HandlerRun};
 pub use crate::settings::{dead_letter_queue_name, queue_names, retry_queue_name, RetryPolicy};
 pub use crate::sink::{Committed, Refused, Sink, SinkError, Staged};
 pub use crate::stats::{StatsHandle, SubscriberStats};
-pub use crate::subscriber::{EventSubscriber, RunningSubscriber, StopHandle, SubscriberBuilder};
+pub use crate::subscriber::{
+    EventSubscriber, RunningSubscriber, StopHandle, SubscriberBuilder, DEFAULT_PREFETCH,
+};

@@ -326,12 +326,16 @@ impl SubscriberBuilder {
     }
 }
 
+/// The prefetch of a subscriber unless its builder sets another
+/// ([`SubscriberBuilder::prefetch`]): deliveries unacked at once, and twice the commit batch.
+pub const DEFAULT_PREFETCH: u16 = 100;
+
 /// The settings a new builder starts from.
 pub(crate) fn default_settings() -> Settings {
     Settings {
         queue_config: QueueConfig::default(),
         declare_exchange: Some(ExchangeConfig::default()),
-        prefetch: 100,
+        prefetch: DEFAULT_PREFETCH,
         retry: RetryPolicy::default(),
         dead_letter: true,
         existing_queue: false,
