@@ -96,7 +96,7 @@ impl EventBusBuilder {
             exchange: None,
             in_process: false,
             workers: 1,
-            prefetch: 100,
+            prefetch: pubsub_subscriber::DEFAULT_PREFETCH,
             retry: RetryPolicy::default(),
             event_type: Some(EventType::Domain),
             unroutable: Unroutable::default(),
