@@ -29,7 +29,7 @@ use crate::scenarios::{Ctx, ALL};
 #[derive(Debug, Parser)]
 #[command(
     version,
-    after_help = "Examples:\n  just test-faults\n  just test-faults --only proxy-cut --only poison\n  RUST_LOG=info just test-faults --list"
+    after_help = "Examples:\n  just test-faults\n  just test-faults --only proxy-cut --only poison\n  RUST_LOG=info just test-faults --list\n  RUST_LOG=debug PUBSUB_FAULTS_SERVICE_LOG=debug,amiquip=warn just test-faults --only kill-after-publish   # the spawned services' own logs"
 )]
 struct Args {
     /// Run only this scenario (repeatable).

@@ -29,6 +29,10 @@ struct Service {
     lines: Receiver<String>,
 }
 
+/// The log filter of the services the exactly-once scenarios spawn (`RUST_LOG` syntax;
+/// `warn` unless set). Their lines are logged at debug level under `outbox-service:`.
+pub(crate) const SERVICE_LOG_ENV: &str = "PUBSUB_FAULTS_SERVICE_LOG";
+
 impl Service {
     fn spawn(
         database: &str,
@@ -43,7 +47,10 @@ impl Service {
             .args([MODE, database, fixture.exchange(), queue])
             .arg(orders.to_string())
             .arg(rate.to_string())
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var(SERVICE_LOG_ENV).unwrap_or_else(|_| "warn".to_owned()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
