@@ -167,18 +167,21 @@ impl Store {
         let doing = "deleting published rows from the outbox";
         match self {
             Store::Sqlite(c) => {
-                let timeout = if wait {
-                    pubsub_store::BUSY_TIMEOUT
-                } else {
-                    Duration::ZERO
-                };
-                c.busy_timeout(timeout).map_err(|e| query_error(doing, e))?;
                 // Integers the database gave: safe to write into the statement.
                 let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-                match c.execute(
-                    &format!("DELETE FROM pubsub_outbox WHERE id IN ({list})"),
-                    [],
-                ) {
+                let sql = format!("DELETE FROM pubsub_outbox WHERE id IN ({list})");
+                let deleted = if wait {
+                    c.execute(&sql, [])
+                } else {
+                    // For this statement only: the lease and the rows set aside still wait.
+                    c.busy_timeout(Duration::ZERO)
+                        .map_err(|e| query_error(doing, e))?;
+                    let deleted = c.execute(&sql, []);
+                    c.busy_timeout(pubsub_store::BUSY_TIMEOUT)
+                        .map_err(|e| query_error(doing, e))?;
+                    deleted
+                };
+                match deleted {
                     Ok(_) => Ok(true),
                     Err(rusqlite::Error::SqliteFailure(e, _))
                         if !wait && e.code == rusqlite::ErrorCode::DatabaseBusy =>
@@ -225,4 +228,43 @@ impl Store {
 fn unix_ms(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+    use std::time::{Duration, Instant};
+
+    use pubsub_store::Database;
+    use pubsub_testkit::TestDatabase;
+
+    use super::Store;
+
+    #[test]
+    fn a_delete_that_does_not_wait_leaves_the_lease_waiting_for_the_lock() {
+        let owned = TestDatabase::sqlite("relay-lock");
+        let database = Database::parse(owned.url()).unwrap();
+        crate::schema::prepare(&database).unwrap();
+        let mut store = Store::open(&database).unwrap();
+        // Another connection holds the write lock, as a service's commit does.
+        let holder = database.open_sqlite().unwrap();
+        holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let started = Instant::now();
+        assert!(!store.delete(&[1], false).unwrap(), "the lock is taken");
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "without waiting"
+        );
+        // The lock goes 200 ms later: the lease, a write of the relay's, waits for it.
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            holder.execute_batch("COMMIT").unwrap();
+        });
+        assert!(store
+            .take_lease("relay", "me", Duration::from_secs(10))
+            .unwrap());
+        release.join().unwrap();
+        assert!(store.delete(&[1], false).unwrap(), "the lock is free");
+    }
 }
