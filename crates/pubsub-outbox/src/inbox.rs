@@ -90,7 +90,7 @@ impl Conn for rusqlite::Connection {
 
 /// Connections a handler reuses across deliveries (one per worker at most in use at once).
 struct Connections<C> {
-    consumer: String,
+    consumer: Arc<str>,
     database: Database,
     /// The group commit's key of the database: one transaction per database and thread,
     /// shared by every inbox handler on it (on SQLite, a second one would wait for the
@@ -104,7 +104,7 @@ impl<C: Conn> Connections<C> {
         shareable(database)?;
         crate::schema::prepare(database)?;
         Ok(Arc::new(Connections {
-            consumer: consumer.to_owned(),
+            consumer: Arc::from(consumer),
             database: database.clone(),
             key: format!("pubsub-inbox {database}"),
             idle: Mutex::new(Vec::new()),
@@ -315,7 +315,7 @@ where
                     "INSERT INTO pubsub_inbox (consumer, event_id) VALUES (?1, ?2) \
                      ON CONFLICT DO NOTHING",
                 )
-                .and_then(|mut s| s.execute([consumer.as_str(), &event.event_id().to_string()]))
+                .and_then(|mut s| s.execute([&**consumer, &event.event_id().to_string()]))
                 .map_err(db)?;
             if verdict(inserted as u64) == Verdict::Handled {
                 sp.finish().map_err(db)?;

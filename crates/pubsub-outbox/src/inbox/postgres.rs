@@ -30,7 +30,7 @@ struct PgConnection {
 /// is written with the batch's others before the commit, and it runs again, checked, if a
 /// later batched delivery fails (their writes are rolled back together).
 struct Unrecorded {
-    consumer: String,
+    consumer: Arc<str>,
     event_id: Uuid,
     again: RunAgain,
 }
@@ -125,13 +125,14 @@ impl PgConnection {
         if self.unrecorded.is_empty() {
             return Ok(());
         }
-        let mut rows: Vec<(String, Uuid)> = self
+        let mut rows: Vec<(Arc<str>, Uuid)> = self
             .unrecorded
             .drain(..)
             .map(|u| (u.consumer, u.event_id))
             .collect();
         rows.sort();
-        let (consumers, ids): (Vec<String>, Vec<Uuid>) = rows.into_iter().unzip();
+        let consumers: Vec<&str> = rows.iter().map(|(consumer, _)| &**consumer).collect();
+        let ids: Vec<Uuid> = rows.iter().map(|&(_, id)| id).collect();
         let doing = "recording the batch in the inbox";
         let statement = self
             .statement(RECORD_BATCH)
@@ -171,7 +172,7 @@ impl PgConnection {
                 Ok(_) => {}
                 Err(Failure::Handler(source)) => {
                     return Err(Failure::Database(crate::Error::Rerun {
-                        consumer,
+                        consumer: consumer.to_string(),
                         event_id,
                         source,
                     }))
@@ -403,7 +404,7 @@ where
 /// Runs a delivery [`Path::Batched`]: its handler alone; its record waits for the commit.
 fn run_batched<F>(
     c: &mut PgConnection,
-    consumer: &str,
+    consumer: &Arc<str>,
     event: &Event,
     meta: &Metadata,
     f: &Arc<F>,
@@ -414,13 +415,13 @@ where
     match f(event, meta, &mut PgTransaction { connection: c }) {
         Ok(()) => {
             let (name, event, meta, f) = (
-                consumer.to_owned(),
+                Arc::clone(consumer),
                 event.clone(),
                 meta.clone(),
                 Arc::clone(f),
             );
             c.unrecorded.push(Unrecorded {
-                consumer: consumer.to_owned(),
+                consumer: Arc::clone(consumer),
                 event_id: event.event_id(),
                 again: Box::new(move |c| run_checked(c, &name, &event, &meta, &*f)),
             });
