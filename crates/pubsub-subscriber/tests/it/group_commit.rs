@@ -6,12 +6,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pubsub_amqp::ReconnectPolicy;
 use pubsub_core::group_commit::{self, OpenWork, WorkError};
 use pubsub_core::{handler_fn, Event};
 use pubsub_registry::HandlerRegistry;
 
-use crate::support::{event, test_bus, BusExt};
+use crate::support::{event, quick_reconnect, test_bus, BusExt};
 
 /// A pretend transaction: the ids of the events whose handlers wrote in it.
 struct Writes {
@@ -66,14 +65,7 @@ fn a_failed_group_commit_acks_nothing_and_the_batch_comes_back() {
         )
         .unwrap();
     let (builder, queue) = bus.service("group", registry);
-    let mut subscriber = builder
-        .reconnect(
-            ReconnectPolicy::default()
-                .with_delays(Duration::from_millis(20), Duration::from_millis(100))
-                .forever(),
-        )
-        .build()
-        .unwrap();
+    let mut subscriber = builder.reconnect(quick_reconnect()).build().unwrap();
     subscriber.setup().unwrap();
     let running = subscriber.spawn().unwrap();
     let sent: Vec<Event> = (0..40).map(|n| event("order", "created", n)).collect();

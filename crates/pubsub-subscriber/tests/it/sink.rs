@@ -8,13 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pubsub_amqp::HeaderValue;
-use pubsub_amqp::ReconnectPolicy;
 use pubsub_core::Event;
 use pubsub_registry::HandlerRegistry;
 use pubsub_subscriber::headers::{DEAD_LETTER_KIND, DEAD_LETTER_REASON};
 use pubsub_subscriber::{Committed, Refused, Sink, SinkError, Staged};
 
-use crate::support::{counting, event, test_bus, BusExt};
+use crate::support::{counting, event, quick_reconnect, test_bus, BusExt};
 
 /// Keeps ids; fails its first `failures` commits.
 struct Ids {
@@ -67,11 +66,7 @@ fn a_failed_commit_acks_nothing_and_the_batch_comes_back() {
     };
     let mut subscriber = builder
         .sink(sink)
-        .reconnect(
-            ReconnectPolicy::default()
-                .with_delays(Duration::from_millis(20), Duration::from_millis(100))
-                .forever(),
-        )
+        .reconnect(quick_reconnect())
         .build()
         .unwrap();
     // `#` too: an event nothing handles is acked, and so staged.

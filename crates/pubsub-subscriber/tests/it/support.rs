@@ -3,6 +3,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
+use pubsub_amqp::ReconnectPolicy;
 use pubsub_core::{handler_fn, Event, EventHandler};
 use pubsub_publisher::EventPublisher;
 use pubsub_registry::HandlerRegistry;
@@ -54,6 +55,14 @@ impl BusExt for Bus {
             .build()
             .unwrap()
     }
+}
+
+/// Reconnects after 20 ms to 100 ms, for ever: for a test whose sessions end on purpose (a
+/// failed commit) and must come back at once.
+pub(crate) fn quick_reconnect() -> ReconnectPolicy {
+    ReconnectPolicy::default()
+        .with_delays(Duration::from_millis(20), Duration::from_millis(100))
+        .forever()
 }
 
 /// Receives `n` reports, failing the test after [`WAIT`].
