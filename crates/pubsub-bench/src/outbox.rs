@@ -351,6 +351,7 @@ pub(crate) fn run(admin: &mut Admin, options: &Options) -> Result<()> {
         let (mut p50s, mut p99s, mut direct, mut relayed) = (vec![], vec![], vec![], vec![]);
         let (mut inbox, mut store, mut inbox_rates) = (vec![], vec![], vec![]);
         let (mut same_batches, mut same_batch_rates) = (vec![], vec![]);
+        let store_prefetch = pubsub_recorder::RecordOptions::default().prefetch;
         let (mut handler_alone, mut with_record) = (vec![], vec![]);
         for _ in 0..rounds {
             if postgres {
@@ -379,7 +380,6 @@ pub(crate) fn run(admin: &mut Admin, options: &Options) -> Result<()> {
             store.push(stored);
             inbox_rates.push(handled);
             inbox.push(handled / stored);
-            let store_prefetch = pubsub_recorder::RecordOptions::default().prefetch;
             let batched = inbox_rate(admin, postgres, n, store_prefetch)?;
             same_batch_rates.push(batched);
             same_batches.push(batched / stored);
@@ -425,7 +425,7 @@ pub(crate) fn run(admin: &mut Admin, options: &Options) -> Result<()> {
         );
         println!(
             "| inbox handler, one row per event, at the event store's prefetch ({}: the same batches) | {:.0}/s | the event store {:.0}/s | {} |",
-            pubsub_recorder::RecordOptions::default().prefetch,
+            store_prefetch,
             median(&same_batch_rates),
             median(&store),
             range(&same_batches)

@@ -115,7 +115,7 @@ fn under_a_group_commit_a_batch_commits_once_before_its_ack() {
         let again = &events[5];
         handler.handle(again, &meta).unwrap();
         // A duplicate within the batch, marked as the broker marks a copy it delivers again
-        // (an unmarked one: `a_copy_handled_before_fails_its_batch_unless_marked`).
+        // (an unmarked one on PostgreSQL: `on_postgresql_a_batch_records_its_events_at_its_commit`).
         let redelivered = Metadata::default().with_redelivered(true);
         handler.handle(again, &redelivered).unwrap();
         assert_eq!(
