@@ -83,6 +83,19 @@ pub trait Backend: Send {
     /// A statement failed.
     fn claim_tasks(&mut self, ids: &[Uuid]) -> Result<Vec<Option<TaskState>>>;
 
+    /// Opens a transaction (`BEGIN`, as [`transaction_control`](Self::transaction_control))
+    /// and claims `ids` in it, as [`claim_tasks`](Self::claim_tasks); in one round trip
+    /// where the backend can (PostgreSQL). The transaction may be open when it fails: the
+    /// caller rolls it back.
+    ///
+    /// # Errors
+    ///
+    /// A statement failed.
+    fn begin_claim(&mut self, ids: &[Uuid]) -> Result<Vec<Option<TaskState>>> {
+        self.transaction_control("BEGIN")?;
+        self.claim_tasks(ids)
+    }
+
     /// Writes each run's row once (distinct ids; no [`TaskChange::Start`]): inserted with
     /// its outcome, or one attempt more and its outcome, unless `COMPLETED` or `CANCELLED`;
     /// returns the ids left as they were.

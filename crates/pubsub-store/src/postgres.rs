@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use postgres::types::{Json, ToSql};
-use postgres::{Client, NoTls, Statement};
+use postgres::{Client, NoTls, SimpleQueryMessage, Statement};
 use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -94,6 +94,13 @@ impl Postgres {
     }
 }
 
+/// The states read of `ids`, in their order (`None`: not stored).
+fn in_order(ids: &[Uuid], states: Vec<TaskState>) -> Vec<Option<TaskState>> {
+    let mut stored: std::collections::HashMap<Uuid, TaskState> =
+        states.into_iter().map(|s| (s.task_id, s)).collect();
+    ids.iter().map(|id| stored.remove(id)).collect()
+}
+
 /// A filter's parameter in PostgreSQL's own type.
 fn bind(param: &Param) -> &(dyn ToSql + Sync) {
     match param {
@@ -106,7 +113,7 @@ fn bind(param: &Param) -> &(dyn ToSql + Sync) {
 mod rows;
 mod task_sql;
 
-use self::rows::{stored_event, task_record, task_state};
+use self::rows::{stored_event, task_record, task_state, task_state_text};
 
 /// A time limit in milliseconds, as stored.
 fn limit_ms(limit: std::time::Duration) -> i64 {
@@ -363,12 +370,30 @@ impl Backend for Postgres {
             .client
             .query(task_sql::CLAIM_ALL, &[&ids])
             .map_err(|e| Error::query(doing.clone(), e))?;
-        let mut stored = std::collections::HashMap::with_capacity(rows.len());
-        for row in &rows {
-            let state = task_state(row, &doing)?;
-            stored.insert(state.task_id, state);
+        let states = rows
+            .iter()
+            .map(|row| task_state(row, &doing))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(in_order(ids, states))
+    }
+
+    fn begin_claim(&mut self, ids: &[Uuid]) -> Result<Vec<Option<TaskState>>> {
+        if ids.is_empty() {
+            return self.transaction_control("BEGIN").map(|()| Vec::new());
         }
-        Ok(ids.iter().map(|id| stored.remove(id)).collect())
+        let doing = format!("reading {} tasks to run in {}", ids.len(), self.name);
+        let messages = self
+            .client
+            .simple_query(&task_sql::begin_claim(ids))
+            .map_err(|e| Error::query(doing, e))?;
+        let states = messages
+            .iter()
+            .filter_map(|message| match message {
+                SimpleQueryMessage::Row(row) => Some(task_state_text(row)),
+                _ => None,
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(in_order(ids, states))
     }
 
     fn record_runs(&mut self, runs: &[TaskRun<'_>]) -> Result<Vec<Uuid>> {

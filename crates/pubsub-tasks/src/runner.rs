@@ -3,8 +3,8 @@
 //!
 //! The worker's subscriber hands each decoded task over as a [`Job`] ([`TaskDispatcher`]) and
 //! keeps consuming up to its prefetch; the runner takes every job waiting (a batch), opens a
-//! transaction, reads what the store holds of them (`TaskStore::claim_all`: one statement,
-//! the stored ones locked), runs their functions one after the other, writes each task's row
+//! transaction and reads what the store holds of them (`TaskStore::begin_claim`: one round
+//! trip, the stored ones locked), runs their functions one after the other, writes each task's row
 //! once with its outcome (`TaskStore::record_all`: received, started and finished, one
 //! statement), commits, and only then answers them: the subscriber acks a task once its
 //! final status is committed. Nobody outside sees a task of the batch `RUNNING`: the batch
@@ -223,16 +223,15 @@ impl Running {
     }
 
     /// Opens the batch's transaction and reads what the store holds of its tasks (those
-    /// with a function: one statement, locked until the commit); records the others as
-    /// received, to be FAILED.
+    /// with a function: one round trip on PostgreSQL, its `BEGIN` included, the rows locked
+    /// until the commit); records the others as received, to be FAILED.
     fn claim_all(&mut self, items: &mut [Item]) -> pubsub_store::Result<()> {
         let store = &mut self.runner.store;
-        store.begin()?;
         let known: Vec<usize> = (0..items.len())
             .filter(|&i| items[i].task.function.is_some())
             .collect();
         let ids: Vec<uuid::Uuid> = known.iter().map(|&i| items[i].task.id()).collect();
-        for (i, stored) in known.into_iter().zip(store.claim_all(&ids)?) {
+        for (i, stored) in known.into_iter().zip(store.begin_claim(&ids)?) {
             items[i].state = match stored {
                 None => State::Claimed(1),
                 Some(state) => match admit(state.status, true) {

@@ -2,7 +2,7 @@
 //! originals of what PostgreSQL could not hold as it was (see `exact.rs`).
 
 use postgres::types::Json;
-use postgres::Row;
+use postgres::{Row, SimpleQueryRow};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -105,6 +105,30 @@ pub(super) fn task_state(row: &Row, doing: &str) -> Result<TaskState> {
     Ok(TaskState {
         task_id,
         status: TaskStatus::stored(task_id, row.try_get(1).map_err(get)?)?,
+        attempts: u32::try_from(attempts).unwrap_or(0),
+    })
+}
+
+/// A task's state from a simple query's row (`task_id, status, attempts`, as text).
+pub(super) fn task_state_text(row: &SimpleQueryRow) -> Result<TaskState> {
+    let corrupt = |message: String| Error::CorruptRow {
+        key: format!("task {}", row.get(0).unwrap_or("?")),
+        message,
+    };
+    let task_id: Uuid = row
+        .get(0)
+        .unwrap_or_default()
+        .parse()
+        .map_err(|e| corrupt(format!("its id: {e}")))?;
+    let status = row.get(1).ok_or_else(|| corrupt("no status".into()))?;
+    let attempts: i64 = row
+        .get(2)
+        .unwrap_or_default()
+        .parse()
+        .map_err(|e| corrupt(format!("its attempts: {e}")))?;
+    Ok(TaskState {
+        task_id,
+        status: TaskStatus::stored(task_id, status)?,
         attempts: u32::try_from(attempts).unwrap_or(0),
     })
 }

@@ -362,6 +362,89 @@ fn a_batch_of_tasks_is_claimed_and_each_row_written_once() {
 }
 
 #[test]
+fn a_claim_opens_its_transaction_and_keeps_its_rows_from_other_workers() {
+    for db in TestDb::all() {
+        let mut tasks = TaskStore::open(&db.database).unwrap();
+        let payload = json!({});
+        let ids: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
+        let new = |id| NewTask {
+            task_id: id,
+            task_name: "resize",
+            payload: &payload,
+            routing_key: "routing.task.resize",
+            correlation_id: None,
+            producer: None,
+            time_limit: None,
+        };
+        tasks.admit(&new(ids[0])).unwrap();
+        tasks.complete(ids[0], &json!(1)).unwrap();
+        tasks.admit(&new(ids[2])).unwrap();
+        tasks.retry_later(ids[2], "first").unwrap();
+        // An id twice: refused, nothing opened.
+        assert!(tasks.begin_claim(&[ids[1], ids[1]]).is_err());
+        assert!(!tasks.in_transaction());
+        let claimed = tasks.begin_claim(&ids).unwrap();
+        let states: Vec<_> = claimed
+            .iter()
+            .map(|c| c.map(|s| (s.task_id, s.status, s.attempts)))
+            .collect();
+        use TaskStatus::*;
+        assert_eq!(
+            states,
+            [
+                Some((ids[0], Completed, 1)),
+                None,
+                Some((ids[2], Pending, 1))
+            ],
+            "in the order asked: {}",
+            db.database
+        );
+        assert!(tasks.in_transaction());
+        assert!(tasks.begin_claim(&ids).is_err(), "one is open already");
+        // The claim's transaction is the batch's: a record in it commits with it.
+        let started = OffsetDateTime::now_utc();
+        let left = tasks
+            .record_all(&[TaskRun {
+                task: new(ids[2]),
+                started_at: started,
+                outcome: TaskChange::Complete(&payload),
+            }])
+            .unwrap();
+        assert!(left.is_empty());
+        // Another worker claiming a stored task of the batch waits for its commit, then
+        // reads what it committed.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let other = {
+            let database = db.database.clone();
+            let id = ids[2];
+            std::thread::spawn(move || {
+                let mut tasks = TaskStore::open(&database).unwrap();
+                let claimed = tasks.begin_claim(&[id]).unwrap();
+                tx.send(claimed[0].map(|s| (s.status, s.attempts))).unwrap();
+                tasks.rollback().unwrap();
+            })
+        };
+        assert!(
+            rx.recv_timeout(std::time::Duration::from_millis(300)).is_err(),
+            "the other claim waits: {}",
+            db.database
+        );
+        tasks.commit().unwrap();
+        assert_eq!(
+            rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap(),
+            Some((Completed, 2)),
+            "{}",
+            db.database
+        );
+        other.join().unwrap();
+        // Nothing to claim still opens the transaction.
+        assert_eq!(tasks.begin_claim(&[]).unwrap(), []);
+        assert!(tasks.in_transaction());
+        tasks.rollback().unwrap();
+    }
+}
+
+#[test]
 fn tasks_are_cancelled_before_they_start_and_interrupted_runs_are_noted() {
     for db in TestDb::all() {
         let mut tasks = TaskStore::open(&db.database).unwrap();
