@@ -425,7 +425,8 @@ fn a_claim_opens_its_transaction_and_keeps_its_rows_from_other_workers() {
             })
         };
         assert!(
-            rx.recv_timeout(std::time::Duration::from_millis(300)).is_err(),
+            rx.recv_timeout(std::time::Duration::from_millis(300))
+                .is_err(),
             "the other claim waits: {}",
             db.database
         );
