@@ -41,6 +41,13 @@ pub enum Error {
     Subscribe(pubsub_subscriber::Error),
     /// The task store failed.
     Store(pubsub_store::Error),
+    /// A task scheduled for later ([`TaskQueue::submit_after`](crate::TaskQueue::submit_after))
+    /// while the workers' queue it is to go to does not exist: when its delay ended, the
+    /// broker would drop it.
+    NoWorkerQueue {
+        /// The workers' queue.
+        queue: String,
+    },
     /// A task waited for ([`TaskHandle::wait`](crate::TaskHandle::wait)) did not finish in
     /// time (it may still).
     Timeout {
@@ -70,6 +77,11 @@ impl fmt::Display for Error {
             Error::Publish(_) => f.write_str("submitting the task failed"),
             Error::Subscribe(_) => f.write_str("the task worker failed"),
             Error::Store(_) => f.write_str("the task store failed"),
+            Error::NoWorkerQueue { queue } => write!(
+                f,
+                "no queue `{queue}` exists for the scheduled task to go to when its delay ends \
+                 (the broker would drop it then): start a worker of that queue first"
+            ),
             Error::Timeout { task_id, waited } => {
                 write!(f, "task {task_id} did not finish within {waited:?}")
             }

@@ -6,7 +6,9 @@
 //! `<queue>.delay.<ms>ms` with that TTL, which dead-letters its messages to the worker's
 //! queue `<queue>` through the default exchange: a task runs no earlier than asked, survives a
 //! restart of the broker (durable queue, persistent message) and of any worker, and needs no
-//! plugin. The delay counts from the broker's confirm. The longest is [`MAX_DELAY`]
+//! plugin. A task is scheduled only while the worker's queue exists (else
+//! [`Error::NoWorkerQueue`]): when its delay ends, the broker would drop it. The delay counts
+//! from the broker's confirm. The longest is [`MAX_DELAY`]
 //! (RabbitMQ's TTLs stop at 2^32 - 1 ms, about 49 days). A bucket queue stays once declared,
 //! as the retry queues do; a service uses few of them.
 
@@ -92,6 +94,26 @@ impl Scheduler {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if !state.declared.contains(&bucket) {
             let mut connection = Connection::open(&self.config)?;
+            // The delay queue leads to the workers' queue by name: a task whose delay ends
+            // while none exists is dropped by the broker, so none is scheduled before one
+            // does (a missing queue closes the probing channel, not the connection).
+            let probed = connection
+                .open_channel()
+                .and_then(|channel| channel.queue_info(&self.queue));
+            if let Err(e) = probed {
+                if let Err(closing) = connection.close() {
+                    log::debug!(
+                        "closing the connection that probed `{}`: {closing}",
+                        self.queue
+                    );
+                }
+                return Err(match e {
+                    pubsub_amqp::Error::NotFound { .. } => Error::NoWorkerQueue {
+                        queue: self.queue.clone(),
+                    },
+                    e => e.into(),
+                });
+            }
             let declared = connection.open_channel().and_then(|channel| {
                 let config = QueueConfig {
                     durable: true,

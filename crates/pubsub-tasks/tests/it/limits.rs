@@ -287,6 +287,23 @@ fn a_scheduled_task_runs_no_earlier_than_asked() {
     assert!(e.to_string().contains("at most 30 days"), "{e}");
     queue.close().unwrap();
     worker.stop().unwrap();
+    // With no workers' queue for it to go to, a task is not scheduled: the broker would
+    // drop it when its delay ends.
+    let nowhere = format!("{}-none", setup.queue);
+    let queue = TaskQueue::builder(setup.bus.connection())
+        .exchange(&setup.exchange)
+        .queue(&nowhere)
+        .build()
+        .unwrap();
+    let e = queue
+        .submit_after(Duration::from_millis(300), "remind", json!({}))
+        .unwrap_err();
+    assert!(
+        matches!(&e, pubsub_tasks::Error::NoWorkerQueue { queue } if *queue == nowhere),
+        "{e}"
+    );
+    assert!(e.to_string().contains("start a worker"), "{e}");
+    queue.close().unwrap();
 }
 
 #[test]
