@@ -194,21 +194,26 @@ fn a_task_goes_from_pending_to_completed_or_failed() {
     }
 }
 
+/// A `resize` task with `payload`, nothing else set.
+fn resize(task_id: Uuid, payload: &serde_json::Value) -> NewTask<'_> {
+    NewTask {
+        task_id,
+        task_name: "resize",
+        payload,
+        routing_key: "routing.task.resize",
+        correlation_id: None,
+        producer: None,
+        time_limit: None,
+    }
+}
+
 #[test]
 fn a_worker_admits_tasks_in_one_statement_and_commits_them_by_batch() {
     for db in TestDb::all() {
         let mut tasks = TaskStore::open(&db.database).unwrap();
         let mut reader = TaskStore::open(&db.database).unwrap();
         let payload = json!({ "n": 1 });
-        let new = |id| NewTask {
-            task_id: id,
-            task_name: "resize",
-            payload: &payload,
-            routing_key: "routing.task.resize",
-            correlation_id: None,
-            producer: None,
-            time_limit: None,
-        };
+        let new = |id| resize(id, &payload);
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
         tasks.begin().unwrap();
         assert!(tasks.in_transaction());
@@ -367,15 +372,7 @@ fn a_claim_opens_its_transaction_and_keeps_its_rows_from_other_workers() {
         let mut tasks = TaskStore::open(&db.database).unwrap();
         let payload = json!({});
         let ids: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
-        let new = |id| NewTask {
-            task_id: id,
-            task_name: "resize",
-            payload: &payload,
-            routing_key: "routing.task.resize",
-            correlation_id: None,
-            producer: None,
-            time_limit: None,
-        };
+        let new = |id| resize(id, &payload);
         tasks.admit(&new(ids[0])).unwrap();
         tasks.complete(ids[0], &json!(1)).unwrap();
         tasks.admit(&new(ids[2])).unwrap();
