@@ -135,11 +135,7 @@ impl TaskStore {
     /// the database's error.
     pub fn begin_claim(&mut self, ids: &[Uuid]) -> Result<Vec<Option<TaskState>>> {
         distinct(ids.iter().copied())?;
-        if self.open {
-            return Err(Error::InvalidConfig {
-                message: "a transaction of this task store is open already".into(),
-            });
-        }
+        self.none_open()?;
         // Open from here on, whatever fails: a rollback ends what the failure left.
         self.open = true;
         self.backend.begin_claim(ids)
@@ -280,11 +276,7 @@ impl TaskStore {
     ///
     /// [`Error::InvalidConfig`] when one is open already; the database's error.
     pub fn begin(&mut self) -> Result<()> {
-        if self.open {
-            return Err(Error::InvalidConfig {
-                message: "a transaction of this task store is open already".into(),
-            });
-        }
+        self.none_open()?;
         self.backend.transaction_control("BEGIN")?;
         self.open = true;
         Ok(())
@@ -334,6 +326,16 @@ impl TaskStore {
     /// The connection failed.
     pub fn wait_for_commit(&mut self, timeout: std::time::Duration) -> Result<bool> {
         self.backend.wait_for_tasks(timeout)
+    }
+
+    /// Refuses a second transaction while one is open.
+    fn none_open(&self) -> Result<()> {
+        if self.open {
+            return Err(Error::InvalidConfig {
+                message: "a transaction of this task store is open already".into(),
+            });
+        }
+        Ok(())
     }
 
     /// Whether a transaction [`begin`](Self::begin) opened is open.
