@@ -100,29 +100,24 @@ impl Scheduler {
             let probed = connection
                 .open_channel()
                 .and_then(|channel| channel.queue_info(&self.queue));
-            if let Err(e) = probed {
-                if let Err(closing) = connection.close() {
-                    log::debug!(
-                        "closing the connection that probed `{}`: {closing}",
-                        self.queue
-                    );
-                }
-                return Err(match e {
-                    pubsub_amqp::Error::NotFound { .. } => Error::NoWorkerQueue {
-                        queue: self.queue.clone(),
-                    },
-                    e => e.into(),
-                });
-            }
-            let declared = connection.open_channel().and_then(|channel| {
-                let config = QueueConfig {
-                    durable: true,
-                    ..QueueConfig::default()
-                }
-                .message_ttl(bucket)
-                .dead_letter_to("", &self.queue);
-                channel.declare_queue(&name, &config)
-            });
+            let declared = match probed {
+                Ok(_) => connection
+                    .open_channel()
+                    .and_then(|channel| {
+                        let config = QueueConfig {
+                            durable: true,
+                            ..QueueConfig::default()
+                        }
+                        .message_ttl(bucket)
+                        .dead_letter_to("", &self.queue);
+                        channel.declare_queue(&name, &config)
+                    })
+                    .map_err(Error::from),
+                Err(pubsub_amqp::Error::NotFound { .. }) => Err(Error::NoWorkerQueue {
+                    queue: self.queue.clone(),
+                }),
+                Err(e) => Err(e.into()),
+            };
             if let Err(e) = connection.close() {
                 log::debug!("closing the connection that declared `{name}`: {e}");
             }
